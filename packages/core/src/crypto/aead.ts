@@ -1,0 +1,54 @@
+/**
+ * The crypto provider contract: one small synchronous interface that every backend implements
+ * (noble in the core; libsodium and node:crypto in @roamlink/crypto-node). One shared test suite
+ * proves that every provider produces identical bytes.
+ *
+ * Both suites are 256-bit-key AEADs with a 96-bit nonce and a 128-bit tag, which is what ESP
+ * needs: RFC 4106 (AES-GCM) and RFC 7634 (ChaCha20-Poly1305) build the nonce as salt(4) || IV(8).
+ */
+
+/** Suite identifiers, also the on-the-wire codes in handshake payloads (docs/PROTOCOL.md). */
+export const Suite = {
+  /** RFC 7634: ChaCha20-Poly1305 for ESP (RFC 8439 AEAD). */
+  CHACHA20_POLY1305: 1,
+  /** RFC 4106: AES-GCM for ESP, 256-bit key, 16-byte ICV. */
+  AES_256_GCM: 2,
+} as const;
+export type Suite = (typeof Suite)[keyof typeof Suite];
+
+export const SUITE_NAMES: Record<Suite, string> = {
+  [Suite.CHACHA20_POLY1305]: 'chacha20-poly1305',
+  [Suite.AES_256_GCM]: 'aes-256-gcm',
+};
+
+export const AEAD_KEY_BYTES = 32;
+export const AEAD_NONCE_BYTES = 12;
+export const AEAD_TAG_BYTES = 16;
+
+/**
+ * A keyed AEAD. Operations work in place on a caller-owned buffer so that the ESP hot path
+ * allocates nothing but the output packet.
+ */
+export interface Aead {
+  readonly suite: Suite;
+  /**
+   * Encrypts `buf[start, end)` in place and writes the 16-byte tag at `buf[end, end + 16)`.
+   * `nonce` is 12 bytes; `aad` may be empty.
+   */
+  seal(nonce: Uint8Array, aad: Uint8Array, buf: Uint8Array, start: number, end: number): void;
+  /**
+   * Verifies the tag at `buf[end, end + 16)` over ciphertext `buf[start, end)` and `aad`, and on
+   * success decrypts `buf[start, end)` in place. Returns false (never throws) on a bad tag; the
+   * contents of `buf[start, end)` are then unspecified.
+   */
+  open(nonce: Uint8Array, aad: Uint8Array, buf: Uint8Array, start: number, end: number): boolean;
+}
+
+export interface CryptoProvider {
+  /** Short stable name for logs and benchmarks, e.g. "noble", "sodium", "node". */
+  readonly name: string;
+  /** Suites this provider implements in this runtime. */
+  readonly suites: readonly Suite[];
+  /** Builds a keyed AEAD. Throws ROAMLINK_ERR_UNSUPPORTED for a suite not in `suites`. */
+  aead(suite: Suite, key: Uint8Array): Aead;
+}

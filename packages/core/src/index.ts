@@ -1,0 +1,3 @@
+export * from './bytes.ts';
+export * from './crypto/aead.ts';
+export * from './errors.ts';
