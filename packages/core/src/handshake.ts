@@ -1,0 +1,430 @@
+/**
+ * roamlink's key exchange: one Noise IK round trip (`Noise_IK_25519_ChaChaPoly_BLAKE2s`, or
+ * `Noise_IKpsk2_...` with a pre-shared key), framed as non-ESP control messages, whose payloads
+ * carry what the SA and registration need: each side's receive SPI, the suites and encapsulations
+ * it supports (in its own order of preference), and in message 1 a TAI64N timestamp so that a
+ * replayed first message is refused (as WireGuard does, whitepaper §5.1).
+ *
+ * Message 1 (client → relay), 8-byte header then the Noise message:
+ *   u32 0 (non-ESP marker, RFC 3948 §2.2) | u8 type=1 | u8 version=1 | u16 flags | e(32) |
+ *   enc(s)(48) | enc(payload)(n+16)
+ * Message 2 (relay → client):
+ *   u32 0 | u8 type=2 | u8 version=1 | u16 flags | u32 receiver SPI (the client's, in clear, so
+ *   the client finds its pending handshake) | e(32) | enc(payload)(n+16)
+ *
+ * The header's version and flags are bound into the Noise prologue (the type is implied by the
+ * Noise message's position), so a modified header
+ * fails authentication. docs/PROTOCOL.md gives every byte.
+ */
+import { blake2s } from '@noble/hashes/blake2.js';
+import { hkdf } from '@noble/hashes/hkdf.js';
+import { readU16, readU32, utf8, writeU16, writeU32 } from './bytes.ts';
+import { ESP_MIN_SPI, ESP_SALT_BYTES, NON_ESP_MARKER_BYTES } from './constants.ts';
+import { AEAD_KEY_BYTES, Suite } from './crypto/aead.ts';
+import type { Encapsulation } from './encapsulation.ts';
+import { isEncapsulation } from './encapsulation.ts';
+import { ErrorCode, RoamlinkError } from './errors.ts';
+import type { Keypair, RandomBytes } from './noise.ts';
+import { NoiseIK } from './noise.ts';
+import { TAI64N_BYTES } from './tai64n.ts';
+
+export const PROTOCOL_VERSION = 1;
+
+/** Control message types (the byte after the non-ESP marker). */
+export const ControlType = {
+  HANDSHAKE_INIT: 1,
+  HANDSHAKE_RESP: 2,
+} as const;
+export type ControlType = (typeof ControlType)[keyof typeof ControlType];
+
+export const HandshakeFlag = {
+  /** The handshake is Noise_IKpsk2: a pre-shared key is mixed in (Noise §9). */
+  PSK: 0x0001,
+} as const;
+
+const HEADER_BYTES = 8;
+const RESP_HEADER_BYTES = 12;
+const NOISE_E = 32;
+const NOISE_TAG = 16;
+const NOISE_S = 32 + NOISE_TAG;
+/** spi + timestamp + two empty lists. */
+const MIN_INIT_PAYLOAD = 4 + TAI64N_BYTES + 2;
+/** spi + suite + two empty lists. */
+const MIN_RESP_PAYLOAD = 4 + 1 + 2;
+export const MIN_INIT_BYTES = HEADER_BYTES + NOISE_E + NOISE_S + MIN_INIT_PAYLOAD + NOISE_TAG;
+export const MIN_RESP_BYTES = RESP_HEADER_BYTES + NOISE_E + MIN_RESP_PAYLOAD + NOISE_TAG;
+/** Upper bound on a handshake message: lists of at most 255 entries and no extensions. */
+export const MAX_HANDSHAKE_BYTES = 1200;
+
+export interface InitPayload {
+  /** The client's receive SPI. */
+  spi: number;
+  timestamp: Uint8Array;
+  /** Suites the client supports, fastest (for it) first. */
+  suites: Suite[];
+  /** Encapsulations the client supports, in its order of preference. */
+  encapsulations: Encapsulation[];
+}
+
+export interface RespPayload {
+  /** The relay's receive SPI. */
+  spi: number;
+  /** The suite the relay chose for this SA pair. */
+  suite: Suite;
+  /** Suites the relay supports, fastest (for it) first. */
+  suites: Suite[];
+  /** Encapsulations the relay supports, in its order of preference. */
+  encapsulations: Encapsulation[];
+}
+
+/** Keying material for one direction of ESP: RFC 4106 §8.1 / RFC 7634 §4 (key then salt). */
+export interface EspKeys {
+  key: Uint8Array;
+  salt: Uint8Array;
+}
+
+/** What a completed handshake yields: everything needed to build the SA pair. */
+export interface HandshakeResult {
+  suite: Suite;
+  localSpi: number;
+  remoteSpi: number;
+  send: EspKeys;
+  receive: EspKeys;
+  /** The Noise handshake hash, a unique name for this exchange (channel binding). */
+  handshakeHash: Uint8Array;
+  remoteStaticKey: Uint8Array;
+}
+
+/** True if the datagram is a control message (starts with the non-ESP marker). */
+export function isControl(datagram: Uint8Array): boolean {
+  return (
+    datagram.length > NON_ESP_MARKER_BYTES &&
+    datagram[0] === 0 &&
+    datagram[1] === 0 &&
+    datagram[2] === 0 &&
+    datagram[3] === 0
+  );
+}
+
+/** The control type of a datagram for which isControl() holds. */
+export function controlType(datagram: Uint8Array): number {
+  return datagram[NON_ESP_MARKER_BYTES]!;
+}
+
+/** Noise prologue: binds the protocol version and the header flags into the handshake hash. */
+function prologue(flags: number): Uint8Array {
+  const p = utf8('roamlink/1 handshake\0\0\0');
+  p[p.length - 3] = PROTOCOL_VERSION;
+  writeU16(p, p.length - 2, flags);
+  return p;
+}
+
+function malformed(what: string): RoamlinkError {
+  return new RoamlinkError(ErrorCode.MALFORMED, `handshake: ${what}`);
+}
+
+function checkSpi(spi: number): void {
+  if (!Number.isInteger(spi) || spi < ESP_MIN_SPI || spi > 0xffff_ffff) {
+    throw new RoamlinkError(ErrorCode.INVALID_ARGUMENT, `SPI must be in [256, 2^32): ${spi}`);
+  }
+}
+
+function writeList(out: number[], list: readonly number[]): void {
+  if (list.length > 255) throw new RoamlinkError(ErrorCode.INVALID_ARGUMENT, 'list too long');
+  out.push(list.length, ...list);
+}
+
+function readList(b: Uint8Array, o: number): [number[], number] {
+  if (o >= b.length) throw malformed('truncated list');
+  const n = b[o]!;
+  if (o + 1 + n > b.length) throw malformed('truncated list');
+  return [Array.from(b.subarray(o + 1, o + 1 + n)), o + 1 + n];
+}
+
+function isSuite(v: number): v is Suite {
+  return v === Suite.CHACHA20_POLY1305 || v === Suite.AES_256_GCM;
+}
+
+export function encodeInitPayload(p: InitPayload): Uint8Array {
+  checkSpi(p.spi);
+  if (p.timestamp.length !== TAI64N_BYTES) throw malformed('timestamp must be 12 bytes');
+  const tail: number[] = [];
+  writeList(tail, p.suites);
+  writeList(tail, p.encapsulations);
+  const out = new Uint8Array(4 + TAI64N_BYTES + tail.length);
+  writeU32(out, 0, p.spi);
+  out.set(p.timestamp, 4);
+  out.set(tail, 4 + TAI64N_BYTES);
+  return out;
+}
+
+/**
+ * Decodes message 1's payload. Unknown suite or encapsulation codes are skipped (a newer peer may
+ * offer more); trailing bytes are reserved for extensions and ignored.
+ */
+export function decodeInitPayload(b: Uint8Array): InitPayload {
+  if (b.length < MIN_INIT_PAYLOAD) throw malformed('init payload too short');
+  const spi = readU32(b, 0);
+  if (spi < ESP_MIN_SPI) throw malformed('reserved SPI');
+  const timestamp = b.slice(4, 4 + TAI64N_BYTES);
+  const [suites, o1] = readList(b, 4 + TAI64N_BYTES);
+  const [encaps] = readList(b, o1);
+  return {
+    spi,
+    timestamp,
+    suites: suites.filter(isSuite),
+    encapsulations: encaps.filter(isEncapsulation),
+  };
+}
+
+export function encodeRespPayload(p: RespPayload): Uint8Array {
+  checkSpi(p.spi);
+  const tail: number[] = [p.suite];
+  writeList(tail, p.suites);
+  writeList(tail, p.encapsulations);
+  const out = new Uint8Array(4 + tail.length);
+  writeU32(out, 0, p.spi);
+  out.set(tail, 4);
+  return out;
+}
+
+export function decodeRespPayload(b: Uint8Array): RespPayload {
+  if (b.length < MIN_RESP_PAYLOAD) throw malformed('response payload too short');
+  const spi = readU32(b, 0);
+  if (spi < ESP_MIN_SPI) throw malformed('reserved SPI');
+  const suite = b[4]!;
+  if (!isSuite(suite)) throw malformed(`unknown suite ${suite}`);
+  const [suites, o1] = readList(b, 5);
+  const [encaps] = readList(b, o1);
+  return {
+    spi,
+    suite,
+    suites: suites.filter(isSuite),
+    encapsulations: encaps.filter(isEncapsulation),
+  };
+}
+
+/**
+ * The relay picks the suite: the one with the smallest sum of positions in the two speed-ordered
+ * lists (both ends pay for every packet, one sealing and one opening), ties going to the relay's
+ * order, since a relay serves many clients.
+ */
+export function chooseSuite(clientSuites: readonly Suite[], relaySuites: readonly Suite[]): Suite {
+  let best: Suite | undefined;
+  let bestScore = Number.POSITIVE_INFINITY;
+  relaySuites.forEach((s, ri) => {
+    const ci = clientSuites.indexOf(s);
+    if (ci < 0) return;
+    if (ci + ri < bestScore) {
+      bestScore = ci + ri;
+      best = s;
+    }
+  });
+  if (best === undefined) {
+    throw new RoamlinkError(ErrorCode.NO_COMMON_SUITE, 'no cipher suite in common');
+  }
+  return best;
+}
+
+/**
+ * ESP keying material from a Noise Split() key: HKDF (RFC 5869) over BLAKE2s, info names the
+ * protocol and suite, 36 bytes = 32-byte key || 4-byte salt (RFC 4106 §8.1, RFC 7634 §4).
+ */
+export function deriveEspKeys(splitKey: Uint8Array, suite: Suite): EspKeys {
+  const info = utf8('roamlink/1 esp keys \0');
+  info[info.length - 1] = suite;
+  const km = hkdf(blake2s, splitKey, undefined, info, AEAD_KEY_BYTES + ESP_SALT_BYTES);
+  return { key: km.subarray(0, AEAD_KEY_BYTES), salt: km.subarray(AEAD_KEY_BYTES) };
+}
+
+export interface InitiatorOptions {
+  staticKeypair: Keypair;
+  relayStaticKey: Uint8Array;
+  psk?: Uint8Array;
+  spi: number;
+  timestamp: Uint8Array;
+  suites: readonly Suite[];
+  encapsulations: readonly Encapsulation[];
+  random: RandomBytes;
+  /** Fixed ephemeral key: tests only. */
+  ephemeralKeypair?: Keypair;
+}
+
+/** The client's side of one handshake: message 1 out, message 2 in. */
+export class InitiatorHandshake {
+  readonly spi: number;
+  readonly message: Uint8Array;
+  readonly timestamp: Uint8Array;
+  readonly #noise: NoiseIK;
+  readonly #flags: number;
+  readonly #suites: readonly Suite[];
+
+  constructor(o: InitiatorOptions) {
+    checkSpi(o.spi);
+    if (o.suites.length === 0) throw new RoamlinkError(ErrorCode.NO_COMMON_SUITE, 'no suites');
+    this.spi = o.spi;
+    this.timestamp = o.timestamp;
+    this.#suites = o.suites;
+    this.#flags = o.psk ? HandshakeFlag.PSK : 0;
+    this.#noise = new NoiseIK('initiator', {
+      prologue: prologue(this.#flags),
+      staticKeypair: o.staticKeypair,
+      remoteStaticKey: o.relayStaticKey,
+      random: o.random,
+      ...(o.psk ? { psk: o.psk } : {}),
+      ...(o.ephemeralKeypair ? { ephemeralKeypair: o.ephemeralKeypair } : {}),
+    });
+    const payload = encodeInitPayload({
+      spi: o.spi,
+      timestamp: o.timestamp,
+      suites: [...o.suites],
+      encapsulations: [...o.encapsulations],
+    });
+    const body = this.#noise.writeMessage(payload);
+    const msg = new Uint8Array(HEADER_BYTES + body.length);
+    msg[4] = ControlType.HANDSHAKE_INIT;
+    msg[5] = PROTOCOL_VERSION;
+    writeU16(msg, 6, this.#flags);
+    msg.set(body, HEADER_BYTES);
+    this.message = msg;
+  }
+
+  /** The receiver SPI in a response's clear header, to find the pending handshake it answers. */
+  static responseReceiverSpi(msg: Uint8Array): number | undefined {
+    if (msg.length < RESP_HEADER_BYTES || !isControl(msg)) return undefined;
+    if (msg[4] !== ControlType.HANDSHAKE_RESP) return undefined;
+    return readU32(msg, 8);
+  }
+
+  /**
+   * Reads message 2. Throws a RoamlinkError (MALFORMED, AUTH_FAILED, NO_COMMON_SUITE) and stays
+   * ready for the genuine response if this one is bad.
+   */
+  consume(msg: Uint8Array): { result: HandshakeResult; payload: RespPayload } {
+    if (msg.length < MIN_RESP_BYTES || msg.length > MAX_HANDSHAKE_BYTES || !isControl(msg)) {
+      throw malformed('bad response length');
+    }
+    if (msg[4] !== ControlType.HANDSHAKE_RESP || msg[5] !== PROTOCOL_VERSION) {
+      throw malformed('not a version 1 response');
+    }
+    if (readU16(msg, 6) !== this.#flags) throw malformed('flags differ from ours');
+    if (readU32(msg, 8) !== this.spi) throw malformed('response for another handshake');
+    const raw = this.#noise.readMessage(msg.subarray(RESP_HEADER_BYTES));
+    const payload = decodeRespPayload(raw);
+    if (!this.#suites.includes(payload.suite)) {
+      throw new RoamlinkError(ErrorCode.NO_COMMON_SUITE, 'relay chose a suite we did not offer');
+    }
+    const { sendKey, receiveKey } = this.#noise.split();
+    return {
+      payload,
+      result: {
+        suite: payload.suite,
+        localSpi: this.spi,
+        remoteSpi: payload.spi,
+        send: deriveEspKeys(sendKey, payload.suite),
+        receive: deriveEspKeys(receiveKey, payload.suite),
+        handshakeHash: this.#noise.handshakeHash,
+        remoteStaticKey: this.#noise.remoteStaticKey!,
+      },
+    };
+  }
+}
+
+export interface ResponderOptions {
+  staticKeypair: Keypair;
+  random: RandomBytes;
+  ephemeralKeypair?: Keypair;
+}
+
+/**
+ * The relay's side of one handshake, in two steps so that the caller can apply policy between
+ * them: `read` authenticates message 1 and reveals the client's static key and payload; the
+ * caller checks the allow-list and the timestamp, then `respond` writes message 2.
+ */
+export class ResponderHandshake {
+  readonly flags: number;
+  readonly payload: InitPayload;
+  readonly remoteStaticKey: Uint8Array;
+  /** The client's ephemeral key: identical in duplicates of the same message 1. */
+  readonly remoteEphemeralKey: Uint8Array;
+  readonly #noise: NoiseIK;
+
+  private constructor(noise: NoiseIK, flags: number, payload: InitPayload) {
+    this.#noise = noise;
+    this.flags = flags;
+    this.payload = payload;
+    this.remoteStaticKey = noise.remoteStaticKey!;
+    this.remoteEphemeralKey = noise.remoteEphemeralKey!;
+  }
+
+  /** Authenticates message 1. Throws RoamlinkError (MALFORMED, AUTH_FAILED) on bad input. */
+  static read(msg: Uint8Array, o: ResponderOptions): ResponderHandshake {
+    if (msg.length < MIN_INIT_BYTES || msg.length > MAX_HANDSHAKE_BYTES || !isControl(msg)) {
+      throw malformed('bad init length');
+    }
+    if (msg[4] !== ControlType.HANDSHAKE_INIT || msg[5] !== PROTOCOL_VERSION) {
+      throw malformed('not a version 1 init');
+    }
+    const flags = readU16(msg, 6);
+    if ((flags & ~HandshakeFlag.PSK) !== 0) throw malformed('unknown flags');
+    const noise = new NoiseIK('responder', {
+      prologue: prologue(flags),
+      staticKeypair: o.staticKeypair,
+      usePsk: (flags & HandshakeFlag.PSK) !== 0,
+      random: o.random,
+      ...(o.ephemeralKeypair ? { ephemeralKeypair: o.ephemeralKeypair } : {}),
+    });
+    const payload = decodeInitPayload(noise.readMessage(msg.subarray(HEADER_BYTES)));
+    return new ResponderHandshake(noise, flags, payload);
+  }
+
+  get usesPsk(): boolean {
+    return (this.flags & HandshakeFlag.PSK) !== 0;
+  }
+
+  /** Writes message 2 and returns it with the keys. `psk` is required iff the client used one. */
+  respond(o: {
+    spi: number;
+    suites: readonly Suite[];
+    encapsulations: readonly Encapsulation[];
+    psk?: Uint8Array;
+  }): { message: Uint8Array; result: HandshakeResult } {
+    checkSpi(o.spi);
+    const suite = chooseSuite(this.payload.suites, o.suites);
+    if (this.usesPsk) {
+      if (!o.psk)
+        throw new RoamlinkError(ErrorCode.PEER_NOT_ALLOWED, 'client used a psk, we have none');
+      this.#noise.setPsk(o.psk);
+    } else if (o.psk) {
+      throw new RoamlinkError(ErrorCode.PEER_NOT_ALLOWED, 'a pre-shared key is required');
+    }
+    const body = this.#noise.writeMessage(
+      encodeRespPayload({
+        spi: o.spi,
+        suite,
+        suites: [...o.suites],
+        encapsulations: [...o.encapsulations],
+      }),
+    );
+    const message = new Uint8Array(RESP_HEADER_BYTES + body.length);
+    message[4] = ControlType.HANDSHAKE_RESP;
+    message[5] = PROTOCOL_VERSION;
+    writeU16(message, 6, this.flags);
+    writeU32(message, 8, this.payload.spi);
+    message.set(body, RESP_HEADER_BYTES);
+    // Noise Split(): the initiator sends with k1, so the responder receives with it.
+    const { sendKey, receiveKey } = this.#noise.split();
+    return {
+      message,
+      result: {
+        suite,
+        localSpi: o.spi,
+        remoteSpi: this.payload.spi,
+        send: deriveEspKeys(sendKey, suite),
+        receive: deriveEspKeys(receiveKey, suite),
+        handshakeHash: this.#noise.handshakeHash,
+        remoteStaticKey: this.remoteStaticKey,
+      },
+    };
+  }
+}

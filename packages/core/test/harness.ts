@@ -1,0 +1,161 @@
+/**
+ * A tiny deterministic in-memory network for session tests: two endpoints, named paths, a fixed
+ * one-way delay per path, virtual time. (The full simulator with NATs and firewalls lives in
+ * packages/netsim; these tests need only delay and ordering.)
+ */
+import { randomBytes } from 'node:crypto';
+import type { Authorization, CryptoProvider, Keypair } from '../src/index.ts';
+import { ClientSession, generateKeypair, nobleProvider, RelaySessions } from '../src/index.ts';
+
+export const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
+
+interface InFlight {
+  at: number;
+  order: number;
+  to: 'client' | 'relay';
+  path: string;
+  data: Uint8Array;
+}
+
+export interface Received {
+  at: number;
+  payload: Uint8Array;
+  nextHeader: number;
+}
+
+export class Net {
+  now = 1_700_000_000_000;
+  readonly client: ClientSession<string>;
+  readonly relay: RelaySessions<string>;
+  readonly clientKeys: Keypair;
+  readonly relayKeys: Keypair;
+  readonly atClient: Received[] = [];
+  readonly atRelay: Received[] = [];
+  /** One-way delay per path in ms. */
+  delay: Record<string, number> = { a: 10, b: 25 };
+  /** Called on every datagram in flight; return false to drop it. */
+  filter: (d: InFlight) => boolean = () => true;
+  #flight: InFlight[] = [];
+  #order = 0;
+
+  constructor(
+    o: {
+      clientProvider?: CryptoProvider;
+      relayProvider?: CryptoProvider;
+      authorize?: (k: Uint8Array) => Authorization;
+      clientPsk?: Uint8Array;
+      client?: Partial<ConstructorParameters<typeof ClientSession<string>>[0]>;
+      relay?: Partial<ConstructorParameters<typeof RelaySessions<string>>[0]>;
+    } = {},
+  ) {
+    this.clientKeys = generateKeypair(random);
+    this.relayKeys = generateKeypair(random);
+    const clientPub = this.clientKeys.publicKey;
+    this.client = new ClientSession<string>({
+      staticKeypair: this.clientKeys,
+      relayStaticKey: this.relayKeys.publicKey,
+      provider: o.clientProvider ?? nobleProvider,
+      random,
+      ...(o.clientPsk ? { psk: o.clientPsk } : {}),
+      ...o.client,
+    });
+    this.relay = new RelaySessions<string>({
+      staticKeypair: this.relayKeys,
+      provider: o.relayProvider ?? nobleProvider,
+      random,
+      authorize:
+        o.authorize ?? ((k) => ({ allowed: Buffer.from(k).equals(Buffer.from(clientPub)) })),
+      ...o.relay,
+    });
+  }
+
+  /** Puts a datagram on the wire. */
+  wire(to: 'client' | 'relay', path: string, data: Uint8Array): void {
+    const d: InFlight = {
+      at: this.now + (this.delay[path] ?? 10),
+      order: this.#order++,
+      to,
+      path,
+      data,
+    };
+    if (this.filter(d)) this.#flight.push(d);
+  }
+
+  /** Moves every queued transmit of both sides onto the wire. */
+  drain(): void {
+    for (let t = this.client.pollTransmit(); t; t = this.client.pollTransmit())
+      this.wire('relay', t.path, t.data);
+    for (let t = this.relay.pollTransmit(); t; t = this.relay.pollTransmit())
+      this.wire('client', t.path, t.data);
+  }
+
+  clientSend(payload: Uint8Array, nh = 253): void {
+    const pkt = this.client.send(payload, nh, this.now);
+    if (pkt && this.client.path !== undefined) this.wire('relay', this.client.path, pkt);
+    this.drain();
+  }
+
+  relaySend(payload: Uint8Array, nh = 253): void {
+    const peer = [...this.relay.peers.values()][0];
+    if (!peer) throw new Error('no peer');
+    const pkt = this.relay.send(peer, payload, nh, this.now);
+    if (pkt && peer.path !== undefined) this.wire('client', peer.path, pkt);
+    this.drain();
+  }
+
+  /** Advances virtual time to `t`, delivering datagrams and firing timers in order. */
+  runUntil(t: number): void {
+    for (;;) {
+      this.drain();
+      this.#flight.sort((x, y) => x.at - y.at || x.order - y.order);
+      const nextPkt = this.#flight[0]?.at ?? Number.POSITIVE_INFINITY;
+      const nextTimer = Math.min(
+        this.client.nextTimeout() ?? Number.POSITIVE_INFINITY,
+        this.relay.nextTimeout() ?? Number.POSITIVE_INFINITY,
+      );
+      const next = Math.min(nextPkt, nextTimer);
+      if (next > t) break;
+      this.now = Math.max(this.now, next);
+      if (nextPkt <= nextTimer) {
+        const d = this.#flight.shift()!;
+        if (d.to === 'relay') {
+          const got = this.relay.receive(d.data, d.path, this.now);
+          if (got)
+            this.atRelay.push({
+              at: this.now,
+              payload: got.payload.slice(),
+              nextHeader: got.nextHeader,
+            });
+        } else {
+          const got = this.client.receive(d.data, d.path, this.now);
+          if (got)
+            this.atClient.push({
+              at: this.now,
+              payload: got.payload.slice(),
+              nextHeader: got.nextHeader,
+            });
+        }
+      } else {
+        this.client.handleTimeout(this.now);
+        this.relay.handleTimeout(this.now);
+      }
+    }
+    this.now = Math.max(this.now, t);
+  }
+
+  connect(paths = ['a']): void {
+    this.client.connect(paths, this.now);
+    this.drain();
+  }
+}
+
+/** A payload that names its own index, to check order and exactly-once delivery. */
+export function numbered(i: number, size = 64): Uint8Array {
+  const b = new Uint8Array(size);
+  new DataView(b.buffer).setUint32(0, i);
+  return b;
+}
+
+export function indexOf(b: Uint8Array): number {
+  return new DataView(b.buffer, b.byteOffset, b.byteLength).getUint32(0);
+}

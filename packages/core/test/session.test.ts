@@ -1,0 +1,353 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import {
+  chooseSuite,
+  decodeInitPayload,
+  decodeRespPayload,
+  encodeInitPayload,
+  encodeRespPayload,
+  isRoamlinkError,
+  NextHeader,
+  Suite,
+  tai64n,
+} from '../src/index.ts';
+import { indexOf, Net, numbered, random } from './harness.ts';
+
+const DATA = NextHeader.ROAMLINK;
+
+describe('handshake', () => {
+  test('one round trip establishes both sides; data flows both ways', () => {
+    const net = new Net();
+    net.connect();
+    assert.equal(net.client.state, 'handshaking');
+    net.runUntil(net.now + 10); // message 1 arrives
+    net.runUntil(net.now + 10); // message 2 arrives; client confirms with a keepalive
+    assert.equal(net.client.state, 'established');
+    net.runUntil(net.now + 10); // the keepalive arrives: relay rotates next → current
+    const peer = [...net.relay.peers.values()][0]!;
+    assert.ok(peer.keys.current, 'relay has current keys after confirmation');
+    assert.equal(net.relay.stats.keepalivesReceived, 1);
+    net.clientSend(numbered(1));
+    net.relaySend(numbered(2));
+    net.runUntil(net.now + 20);
+    assert.deepEqual(
+      net.atRelay.map((r) => indexOf(r.payload)),
+      [1],
+    );
+    assert.deepEqual(
+      net.atClient.map((r) => indexOf(r.payload)),
+      [2],
+    );
+    assert.equal(net.client.current!.suite, Suite.CHACHA20_POLY1305);
+    // Both sides hold the same handshake hash.
+    assert.deepEqual(net.client.current!.handshakeHash, peer.keys.current!.handshakeHash);
+  });
+
+  test('data sent before the handshake completes is held, then delivered in order', () => {
+    const net = new Net();
+    net.connect();
+    for (let i = 0; i < 5; i++) net.clientSend(numbered(i));
+    net.runUntil(net.now + 100);
+    assert.deepEqual(
+      net.atRelay.map((r) => indexOf(r.payload)),
+      [0, 1, 2, 3, 4],
+    );
+    assert.equal(
+      net.relay.stats.keepalivesReceived,
+      0,
+      'staged data confirms, no keepalive needed',
+    );
+  });
+
+  test('message 1 on several paths is one handshake; the relay answers every path', () => {
+    const net = new Net();
+    net.connect(['a', 'b']);
+    net.runUntil(net.now + 60); // path b's answer arrives after path a's has completed
+    assert.equal(net.relay.peers.size, 1);
+    assert.equal(net.client.stats.handshakes, 1);
+    assert.equal(net.client.stats.controlDrops.handshake_unexpected, 1, 'second answer ignored');
+    assert.equal(net.relay.stats.controlDrops.handshake_replay, 0);
+  });
+
+  test('a replayed message 1 is refused and changes nothing', () => {
+    const net = new Net();
+    let first: Uint8Array | undefined;
+    net.filter = (d) => {
+      if (d.to === 'relay' && !first && d.data[4] === 1) first = d.data.slice();
+      return true;
+    };
+    net.connect();
+    net.runUntil(net.now + 100);
+    const peer = [...net.relay.peers.values()][0]!;
+    const before = peer.keys.current;
+    // The same message again is a duplicate of the last answered one: answered again, no new keys.
+    net.wire('relay', 'a', first!);
+    net.runUntil(net.now + 100);
+    assert.equal(peer.keys.current, before);
+    assert.equal(peer.keys.next, undefined);
+    // After a rekey (a newer handshake), the old message 1 is a replay.
+    net.client.handleTimeout(net.now + 121_000);
+    net.now += 121_000;
+    net.runUntil(net.now + 100);
+    assert.equal(net.client.stats.rekeys, 1);
+    const current = peer.keys.current;
+    net.wire('relay', 'a', first!);
+    net.runUntil(net.now + 100);
+    assert.equal(net.relay.stats.controlDrops.handshake_replay, 1);
+    assert.equal(peer.keys.current, current);
+    assert.equal(peer.keys.next, undefined);
+  });
+
+  test('a key that is not allowed gets silence', () => {
+    const net = new Net({ authorize: () => ({ allowed: false }) });
+    net.connect();
+    net.runUntil(net.now + 100);
+    assert.equal(net.relay.stats.controlDrops.peer_not_allowed, 1);
+    assert.equal(net.relay.peers.size, 0);
+    assert.equal(net.client.state, 'handshaking');
+  });
+
+  test('a message 1 for another relay key fails authentication', () => {
+    const net = new Net();
+    const other = new Net();
+    other.client.connect(['a'], other.now);
+    const t = other.client.pollTransmit()!;
+    net.relay.receive(t.data, 'a', net.now);
+    assert.equal(net.relay.stats.controlDrops.handshake_auth, 1);
+    assert.equal(net.relay.peers.size, 0);
+  });
+
+  test('psk: matching keys connect; a mismatch never establishes', () => {
+    const psk = random(32);
+    const ok = new Net({ clientPsk: psk });
+    const pub = ok.clientKeys.publicKey;
+    const okRelayAuth = (k: Uint8Array) => ({
+      allowed: Buffer.from(k).equals(Buffer.from(pub)),
+      psk,
+    });
+    const good = new Net({ clientPsk: psk, authorize: okRelayAuth });
+    // (a fresh Net makes fresh keys; allow any key but demand the psk)
+    const any = new Net({ clientPsk: psk, authorize: () => ({ allowed: true, psk }) });
+    any.connect();
+    any.runUntil(any.now + 100);
+    assert.equal(any.client.state, 'established');
+    void good;
+    const bad = new Net({ clientPsk: psk, authorize: () => ({ allowed: true, psk: random(32) }) });
+    bad.connect();
+    bad.runUntil(bad.now + 100);
+    assert.equal(bad.client.state, 'handshaking');
+    assert.equal(bad.client.stats.controlDrops.handshake_auth, 1);
+    const missing = new Net({ authorize: () => ({ allowed: true, psk }) });
+    missing.connect();
+    missing.runUntil(missing.now + 100);
+    assert.equal(missing.client.state, 'handshaking');
+    assert.equal(missing.relay.stats.controlDrops.peer_not_allowed, 1);
+  });
+
+  test('handshake retransmits with backoff and gives up', () => {
+    const net = new Net();
+    net.filter = () => false;
+    net.connect();
+    net.runUntil(net.now + 100_000);
+    assert.equal(net.client.state, 'failed');
+    const sent: number[] = [];
+    const n2 = new Net();
+    n2.filter = () => false;
+    n2.connect();
+    const t0 = n2.now;
+    for (let e = n2.client.pollEvent(); e; e = n2.client.pollEvent())
+      if (e.type === 'handshake-sent') sent.push(0);
+    n2.runUntil(t0 + 16_000);
+    let attempts = 0;
+    for (let e = n2.client.pollEvent(); e; e = n2.client.pollEvent())
+      if (e.type === 'handshake-sent') attempts = e.attempt;
+    assert.equal(attempts, 5, 'retries at 1, 3, 7, 15 s');
+  });
+});
+
+describe('data path', () => {
+  test('forged, replayed, unknown-SPI and truncated packets are counted and dropped', () => {
+    const net = new Net();
+    net.connect();
+    net.runUntil(net.now + 100);
+    const pkt = net.client.send(numbered(7), DATA, net.now)!;
+    const copy = pkt.slice();
+    const forged = pkt.slice();
+    forged[forged.length - 1]! ^= 1;
+    const d0 = net.relay.receive(forged, 'a', net.now);
+    assert.equal(d0, undefined);
+    assert.equal(net.relay.stats.espDrops.bad_icv, 1);
+    const d1 = net.relay.receive(pkt, 'a', net.now);
+    assert.equal(indexOf(d1!.payload), 7);
+    assert.equal(net.relay.receive(copy, 'a', net.now), undefined);
+    assert.equal(net.relay.stats.espDrops.replay, 1);
+    const unknown = copy.slice();
+    unknown[0]! ^= 0x80;
+    assert.equal(net.relay.receive(unknown, 'a', net.now), undefined);
+    assert.equal(net.relay.stats.espDrops.bad_spi, 1);
+    assert.equal(net.relay.receive(copy.subarray(0, 3), 'a', net.now), undefined);
+    assert.equal(net.relay.stats.espDrops.too_short, 1);
+  });
+
+  test('random datagrams never throw and never deliver', () => {
+    const net = new Net();
+    net.connect();
+    net.runUntil(net.now + 100);
+    const peer = [...net.relay.peers.values()][0]!;
+    const spi = peer.keys.current!.localSpi;
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 300 }),
+        fc.boolean(),
+        fc.integer({ min: 0, max: 2 }),
+        (b, asEsp, kind) => {
+          const d = b.slice();
+          if (kind === 1 && d.length >= 8) d.fill(0, 0, 4); // control-shaped
+          if (kind === 2 && d.length >= 4) new DataView(d.buffer).setUint32(0, spi); // our SPI
+          const a = net.relay.receive(d, 'x', net.now);
+          const c = net.client.receive(d.slice(), 'x', net.now);
+          return a === undefined && c === undefined && asEsp === asEsp;
+        },
+      ),
+      { numRuns: 2000 },
+    );
+    assert.equal(peer.path, 'a', 'junk never moved the path');
+  });
+
+  test('an authenticated packet from a new path moves the relay’s path', () => {
+    const net = new Net();
+    net.connect();
+    net.runUntil(net.now + 100);
+    const peer = [...net.relay.peers.values()][0]!;
+    assert.equal(peer.path, 'a');
+    net.client.path = 'b';
+    net.clientSend(numbered(1));
+    net.runUntil(net.now + 100);
+    assert.equal(peer.path, 'b');
+  });
+});
+
+describe('rekeying', () => {
+  test('streams across several rekeys: nothing lost, duplicated, reordered or delayed', () => {
+    const net = new Net();
+    net.connect();
+    net.runUntil(net.now + 100);
+    const start = net.now;
+    const sentAt = new Map<number, number>();
+    const n = 100_000;
+    let i = 0;
+    // One packet each way every 5 ms for 500 s (> 4 rekeys at 120 s).
+    for (; i < n; i++) {
+      const t = start + i * 5;
+      net.runUntil(t);
+      sentAt.set(i, net.now);
+      net.clientSend(numbered(i));
+      net.relaySend(numbered(i));
+    }
+    net.runUntil(net.now + 1000);
+    assert.ok(net.client.stats.rekeys >= 4, `rekeys: ${net.client.stats.rekeys}`);
+    assert.equal(net.relay.stats.rekeys, net.client.stats.rekeys);
+    for (const [label, got] of [
+      ['relay', net.atRelay],
+      ['client', net.atClient],
+    ] as const) {
+      assert.equal(got.length, n, `${label} got every packet`);
+      got.forEach((r, k) => {
+        assert.equal(indexOf(r.payload), k, `${label}: packet ${k} in order, once`);
+        // Not delayed: each arrives exactly one path delay after it was sent.
+        assert.equal(r.at - sentAt.get(k)!, 10, `${label}: packet ${k} not delayed`);
+      });
+    }
+    assert.equal(net.client.stats.controlDrops.no_keys + net.relay.stats.controlDrops.no_keys, 0);
+    const drops = { ...net.client.stats.espDrops, ...{} };
+    assert.deepEqual(
+      Object.values(drops).filter((v) => v > 0),
+      [],
+    );
+    assert.deepEqual(
+      Object.values(net.relay.stats.espDrops).filter((v) => v > 0),
+      [],
+    );
+  });
+
+  test('rekeys by packet count', () => {
+    const net = new Net({
+      client: { limits: { rekeyAfterPackets: 1000, rejectAfterPackets: 1500 } },
+    });
+    net.connect();
+    net.runUntil(net.now + 100);
+    for (let i = 0; i < 3500; i++) {
+      net.clientSend(numbered(i));
+      net.runUntil(net.now + 1);
+    }
+    net.runUntil(net.now + 100);
+    assert.ok(net.client.stats.rekeys >= 3, `rekeys: ${net.client.stats.rekeys}`);
+    assert.equal(net.atRelay.length, 3500);
+    assert.ok(net.client.current!.tx.seq < 1500);
+  });
+
+  test('keys past their reject age are never used; data waits for a new handshake', () => {
+    const net = new Net();
+    net.connect();
+    net.runUntil(net.now + 100);
+    const old = net.client.current!;
+    net.now += 181_000; // the client was asleep: no timers ran
+    net.clientSend(numbered(1));
+    assert.notEqual(net.client.current, old);
+    net.runUntil(net.now + 100);
+    assert.deepEqual(
+      net.atRelay.map((r) => indexOf(r.payload)),
+      [1],
+    );
+    assert.equal(net.client.current!.tx.seq, 1);
+  });
+});
+
+describe('payload codecs and suite choice', () => {
+  test('round-trip and reject junk with MALFORMED only', () => {
+    const init = {
+      spi: 0x1234_5678,
+      timestamp: tai64n(1_700_000_000_123),
+      suites: [Suite.AES_256_GCM, Suite.CHACHA20_POLY1305],
+      encapsulations: [1, 3, 5] as (1 | 3 | 5)[],
+    };
+    assert.deepEqual(decodeInitPayload(encodeInitPayload(init)), init);
+    const resp = {
+      spi: 999,
+      suite: Suite.AES_256_GCM,
+      suites: [Suite.AES_256_GCM],
+      encapsulations: [2] as 2[],
+    };
+    assert.deepEqual(decodeRespPayload(encodeRespPayload(resp)), resp);
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), (b) => {
+        for (const dec of [decodeInitPayload, decodeRespPayload]) {
+          try {
+            dec(b);
+          } catch (e) {
+            if (!isRoamlinkError(e, 'ROAMLINK_ERR_MALFORMED')) return false;
+          }
+        }
+        return true;
+      }),
+    );
+  });
+
+  test('suite choice: smallest rank sum, ties to the relay', () => {
+    const C = Suite.CHACHA20_POLY1305;
+    const A = Suite.AES_256_GCM;
+    const table: [Suite[], Suite[], Suite | 'none'][] = [
+      [[C, A], [C, A], C],
+      [[A, C], [A, C], A],
+      [[A, C], [C, A], C], // tie: relay's order
+      [[C], [A, C], C],
+      [[A], [C], 'none'],
+    ];
+    for (const [client, relay, want] of table) {
+      if (want === 'none')
+        assert.throws(() => chooseSuite(client, relay), { code: 'ROAMLINK_ERR_NO_COMMON_SUITE' });
+      else assert.equal(chooseSuite(client, relay), want, `${client} vs ${relay}`);
+    }
+  });
+});
