@@ -1,0 +1,248 @@
+/**
+ * Picks the fastest available backend for each AEAD suite by measuring, not by guessing: which of
+ * libsodium, OpenSSL and noble wins depends on the CPU (AES-NI, SIMD), the Node build and the
+ * packet size. A short micro-benchmark at startup (about 30 ms by default, warm-up included) seals
+ * and opens ESP-sized packets with every (provider, suite) pair available in this process.
+ *
+ * The result is a composite provider that routes each suite to its fastest backend, plus the
+ * suites ordered fastest first: that order is what a peer offers in its handshake, so both ends
+ * prefer the suite this machine runs best. All backends produce identical bytes (the shared
+ * provider test suite proves it), so the choice never affects interoperability.
+ */
+import {
+  AEAD_KEY_BYTES,
+  AEAD_NONCE_BYTES,
+  AEAD_TAG_BYTES,
+  type Aead,
+  type CryptoProvider,
+  ErrorCode,
+  nobleProvider,
+  RoamlinkError,
+  requireSuite,
+  SUITE_NAMES,
+  type Suite,
+} from '@roamlink/core';
+import { nodeCryptoProvider } from './node-crypto.ts';
+import { sodiumProvider } from './sodium.ts';
+
+/** Every provider this package knows, in no particular order. */
+export const ALL_PROVIDERS: readonly CryptoProvider[] = [
+  sodiumProvider,
+  nodeCryptoProvider,
+  nobleProvider,
+];
+
+export interface MeasureOptions {
+  /** Plaintext bytes per packet; default 1400 (a typical tunnelled MTU-sized packet). */
+  readonly packetBytes?: number;
+  /** Total time to spend measuring, split evenly across all pairs; default 30 ms. */
+  readonly budgetMs?: number;
+  /** Providers to measure; default `ALL_PROVIDERS`. */
+  readonly providers?: readonly CryptoProvider[];
+  /** Monotonic clock in milliseconds; default `performance.now`. */
+  readonly now?: () => number;
+}
+
+export interface ProviderMeasurement {
+  /** The measured provider's `name`. */
+  readonly provider: string;
+  readonly suite: Suite;
+  /** Seal + open round trips timed, over all slices (warm-up not included). */
+  readonly ops: number;
+  /** Time spent in the timed slices. */
+  readonly elapsedMs: number;
+  /**
+   * Plaintext throughput of seal + open round trips in megabytes (10^6 bytes) per second, from
+   * the pair's fastest slice.
+   */
+  readonly mbPerSec: number;
+}
+
+export interface ProviderSelection {
+  /** Routes each suite in `suites` to the provider that measured fastest for it. */
+  readonly provider: CryptoProvider;
+  /** Suites available here, fastest first: the handshake offer order. */
+  readonly suites: Suite[];
+  /** Every measurement taken, in measurement order. */
+  readonly measurements: ProviderMeasurement[];
+}
+
+const DEFAULT_PACKET_BYTES = 1400;
+const DEFAULT_BUDGET_MS = 30;
+/**
+ * Each pair is timed in this many short slices, interleaved with the other pairs; a pair's score
+ * is its best slice. Noise on a shared machine (GC pauses, other processes, timer jitter) only
+ * ever slows a slice down, so the best slice is the most faithful estimate of what the backend
+ * can do, and a single unlucky pause cannot flip the ranking.
+ */
+const SLICES = 4;
+/**
+ * Round trips run before timing starts, so that lazy initialisation and the JIT are not timed;
+ * capped at this share of the budget, since a cold pure-JS backend can take a millisecond each.
+ */
+const WARMUP_OPS = 8;
+const WARMUP_SHARE = 0.25;
+
+interface Bench {
+  readonly provider: CryptoProvider;
+  readonly suite: Suite;
+  readonly aead: Aead;
+  readonly buf: Uint8Array;
+  readonly nonce: Uint8Array;
+  readonly aad: Uint8Array;
+  ops: number;
+  elapsedMs: number;
+  bestMbPerSec: number;
+  failed: boolean;
+}
+
+/** One seal + open round trip; the nonce changes per packet as it would on the wire. */
+function roundTrip(b: Bench, packetBytes: number, counter: number): boolean {
+  b.nonce[11] = counter;
+  b.nonce[10] = counter >>> 8;
+  try {
+    b.aead.seal(b.nonce, b.aad, b.buf, 0, packetBytes);
+    return b.aead.open(b.nonce, b.aad, b.buf, 0, packetBytes);
+  } catch {
+    return false;
+  }
+}
+
+function prepare(
+  provider: CryptoProvider,
+  suite: Suite,
+  packetBytes: number,
+  now: () => number,
+  warmupMs: number,
+): Bench | undefined {
+  try {
+    const key = new Uint8Array(AEAD_KEY_BYTES).map((_, i) => i * 7 + 1);
+    const b: Bench = {
+      provider,
+      suite,
+      aead: provider.aead(suite, key),
+      buf: new Uint8Array(packetBytes + AEAD_TAG_BYTES).map((_, i) => i),
+      nonce: new Uint8Array(AEAD_NONCE_BYTES),
+      aad: new Uint8Array(8).fill(0x5a),
+      ops: 0,
+      elapsedMs: 0,
+      bestMbPerSec: 0,
+      failed: false,
+    };
+    // At least one round trip even with no time left: it is also the check that the pair works.
+    const until = now() + warmupMs;
+    for (let i = 0; i < WARMUP_OPS; i++) {
+      if (!roundTrip(b, packetBytes, i)) return undefined;
+      if (now() >= until) break;
+    }
+    return b;
+  } catch {
+    // A backend that cannot even build or round-trip (say, a native binding that failed to load
+    // its library) is simply not a candidate.
+    return undefined;
+  }
+}
+
+/**
+ * Measures seal + open throughput of every (provider, suite) pair available here. Pairs that fail
+ * to construct or to round-trip are left out.
+ */
+export function measureProviders(opts: MeasureOptions = {}): ProviderMeasurement[] {
+  return measure(opts).map((r) => r.measurement);
+}
+
+interface Result {
+  readonly provider: CryptoProvider;
+  readonly measurement: ProviderMeasurement;
+}
+
+function measure(opts: MeasureOptions): Result[] {
+  const packetBytes = opts.packetBytes ?? DEFAULT_PACKET_BYTES;
+  const budgetMs = opts.budgetMs ?? DEFAULT_BUDGET_MS;
+  const now = opts.now ?? (() => performance.now());
+  if (!Number.isSafeInteger(packetBytes) || packetBytes < 0) {
+    throw new RoamlinkError(ErrorCode.INVALID_ARGUMENT, 'packetBytes must be an integer >= 0');
+  }
+  if (!(budgetMs > 0)) {
+    throw new RoamlinkError(ErrorCode.INVALID_ARGUMENT, 'budgetMs must be > 0');
+  }
+
+  // The budget covers everything, warm-up included, so startup cost stays predictable.
+  const deadline = now() + budgetMs;
+  const candidates: [CryptoProvider, Suite][] = [];
+  for (const provider of opts.providers ?? ALL_PROVIDERS) {
+    for (const suite of provider.suites) candidates.push([provider, suite]);
+  }
+  if (candidates.length === 0) return [];
+  const warmupMs = (budgetMs * WARMUP_SHARE) / candidates.length;
+  const benches: Bench[] = [];
+  for (const [provider, suite] of candidates) {
+    const b = prepare(provider, suite, packetBytes, now, warmupMs);
+    if (b) benches.push(b);
+  }
+
+  for (let slice = 0; slice < SLICES; slice++) {
+    // Recomputed every pass, so that an overrun (one cold packet can outlast a whole slice) is
+    // absorbed by the passes that follow instead of adding up.
+    const sliceMs = Math.max(deadline - now(), 0) / ((SLICES - slice) * benches.length);
+    for (const b of benches) {
+      if (b.failed) continue;
+      const t0 = now();
+      let t = t0;
+      let ops = 0;
+      // At least one round trip per slice, so that every pair gets a measurement.
+      do {
+        if (!roundTrip(b, packetBytes, b.ops + ops)) {
+          b.failed = true;
+          break;
+        }
+        ops++;
+        t = now();
+      } while (t - t0 < sliceMs);
+      b.ops += ops;
+      b.elapsedMs += t - t0;
+      // A clock too coarse to see the slice at all counts as very fast, not as a division by 0.
+      const mbPerSec = (ops * packetBytes) / (Math.max(t - t0, 1e-6) * 1000);
+      if (mbPerSec > b.bestMbPerSec) b.bestMbPerSec = mbPerSec;
+    }
+  }
+
+  return benches
+    .filter((b) => !b.failed)
+    .map((b) => ({
+      provider: b.provider,
+      measurement: {
+        provider: b.provider.name,
+        suite: b.suite,
+        ops: b.ops,
+        elapsedMs: b.elapsedMs,
+        mbPerSec: b.bestMbPerSec,
+      },
+    }));
+}
+
+/**
+ * Measures every available (provider, suite) pair and returns a provider that uses the fastest
+ * backend for each suite, with the suites ordered fastest first.
+ */
+export function selectProvider(opts: MeasureOptions = {}): ProviderSelection {
+  const results = measure(opts);
+  const best = new Map<Suite, { provider: CryptoProvider; mbPerSec: number }>();
+  for (const { provider, measurement: m } of results) {
+    const current = best.get(m.suite);
+    if (!current || m.mbPerSec > current.mbPerSec) {
+      best.set(m.suite, { provider, mbPerSec: m.mbPerSec });
+    }
+  }
+  const suites = [...best.entries()].sort((a, b) => b[1].mbPerSec - a[1].mbPerSec).map(([s]) => s);
+  const name = `auto(${suites.map((s) => `${SUITE_NAMES[s]}=${best.get(s)!.provider.name}`).join(',')})`;
+  const provider: CryptoProvider = {
+    name,
+    suites,
+    aead(suite: Suite, key: Uint8Array): Aead {
+      requireSuite(provider, suite);
+      return best.get(suite)!.provider.aead(suite, key);
+    },
+  };
+  return { provider, suites: [...suites], measurements: results.map((r) => r.measurement) };
+}

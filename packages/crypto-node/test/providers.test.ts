@@ -1,0 +1,171 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import {
+  AEAD_KEY_BYTES,
+  AEAD_NONCE_BYTES,
+  type CryptoProvider,
+  ErrorCode,
+  fromHex,
+  nobleProvider,
+  SUITE_NAMES,
+  Suite,
+  toHex,
+} from '@roamlink/core';
+import fc from 'fast-check';
+import {
+  openToBytes,
+  providerSuite,
+  RFC8439_VECTORS,
+  sealToBytes,
+} from '../../core/test/provider-suite.ts';
+import {
+  ALL_PROVIDERS,
+  measureProviders,
+  nodeCryptoProvider,
+  selectProvider,
+  sodiumProvider,
+} from '../src/index.ts';
+
+providerSuite(sodiumProvider);
+providerSuite(nodeCryptoProvider);
+
+test('sodium offers ChaCha20-Poly1305 only; node:crypto offers both suites here', () => {
+  assert.deepEqual(sodiumProvider.suites, [Suite.CHACHA20_POLY1305]);
+  assert.deepEqual([...nodeCryptoProvider.suites].sort(), [
+    Suite.CHACHA20_POLY1305,
+    Suite.AES_256_GCM,
+  ]);
+});
+
+describe('all providers produce byte-identical output', () => {
+  for (const suite of [Suite.CHACHA20_POLY1305, Suite.AES_256_GCM]) {
+    const providers = ALL_PROVIDERS.filter((p) => p.suites.includes(suite));
+    test(`${SUITE_NAMES[suite]}: ${providers.map((p) => p.name).join(', ')}`, () => {
+      assert.ok(providers.length >= 2, 'nothing to compare');
+      fc.assert(
+        fc.property(
+          fc.uint8Array({ minLength: AEAD_KEY_BYTES, maxLength: AEAD_KEY_BYTES }),
+          fc.uint8Array({ minLength: AEAD_NONCE_BYTES, maxLength: AEAD_NONCE_BYTES }),
+          fc.uint8Array({ maxLength: 64, size: 'max' }),
+          fc.uint8Array({ maxLength: 2000, size: 'max' }),
+          (key, nonce, aad, plaintext) => {
+            const aeads = providers.map((p) => p.aead(suite, key));
+            const outputs = aeads.map((a) => toHex(sealToBytes(a, nonce, aad, plaintext)));
+            for (let i = 1; i < outputs.length; i++) {
+              assert.equal(
+                outputs[i],
+                outputs[0],
+                `${providers[i]!.name} vs ${providers[0]!.name}`,
+              );
+            }
+            // And each provider opens what every other one sealed.
+            const sealed = sealToBytes(aeads[0]!, nonce, aad, plaintext);
+            for (const a of aeads) {
+              const opened = openToBytes(a, nonce, aad, sealed);
+              assert.ok(opened);
+              assert.equal(toHex(opened), toHex(plaintext));
+            }
+          },
+        ),
+        { numRuns: 60 },
+      );
+    });
+  }
+});
+
+describe('selectProvider', () => {
+  test('measures every available (provider, suite) pair within about the budget', () => {
+    const t0 = performance.now();
+    const ms = measureProviders({ budgetMs: 30 });
+    const elapsed = performance.now() - t0;
+    const pairs = ALL_PROVIDERS.flatMap((p) => p.suites.map((s) => `${p.name}/${s}`));
+    assert.deepEqual(ms.map((m) => `${m.provider}/${m.suite}`).sort(), pairs.sort());
+    for (const m of ms) {
+      assert.ok(m.ops >= 2, `${m.provider}/${m.suite} ran ${m.ops} round trips`);
+      assert.ok(m.elapsedMs > 0 && Number.isFinite(m.mbPerSec) && m.mbPerSec > 0);
+    }
+    // Generous: a cold pure-JS slice can overrun by one packet, and CI machines are noisy.
+    assert.ok(elapsed < 1000, `took ${elapsed} ms`);
+  });
+
+  test('returns a working provider whose suites are ordered by measured speed', () => {
+    const { provider, suites, measurements } = selectProvider({ budgetMs: 20 });
+    assert.deepEqual([...suites].sort(), [Suite.CHACHA20_POLY1305, Suite.AES_256_GCM]);
+    assert.deepEqual(provider.suites, suites);
+    const bestOf = (s: Suite) =>
+      Math.max(...measurements.filter((m) => m.suite === s).map((m) => m.mbPerSec));
+    for (let i = 1; i < suites.length; i++) {
+      assert.ok(bestOf(suites[i - 1]!) >= bestOf(suites[i]!), 'suites not fastest first');
+    }
+    for (const s of suites) {
+      const winner = measurements
+        .filter((m) => m.suite === s)
+        .reduce((a, b) => (b.mbPerSec > a.mbPerSec ? b : a));
+      assert.ok(provider.name.includes(`${SUITE_NAMES[s]}=${winner.provider}`), provider.name);
+    }
+    // It works, and agrees with the published vector and with noble.
+    const v = RFC8439_VECTORS[0]!;
+    const aead = provider.aead(Suite.CHACHA20_POLY1305, fromHex(v.key));
+    assert.equal(
+      toHex(sealToBytes(aead, fromHex(v.nonce), fromHex(v.aad), fromHex(v.plaintext))),
+      v.ciphertext + v.tag,
+    );
+    const key = new Uint8Array(AEAD_KEY_BYTES).fill(7);
+    const nonce = new Uint8Array(AEAD_NONCE_BYTES).fill(1);
+    const pt = new Uint8Array(1400).fill(9);
+    for (const s of suites) {
+      const sealed = sealToBytes(provider.aead(s, key), nonce, new Uint8Array(8), pt);
+      const reference = sealToBytes(nobleProvider.aead(s, key), nonce, new Uint8Array(8), pt);
+      assert.equal(toHex(sealed), toHex(reference));
+    }
+    assert.throws(() => provider.aead(99 as Suite, key), { code: ErrorCode.UNSUPPORTED });
+  });
+
+  test('follows the measurement, not a fixed preference', () => {
+    // Two fake providers for one suite, one made slow: the fast one must be chosen, whatever
+    // their order in the list.
+    const slowDown = (p: CryptoProvider, name: string, spin: number): CryptoProvider => ({
+      name,
+      suites: [Suite.CHACHA20_POLY1305],
+      aead(suite, key) {
+        const inner = p.aead(suite, key);
+        return {
+          suite,
+          seal(n, a, b, s, e) {
+            const until = performance.now() + spin;
+            while (performance.now() < until) {
+              // busy-wait to simulate a slow backend
+            }
+            inner.seal(n, a, b, s, e);
+          },
+          open: (n, a, b, s, e) => inner.open(n, a, b, s, e),
+        };
+      },
+    });
+    for (const order of [0, 1]) {
+      const slow = slowDown(sodiumProvider, 'slow', 0.2);
+      const fast = slowDown(sodiumProvider, 'fast', 0);
+      const providers = order === 0 ? [slow, fast] : [fast, slow];
+      const { provider, suites } = selectProvider({ providers, budgetMs: 20 });
+      assert.deepEqual(suites, [Suite.CHACHA20_POLY1305]);
+      assert.equal(provider.name, 'auto(chacha20-poly1305=fast)');
+    }
+  });
+
+  test('leaves out a provider that fails to round-trip', () => {
+    const broken: CryptoProvider = {
+      name: 'broken',
+      suites: [Suite.AES_256_GCM],
+      aead: (suite) => ({ suite, seal: () => {}, open: () => false }),
+    };
+    const { suites, measurements } = selectProvider({
+      providers: [broken, sodiumProvider],
+      budgetMs: 5,
+    });
+    assert.deepEqual(suites, [Suite.CHACHA20_POLY1305]);
+    assert.deepEqual(
+      measurements.map((m) => m.provider),
+      ['sodium'],
+    );
+  });
+});
