@@ -41,6 +41,8 @@ import { inferSequence } from './esn.ts';
 import { DEFAULT_REPLAY_WINDOW, ReplayWindow } from './replay.ts';
 
 const TWO_32 = 0x1_0000_0000;
+/** Size of the slabs that EspSender.seal carves packets from. */
+const SLAB_BYTES = 256 * 1024;
 /** Smallest valid ESP packet: header, IV, a 4-byte aligned trailer block, ICV. */
 export const ESP_MIN_PACKET_BYTES = ESP_PAYLOAD_OFFSET + ESP_ALIGN + ESP_ICV_BYTES;
 
@@ -166,18 +168,34 @@ export class EspCipher {
     ivHi: number,
     ivLo: number,
   ): number {
-    const len = payload.length;
-    const block = (len + ESP_TRAILER_BYTES + ESP_ALIGN - 1) & ~(ESP_ALIGN - 1);
-    const padLen = block - len - ESP_TRAILER_BYTES;
+    out.set(payload, o + ESP_PAYLOAD_OFFSET);
+    return this.sealAt(out, o, payload.length, nextHeader, seqHi, seqLo, ivHi, ivLo);
+  }
+
+  /**
+   * Like seal, for a payload that the caller already wrote at `out[o + 16, o + 16 + length)`:
+   * the zero-copy path, for layers that build their frames straight into packet buffers.
+   */
+  sealAt(
+    out: Uint8Array,
+    o: number,
+    payloadLength: number,
+    nextHeader: number,
+    seqHi: number,
+    seqLo: number,
+    ivHi: number,
+    ivLo: number,
+  ): number {
+    const block = (payloadLength + ESP_TRAILER_BYTES + ESP_ALIGN - 1) & ~(ESP_ALIGN - 1);
+    const padLen = block - payloadLength - ESP_TRAILER_BYTES;
     const start = o + ESP_PAYLOAD_OFFSET;
     const end = start + block;
     writeU32(out, o, this.spi);
     writeU32(out, o + 4, seqLo);
     writeU32(out, o + 8, ivHi);
     writeU32(out, o + 12, ivLo);
-    out.set(payload, start);
     // RFC 4303 §2.4: padding bytes are 1, 2, 3, ...
-    for (let i = 1; i <= padLen; i++) out[start + len + i - 1] = i;
+    for (let i = 1; i <= padLen; i++) out[start + payloadLength + i - 1] = i;
     out[end - 2] = padLen;
     out[end - 1] = nextHeader;
     writeU32(this.#nonce, 4, ivHi);
@@ -237,6 +255,8 @@ export class EspSender {
   /** Last sequence number sent. */
   seq: number;
   readonly maxSequence: number;
+  #slab: Uint8Array = new Uint8Array(0);
+  #slabUsed = 0;
 
   constructor(o: EspSenderOptions) {
     checkSpi(o.spi);
@@ -246,9 +266,25 @@ export class EspSender {
     this.maxSequence = this.cipher.esn ? MAX_SEQUENCE : 0xffff_ffff;
   }
 
-  /** Seals `payload` into a new ESP packet with the next sequence number. */
+  /**
+   * Seals `payload` into a new ESP packet with the next sequence number. The packet is a view
+   * carved from a slab that this sender owns (as Node's Buffer pool does): allocating a fresh
+   * ArrayBuffer per packet costs more than the framing itself. A packet keeps its slab alive, so
+   * a caller that holds packets for long should copy them.
+   */
   seal(payload: Uint8Array, nextHeader: number): Uint8Array {
-    const out = new Uint8Array(espPacketLength(payload.length));
+    const len = espPacketLength(payload.length);
+    let out: Uint8Array;
+    if (len > SLAB_BYTES >> 4) {
+      out = new Uint8Array(len);
+    } else {
+      if (this.#slabUsed + len > this.#slab.length) {
+        this.#slab = new Uint8Array(SLAB_BYTES);
+        this.#slabUsed = 0;
+      }
+      out = this.#slab.subarray(this.#slabUsed, this.#slabUsed + len);
+      this.#slabUsed += (len + 7) & ~7; // keep every packet 8-byte aligned
+    }
     this.sealInto(out, 0, payload, nextHeader);
     return out;
   }
@@ -259,6 +295,16 @@ export class EspSender {
    * RFC 4303 §3.3.3: the counter must never cycle; sessions rekey long before this.
    */
   sealInto(out: Uint8Array, offset: number, payload: Uint8Array, nextHeader: number): number {
+    out.set(payload, offset + ESP_PAYLOAD_OFFSET);
+    return this.sealInPlace(out, offset, payload.length, nextHeader);
+  }
+
+  /**
+   * The zero-copy path: the payload is already at `buf[offset + 16, offset + 16 + length)` (the
+   * caller built it there, leaving room for the header and the trailer), and is sealed in place.
+   * Returns the packet length.
+   */
+  sealInPlace(buf: Uint8Array, offset: number, payloadLength: number, nextHeader: number): number {
     if (this.seq >= this.maxSequence) {
       throw new RoamlinkError(ErrorCode.SA_EXPIRED, 'ESP sequence number space exhausted');
     }
@@ -267,7 +313,7 @@ export class EspSender {
     const lo = seq >>> 0;
     // RFC 4106 §3.1, RFC 7634 §2: the IV must never repeat under one key; the sequence number
     // never does, so it is the IV.
-    return this.cipher.seal(out, offset, payload, nextHeader, hi, lo, hi, lo);
+    return this.cipher.sealAt(buf, offset, payloadLength, nextHeader, hi, lo, hi, lo);
   }
 }
 
