@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The README's test command runs this (through ./dev test): lint, type-check, unit and integration
-# tests, and a short run of every benchmark so that they cannot rot.
+# The README's test command runs this (through ./dev test): system packages, lint and type-check,
+# then every test — unit, property, vector, integration over real sockets, and a short run of each
+# benchmark so that none can rot.
 set -euo pipefail
+bash scripts/system-deps.sh
 echo "== lint and type-check"
 pnpm run check
 echo "== tests"

@@ -8,6 +8,7 @@ export * from './encapsulation.ts';
 export * from './errors.ts';
 export * from './esn.ts';
 export * from './esp.ts';
+export * from './frames.ts';
 export * from './handshake.ts';
 export * from './keylog.ts';
 export * from './noise.ts';

@@ -232,3 +232,17 @@ describe('EspSender / EspReceiver', () => {
     assert.equal(seen.size, 200);
   });
 });
+
+test('sealInPlace (zero copy) produces the same packet as seal', () => {
+  const a = pair();
+  const b = pair();
+  for (const len of [0, 1, 13, 1400]) {
+    const payload = new Uint8Array(len).map((_, i) => i ^ 0x5a);
+    const viaCopy = a.tx.seal(payload, 253);
+    const buf = new Uint8Array(espPacketLength(len) + 8);
+    buf.set(payload, 8 + 16);
+    const n = b.tx.sealInPlace(buf, 8, len, 253);
+    assert.equal(n, viaCopy.length);
+    assert.deepEqual(buf.subarray(8, 8 + n), viaCopy);
+  }
+});

@@ -1,0 +1,3 @@
+export * from './driver.ts';
+export * from './keys.ts';
+export * from './udp.ts';
