@@ -138,10 +138,9 @@ export function providerSuite(provider: CryptoProvider): void {
       }
     });
 
-    for (const suite of ALL_SUITES) {
-      const name = SUITE_NAMES[suite];
-      const skip = provider.suites.includes(suite) ? false : `${provider.name} lacks ${name}`;
-      describe(name, { skip }, () => suiteTests(provider, suite));
+    // Suites the provider lacks are covered by the UNSUPPORTED test above, not registered here.
+    for (const suite of ALL_SUITES.filter((s) => provider.suites.includes(s))) {
+      describe(SUITE_NAMES[suite], () => suiteTests(provider, suite));
     }
   });
 }
@@ -166,10 +165,9 @@ function suiteTests(provider: CryptoProvider, suite: Suite): void {
 
   // The AEAD inside the published ESP examples: nonce = salt || IV, the AAD as printed, and the
   // plaintext = payload || padding || pad length || next header.
-  for (const v of espVectors) {
-    const keyBits = v.keyBits ?? v.key.length * 4;
-    const skip = keyBits === 256 ? false : `AES-${keyBits}-GCM is not an offered suite`;
-    test(`ESP vector: ${v.name}`, { skip }, () => {
+  // AES-128/192 cases are not an offered suite; esp.test.ts runs them through the ESP codec.
+  for (const v of espVectors.filter((x) => (x.keyBits ?? x.key.length * 4) === 256)) {
+    test(`ESP vector: ${v.name}`, () => {
       assert.equal(v.nonce, v.salt + v.iv, 'nonce is salt || iv');
       assert.equal(v.aad, v.spi + (v.esn ? v.seqHigh : '') + v.seqLow, 'aad layout');
       const plaintext = espPlaintext(v);
