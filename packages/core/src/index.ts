@@ -12,6 +12,7 @@ export * from './frames.ts';
 export * from './handshake.ts';
 export * from './keylog.ts';
 export * from './noise.ts';
+export * from './path.ts';
 export * from './relay-session.ts';
 export * from './replay.ts';
 export * from './sa.ts';
