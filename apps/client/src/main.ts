@@ -11,6 +11,7 @@ import type { SessionEvent } from '@roamlink/core';
 import {
   ClientSession,
   decodeEcho,
+  Encapsulation,
   encodeEcho,
   FrameType,
   NextHeader,
@@ -100,7 +101,18 @@ udp = await UdpTransport.bind({ address: '127.0.0.1', port: 0 }, (data, path) =>
   driver.pump();
 });
 const relayPath = udp.addEndpoint(parseEndpoint(values.relay));
-session.connect([relayPath], driver.now());
+const relayEndpoint = parseEndpoint(values.relay);
+// The client's own copy of the outer header fields it sends on this path (the RREQ carries it).
+const view = {
+  srcAddr: udp.local.address,
+  srcPort: udp.local.port,
+  dstAddr: relayEndpoint.address,
+  dstPort: relayEndpoint.port,
+};
+session.connect(
+  [{ path: relayPath, info: { encapsulation: Encapsulation.UDP, view } }],
+  driver.now(),
+);
 driver.pump();
 
 function p50(): number {
@@ -141,7 +153,7 @@ const ping = setInterval(() => {
     NextHeader.ROAMLINK,
     driver.now(),
   );
-  if (pkt && session.path !== undefined) udp.send(session.path, pkt);
+  if (pkt) for (const p of session.dataPaths) udp.send(p, pkt);
   driver.pump();
 }, Number(values['ping-interval-ms']));
 

@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import type { RelayEvent } from '@roamlink/core';
 import {
   decodeEcho,
+  Encapsulation,
   echoReplyInPlace,
   FrameType,
   NextHeader,
@@ -78,9 +79,20 @@ const driver = new SessionDriver<string, RelayEvent<string>>(
   },
 );
 
-udp = await UdpTransport.bind(parseEndpoint(values.listen, true), (data, path) => {
+udp = await UdpTransport.bind(parseEndpoint(values.listen, true), (data, path, from) => {
   const now = driver.now();
-  const got = relay.receive(data, path, now);
+  // What the relay observed on this path: registration compares it with the client's copy.
+  const local = udp.local;
+  const info = {
+    encapsulation: Encapsulation.UDP,
+    view: {
+      srcAddr: from.address,
+      srcPort: from.port,
+      dstAddr: local.address,
+      dstPort: local.port,
+    },
+  };
+  const got = relay.receive(data, path, now, info);
   if (got && got.nextHeader === NextHeader.ROAMLINK && got.payload[0] === FrameType.ECHO_REQUEST) {
     try {
       decodeEcho(got.payload);

@@ -1,31 +1,48 @@
 /**
- * The client's session with a relay: the initiator of every handshake. Sans-I/O (see session.ts).
+ * The client's session with a relay: the initiator of every handshake and of every registration
+ * round. Sans-I/O (see session.ts).
  *
- * Lifecycle: `connect(paths, now)` sends message 1 on every given path at once (the same bytes,
- * so the relay sees duplicates of one handshake); the first valid response installs the SA pair
- * and the client confirms it with a keepalive (Next Header 59), so the relay may start sending.
+ * Handshake (docs/PROTOCOL.md §4): `connect(candidates, now)` sends message 1 on every candidate
+ * path at once (the same bytes, so the relay sees duplicates of one handshake); the first valid
+ * response installs the SA pair. Rekeying follows WireGuard's timers: the current keys keep
+ * sending until the new ones are in, old keys keep receiving, nothing waits.
  *
- * Rekeying (WireGuard's timers, whitepaper §6): once the current keys are `rekeyAfterMs` old or
- * have used `rekeyAfterPackets` sequence numbers in either direction, the client starts a new
- * handshake while it goes on sending with the current keys. When the response arrives it switches
- * sending to the new keys at once and keeps the old ones for receiving (slot `previous`): packets
- * in flight under either key are accepted, and no packet waits for the handshake.
+ * Registration (WO 03/063444; docs/PROTOCOL.md §6-7): once keys exist, and on every move, the
+ * client sends an RREQ for a new round on every candidate path at once, each carrying the outer
+ * header fields it sent on that path. It does not wait for the answer: until the RREP names the
+ * chosen path, every data packet goes out on every candidate (the relay's replay window drops the
+ * extra copies), within a small budget, so client → relay data resumes after half a round trip.
+ * The RREP settles the path; the client checks the relay's verdict against its own (claim 8) and
+ * keeps the safer one.
+ *
+ * Dead paths: when the client has sent since it last heard anything and the silence lasts
+ * `deadProbeMs`, it challenges the path (PATH_CHALLENGE); with no answer after `deadConfirmMs`
+ * more, the path is dead and a new round goes out on every candidate.
  */
 import { toHex } from './bytes.ts';
 import { NextHeader } from './constants.ts';
 import type { CryptoProvider, Suite } from './crypto/aead.ts';
-import type { Encapsulation } from './encapsulation.ts';
-import { DEFAULT_ENCAPSULATION_PREFERENCE } from './encapsulation.ts';
+import { DEFAULT_ENCAPSULATION_PREFERENCE, Encapsulation } from './encapsulation.ts';
 import { ErrorCode, isRoamlinkError } from './errors.ts';
 import type { EspOpened } from './esp.ts';
 import { DROP_NAMES, Drop, newEspOpened, readSpi } from './esp.ts';
 import { ControlType, controlType, InitiatorHandshake, isControl } from './handshake.ts';
 import type { Keypair, RandomBytes } from './noise.ts';
+import type { Verdict } from './path.ts';
+import {
+  decodePathFrame,
+  decodeRrep,
+  encodePathChallenge,
+  encodePathResponse,
+  encodeRreq,
+  RegFrameType,
+} from './registration-frames.ts';
 import type { SaLimits } from './sa.ts';
 import { SaPair } from './sa.ts';
-import type { Delivery, SessionEvent, SessionStats, Transmit } from './session.ts';
-import { allocateSpi, KeySlots, newSessionStats, Outbox } from './session.ts';
+import type { Candidate, Delivery, SessionEvent, SessionStats, Transmit } from './session.ts';
+import { allocateSpi, KeySlots, NAT_KEEPALIVE, newSessionStats, Outbox } from './session.ts';
 import { nextTai64n } from './tai64n.ts';
+import { computeVerdict, saferVerdict } from './verdict.ts';
 
 export interface ClientSessionOptions {
   staticKeypair: Keypair;
@@ -44,6 +61,14 @@ export interface ClientSessionOptions {
   handshakeRetryMaxMs?: number;
   /** Give up after this long without a response (default 90 s, WireGuard's REKEY_ATTEMPT_TIME). */
   handshakeGiveUpMs?: number;
+  /** First RREQ retransmission after this long with no RREP (default 500 ms), doubling, max 4 s. */
+  registrationRetryMs?: number;
+  /** Data packets duplicated on every candidate while a round is unanswered (default 64). */
+  duplicatePackets?: number;
+  /** Silence (while sending) before the path is challenged (default 1000 ms). */
+  deadProbeMs?: number;
+  /** Further silence after the challenge before the path is declared dead (default 1000 ms). */
+  deadConfirmMs?: number;
   /** Emit `sa-keys` events carrying key material, for a key log. Default false. */
   keyLog?: boolean;
   /** Packets held while no keys are usable (default 256); older ones are dropped first. */
@@ -61,19 +86,46 @@ interface Pending<P> {
   rekey: boolean;
 }
 
+interface Round {
+  round: number;
+  nonce: Uint8Array;
+  reason: string;
+  startedAt: number;
+  sentAt: number;
+  attempt: number;
+  /** Highest relay decision seen in this round (0: no chosen RREP yet). */
+  decision: number;
+}
+
 export class ClientSession<P> {
   readonly stats: SessionStats = newSessionStats();
-  /** Where data goes now. Registration (a later layer) moves it; a handshake does not. */
+  /** Where data goes once registration has settled (the chosen path). */
   path: P | undefined;
+  /** Encapsulation of the chosen path. */
+  encapsulation: Encapsulation | undefined;
+  /** The verdict in force (the safer of the relay's and our own). */
+  verdict: Verdict | undefined;
+  /** NAT keepalive interval the relay asked for on the chosen path; 0 = none. */
+  keepaliveMs = 0;
+  /** Smoothed RTT estimate (ms) from handshakes, RREPs and path challenges. */
+  srtt: number | undefined;
   readonly #o: ClientSessionOptions;
   readonly #out = new Outbox<P>();
   readonly #keys = new KeySlots();
   readonly #opened: EspOpened = newEspOpened();
   readonly #staged: { payload: Uint8Array; nextHeader: number }[] = [];
   #pending: Pending<P> | undefined;
-  #paths: P[] = [];
+  #candidates: Candidate<P>[] = [];
+  #dataPaths: P[] = [];
+  #duplicatesLeft = 0;
+  #round: Round | undefined;
+  #roundCounter = 0;
   #lastTimestamp: Uint8Array | undefined;
   #failed = false;
+  #lastSentAt = 0;
+  /** When the first packet went out that nothing has answered yet (0: all answered). */
+  #unansweredSince = 0;
+  #challenge: { data: Uint8Array; sentAt: number } | undefined;
 
   constructor(o: ClientSessionOptions) {
     this.#o = o;
@@ -95,18 +147,51 @@ export class ClientSession<P> {
     return this.#keys.all();
   }
 
-  /** Starts the first handshake, sending message 1 on every path in `paths`. */
-  connect(paths: P[], now: number): void {
-    if (paths.length === 0) throw new RangeError('connect needs at least one path');
-    this.#paths = paths;
-    this.path ??= paths[0];
+  /** The paths a data packet from `send` must go out on: usually one, all candidates mid-move. */
+  get dataPaths(): readonly P[] {
+    return this.#dataPaths;
+  }
+
+  /** The registration round in progress or last completed. */
+  get round(): number {
+    return this.#roundCounter;
+  }
+
+  /** True once the current round has a chosen path. */
+  get registered(): boolean {
+    return this.#round !== undefined && this.#round.decision > 0;
+  }
+
+  /** Starts the first handshake, sending message 1 on every candidate at once. */
+  connect(candidates: Candidate<P>[], now: number): void {
+    if (candidates.length === 0) throw new RangeError('connect needs at least one candidate');
+    this.#candidates = candidates;
+    this.path = candidates[0]!.path;
+    this.#dataPaths = [this.path];
     this.#failed = false;
     this.#startHandshake(now, false);
   }
 
   /**
-   * Seals `payload` for the current path and returns the packet, or undefined if no keys are
-   * usable yet (the payload is then held and sent when they are). May queue a rekey handshake.
+   * The client moved (new addresses, a dead path, a network-change event): registers again on
+   * every candidate at once. No new key exchange.
+   */
+  move(candidates: Candidate<P>[], now: number, reason: string): void {
+    if (candidates.length === 0) throw new RangeError('move needs at least one candidate');
+    this.#candidates = candidates;
+    if (!this.#keys.current) {
+      // No keys yet: the handshake itself goes out on the new paths.
+      this.path = candidates[0]!.path;
+      this.#dataPaths = [this.path];
+      this.#startHandshake(now, false);
+      return;
+    }
+    this.#startRound(now, reason);
+  }
+
+  /**
+   * Seals `payload` and returns the packet, to be sent on every path in `dataPaths`; or undefined
+   * if no keys are usable yet (the payload is then held and sent when they are).
    */
   send(payload: Uint8Array, nextHeader: number, now: number): Uint8Array | undefined {
     const cur = this.#usable(now);
@@ -116,6 +201,11 @@ export class ClientSession<P> {
     }
     const pkt = cur.tx.seal(payload, nextHeader);
     this.stats.packetsSent++;
+    this.#sent(now);
+    if (this.#dataPaths.length > 1 && --this.#duplicatesLeft <= 0) {
+      // Budget spent and still no answer: settle on the most preferred candidate.
+      this.#dataPaths = [this.#candidates[0]!.path];
+    }
     if (!this.#pending && cur.wantsRekey(now)) this.#startHandshake(now, true);
     return pkt;
   }
@@ -140,14 +230,22 @@ export class ClientSession<P> {
       this.stats.espDrops[DROP_NAMES[r] as Exclude<(typeof DROP_NAMES)[number], 'none'>]++;
       return undefined;
     }
+    // Authenticated and fresh: only now may it move state.
     this.stats.packetsReceived++;
+    this.#unansweredSince = 0;
     if (!this.#pending && pair === this.#keys.current && pair.wantsRekey(now)) {
       this.#startHandshake(now, true);
     }
-    void path; // Path changes are registration's business (a later layer), never a data packet's alone here.
     const { nextHeader, payload, seq } = this.#opened;
     if (nextHeader === NextHeader.NO_NEXT_HEADER) {
       this.stats.keepalivesReceived++;
+      return undefined;
+    }
+    if (
+      nextHeader === NextHeader.ROAMLINK &&
+      payload.length > 0 &&
+      this.#registrationFrame(payload, path, now)
+    ) {
       return undefined;
     }
     return { nextHeader, payload, seq };
@@ -167,24 +265,61 @@ export class ClientSession<P> {
       } else if (now >= this.#retryAt(pend)) {
         this.#sendInit(now, pend.rekey, pend.startedAt, pend.attempt + 1);
       }
-      return;
+    } else if (this.#keys.current?.wantsRekey(now)) {
+      this.#startHandshake(now, true);
     }
-    const cur = this.#keys.current;
-    if (cur?.wantsRekey(now)) this.#startHandshake(now, true);
+    if (!this.#keys.current) return;
+    const round = this.#round;
+    if (round && round.decision === 0 && now >= this.#roundRetryAt(round)) {
+      round.attempt++;
+      round.sentAt = now;
+      this.#sendRreqs(round, now);
+    }
+    // Silence since the first packet nothing has answered: challenge, then give the path up.
+    const since = this.#unansweredSince;
+    if (this.registered && since > 0) {
+      if (!this.#challenge && now - since >= this.#deadProbeMs()) {
+        this.#sendChallenge(now, 'silence');
+      } else if (this.#challenge && now - this.#challenge.sentAt >= this.#deadConfirmMs()) {
+        this.#challenge = undefined;
+        this.#out.event({ type: 'path-dead', silentMs: now - since });
+        this.#startRound(now, 'dead-path');
+      }
+    }
+    const keepaliveAt = this.#keepaliveAt();
+    if (keepaliveAt !== undefined && now >= keepaliveAt && this.path !== undefined) {
+      this.#out.transmit(this.path, NAT_KEEPALIVE);
+      this.stats.natKeepalivesSent++;
+      this.#lastSentAt = now;
+    }
   }
 
   nextTimeout(): number | undefined {
-    const times: number[] = [];
+    let t = Number.POSITIVE_INFINITY;
     const e = this.#keys.nextExpiry();
-    if (e !== undefined) times.push(e);
+    if (e !== undefined) t = Math.min(t, e);
     const pend = this.#pending;
     if (pend) {
-      times.push(this.#retryAt(pend), pend.startedAt + (this.#o.handshakeGiveUpMs ?? 90_000));
+      t = Math.min(t, this.#retryAt(pend), pend.startedAt + (this.#o.handshakeGiveUpMs ?? 90_000));
     } else if (this.#keys.current) {
       const c = this.#keys.current;
-      times.push(c.createdAt + c.limits.rekeyAfterMs);
+      t = Math.min(t, c.createdAt + c.limits.rekeyAfterMs);
     }
-    return times.length ? Math.min(...times) : undefined;
+    if (this.#keys.current) {
+      const round = this.#round;
+      if (round && round.decision === 0) t = Math.min(t, this.#roundRetryAt(round));
+      if (this.registered && this.#unansweredSince > 0) {
+        t = Math.min(
+          t,
+          this.#challenge
+            ? this.#challenge.sentAt + this.#deadConfirmMs()
+            : this.#unansweredSince + this.#deadProbeMs(),
+        );
+      }
+      const k = this.#keepaliveAt();
+      if (k !== undefined) t = Math.min(t, k);
+    }
+    return t === Number.POSITIVE_INFINITY ? undefined : t;
   }
 
   pollTransmit(): Transmit<P> | undefined {
@@ -194,6 +329,161 @@ export class ClientSession<P> {
   pollEvent(): SessionEvent | undefined {
     return this.#out.pollEvent();
   }
+
+  // --- registration ------------------------------------------------------------------------
+
+  #startRound(now: number, reason: string): void {
+    const round: Round = {
+      round: ++this.#roundCounter,
+      nonce: this.#o.random(8),
+      reason,
+      startedAt: now,
+      sentAt: now,
+      attempt: 1,
+      decision: 0,
+    };
+    this.#round = round;
+    this.#challenge = undefined;
+    // Until the RREP names a path, data goes out on every candidate (half an RTT to resume).
+    this.#dataPaths = this.#candidates.map((c) => c.path);
+    this.#duplicatesLeft = this.#o.duplicatePackets ?? 64;
+    this.#sendRreqs(round, now);
+  }
+
+  #sendRreqs(round: Round, now: number): void {
+    const cur = this.#keys.current;
+    if (!cur) return;
+    const prefs = this.#o.encapsulations ?? DEFAULT_ENCAPSULATION_PREFERENCE;
+    for (const c of this.#candidates) {
+      const frame = encodeRreq({
+        round: round.round,
+        nonce: round.nonce,
+        encapsulation: c.info.encapsulation,
+        timestamp: now,
+        encapsulations: [...prefs],
+        view: c.info.view,
+      });
+      this.#out.transmit(c.path, cur.tx.seal(frame, NextHeader.ROAMLINK));
+    }
+    this.#sent(now);
+    this.stats.registrations++;
+    this.#out.event({
+      type: 'registration-sent',
+      round: round.round,
+      reason: round.reason,
+      paths: this.#candidates.length,
+      attempt: round.attempt,
+    });
+  }
+
+  #roundRetryAt(r: Round): number {
+    const base = this.#o.registrationRetryMs ?? Math.max(500, 3 * (this.srtt ?? 100));
+    return r.sentAt + Math.min(4000, base * 2 ** (r.attempt - 1));
+  }
+
+  #deadProbeMs(): number {
+    return Math.max(this.#o.deadProbeMs ?? 1000, 4 * (this.srtt ?? 0));
+  }
+
+  #deadConfirmMs(): number {
+    return Math.max(this.#o.deadConfirmMs ?? 1000, 3 * (this.srtt ?? 0));
+  }
+
+  #keepaliveAt(): number | undefined {
+    // RFC 3948 §2.3 keepalives keep a UDP NAT binding; other encapsulations have their own.
+    if (this.keepaliveMs <= 0 || this.encapsulation !== Encapsulation.UDP) return undefined;
+    return this.#lastSentAt + this.keepaliveMs;
+  }
+
+  #sent(now: number): void {
+    if (this.#unansweredSince === 0) this.#unansweredSince = now;
+    this.#lastSentAt = now;
+  }
+
+  #rtt(sample: number): void {
+    this.srtt = this.srtt === undefined ? sample : this.srtt * 0.875 + sample * 0.125;
+  }
+
+  #sendChallenge(now: number, reason: string): void {
+    const cur = this.#keys.current;
+    if (!cur || this.path === undefined) return;
+    const data = this.#o.random(8);
+    this.#challenge = { data, sentAt: now };
+    this.#out.transmit(this.path, cur.tx.seal(encodePathChallenge(data), NextHeader.ROAMLINK));
+    this.#sent(now);
+    this.#out.event({ type: 'path-challenge', reason });
+  }
+
+  /** Handles registration frames; returns false for anything the application should see. */
+  #registrationFrame(payload: Uint8Array, path: P, now: number): boolean {
+    const type = payload[0];
+    try {
+      if (type === RegFrameType.RREP) {
+        this.#rrep(decodeRrep(payload), path, now);
+        return true;
+      }
+      if (type === RegFrameType.PATH_CHALLENGE || type === RegFrameType.PATH_RESPONSE) {
+        const f = decodePathFrame(payload);
+        const cur = this.#keys.current;
+        if (f.type === RegFrameType.PATH_CHALLENGE) {
+          // RFC 9000 §8.2.2: answer on the path the challenge came on.
+          if (cur)
+            this.#out.transmit(path, cur.tx.seal(encodePathResponse(f.data), NextHeader.ROAMLINK));
+        } else if (this.#challenge && toHex(f.data) === toHex(this.#challenge.data)) {
+          const rtt = now - this.#challenge.sentAt;
+          this.#challenge = undefined;
+          this.#rtt(rtt);
+          this.#out.event({ type: 'path-validated', rttMs: rtt });
+        }
+        return true;
+      }
+    } catch (e) {
+      if (!isRoamlinkError(e, ErrorCode.MALFORMED)) throw e;
+      this.stats.controlDrops.frame_malformed++;
+      return true;
+    }
+    return false;
+  }
+
+  #rrep(rrep: ReturnType<typeof decodeRrep>, path: P, now: number): void {
+    const round = this.#round;
+    if (!round || rrep.round !== round.round || toHex(rrep.nonce) !== toHex(round.nonce)) {
+      this.stats.controlDrops.stale_registration++;
+      return;
+    }
+    if (!rrep.chosen || rrep.decision <= round.decision) return;
+    const cand = this.#candidates.find((c) => c.path === path);
+    if (round.decision === 0) this.#rtt(now - round.sentAt);
+    round.decision = rrep.decision;
+    this.path = path;
+    this.#dataPaths = [path];
+    this.encapsulation = rrep.chosenEncapsulation;
+    const own = cand
+      ? computeVerdict(cand.info.view, rrep.observed, cand.info.encapsulation)
+      : rrep.verdict;
+    const used = saferVerdict(own, rrep.verdict);
+    if (own !== rrep.verdict) {
+      this.#out.event({
+        type: 'verdict-disagreement',
+        round: round.round,
+        relay: rrep.verdict,
+        client: own,
+        used,
+      });
+    }
+    this.verdict = used;
+    this.keepaliveMs = rrep.keepaliveMs;
+    this.#out.event({
+      type: 'registered',
+      round: round.round,
+      encapsulation: rrep.chosenEncapsulation,
+      verdict: used,
+      decision: rrep.decision,
+      rttMs: now - round.startedAt,
+    });
+  }
+
+  // --- handshake ---------------------------------------------------------------------------
 
   #usable(now: number): SaPair | undefined {
     const cur = this.#keys.current;
@@ -243,7 +533,9 @@ export class ClientSession<P> {
       random: o.random,
       ...(o.psk ? { psk: o.psk } : {}),
     });
-    const paths = this.#paths.length ? this.#paths : this.path !== undefined ? [this.path] : [];
+    // A rekey goes on the chosen path; the first handshake on every candidate at once.
+    const paths =
+      rekey && this.path !== undefined ? [this.path] : this.#candidates.map((c) => c.path);
     this.#pending = { hs, paths, sentAt: now, startedAt, attempt, rekey };
     for (const p of paths) this.#out.transmit(p, hs.message);
     this.#out.event({ type: 'handshake-sent', spi, attempt, rekey });
@@ -277,6 +569,8 @@ export class ClientSession<P> {
     });
     this.#pending = undefined;
     this.#keys.rotate(pair);
+    this.#unansweredSince = 0;
+    if (pend.attempt === 1) this.#rtt(now - pend.sentAt);
     this.stats.handshakes++;
     if (pend.rekey) this.stats.rekeys++;
     if (o.keyLog) for (const info of pair.keyInfo()) this.#out.event({ type: 'sa-keys', info });
@@ -287,15 +581,16 @@ export class ClientSession<P> {
       remoteSpi: pair.remoteSpi,
       rekey: pend.rekey,
     });
-    // Confirm the new keys to the relay: staged data if any, else a keepalive (RFC 4303 §2.6).
-    const path = this.path;
-    if (path === undefined) return;
-    if (this.#staged.length === 0) {
-      this.#out.transmit(path, pair.tx.seal(new Uint8Array(0), NextHeader.NO_NEXT_HEADER));
-      return;
+    if (!pend.rekey && !this.#round) {
+      // The first registration round follows the handshake at once; its RREQs confirm the keys.
+      this.#startRound(now, 'connect');
+    } else if (this.#staged.length === 0 && this.path !== undefined) {
+      // Confirm the new keys to the relay with a keepalive (RFC 4303 §2.6).
+      this.#out.transmit(this.path, pair.tx.seal(new Uint8Array(0), NextHeader.NO_NEXT_HEADER));
     }
     for (const s of this.#staged.splice(0)) {
-      this.#out.transmit(path, pair.tx.seal(s.payload, s.nextHeader));
+      const pkt = pair.tx.seal(s.payload, s.nextHeader);
+      for (const p of this.#dataPaths) this.#out.transmit(p, pkt);
       this.stats.packetsSent++;
     }
   }

@@ -1,32 +1,54 @@
 /**
  * The relay's side: many clients, each a peer known by its static public key, each the
- * responder of its handshakes. Sans-I/O (see session.ts).
+ * responder of its handshakes and the judge of its registrations. Sans-I/O (see session.ts).
  *
- * Handshake message 1 is authenticated (Noise IK), then checked against policy: the client's key
- * must be allowed, and its TAI64N timestamp must be newer than the last one accepted from that
- * key (WireGuard whitepaper §5.1), so a replayed message 1 is refused. An exact duplicate of the
- * message 1 being answered (same ephemeral key — the client sends one copy per candidate path)
- * gets the same response again, on the path it came from: duplicates are one handshake.
+ * Handshakes (docs/PROTOCOL.md §3-4): message 1 is authenticated (Noise IK), then checked against
+ * policy: the client's key must be allowed, and its TAI64N timestamp newer than the last one
+ * accepted from that key, so a replayed message 1 is refused. An exact duplicate of the message 1
+ * being answered (same ephemeral key: one copy per candidate path) gets the same response again.
+ * New keys go into the `next` slot and are used for sending only once a packet under them
+ * arrives; then current → previous (still receiving), next → current.
  *
- * New keys go into the peer's `next` slot. The relay may receive on them at once but sends with
- * them only after the first packet under them arrives (the client's confirmation), then rotates:
- * current → previous (still receiving), next → current. No packet is lost or delayed by a rekey.
+ * Registration (WO 03/063444; docs/PROTOCOL.md §6-7): the first RREQ of a new round moves the
+ * peer's path at once (relay → client data flows half a round trip after the move). A copy of the
+ * same round on an encapsulation the relay prefers, arriving within the grace window, upgrades the
+ * choice. Every RREQ is answered on the path it came on, with what the relay observed there, the
+ * verdict and whether that path is the chosen one. A stale round moves nothing.
+ *
+ * Anti-amplification (RFC 9000 §8, §9.3): until a new datagram path has answered a
+ * PATH_CHALLENGE, the relay sends on it at most three times the bytes it received on it. Paths of
+ * connection-oriented encapsulations (TCP, WebSocket, HTTP) are validated by their own handshake.
+ *
+ * Roaming without registration (a NAT rebinding the client cannot see): an authenticated data
+ * packet that is the newest yet, from a path other than the current one, moves the path — unless
+ * a registration round was accepted within `roamHoldMs`, when registration alone decides.
  */
 import { equalBytes, toHex } from './bytes.ts';
 import { NextHeader } from './constants.ts';
 import type { CryptoProvider, Suite } from './crypto/aead.ts';
-import type { Encapsulation } from './encapsulation.ts';
-import { DEFAULT_ENCAPSULATION_PREFERENCE } from './encapsulation.ts';
+import { DEFAULT_ENCAPSULATION_PREFERENCE, Encapsulation } from './encapsulation.ts';
 import { ErrorCode, isRoamlinkError } from './errors.ts';
 import type { DropName, EspOpened } from './esp.ts';
 import { DROP_NAMES, Drop, newEspOpened, readSpi } from './esp.ts';
 import { ControlType, controlType, isControl, ResponderHandshake } from './handshake.ts';
 import type { Keypair, RandomBytes } from './noise.ts';
+import type { OuterView, PathInfo, Verdict } from './path.ts';
+import {
+  decodePathFrame,
+  decodeProbe,
+  decodeRreq,
+  encodePathChallenge,
+  encodePathResponse,
+  encodeProbeAck,
+  encodeRrep,
+  RegFrameType,
+} from './registration-frames.ts';
 import type { SaLimits } from './sa.ts';
 import { SaPair } from './sa.ts';
 import type { Delivery, SessionEvent, SessionStats, Transmit } from './session.ts';
 import { allocateSpi, KeySlots, newSessionStats, Outbox } from './session.ts';
 import { compareTai64n } from './tai64n.ts';
+import { computeVerdict, translationDetected } from './verdict.ts';
 
 /** The relay's decision about a client key: allowed (with an optional psk) or not. */
 export type Authorization = { allowed: true; psk?: Uint8Array } | { allowed: false };
@@ -36,6 +58,7 @@ export interface RelaySessionsOptions {
   provider: CryptoProvider;
   /** Suites in the relay's order of speed, fastest first. Default: the provider's order. */
   suites?: readonly Suite[];
+  /** Encapsulations in the relay's order of preference (default UDP > TCP > WS > HTTP). */
   encapsulations?: readonly Encapsulation[];
   /** Allow-list check for a client's static public key. */
   authorize: (clientPublicKey: Uint8Array) => Authorization;
@@ -43,23 +66,48 @@ export interface RelaySessionsOptions {
   limits?: Partial<SaLimits>;
   replayWindow?: number;
   keyLog?: boolean;
-  /** Packets held per peer while it has no usable keys (default 256). */
+  /** Packets held per peer while it has no usable keys or path budget (default 256). */
   maxStaged?: number;
+  /** How long after a round's first RREQ a preferred encapsulation may still win (default 250 ms). */
+  graceMs?: number;
+  /** NAT keepalive interval given to clients behind a translation on UDP (default 25 s). */
+  keepaliveMs?: number;
+  /** After a registration, data alone does not move the path for this long (default 2000 ms). */
+  roamHoldMs?: number;
+  /** RFC 9000 §8: bytes sent to an unvalidated path per byte received on it (default 3). */
+  amplificationFactor?: number;
+}
+
+/** What the relay knows about one path of one peer. */
+export interface RelayPathState {
+  info: PathInfo | undefined;
+  bytesIn: number;
+  bytesOut: number;
+  validated: boolean;
+  challenge: { data: Uint8Array; sentAt: number; tries: number } | undefined;
 }
 
 /** One client, as the relay knows it. */
 export class RelayPeer<P> {
   readonly publicKey: Uint8Array;
   readonly id: string;
-  /** Where this peer is now: the path of its latest authenticated packet. */
+  /** Where this peer is now: the chosen path of the latest round, or its latest roam. */
   path: P | undefined;
   readonly keys = new KeySlots();
+  readonly paths = new Map<P, RelayPathState>();
   lastTimestamp: Uint8Array | undefined;
   /** The message 1 being answered now and our answer, to repeat it for duplicates. */
-  lastInit: { ephemeral: Uint8Array; response: Uint8Array } | undefined;
+  lastInit: { ephemeral: Uint8Array; response: Uint8Array; paths: Set<P> } | undefined;
   readonly staged: { payload: Uint8Array; nextHeader: number }[] = [];
   packetsReceived = 0;
   packetsSent = 0;
+  /** Registration: the round in force, its nonce, the decision counter and chosen path. */
+  round = 0;
+  roundNonce: Uint8Array | undefined;
+  decision = 0;
+  chosenEncapsulation: Encapsulation | undefined;
+  roundStartedAt = 0;
+  verdict: Verdict | undefined;
 
   constructor(publicKey: Uint8Array) {
     this.publicKey = publicKey;
@@ -72,6 +120,11 @@ export interface RelayDelivery<P> extends Delivery {
 }
 
 export type RelayEvent<P> = SessionEvent & { peer: RelayPeer<P> };
+
+/** Connection-oriented encapsulations prove the peer's address with their own handshake. */
+function validatedByTransport(info: PathInfo | undefined): boolean {
+  return info !== undefined && info.encapsulation !== Encapsulation.UDP;
+}
 
 export class RelaySessions<P> {
   readonly stats: SessionStats = newSessionStats();
@@ -86,8 +139,17 @@ export class RelaySessions<P> {
     this.#o = o;
   }
 
-  /** Feeds one received datagram. Returns what it delivers, if anything; never throws on input. */
-  receive(datagram: Uint8Array, path: P, now: number): RelayDelivery<P> | undefined {
+  /**
+   * Feeds one received datagram with the path it came on and, where the adapter knows it, what
+   * the relay observed about that path (needed for registration). Returns what it delivers, if
+   * anything; never throws on input.
+   */
+  receive(
+    datagram: Uint8Array,
+    path: P,
+    now: number,
+    info?: PathInfo,
+  ): RelayDelivery<P> | undefined {
     if (isControl(datagram)) {
       this.#control(datagram, path, now);
       return undefined;
@@ -102,6 +164,8 @@ export class RelaySessions<P> {
       return undefined;
     }
     const { peer, pair } = hit;
+    const newestBefore = pair.rx.replay.top;
+    const size = datagram.length;
     const r = pair.rx.open(datagram, this.#opened);
     if (r !== Drop.NONE) {
       this.stats.espDrops[DROP_NAMES[r] as Exclude<DropName, 'none'>]++;
@@ -110,15 +174,36 @@ export class RelaySessions<P> {
     // Authenticated and fresh: only now may the packet move state (wireguard-go receive.go).
     this.stats.packetsReceived++;
     peer.packetsReceived++;
-    if (peer.path !== path) {
-      const first = peer.path === undefined;
-      peer.path = path;
-      if (!first) this.#event(peer, { type: 'path-changed', reason: 'authenticated packet' });
-    }
-    if (pair === peer.keys.next) this.#confirm(peer, pair, now);
+    const ps = this.#pathState(peer, path, info);
+    ps.bytesIn += size;
     const { nextHeader, payload, seq } = this.#opened;
+    const regFrame =
+      nextHeader === NextHeader.ROAMLINK &&
+      payload.length > 0 &&
+      payload[0]! >= RegFrameType.RREQ &&
+      payload[0]! <= RegFrameType.PROBE_ACK;
+    if (peer.path === undefined) {
+      peer.path = path;
+    } else if (
+      peer.path !== path &&
+      !regFrame &&
+      seq > newestBefore &&
+      now - peer.roundStartedAt >= (this.#o.roamHoldMs ?? 2000)
+    ) {
+      this.#switchPath(peer, path, now, 'rebinding');
+    }
+    if (pair === peer.keys.next) {
+      // A packet under keys that only our response could give proves the client received that
+      // response: a path we sent it on is validated (as QUIC's handshake validates an address).
+      if (peer.lastInit?.paths.has(path)) ps.validated = true;
+      this.#confirm(peer, pair, now);
+    }
     if (nextHeader === NextHeader.NO_NEXT_HEADER) {
       this.stats.keepalivesReceived++;
+      return undefined;
+    }
+    if (regFrame) {
+      this.#registrationFrame(peer, payload, path, ps, now);
       return undefined;
     }
     return { peer, nextHeader, payload, seq };
@@ -126,7 +211,8 @@ export class RelaySessions<P> {
 
   /**
    * Seals `payload` for `peer` and returns the packet to send on `peer.path`, or undefined if the
-   * peer has no usable keys (the payload is held until it has).
+   * peer has no usable keys, or its path is unvalidated and out of budget (the payload is then
+   * held until it can go).
    */
   send(
     peer: RelayPeer<P>,
@@ -135,18 +221,20 @@ export class RelaySessions<P> {
     now: number,
   ): Uint8Array | undefined {
     const cur = peer.keys.current;
-    if (!cur || cur.expired(now) || peer.path === undefined) {
-      const max = this.#o.maxStaged ?? 256;
-      if (peer.staged.length >= max) {
-        peer.staged.shift();
-        this.stats.controlDrops.no_keys++;
-      }
-      peer.staged.push({ payload: payload.slice(), nextHeader });
+    if (
+      !cur ||
+      cur.expired(now) ||
+      peer.path === undefined ||
+      !this.#budget(peer, peer.path, payload.length + 48)
+    ) {
+      this.#stage(peer, payload, nextHeader);
       return undefined;
     }
     this.stats.packetsSent++;
     peer.packetsSent++;
-    return cur.tx.seal(payload, nextHeader);
+    const pkt = cur.tx.seal(payload, nextHeader);
+    this.#charge(peer, peer.path, pkt.length);
+    return pkt;
   }
 
   handleTimeout(now: number): void {
@@ -155,14 +243,26 @@ export class RelaySessions<P> {
         this.#bySpi.delete(p.localSpi);
         this.#event(peer, { type: 'keys-expired', localSpi: p.localSpi });
       }
+      for (const [path, ps] of peer.paths) {
+        const ch = ps.challenge;
+        if (ch && !ps.validated && now - ch.sentAt >= 1000) {
+          if (ch.tries >= 3) ps.challenge = undefined;
+          else this.#challenge(peer, path, ps, now, ch.tries + 1);
+        }
+      }
     }
   }
 
   nextTimeout(): number | undefined {
     let t: number | undefined;
+    const at = (x: number): void => {
+      if (t === undefined || x < t) t = x;
+    };
     for (const peer of this.peers.values()) {
       const e = peer.keys.nextExpiry();
-      if (e !== undefined && (t === undefined || e < t)) t = e;
+      if (e !== undefined) at(e);
+      for (const ps of peer.paths.values())
+        if (ps.challenge && !ps.validated) at(ps.challenge.sentAt + 1000);
     }
     return t;
   }
@@ -179,6 +279,227 @@ export class RelaySessions<P> {
     this.#events.push({ ...e, peer });
   }
 
+  #pathState(peer: RelayPeer<P>, path: P, info: PathInfo | undefined): RelayPathState {
+    let ps = peer.paths.get(path);
+    if (!ps) {
+      ps = {
+        info,
+        bytesIn: 0,
+        bytesOut: 0,
+        validated: validatedByTransport(info),
+        challenge: undefined,
+      };
+      peer.paths.set(path, ps);
+      // Bound the table: forget the oldest paths that are not in use.
+      if (peer.paths.size > 16) {
+        for (const k of peer.paths.keys()) {
+          if (k !== peer.path && k !== path) {
+            peer.paths.delete(k);
+            break;
+          }
+        }
+      }
+    } else if (info) {
+      ps.info = info;
+      if (validatedByTransport(info)) ps.validated = true;
+    }
+    return ps;
+  }
+
+  /** RFC 9000 §8.1: may `bytes` more go to `path` before it is validated? */
+  #budget(peer: RelayPeer<P>, path: P, bytes: number): boolean {
+    const ps = peer.paths.get(path);
+    if (!ps || ps.validated) return true;
+    const ok = ps.bytesOut + bytes <= (this.#o.amplificationFactor ?? 3) * ps.bytesIn;
+    if (!ok) this.stats.controlDrops.amplification_limited++;
+    return ok;
+  }
+
+  #charge(peer: RelayPeer<P>, path: P, bytes: number): void {
+    const ps = peer.paths.get(path);
+    if (ps) ps.bytesOut += bytes;
+  }
+
+  #transmit(peer: RelayPeer<P>, path: P, pkt: Uint8Array): void {
+    this.#charge(peer, path, pkt.length);
+    this.#out.transmit(path, pkt);
+  }
+
+  #stage(peer: RelayPeer<P>, payload: Uint8Array, nextHeader: number): void {
+    const max = this.#o.maxStaged ?? 256;
+    if (peer.staged.length >= max) {
+      peer.staged.shift();
+      this.stats.controlDrops.no_keys++;
+    }
+    peer.staged.push({ payload: payload.slice(), nextHeader });
+  }
+
+  /** Sends what waited, in order, while keys and the path budget allow. */
+  #flush(peer: RelayPeer<P>, now: number): void {
+    while (peer.staged.length > 0) {
+      const s = peer.staged[0]!;
+      const cur = peer.keys.current;
+      if (!cur || peer.path === undefined || !this.#budget(peer, peer.path, s.payload.length + 48))
+        return;
+      peer.staged.shift();
+      const pkt = cur.tx.seal(s.payload, s.nextHeader);
+      this.stats.packetsSent++;
+      peer.packetsSent++;
+      this.#transmit(peer, peer.path, pkt);
+    }
+    void now;
+  }
+
+  #switchPath(peer: RelayPeer<P>, path: P, now: number, reason: string): void {
+    peer.path = path;
+    this.#event(peer, { type: 'path-changed', reason });
+    const ps = peer.paths.get(path);
+    if (ps && !ps.validated && !ps.challenge) this.#challenge(peer, path, ps, now, 1);
+    this.#flush(peer, now);
+  }
+
+  #challenge(peer: RelayPeer<P>, path: P, ps: RelayPathState, now: number, tries: number): void {
+    const cur = peer.keys.current ?? peer.keys.next;
+    if (!cur) return;
+    const data = this.#o.random(8);
+    ps.challenge = { data, sentAt: now, tries };
+    // The challenge itself counts against the budget; it is small next to what arrived.
+    this.#transmit(peer, path, cur.tx.seal(encodePathChallenge(data), NextHeader.ROAMLINK));
+  }
+
+  #registrationFrame(
+    peer: RelayPeer<P>,
+    payload: Uint8Array,
+    path: P,
+    ps: RelayPathState,
+    now: number,
+  ): void {
+    try {
+      switch (payload[0]) {
+        case RegFrameType.RREQ:
+          this.#rreq(peer, decodeRreq(payload), path, ps, now);
+          return;
+        case RegFrameType.PATH_CHALLENGE:
+        case RegFrameType.PATH_RESPONSE: {
+          const f = decodePathFrame(payload);
+          if (f.type === RegFrameType.PATH_CHALLENGE) {
+            const cur = peer.keys.current;
+            if (cur)
+              this.#transmit(
+                peer,
+                path,
+                cur.tx.seal(encodePathResponse(f.data), NextHeader.ROAMLINK),
+              );
+          } else if (ps.challenge && equalBytes(ps.challenge.data, f.data)) {
+            const rtt = now - ps.challenge.sentAt;
+            ps.challenge = undefined;
+            ps.validated = true;
+            this.#event(peer, { type: 'path-validated', rttMs: rtt });
+            if (peer.path === path) this.#flush(peer, now);
+          }
+          return;
+        }
+        case RegFrameType.PROBE: {
+          const p = decodeProbe(payload);
+          const cur = peer.keys.current;
+          if (cur) {
+            this.#transmit(
+              peer,
+              path,
+              cur.tx.seal(encodeProbeAck({ id: p.id, size: payload.length }), NextHeader.ROAMLINK),
+            );
+          }
+          return;
+        }
+        default:
+          return;
+      }
+    } catch (e) {
+      if (!isRoamlinkError(e, ErrorCode.MALFORMED)) throw e;
+      this.stats.controlDrops.frame_malformed++;
+    }
+  }
+
+  #preference(e: Encapsulation): number {
+    const i = (this.#o.encapsulations ?? DEFAULT_ENCAPSULATION_PREFERENCE).indexOf(e);
+    return i < 0 ? Number.POSITIVE_INFINITY : i;
+  }
+
+  #rreq(
+    peer: RelayPeer<P>,
+    rreq: ReturnType<typeof decodeRreq>,
+    path: P,
+    ps: RelayPathState,
+    now: number,
+  ): void {
+    if (
+      rreq.round < peer.round ||
+      (rreq.round === peer.round && !equalBytes(rreq.nonce, peer.roundNonce!))
+    ) {
+      this.stats.controlDrops.stale_registration++;
+      return;
+    }
+    const enc = ps.info?.encapsulation ?? rreq.encapsulation;
+    let chosen: boolean;
+    if (rreq.round > peer.round) {
+      // The first RREQ of a new round wins at once: relay → client data needs only this.
+      peer.round = rreq.round;
+      peer.roundNonce = rreq.nonce;
+      peer.decision = 1;
+      peer.chosenEncapsulation = enc;
+      peer.roundStartedAt = now;
+      chosen = true;
+      this.stats.registrations++;
+      if (peer.path !== path) this.#switchPath(peer, path, now, 'registration');
+    } else if (
+      peer.path !== path &&
+      now - peer.roundStartedAt <= (this.#o.graceMs ?? 250) &&
+      this.#preference(enc) < this.#preference(peer.chosenEncapsulation!)
+    ) {
+      // A preferred encapsulation within the grace window: upgrade.
+      peer.decision = Math.min(255, peer.decision + 1);
+      peer.chosenEncapsulation = enc;
+      chosen = true;
+      this.#switchPath(peer, path, now, 'upgrade');
+    } else {
+      chosen = peer.path === path;
+      // The path may have moved by roaming since the round began: keep the record in step.
+      if (chosen) peer.chosenEncapsulation = enc;
+    }
+    const observed: OuterView = ps.info?.view ?? {};
+    const verdict = computeVerdict(rreq.view, observed, enc);
+    if (chosen) peer.verdict = verdict;
+    const keepaliveMs =
+      enc === Encapsulation.UDP && translationDetected(verdict)
+        ? (this.#o.keepaliveMs ?? 25_000)
+        : 0;
+    const cur = peer.keys.current;
+    if (cur) {
+      const frame = encodeRrep({
+        round: rreq.round,
+        nonce: rreq.nonce,
+        encapsulation: enc,
+        verdict,
+        decision: peer.decision,
+        chosen,
+        chosenEncapsulation: peer.chosenEncapsulation!,
+        keepaliveMs,
+        encapsulations: [...(this.#o.encapsulations ?? DEFAULT_ENCAPSULATION_PREFERENCE)],
+        observed,
+      });
+      // Answered on the path it came on; an RREP is about the size of its RREQ, inside the budget.
+      this.#transmit(peer, path, cur.tx.seal(frame, NextHeader.ROAMLINK));
+    }
+    this.#event(peer, {
+      type: 'registration-answered',
+      round: rreq.round,
+      encapsulation: enc,
+      chosen,
+      verdict,
+      decision: peer.decision,
+    });
+  }
+
   #confirm(peer: RelayPeer<P>, pair: SaPair, now: number): void {
     const rekey = peer.keys.current !== undefined;
     const dropped = peer.keys.rotate(pair);
@@ -193,11 +514,7 @@ export class RelaySessions<P> {
       rekey,
     });
     // What waited for keys goes out now, in order, under the new keys.
-    if (peer.path === undefined) return;
-    for (const s of peer.staged.splice(0)) {
-      const pkt = this.send(peer, s.payload, s.nextHeader, now);
-      if (pkt) this.#out.transmit(peer.path, pkt);
-    }
+    this.#flush(peer, now);
   }
 
   #control(datagram: Uint8Array, path: P, now: number): void {
@@ -223,6 +540,7 @@ export class RelaySessions<P> {
     const id = toHex(hs.remoteStaticKey);
     const known = this.peers.get(id);
     if (known?.lastInit && equalBytes(known.lastInit.ephemeral, hs.remoteEphemeralKey)) {
+      known.lastInit.paths.add(path);
       this.#out.transmit(path, known.lastInit.response);
       return;
     }
@@ -255,7 +573,11 @@ export class RelaySessions<P> {
     peer.keys.next = pair;
     this.#bySpi.set(spi, { peer, pair });
     peer.lastTimestamp = hs.payload.timestamp;
-    peer.lastInit = { ephemeral: hs.remoteEphemeralKey, response: answer.message };
+    peer.lastInit = {
+      ephemeral: hs.remoteEphemeralKey,
+      response: answer.message,
+      paths: new Set([path]),
+    };
     if (o.keyLog) for (const info of pair.keyInfo()) this.#event(peer, { type: 'sa-keys', info });
     this.#out.transmit(path, answer.message);
   }

@@ -8,9 +8,20 @@
  * Data packets are the exception, for speed: `send()` returns the sealed packet directly.
  */
 import type { Suite } from './crypto/aead.ts';
+import type { Encapsulation } from './encapsulation.ts';
 import type { DropCounters } from './esp.ts';
 import { newDropCounters } from './esp.ts';
+import type { PathInfo, Verdict } from './path.ts';
 import type { SaKeyInfo, SaPair } from './sa.ts';
+
+/** A path the client may use, with what registration needs to know about it. */
+export interface Candidate<P> {
+  path: P;
+  info: PathInfo;
+}
+
+/** RFC 3948 §2.3: the one-byte NAT keepalive, sent outside ESP on UDP paths. */
+export const NAT_KEEPALIVE = new Uint8Array([0xff]);
 
 export interface Transmit<P> {
   path: P;
@@ -19,6 +30,27 @@ export interface Transmit<P> {
 
 export type SessionEvent =
   | { type: 'handshake-sent'; spi: number; attempt: number; rekey: boolean }
+  | { type: 'registration-sent'; round: number; reason: string; paths: number; attempt: number }
+  | {
+      type: 'registered';
+      round: number;
+      encapsulation: Encapsulation;
+      verdict: Verdict;
+      decision: number;
+      rttMs: number;
+    }
+  | { type: 'verdict-disagreement'; round: number; relay: Verdict; client: Verdict; used: Verdict }
+  | {
+      type: 'registration-answered';
+      round: number;
+      encapsulation: Encapsulation;
+      chosen: boolean;
+      verdict: Verdict;
+      decision: number;
+    }
+  | { type: 'path-challenge'; reason: string }
+  | { type: 'path-validated'; rttMs: number }
+  | { type: 'path-dead'; silentMs: number }
   | { type: 'established'; suite: Suite; localSpi: number; remoteSpi: number; rekey: boolean }
   | { type: 'handshake-failed'; reason: string }
   | { type: 'keys-expired'; localSpi: number }
@@ -35,6 +67,9 @@ export interface ControlDrops {
   no_common_suite: number;
   unknown_control: number;
   no_keys: number;
+  frame_malformed: number;
+  stale_registration: number;
+  amplification_limited: number;
 }
 
 export interface SessionStats {
@@ -43,6 +78,8 @@ export interface SessionStats {
   packetsSent: number;
   packetsReceived: number;
   keepalivesReceived: number;
+  natKeepalivesSent: number;
+  registrations: number;
   handshakes: number;
   rekeys: number;
 }
@@ -59,10 +96,15 @@ export function newSessionStats(): SessionStats {
       no_common_suite: 0,
       unknown_control: 0,
       no_keys: 0,
+      frame_malformed: 0,
+      stale_registration: 0,
+      amplification_limited: 0,
     },
     packetsSent: 0,
     packetsReceived: 0,
     keepalivesReceived: 0,
+    natKeepalivesSent: 0,
+    registrations: 0,
     handshakes: 0,
     rekeys: 0,
   };

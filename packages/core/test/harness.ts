@@ -4,7 +4,14 @@
  * packages/netsim; these tests need only delay and ordering.)
  */
 import { randomBytes } from 'node:crypto';
-import type { Authorization, CryptoProvider, Keypair } from '../src/index.ts';
+import type {
+  Authorization,
+  Candidate,
+  CryptoProvider,
+  Encapsulation,
+  Keypair,
+  OuterView,
+} from '../src/index.ts';
 import { ClientSession, generateKeypair, nobleProvider, RelaySessions } from '../src/index.ts';
 
 export const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
@@ -33,6 +40,8 @@ export class Net {
   readonly atRelay: Received[] = [];
   /** One-way delay per path in ms. */
   delay: Record<string, number> = { a: 10, b: 25 };
+  /** Per path: its encapsulation, what the client sent and what the relay observes. */
+  paths: Record<string, { encapsulation: Encapsulation; client: OuterView; relay: OuterView }> = {};
   /** Called on every datagram in flight; return false to drop it. */
   filter: (d: InFlight) => boolean = () => true;
   #flight: InFlight[] = [];
@@ -89,9 +98,30 @@ export class Net {
       this.wire('client', t.path, t.data);
   }
 
+  /** A path's description, by default plain UDP with nothing translated. */
+  pathOf(name: string): { encapsulation: Encapsulation; client: OuterView; relay: OuterView } {
+    const p = this.paths[name];
+    if (p) return p;
+    const port = 40_000 + name.charCodeAt(0);
+    const view: OuterView = {
+      srcAddr: '198.18.0.2',
+      srcPort: port,
+      dstAddr: '198.18.1.1',
+      dstPort: 4500,
+    };
+    return { encapsulation: 1, client: view, relay: view };
+  }
+
+  candidates(names: string[]): Candidate<string>[] {
+    return names.map((n) => {
+      const p = this.pathOf(n);
+      return { path: n, info: { encapsulation: p.encapsulation, view: p.client } };
+    });
+  }
+
   clientSend(payload: Uint8Array, nh = 253): void {
     const pkt = this.client.send(payload, nh, this.now);
-    if (pkt && this.client.path !== undefined) this.wire('relay', this.client.path, pkt);
+    if (pkt) for (const p of this.client.dataPaths) this.wire('relay', p, pkt);
     this.drain();
   }
 
@@ -119,7 +149,11 @@ export class Net {
       if (nextPkt <= nextTimer) {
         const d = this.#flight.shift()!;
         if (d.to === 'relay') {
-          const got = this.relay.receive(d.data, d.path, this.now);
+          const p = this.pathOf(d.path);
+          const got = this.relay.receive(d.data, d.path, this.now, {
+            encapsulation: p.encapsulation,
+            view: p.relay,
+          });
           if (got)
             this.atRelay.push({
               at: this.now,
@@ -144,7 +178,7 @@ export class Net {
   }
 
   connect(paths = ['a']): void {
-    this.client.connect(paths, this.now);
+    this.client.connect(this.candidates(paths), this.now);
     this.drain();
   }
 }

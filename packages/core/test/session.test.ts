@@ -24,10 +24,13 @@ describe('handshake', () => {
     net.runUntil(net.now + 10); // message 1 arrives
     net.runUntil(net.now + 10); // message 2 arrives; client confirms with a keepalive
     assert.equal(net.client.state, 'established');
-    net.runUntil(net.now + 10); // the keepalive arrives: relay rotates next → current
+    net.runUntil(net.now + 10); // the RREQ arrives: relay rotates next → current, registers
     const peer = [...net.relay.peers.values()][0]!;
     assert.ok(peer.keys.current, 'relay has current keys after confirmation');
-    assert.equal(net.relay.stats.keepalivesReceived, 1);
+    assert.equal(peer.round, 1, 'the first registration round rode on the handshake');
+    net.runUntil(net.now + 10); // the RREP arrives
+    assert.ok(net.client.registered);
+    assert.equal(net.client.verdict, 0);
     net.clientSend(numbered(1));
     net.relaySend(numbered(2));
     net.runUntil(net.now + 20);
@@ -111,7 +114,7 @@ describe('handshake', () => {
   test('a message 1 for another relay key fails authentication', () => {
     const net = new Net();
     const other = new Net();
-    other.client.connect(['a'], other.now);
+    other.client.connect(other.candidates(['a']), other.now);
     const t = other.client.pollTransmit()!;
     net.relay.receive(t.data, 'a', net.now);
     assert.equal(net.relay.stats.controlDrops.handshake_auth, 1);
@@ -214,16 +217,19 @@ describe('data path', () => {
     assert.equal(peer.path, 'a', 'junk never moved the path');
   });
 
-  test('an authenticated packet from a new path moves the relay’s path', () => {
+  test('a NAT rebinding (data from a new path, no registration) moves the path after a challenge', () => {
     const net = new Net();
     net.connect();
     net.runUntil(net.now + 100);
     const peer = [...net.relay.peers.values()][0]!;
     assert.equal(peer.path, 'a');
-    net.client.path = 'b';
-    net.clientSend(numbered(1));
+    net.runUntil(net.now + 3000); // past the hold after the last registration
+    const pkt = net.client.send(numbered(1), DATA, net.now)!;
+    net.wire('relay', 'b', pkt); // the NAT gave the client a new mapping: same packet, new path
     net.runUntil(net.now + 100);
     assert.equal(peer.path, 'b');
+    assert.equal(indexOf(net.atRelay.at(-1)!.payload), 1);
+    assert.equal(peer.paths.get('b')!.validated, true, 'the client answered the challenge');
   });
 });
 

@@ -35,7 +35,7 @@ export class UdpTransport {
   /** Binds a UDP socket; `onDatagram` gets every roamlink datagram with its path. */
   static async bind(
     bind: UdpEndpoint,
-    onDatagram: (data: Uint8Array, path: string) => void,
+    onDatagram: (data: Uint8Array, path: string, from: UdpEndpoint) => void,
   ): Promise<UdpTransport> {
     const socket = createSocket({ type: bind.address.includes(':') ? 'udp6' : 'udp4' });
     const t = new UdpTransport(socket);
@@ -46,9 +46,12 @@ export class UdpTransport {
         return;
       }
       const path = pathOf(rinfo);
-      if (!t.#endpoints.has(path))
-        t.#endpoints.set(path, { address: rinfo.address, port: rinfo.port });
-      onDatagram(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), path);
+      let from = t.#endpoints.get(path);
+      if (!from) {
+        from = { address: rinfo.address, port: rinfo.port };
+        t.#endpoints.set(path, from);
+      }
+      onDatagram(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), path, from);
     });
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
