@@ -5,10 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Encapsulation, NextHeader, Verdict } from '../src/index.ts';
+import { Encapsulation, Verdict } from '../src/index.ts';
 import { indexOf, Net, numbered } from './harness.ts';
-
-const DATA = NextHeader.ROAMLINK;
 
 function established(paths: string[], setup?: (n: Net) => void): Net {
   const net = new Net();
