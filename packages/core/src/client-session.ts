@@ -31,9 +31,11 @@ import type { Keypair, RandomBytes } from './noise.ts';
 import type { Verdict } from './path.ts';
 import {
   decodePathFrame,
+  decodeProbeAck,
   decodeRrep,
   encodePathChallenge,
   encodePathResponse,
+  encodeProbe,
   encodeRreq,
   RegFrameType,
 } from './registration-frames.ts';
@@ -73,6 +75,13 @@ export interface ClientSessionOptions {
   keyLog?: boolean;
   /** Packets held while no keys are usable (default 256); older ones are dropped first. */
   maxStaged?: number;
+  /**
+   * While registered on an encapsulation the relay likes less than one of the candidates, probe
+   * the better candidates this often (default 4000 ms) with data-sized PROBEs.
+   */
+  probeIntervalMs?: number;
+  /** Size of a PROBE frame: as large as data packets, so that it tests what data meets (1200). */
+  probeBytes?: number;
 }
 
 export type ClientState = 'idle' | 'handshaking' | 'established' | 'failed';
@@ -126,6 +135,11 @@ export class ClientSession<P> {
   /** When the first packet went out that nothing has answered yet (0: all answered). */
   #unansweredSince = 0;
   #challenge: { data: Uint8Array; sentAt: number } | undefined;
+  /** The relay's encapsulation preference, from its RREPs (lighter first). */
+  #relayPrefs: readonly Encapsulation[] = DEFAULT_ENCAPSULATION_PREFERENCE;
+  #nextProbeAt = 0;
+  #probeId = 0;
+  readonly #probes = new Map<number, { path: P; size: number; sentAt: number }>();
 
   constructor(o: ClientSessionOptions) {
     this.#o = o;
@@ -286,6 +300,7 @@ export class ClientSession<P> {
         this.#startRound(now, 'dead-path');
       }
     }
+    if (this.#nextProbeAt > 0 && now >= this.#nextProbeAt) this.#sendProbes(now);
     const keepaliveAt = this.#keepaliveAt();
     if (keepaliveAt !== undefined && now >= keepaliveAt && this.path !== undefined) {
       this.#out.transmit(this.path, NAT_KEEPALIVE);
@@ -318,6 +333,7 @@ export class ClientSession<P> {
       }
       const k = this.#keepaliveAt();
       if (k !== undefined) t = Math.min(t, k);
+      if (this.#nextProbeAt > 0) t = Math.min(t, this.#nextProbeAt);
     }
     return t === Number.POSITIVE_INFINITY ? undefined : t;
   }
@@ -344,6 +360,7 @@ export class ClientSession<P> {
     };
     this.#round = round;
     this.#challenge = undefined;
+    this.#nextProbeAt = 0;
     // Until the RREP names a path, data goes out on every candidate (half an RTT to resume).
     this.#dataPaths = this.#candidates.map((c) => c.path);
     this.#duplicatesLeft = this.#o.duplicatePackets ?? 64;
@@ -437,12 +454,63 @@ export class ClientSession<P> {
         }
         return true;
       }
+      if (type === RegFrameType.PROBE_ACK) {
+        this.#probeAck(decodeProbeAck(payload), path, now);
+        return true;
+      }
     } catch (e) {
       if (!isRoamlinkError(e, ErrorCode.MALFORMED)) throw e;
       this.stats.controlDrops.frame_malformed++;
       return true;
     }
     return false;
+  }
+
+  /** Candidates whose encapsulation the relay prefers to the one in use. */
+  #betterCandidates(): Candidate<P>[] {
+    const rank = (e: Encapsulation): number => {
+      const i = this.#relayPrefs.indexOf(e);
+      return i < 0 ? Number.POSITIVE_INFINITY : i;
+    };
+    if (this.encapsulation === undefined) return [];
+    const mine = rank(this.encapsulation);
+    return this.#candidates.filter(
+      (c) => c.path !== this.path && rank(c.info.encapsulation) < mine,
+    );
+  }
+
+  #scheduleProbes(now: number): void {
+    this.#nextProbeAt =
+      this.#betterCandidates().length > 0 ? now + (this.#o.probeIntervalMs ?? 4000) : 0;
+  }
+
+  /**
+   * WO 03/063444 (claim 11 and the probe paragraph): a lighter path is used only once a probe as
+   * large as data has crossed it and come back; registration alone does not prove that data
+   * passes a firewall.
+   */
+  #sendProbes(now: number): void {
+    const cur = this.#keys.current;
+    this.#probes.clear();
+    if (cur) {
+      const size = this.#o.probeBytes ?? 1200;
+      for (const c of this.#betterCandidates()) {
+        const id = ++this.#probeId >>> 0;
+        this.#probes.set(id, { path: c.path, size, sentAt: now });
+        const frame = encodeProbe({ id, encapsulation: c.info.encapsulation, size });
+        this.#out.transmit(c.path, cur.tx.seal(frame, NextHeader.ROAMLINK));
+      }
+    }
+    this.#scheduleProbes(now);
+  }
+
+  #probeAck(ack: ReturnType<typeof decodeProbeAck>, path: P, now: number): void {
+    const p = this.#probes.get(ack.id);
+    if (!p || p.path !== path || ack.size !== p.size) return;
+    this.#probes.clear();
+    this.#rtt(now - p.sentAt);
+    // The lighter path carries data-sized packets both ways: register again; the relay prefers it.
+    this.#startRound(now, 'probe-answered');
   }
 
   #rrep(rrep: ReturnType<typeof decodeRrep>, path: P, now: number): void {
@@ -473,6 +541,8 @@ export class ClientSession<P> {
     }
     this.verdict = used;
     this.keepaliveMs = rrep.keepaliveMs;
+    if (rrep.encapsulations.length > 0) this.#relayPrefs = rrep.encapsulations;
+    this.#scheduleProbes(now);
     this.#out.event({
       type: 'registered',
       round: round.round,

@@ -187,3 +187,44 @@ describe('registration', () => {
     assert.equal(net.client.stats.handshakes, 1);
   });
 });
+
+describe('probing lighter paths (claim 11)', () => {
+  test('UDP blocked at first, then unblocked: back on UDP within 5 s, only after a probe', () => {
+    const net = new Net();
+    net.delay = { u: 10, t: 12 };
+    net.paths.t = { ...net.pathOf('t'), encapsulation: Encapsulation.TCP };
+    let udpBlocked = true;
+    net.filter = (d) => !(udpBlocked && d.path === 'u');
+    net.connect(['u', 't']);
+    net.runUntil(net.now + 1000);
+    assert.equal(net.client.path, 't');
+    events(net);
+    const t0 = net.now;
+    udpBlocked = false;
+    net.runUntil(t0 + 5000);
+    assert.equal(net.client.path, 'u', 'back on UDP');
+    const ev = events(net);
+    const answered = ev.find(
+      (e) => e.type === 'registration-sent' && e.reason === 'probe-answered',
+    );
+    assert.ok(answered, 'the move back followed a probe');
+    const reg = ev.find((e) => e.type === 'registered' && e.encapsulation === Encapsulation.UDP)!;
+    assert.ok(reg, JSON.stringify(ev));
+    assert.equal(net.client.stats.handshakes, 1);
+  });
+
+  test('a path that passes small packets but drops data-sized ones is never chosen by a probe', () => {
+    const net = new Net();
+    net.delay = { u: 10, t: 12 };
+    net.paths.t = { ...net.pathOf('t'), encapsulation: Encapsulation.TCP };
+    let udpBlocked = true;
+    // After the block lifts, UDP still drops anything large (a firewall that lets registration
+    // through but not data).
+    net.filter = (d) => !(d.path === 'u' && (udpBlocked || d.data.length > 600));
+    net.connect(['u', 't']);
+    net.runUntil(net.now + 1000);
+    udpBlocked = false;
+    net.runUntil(net.now + 20_000);
+    assert.equal(net.client.path, 't', 'stayed on TCP: the data-sized probes never came back');
+  });
+});
