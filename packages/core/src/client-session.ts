@@ -227,7 +227,7 @@ export class ClientSession<P> {
   /** Feeds one received datagram. Returns what it delivers, if anything; never throws on input. */
   receive(datagram: Uint8Array, path: P, now: number): Delivery | undefined {
     if (isControl(datagram)) {
-      this.#control(datagram, now);
+      this.#control(datagram, path, now);
       return undefined;
     }
     if (datagram.length < 4) {
@@ -348,12 +348,16 @@ export class ClientSession<P> {
 
   // --- registration ------------------------------------------------------------------------
 
-  #startRound(now: number, reason: string): void {
+  /**
+   * Starts a round. With `implicitNonce`, the round's RREQs already went out inside message 1
+   * (round 1), so nothing is sent now; they are sent only if no RREP comes.
+   */
+  #startRound(now: number, reason: string, implicitNonce?: Uint8Array, sentAt = now): void {
     const round: Round = {
       round: ++this.#roundCounter,
-      nonce: this.#o.random(8),
+      nonce: implicitNonce ?? this.#o.random(8),
       reason,
-      startedAt: now,
+      startedAt: sentAt,
       sentAt: now,
       attempt: 1,
       decision: 0,
@@ -364,7 +368,18 @@ export class ClientSession<P> {
     // Until the RREP names a path, data goes out on every candidate (half an RTT to resume).
     this.#dataPaths = this.#candidates.map((c) => c.path);
     this.#duplicatesLeft = this.#o.duplicatePackets ?? 64;
-    this.#sendRreqs(round, now);
+    if (implicitNonce) {
+      this.stats.registrations++;
+      this.#out.event({
+        type: 'registration-sent',
+        round: round.round,
+        reason,
+        paths: 0,
+        attempt: 1,
+      });
+    } else {
+      this.#sendRreqs(round, now);
+    }
   }
 
   #sendRreqs(round: Round, now: number): void {
@@ -602,6 +617,15 @@ export class ClientSession<P> {
       encapsulations: o.encapsulations ?? DEFAULT_ENCAPSULATION_PREFERENCE,
       random: o.random,
       ...(o.psk ? { psk: o.psk } : {}),
+      // The first handshake carries every candidate's view: round 1 is answered with it.
+      ...(!rekey && !this.#round
+        ? {
+            candidates: this.#candidates.map((c) => ({
+              encapsulation: c.info.encapsulation,
+              view: c.info.view,
+            })),
+          }
+        : {}),
     });
     // A rekey goes on the chosen path; the first handshake on every candidate at once.
     const paths =
@@ -611,7 +635,7 @@ export class ClientSession<P> {
     this.#out.event({ type: 'handshake-sent', spi, attempt, rekey });
   }
 
-  #control(datagram: Uint8Array, now: number): void {
+  #control(datagram: Uint8Array, path: P, now: number): void {
     if (controlType(datagram) !== ControlType.HANDSHAKE_RESP) {
       this.stats.controlDrops.unknown_control++;
       return;
@@ -651,12 +675,21 @@ export class ClientSession<P> {
       remoteSpi: pair.remoteSpi,
       rekey: pend.rekey,
     });
+    let confirmOn: P | undefined = pend.rekey ? this.path : path;
     if (!pend.rekey && !this.#round) {
-      // The first registration round follows the handshake at once; its RREQs confirm the keys.
-      this.#startRound(now, 'connect');
-    } else if (this.#staged.length === 0 && this.path !== undefined) {
-      // Confirm the new keys to the relay with a keepalive (RFC 4303 §2.6).
-      this.#out.transmit(this.path, pair.tx.seal(new Uint8Array(0), NextHeader.NO_NEXT_HEADER));
+      if (pend.hs.carriesViews) {
+        // Round 1 rode on message 1: the relay answers it right behind the response. Its nonce
+        // is the start of the handshake hash, which only the two ends know.
+        this.#startRound(now, 'connect', pair.handshakeHash.slice(0, 8), pend.sentAt);
+      } else {
+        // The views did not fit: round 1 goes as RREQs now, which also confirm the keys.
+        this.#startRound(now, 'connect');
+        confirmOn = undefined;
+      }
+    }
+    if (confirmOn !== undefined && this.#staged.length === 0) {
+      // Confirm the new keys to the relay with a keepalive (RFC 4303 §2.6), on a path known to work.
+      this.#out.transmit(confirmOn, pair.tx.seal(new Uint8Array(0), NextHeader.NO_NEXT_HEADER));
     }
     for (const s of this.#staged.splice(0)) {
       const pkt = pair.tx.seal(s.payload, s.nextHeader);

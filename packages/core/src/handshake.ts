@@ -26,6 +26,8 @@ import { isEncapsulation } from './encapsulation.ts';
 import { ErrorCode, RoamlinkError } from './errors.ts';
 import type { Keypair, RandomBytes } from './noise.ts';
 import { NoiseIK } from './noise.ts';
+import type { OuterView } from './path.ts';
+import { decodeOuterView, encodeOuterView } from './registration-frames.ts';
 import { TAI64N_BYTES } from './tai64n.ts';
 
 export const PROTOCOL_VERSION = 1;
@@ -53,8 +55,12 @@ const MIN_INIT_PAYLOAD = 4 + TAI64N_BYTES + 2;
 const MIN_RESP_PAYLOAD = 4 + 1 + 2;
 export const MIN_INIT_BYTES = HEADER_BYTES + NOISE_E + NOISE_S + MIN_INIT_PAYLOAD + NOISE_TAG;
 export const MIN_RESP_BYTES = RESP_HEADER_BYTES + NOISE_E + MIN_RESP_PAYLOAD + NOISE_TAG;
-/** Upper bound on a handshake message: lists of at most 255 entries and no extensions. */
-export const MAX_HANDSHAKE_BYTES = 1200;
+/**
+ * Upper bound on a handshake message. Message 1 with candidate views is kept under it by leaving
+ * the views out when they would not fit (they are an optimisation), so that it never needs IP
+ * fragmentation on a 1500-byte path.
+ */
+export const MAX_HANDSHAKE_BYTES = 1400;
 
 export interface InitPayload {
   /** The client's receive SPI. */
@@ -64,7 +70,23 @@ export interface InitPayload {
   suites: Suite[];
   /** Encapsulations the client supports, in its order of preference. */
   encapsulations: Encapsulation[];
+  /**
+   * Extension 1, CANDIDATE_VIEWS: the client's own outer view on each candidate path, so that the
+   * relay can answer the first registration round with the handshake (docs/PROTOCOL.md §3.2).
+   */
+  candidates?: CandidateView[];
 }
+
+/** One candidate path as message 1 describes it. */
+export interface CandidateView {
+  encapsulation: Encapsulation;
+  view: OuterView;
+}
+
+/** Extension types in message 1's payload. */
+export const InitExtension = {
+  CANDIDATE_VIEWS: 1,
+} as const;
 
 export interface RespPayload {
   /** The relay's receive SPI. */
@@ -151,11 +173,62 @@ export function encodeInitPayload(p: InitPayload): Uint8Array {
   const tail: number[] = [];
   writeList(tail, p.suites);
   writeList(tail, p.encapsulations);
-  const out = new Uint8Array(4 + TAI64N_BYTES + tail.length);
+  let ext = new Uint8Array(0);
+  if (p.candidates && p.candidates.length > 0) {
+    if (p.candidates.length > 255)
+      throw new RoamlinkError(ErrorCode.INVALID_ARGUMENT, 'too many candidates');
+    const views = p.candidates.map((c) => encodeOuterView(c.view));
+    const len = 1 + views.reduce((n, v) => n + 3 + v.length, 0);
+    if (len > 0xffff)
+      throw new RoamlinkError(ErrorCode.INVALID_ARGUMENT, 'candidate views too large');
+    ext = new Uint8Array(3 + len);
+    ext[0] = InitExtension.CANDIDATE_VIEWS;
+    writeU16(ext, 1, len);
+    ext[3] = p.candidates.length;
+    let o = 4;
+    p.candidates.forEach((c, i) => {
+      const v = views[i]!;
+      ext[o] = c.encapsulation;
+      writeU16(ext, o + 1, v.length);
+      ext.set(v, o + 3);
+      o += 3 + v.length;
+    });
+  }
+  const out = new Uint8Array(4 + TAI64N_BYTES + tail.length + ext.length);
   writeU32(out, 0, p.spi);
   out.set(p.timestamp, 4);
   out.set(tail, 4 + TAI64N_BYTES);
+  out.set(ext, 4 + TAI64N_BYTES + tail.length);
   return out;
+}
+
+/** Extensions: u8 type, u16 length, value; unknown types are skipped. */
+function decodeInitExtensions(b: Uint8Array, o: number, into: InitPayload): void {
+  while (o < b.length) {
+    if (o + 3 > b.length) throw malformed('truncated extension');
+    const type = b[o]!;
+    const len = readU16(b, o + 1);
+    const end = o + 3 + len;
+    if (end > b.length) throw malformed('truncated extension');
+    if (type === InitExtension.CANDIDATE_VIEWS) {
+      if (len < 1) throw malformed('empty candidate list');
+      const n = b[o + 3]!;
+      let q = o + 4;
+      const candidates: CandidateView[] = [];
+      for (let i = 0; i < n; i++) {
+        if (q + 3 > end) throw malformed('truncated candidate');
+        const enc = b[q]!;
+        const vlen = readU16(b, q + 1);
+        if (q + 3 + vlen > end) throw malformed('truncated candidate view');
+        const view = decodeOuterView(b.subarray(q + 3, q + 3 + vlen));
+        if (isEncapsulation(enc)) candidates.push({ encapsulation: enc, view });
+        q += 3 + vlen;
+      }
+      if (q !== end) throw malformed('candidate list length mismatch');
+      into.candidates = candidates;
+    }
+    o = end;
+  }
 }
 
 /**
@@ -168,13 +241,15 @@ export function decodeInitPayload(b: Uint8Array): InitPayload {
   if (spi < ESP_MIN_SPI) throw malformed('reserved SPI');
   const timestamp = b.slice(4, 4 + TAI64N_BYTES);
   const [suites, o1] = readList(b, 4 + TAI64N_BYTES);
-  const [encaps] = readList(b, o1);
-  return {
+  const [encaps, o2] = readList(b, o1);
+  const p: InitPayload = {
     spi,
     timestamp,
     suites: suites.filter(isSuite),
     encapsulations: encaps.filter(isEncapsulation),
   };
+  decodeInitExtensions(b, o2, p);
+  return p;
 }
 
 export function encodeRespPayload(p: RespPayload): Uint8Array {
@@ -245,6 +320,8 @@ export interface InitiatorOptions {
   timestamp: Uint8Array;
   suites: readonly Suite[];
   encapsulations: readonly Encapsulation[];
+  /** Views of the candidate paths (first handshake only); left out if they would not fit. */
+  candidates?: readonly CandidateView[];
   random: RandomBytes;
   /** Fixed ephemeral key: tests only. */
   ephemeralKeypair?: Keypair;
@@ -254,6 +331,8 @@ export interface InitiatorOptions {
 export class InitiatorHandshake {
   readonly spi: number;
   readonly message: Uint8Array;
+  /** True if message 1 carries the candidate views (the relay then answers round 1 at once). */
+  readonly carriesViews: boolean;
   readonly timestamp: Uint8Array;
   readonly #noise: NoiseIK;
   readonly #flags: number;
@@ -274,12 +353,23 @@ export class InitiatorHandshake {
       ...(o.psk ? { psk: o.psk } : {}),
       ...(o.ephemeralKeypair ? { ephemeralKeypair: o.ephemeralKeypair } : {}),
     });
-    const payload = encodeInitPayload({
+    const base = {
       spi: o.spi,
       timestamp: o.timestamp,
       suites: [...o.suites],
       encapsulations: [...o.encapsulations],
-    });
+    };
+    let payload = encodeInitPayload(base);
+    let carriesViews = false;
+    if (o.candidates && o.candidates.length > 0) {
+      const withViews = encodeInitPayload({ ...base, candidates: [...o.candidates] });
+      const overhead = HEADER_BYTES + NOISE_E + NOISE_S + NOISE_TAG;
+      if (overhead + withViews.length <= MAX_HANDSHAKE_BYTES) {
+        payload = withViews;
+        carriesViews = true;
+      }
+    }
+    this.carriesViews = carriesViews;
     const body = this.#noise.writeMessage(payload);
     const msg = new Uint8Array(HEADER_BYTES + body.length);
     msg[4] = ControlType.HANDSHAKE_INIT;

@@ -30,6 +30,7 @@ import { DEFAULT_ENCAPSULATION_PREFERENCE, Encapsulation } from './encapsulation
 import { ErrorCode, isRoamlinkError } from './errors.ts';
 import type { DropName, EspOpened } from './esp.ts';
 import { DROP_NAMES, Drop, newEspOpened, readSpi } from './esp.ts';
+import type { InitPayload } from './handshake.ts';
 import { ControlType, controlType, isControl, ResponderHandshake } from './handshake.ts';
 import type { Keypair, RandomBytes } from './noise.ts';
 import type { OuterView, PathInfo, Verdict } from './path.ts';
@@ -97,7 +98,15 @@ export class RelayPeer<P> {
   readonly paths = new Map<P, RelayPathState>();
   lastTimestamp: Uint8Array | undefined;
   /** The message 1 being answered now and our answer, to repeat it for duplicates. */
-  lastInit: { ephemeral: Uint8Array; response: Uint8Array; paths: Set<P> } | undefined;
+  lastInit:
+    | {
+        ephemeral: Uint8Array;
+        response: Uint8Array;
+        paths: Set<P>;
+        pair: SaPair;
+        payload: InitPayload;
+      }
+    | undefined;
   readonly staged: { payload: Uint8Array; nextHeader: number }[] = [];
   packetsReceived = 0;
   packetsSent = 0;
@@ -151,7 +160,7 @@ export class RelaySessions<P> {
     info?: PathInfo,
   ): RelayDelivery<P> | undefined {
     if (isControl(datagram)) {
-      this.#control(datagram, path, now);
+      this.#control(datagram, path, now, info);
       return undefined;
     }
     if (datagram.length < 4) {
@@ -431,6 +440,7 @@ export class RelaySessions<P> {
     path: P,
     ps: RelayPathState,
     now: number,
+    sealWith: SaPair | undefined = peer.keys.current,
   ): void {
     if (
       rreq.round < peer.round ||
@@ -473,7 +483,7 @@ export class RelaySessions<P> {
       enc === Encapsulation.UDP && translationDetected(verdict)
         ? (this.#o.keepaliveMs ?? 25_000)
         : 0;
-    const cur = peer.keys.current;
+    const cur = sealWith;
     if (cur) {
       const frame = encodeRrep({
         round: rreq.round,
@@ -517,7 +527,7 @@ export class RelaySessions<P> {
     this.#flush(peer, now);
   }
 
-  #control(datagram: Uint8Array, path: P, now: number): void {
+  #control(datagram: Uint8Array, path: P, now: number, info: PathInfo | undefined): void {
     if (controlType(datagram) !== ControlType.HANDSHAKE_INIT) {
       this.stats.controlDrops.unknown_control++;
       return;
@@ -542,6 +552,7 @@ export class RelaySessions<P> {
     if (known?.lastInit && equalBytes(known.lastInit.ephemeral, hs.remoteEphemeralKey)) {
       known.lastInit.paths.add(path);
       this.#out.transmit(path, known.lastInit.response);
+      this.#implicitRound(known, path, now, info, datagram.length);
       return;
     }
     if (known?.lastTimestamp && compareTai64n(hs.payload.timestamp, known.lastTimestamp) <= 0) {
@@ -577,8 +588,49 @@ export class RelaySessions<P> {
       ephemeral: hs.remoteEphemeralKey,
       response: answer.message,
       paths: new Set([path]),
+      pair,
+      payload: hs.payload,
     };
-    if (o.keyLog) for (const info of pair.keyInfo()) this.#event(peer, { type: 'sa-keys', info });
+    if (o.keyLog) for (const k of pair.keyInfo()) this.#event(peer, { type: 'sa-keys', info: k });
     this.#out.transmit(path, answer.message);
+    this.#implicitRound(peer, path, now, info, datagram.length);
+  }
+
+  /**
+   * Round 1 rides on message 1 (docs/PROTOCOL.md §3.2, §7): when message 1 carries the client's
+   * candidate views, each copy of it is handled as that round's RREQ for the path it came on, and
+   * the RREP follows the response at once, sealed with the new keys (it carries no user data, so
+   * it need not wait for their confirmation). The round's nonce is the start of the handshake
+   * hash, which only the two ends know.
+   */
+  #implicitRound(
+    peer: RelayPeer<P>,
+    path: P,
+    now: number,
+    info: PathInfo | undefined,
+    size: number,
+  ): void {
+    const init = peer.lastInit;
+    if (!init?.payload.candidates || peer.round > 1 || peer.keys.current) return;
+    const enc = info?.encapsulation;
+    const cand = init.payload.candidates.find((c) => c.encapsulation === enc);
+    if (!cand || enc === undefined) return;
+    const ps = this.#pathState(peer, path, info);
+    ps.bytesIn += size;
+    this.#rreq(
+      peer,
+      {
+        round: 1,
+        nonce: init.pair.handshakeHash.slice(0, 8),
+        encapsulation: enc,
+        timestamp: now,
+        encapsulations: init.payload.encapsulations,
+        view: cand.view,
+      },
+      path,
+      ps,
+      now,
+      init.pair,
+    );
   }
 }

@@ -318,6 +318,17 @@ describe('payload codecs and suite choice', () => {
       encapsulations: [1, 3, 5] as (1 | 3 | 5)[],
     };
     assert.deepEqual(decodeInitPayload(encodeInitPayload(init)), init);
+    const withViews = {
+      ...init,
+      candidates: [
+        { encapsulation: 1 as const, view: { srcAddr: '198.18.0.2', srcPort: 4000 } },
+        {
+          encapsulation: 3 as const,
+          view: { url: 'http://r/x', headers: [['user-agent', 't']] as [string, string][] },
+        },
+      ],
+    };
+    assert.deepEqual(decodeInitPayload(encodeInitPayload(withViews)), withViews);
     const resp = {
       spi: 999,
       suite: Suite.AES_256_GCM,
