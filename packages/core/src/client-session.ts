@@ -139,6 +139,10 @@ export class ClientSession<P> {
   #relayPrefs: readonly Encapsulation[] = DEFAULT_ENCAPSULATION_PREFERENCE;
   #nextProbeAt = 0;
   #probeId = 0;
+  /** The data-sized probe that checks a newly chosen path carries data, not only registration. */
+  #pathProbe: { id: number; path: P; size: number; sentAt: number; tries: number } | undefined;
+  /** Paths that carried registration but not data: left out of rounds until a probe passes. */
+  readonly #dataBlocked = new Set<P>();
   readonly #probes = new Map<number, { path: P; size: number; sentAt: number }>();
 
   constructor(o: ClientSessionOptions) {
@@ -300,6 +304,20 @@ export class ClientSession<P> {
         this.#startRound(now, 'dead-path');
       }
     }
+    const v = this.#pathProbe;
+    if (v && now >= v.sentAt + this.#rto()) {
+      if (v.path !== this.path) {
+        this.#pathProbe = undefined;
+      } else if (v.tries < 3) {
+        this.#verifyPath(now);
+      } else {
+        this.#pathProbe = undefined;
+        this.#dataBlocked.add(v.path);
+        this.#out.event({ type: 'path-data-blocked', size: v.size });
+        if (this.#roundCandidates().some((c) => c.path !== v.path))
+          this.#startRound(now, 'data-blocked');
+      }
+    }
     if (this.#nextProbeAt > 0 && now >= this.#nextProbeAt) this.#sendProbes(now);
     const keepaliveAt = this.#keepaliveAt();
     if (keepaliveAt !== undefined && now >= keepaliveAt && this.path !== undefined) {
@@ -334,6 +352,7 @@ export class ClientSession<P> {
       const k = this.#keepaliveAt();
       if (k !== undefined) t = Math.min(t, k);
       if (this.#nextProbeAt > 0) t = Math.min(t, this.#nextProbeAt);
+      if (this.#pathProbe) t = Math.min(t, this.#pathProbe.sentAt + this.#rto());
     }
     return t === Number.POSITIVE_INFINITY ? undefined : t;
   }
@@ -366,7 +385,7 @@ export class ClientSession<P> {
     this.#challenge = undefined;
     this.#nextProbeAt = 0;
     // Until the RREP names a path, data goes out on every candidate (half an RTT to resume).
-    this.#dataPaths = this.#candidates.map((c) => c.path);
+    this.#dataPaths = this.#roundCandidates().map((c) => c.path);
     this.#duplicatesLeft = this.#o.duplicatePackets ?? 64;
     if (implicitNonce) {
       this.stats.registrations++;
@@ -386,7 +405,7 @@ export class ClientSession<P> {
     const cur = this.#keys.current;
     if (!cur) return;
     const prefs = this.#o.encapsulations ?? DEFAULT_ENCAPSULATION_PREFERENCE;
-    for (const c of this.#candidates) {
+    for (const c of this.#roundCandidates()) {
       const frame = encodeRreq({
         round: round.round,
         nonce: round.nonce,
@@ -403,7 +422,7 @@ export class ClientSession<P> {
       type: 'registration-sent',
       round: round.round,
       reason: round.reason,
-      paths: this.#candidates.length,
+      paths: this.#roundCandidates().length,
       attempt: round.attempt,
     });
   }
@@ -481,6 +500,34 @@ export class ClientSession<P> {
     return false;
   }
 
+  /** The candidates a round registers on: all but the data-blocked ones (unless none is left). */
+  #roundCandidates(): Candidate<P>[] {
+    const ok = this.#candidates.filter((c) => !this.#dataBlocked.has(c.path));
+    return ok.length > 0 ? ok : this.#candidates;
+  }
+
+  /**
+   * WO 03/063444: a probe checks that data, not only registration, passes. Each newly chosen path
+   * gets a PROBE as large as data; unanswered after three retransmission timeouts, the path is
+   * data-blocked (a firewall passing small packets only, a PMTU black hole, DPI) and the client
+   * registers again without it.
+   */
+  #verifyPath(now: number): void {
+    const cur = this.#keys.current;
+    if (!cur || this.path === undefined) return;
+    const size = this.#o.probeBytes ?? 1200;
+    const id = ++this.#probeId >>> 0;
+    const tries = this.#pathProbe?.path === this.path ? this.#pathProbe.tries + 1 : 1;
+    this.#pathProbe = { id, path: this.path, size, sentAt: now, tries };
+    const frame = encodeProbe({ id, encapsulation: this.encapsulation ?? Encapsulation.UDP, size });
+    this.#out.transmit(this.path, cur.tx.seal(frame, NextHeader.ROAMLINK));
+  }
+
+  /** RFC 6298-style retransmission timeout from the RTT estimate. */
+  #rto(): number {
+    return Math.max(200, 3 * (this.srtt ?? 100));
+  }
+
   /** Candidates whose encapsulation the relay prefers to the one in use. */
   #betterCandidates(): Candidate<P>[] {
     const rank = (e: Encapsulation): number => {
@@ -520,9 +567,16 @@ export class ClientSession<P> {
   }
 
   #probeAck(ack: ReturnType<typeof decodeProbeAck>, path: P, now: number): void {
+    const v = this.#pathProbe;
+    if (v && v.id === ack.id && v.path === path && ack.size === v.size) {
+      this.#pathProbe = undefined;
+      this.#dataBlocked.delete(path);
+      return;
+    }
     const p = this.#probes.get(ack.id);
     if (!p || p.path !== path || ack.size !== p.size) return;
     this.#probes.clear();
+    this.#dataBlocked.delete(path);
     this.#rtt(now - p.sentAt);
     // The lighter path carries data-sized packets both ways: register again; the relay prefers it.
     this.#startRound(now, 'probe-answered');
@@ -558,6 +612,8 @@ export class ClientSession<P> {
     this.keepaliveMs = rrep.keepaliveMs;
     if (rrep.encapsulations.length > 0) this.#relayPrefs = rrep.encapsulations;
     this.#scheduleProbes(now);
+    this.#pathProbe = undefined;
+    this.#verifyPath(now);
     this.#out.event({
       type: 'registered',
       round: round.round,

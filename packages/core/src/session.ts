@@ -51,6 +51,7 @@ export type SessionEvent =
   | { type: 'path-challenge'; reason: string }
   | { type: 'path-validated'; rttMs: number }
   | { type: 'path-dead'; silentMs: number }
+  | { type: 'path-data-blocked'; size: number }
   | { type: 'established'; suite: Suite; localSpi: number; remoteSpi: number; rekey: boolean }
   | { type: 'handshake-failed'; reason: string }
   | { type: 'keys-expired'; localSpi: number }

@@ -43,3 +43,4 @@ export function openClientPath(
       return new HttpPollClientPath(host, opts);
   }
 }
+export * from './scenario.ts';
