@@ -18,6 +18,17 @@
  * Dead paths: when the client has sent since it last heard anything and the silence lasts
  * `deadProbeMs`, it challenges the path (PATH_CHALLENGE); with no answer after `deadConfirmMs`
  * more, the path is dead and a new round goes out on every candidate.
+ *
+ * NAT keepalives (RFC 3948 §2.3) and the binding timeout: behind a NAT on UDP the client learns
+ * how long its NAT keeps an idle binding instead of assuming a short one, so that keepalives go
+ * as seldom as the NAT allows without the main binding ever being lost. RFC 4787 REQ-5 asks NATs
+ * for at least 2 minutes (5 by default) but many keep less; REQ-6 makes outbound packets refresh a
+ * binding, which is what keepalives rely on. The measurement follows RFC 5780 §4.6 on a second UDP
+ * flow the adapter opens (`binding-probe-wanted`, then `setBindingProbePath`), timed by the relay:
+ * a BINDING_TEST (which itself refreshes the measurement binding) asks the relay to answer after a
+ * delay; an answer proves the NAT kept the binding idle that long, silence that it did not. The
+ * delay grows by half while answered and is then bisected to a ±15 % bracket. The main path keeps
+ * a safe interval throughout: a conservative start, then 0.8 × the longest delay answered.
  */
 import { toHex } from './bytes.ts';
 import { NextHeader } from './constants.ts';
@@ -30,9 +41,12 @@ import { ControlType, controlType, InitiatorHandshake, isControl } from './hands
 import type { Keypair, RandomBytes } from './noise.ts';
 import type { Verdict } from './path.ts';
 import {
+  type BindingFrame,
+  decodeBindingFrame,
   decodePathFrame,
   decodeProbeAck,
   decodeRrep,
+  encodeBindingTest,
   encodePathChallenge,
   encodePathResponse,
   encodeProbe,
@@ -82,7 +96,33 @@ export interface ClientSessionOptions {
   probeIntervalMs?: number;
   /** Size of a PROBE frame: as large as data packets, so that it tests what data meets (1200). */
   probeBytes?: number;
+  /**
+   * NAT keepalive interval while the binding timeout is being learned, and the first test's delay
+   * (default 15 000 ms: below the 20-30 s that the least generous NATs keep an idle binding).
+   */
+  keepaliveStartMs?: number;
+  /** Never send NAT keepalives more often than this, whatever was measured (default 10 000 ms). */
+  keepaliveMinMs?: number;
+  /** Longest delay a BINDING_TEST asks for (default 150 000 ms; at most 300 000). */
+  bindingTestMaxMs?: number;
 }
+
+/** What is known of the NAT binding timeout: answered delays bound it below, silences above. */
+export interface BindingTimeout {
+  /** Longest test delay answered (the binding survived this idle time), ms. */
+  lowerMs: number | undefined;
+  /** Shortest test delay not answered (the binding did not survive it), ms. */
+  upperMs: number | undefined;
+  /** The search is over: the bracket is within ±15 %, or nothing more can be learned. */
+  done: boolean;
+}
+
+/** Factor between the known-good idle time and the keepalive interval: a 20 % margin. */
+const KEEPALIVE_MARGIN = 0.8;
+/** The search stops when upper ≤ lower × (1 + this): the lower bound is within 15 %. */
+const BINDING_BRACKET = 0.15;
+/** While every test is answered, the next one waits this much longer. */
+const BINDING_GROWTH = 1.5;
 
 export type ClientState = 'idle' | 'handshaking' | 'established' | 'failed';
 
@@ -144,6 +184,19 @@ export class ClientSession<P> {
   /** Paths that carried registration but not data: left out of rounds until a probe passes. */
   readonly #dataBlocked = new Set<P>();
   readonly #probes = new Map<number, { path: P; size: number; sentAt: number }>();
+  /** `binding-probe-wanted` was emitted since the last move. */
+  #bindingWanted = false;
+  /** The adapter's measurement flow: never a candidate, never the chosen path. */
+  #bindingPath: P | undefined;
+  /** The bounds learned since the last move; `active` once a measurement flow was handed over. */
+  #binding: BindingTimeout & { active: boolean } = {
+    lowerMs: undefined,
+    upperMs: undefined,
+    done: false,
+    active: false,
+  };
+  #bindingTest: { id: number; delayMs: number; sentAt: number } | undefined;
+  #bindingId = 0;
 
   constructor(o: ClientSessionOptions) {
     this.#o = o;
@@ -180,6 +233,51 @@ export class ClientSession<P> {
     return this.#round !== undefined && this.#round.decision > 0;
   }
 
+  /** What the binding-timeout search has learned since the last move (undefined: not started). */
+  get bindingTimeout(): BindingTimeout | undefined {
+    const b = this.#binding;
+    if (!b.active) return undefined;
+    return { lowerMs: b.lowerMs, upperMs: b.upperMs, done: b.done };
+  }
+
+  /**
+   * The NAT keepalive interval in force on the chosen path; 0 = none. Without a measurement flow
+   * it is the relay's (`keepaliveMs`). With one: the conservative start until a delay has been
+   * answered, then 0.8 × the longest answered delay; never above 0.8 × a delay that went
+   * unanswered, never below `keepaliveMinMs`.
+   */
+  get natKeepaliveMs(): number {
+    if (this.keepaliveMs <= 0) return 0;
+    const b = this.#binding;
+    if (!b.active) return this.keepaliveMs;
+    let v = b.lowerMs === undefined ? this.#keepaliveStartMs() : KEEPALIVE_MARGIN * b.lowerMs;
+    if (b.upperMs !== undefined) v = Math.min(v, KEEPALIVE_MARGIN * b.upperMs);
+    return Math.round(Math.max(this.#o.keepaliveMinMs ?? 10_000, v));
+  }
+
+  /**
+   * Hands over (or, with undefined, takes back) the second UDP flow to the relay on which the
+   * binding timeout is measured, after a `binding-probe-wanted` event. Its own socket gives it its
+   * own NAT binding; nothing arriving on it ever moves the chosen path. Tests start at once when
+   * the session is registered on UDP behind a NAT.
+   */
+  setBindingProbePath(candidate: Candidate<P> | undefined, now: number): void {
+    this.#bindingTest = undefined;
+    if (candidate === undefined) {
+      this.#bindingPath = undefined;
+      return;
+    }
+    if (candidate.info.encapsulation !== Encapsulation.UDP) {
+      throw new RangeError('the binding probe path must be UDP');
+    }
+    if (candidate.path === this.path || this.#candidates.some((c) => c.path === candidate.path)) {
+      throw new RangeError('the binding probe path must not be a candidate');
+    }
+    this.#bindingPath = candidate.path;
+    this.#binding.active = true;
+    this.#bindingStep(now);
+  }
+
   /** Starts the first handshake, sending message 1 on every candidate at once. */
   connect(candidates: Candidate<P>[], now: number): void {
     if (candidates.length === 0) throw new RangeError('connect needs at least one candidate');
@@ -197,6 +295,11 @@ export class ClientSession<P> {
   move(candidates: Candidate<P>[], now: number, reason: string): void {
     if (candidates.length === 0) throw new RangeError('move needs at least one candidate');
     this.#candidates = candidates;
+    // Another network, perhaps another NAT: what was measured no longer holds.
+    this.#bindingWanted = false;
+    this.#bindingPath = undefined;
+    this.#bindingTest = undefined;
+    this.#binding = { lowerMs: undefined, upperMs: undefined, done: false, active: false };
     if (!this.#keys.current) {
       // No keys yet: the handshake itself goes out on the new paths.
       this.path = candidates[0]!.path;
@@ -250,7 +353,9 @@ export class ClientSession<P> {
     }
     // Authenticated and fresh: only now may it move state.
     this.stats.packetsReceived++;
-    this.#unansweredSince = 0;
+    // The measurement flow proves nothing about the chosen path.
+    const onBindingPath = this.#bindingPath !== undefined && path === this.#bindingPath;
+    if (!onBindingPath) this.#unansweredSince = 0;
     if (!this.#pending && pair === this.#keys.current && pair.wantsRekey(now)) {
       this.#startHandshake(now, true);
     }
@@ -259,12 +364,16 @@ export class ClientSession<P> {
       this.stats.keepalivesReceived++;
       return undefined;
     }
-    if (
-      nextHeader === NextHeader.ROAMLINK &&
-      payload.length > 0 &&
-      this.#registrationFrame(payload, path, now)
-    ) {
-      return undefined;
+    if (nextHeader === NextHeader.ROAMLINK && payload.length > 0) {
+      if (onBindingPath) {
+        // Only BINDING_ACKs belong here; no other registration frame may act on this flow.
+        if (payload[0] === RegFrameType.BINDING_ACK) this.#bindingAckFrame(payload, path, now);
+        if (payload[0]! >= RegFrameType.RREQ && payload[0]! <= RegFrameType.BINDING_ACK) {
+          return undefined;
+        }
+      } else if (this.#registrationFrame(payload, path, now)) {
+        return undefined;
+      }
     }
     return { nextHeader, payload, seq };
   }
@@ -319,6 +428,19 @@ export class ClientSession<P> {
       }
     }
     if (this.#nextProbeAt > 0 && now >= this.#nextProbeAt) this.#sendProbes(now);
+    const test = this.#bindingTest;
+    if (test && now >= this.#bindingDeadline(test)) {
+      // Silence: the measurement binding did not survive `delayMs` idle (or the ack was lost,
+      // which errs on the safe side). An upper bound.
+      this.#bindingTest = undefined;
+      const b = this.#binding;
+      b.upperMs = Math.min(b.upperMs ?? Number.POSITIVE_INFINITY, test.delayMs);
+      if (b.lowerMs !== undefined && b.lowerMs >= b.upperMs) b.lowerMs = undefined;
+      this.#out.event({ type: 'binding-test', delayMs: test.delayMs, answered: false });
+      this.#bindingStep(now);
+    } else if (!test) {
+      this.#bindingStep(now);
+    }
     const keepaliveAt = this.#keepaliveAt();
     if (keepaliveAt !== undefined && now >= keepaliveAt && this.path !== undefined) {
       this.#out.transmit(this.path, NAT_KEEPALIVE);
@@ -353,6 +475,7 @@ export class ClientSession<P> {
       if (k !== undefined) t = Math.min(t, k);
       if (this.#nextProbeAt > 0) t = Math.min(t, this.#nextProbeAt);
       if (this.#pathProbe) t = Math.min(t, this.#pathProbe.sentAt + this.#rto());
+      if (this.#bindingTest) t = Math.min(t, this.#bindingDeadline(this.#bindingTest));
     }
     return t === Number.POSITIVE_INFINITY ? undefined : t;
   }
@@ -443,7 +566,104 @@ export class ClientSession<P> {
   #keepaliveAt(): number | undefined {
     // RFC 3948 §2.3 keepalives keep a UDP NAT binding; other encapsulations have their own.
     if (this.keepaliveMs <= 0 || this.encapsulation !== Encapsulation.UDP) return undefined;
-    return this.#lastSentAt + this.keepaliveMs;
+    return this.#lastSentAt + this.natKeepaliveMs;
+  }
+
+  // --- NAT binding timeout (RFC 5780 §4.6; RFC 4787 REQ-5, REQ-6) ------------------------------
+
+  #keepaliveStartMs(): number {
+    return this.#o.keepaliveStartMs ?? 15_000;
+  }
+
+  /** Tests run only on a measurement flow, behind a NAT, on UDP: with no NAT there is no traffic. */
+  #bindingEligible(): boolean {
+    return (
+      this.#bindingPath !== undefined &&
+      this.#keys.current !== undefined &&
+      this.registered &&
+      this.keepaliveMs > 0 &&
+      this.encapsulation === Encapsulation.UDP &&
+      !this.#binding.done
+    );
+  }
+
+  /** A test is given up after its delay plus max(1 s, 4 × SRTT). */
+  #bindingDeadline(t: { delayMs: number; sentAt: number }): number {
+    return t.sentAt + t.delayMs + Math.max(1000, 4 * (this.srtt ?? 0));
+  }
+
+  /**
+   * The next delay to test, or undefined when the search is over: first the conservative start;
+   * while answered, ×1.5 up to the cap; with only an upper bound, /1.5 down to the keepalive
+   * floor (below it nothing would change); with both, the midpoint until upper ≤ lower × 1.15.
+   */
+  #nextBindingDelay(): number | undefined {
+    const { lowerMs: lo, upperMs: hi } = this.#binding;
+    const max = Math.min(this.#o.bindingTestMaxMs ?? 150_000, 300_000);
+    const floor = this.#o.keepaliveMinMs ?? 10_000;
+    if (lo === undefined && hi === undefined) return Math.min(this.#keepaliveStartMs(), max);
+    if (hi === undefined)
+      return lo! >= max ? undefined : Math.round(Math.min(max, lo! * BINDING_GROWTH));
+    if (lo === undefined)
+      return hi <= floor ? undefined : Math.round(Math.max(floor, hi / BINDING_GROWTH));
+    if (hi <= lo * (1 + BINDING_BRACKET)) return undefined;
+    return Math.round((lo + hi) / 2);
+  }
+
+  /** Sends the next BINDING_TEST if none is outstanding, or ends the search. */
+  #bindingStep(now: number): void {
+    if (this.#bindingTest || !this.#bindingEligible()) return;
+    const delayMs = this.#nextBindingDelay();
+    const b = this.#binding;
+    if (delayMs === undefined) {
+      b.done = true;
+      this.#out.event({
+        type: 'binding-learned',
+        lowerMs: b.lowerMs,
+        upperMs: b.upperMs,
+        keepaliveMs: this.natKeepaliveMs,
+      });
+      return;
+    }
+    const cur = this.#keys.current!;
+    const id = ++this.#bindingId >>> 0;
+    this.#bindingTest = { id, delayMs, sentAt: now };
+    // The test is itself the outbound packet that refreshes the measurement binding (RFC 4787
+    // REQ-6), so the idle time the ack measures starts now. Not counted as sending on the chosen
+    // path: it neither defers the main keepalive nor arms dead-path detection.
+    this.#out.transmit(
+      this.#bindingPath!,
+      cur.tx.seal(encodeBindingTest({ id, delayMs }), NextHeader.ROAMLINK),
+    );
+  }
+
+  #bindingAckFrame(payload: Uint8Array, path: P, now: number): void {
+    let f: BindingFrame & { type: number };
+    try {
+      f = decodeBindingFrame(payload);
+    } catch (e) {
+      if (!isRoamlinkError(e, ErrorCode.MALFORMED)) throw e;
+      this.stats.controlDrops.frame_malformed++;
+      return;
+    }
+    const t = this.#bindingTest;
+    // Only the answer to the outstanding test, on the measurement flow, no sooner than the delay
+    // it asked for, counts: an early or unknown answer proves nothing about idle time.
+    if (
+      !t ||
+      path !== this.#bindingPath ||
+      f.id !== t.id ||
+      f.delayMs !== t.delayMs ||
+      now - t.sentAt < t.delayMs
+    ) {
+      return;
+    }
+    this.#bindingTest = undefined;
+    const b = this.#binding;
+    b.lowerMs = Math.max(b.lowerMs ?? 0, t.delayMs);
+    if (b.upperMs !== undefined && b.upperMs <= b.lowerMs) b.upperMs = undefined;
+    this.#out.event({ type: 'binding-test', delayMs: t.delayMs, answered: true });
+    this.#bindingStep(now);
   }
 
   #sent(now: number): void {
@@ -490,6 +710,12 @@ export class ClientSession<P> {
       }
       if (type === RegFrameType.PROBE_ACK) {
         this.#probeAck(decodeProbeAck(payload), path, now);
+        return true;
+      }
+      if (type === RegFrameType.BINDING_ACK || type === RegFrameType.BINDING_TEST) {
+        // Off the measurement flow an ack is ignored (#bindingAckFrame checks the path); a test is
+        // the client's to send, never to answer.
+        if (type === RegFrameType.BINDING_ACK) this.#bindingAckFrame(payload, path, now);
         return true;
       }
     } catch (e) {
@@ -610,6 +836,15 @@ export class ClientSession<P> {
     }
     this.verdict = used;
     this.keepaliveMs = rrep.keepaliveMs;
+    if (
+      !this.#bindingWanted &&
+      rrep.keepaliveMs > 0 &&
+      rrep.chosenEncapsulation === Encapsulation.UDP
+    ) {
+      // Behind a NAT on UDP: ask the adapter for a measurement flow, once per network.
+      this.#bindingWanted = true;
+      this.#out.event({ type: 'binding-probe-wanted' });
+    }
     if (rrep.encapsulations.length > 0) this.#relayPrefs = rrep.encapsulations;
     this.#scheduleProbes(now);
     this.#pathProbe = undefined;
@@ -622,6 +857,7 @@ export class ClientSession<P> {
       decision: rrep.decision,
       rttMs: now - round.startedAt,
     });
+    this.#bindingStep(now);
   }
 
   // --- handshake ---------------------------------------------------------------------------

@@ -12,6 +12,9 @@
  *   of the same names (RFC 9000 §19.17-19.18), to validate a new path before sending on it freely.
  * - PROBE / PROBE_ACK: tests whether a lighter encapsulation, or packets of a given size, get
  *   through (claim 11). A probe is padded to the size under test; the ack echoes what arrived.
+ * - BINDING_TEST / BINDING_ACK: measure the client's NAT binding timeout on a second flow, the
+ *   idea of RFC 5780 §4.6 with the relay as the timer: the relay answers a test only `delayMs`
+ *   after it arrived, so an answer proves that the NAT kept an idle binding that long.
  *
  * Layout: fixed fields first, then lists (u8 count, one byte per code), then the outer view as
  * TLVs (u8 tag, u16 length, value) up to the end of the frame. Unknown TLV tags and unknown
@@ -44,6 +47,8 @@ export const RegFrameType = {
   PATH_RESPONSE: 0x13,
   PROBE: 0x14,
   PROBE_ACK: 0x15,
+  BINDING_TEST: 0x16,
+  BINDING_ACK: 0x17,
 } as const;
 export type RegFrameType = (typeof RegFrameType)[keyof typeof RegFrameType];
 
@@ -58,6 +63,14 @@ export const MAX_VIEW_STRING = 512;
 export const MAX_VIEW_HEADERS = 32;
 /** Bytes of a PROBE before its padding: the smallest probe. */
 export const PROBE_HEADER_LENGTH = 6;
+/** Length of BINDING_TEST and BINDING_ACK (both exactly this long). */
+export const BINDING_FRAME_LENGTH = 9;
+/**
+ * Longest delay a BINDING_TEST may ask for: 5 minutes, above the 2 minutes RFC 4787 REQ-5 sets as
+ * the least a NAT may keep an idle UDP mapping, so every compliant NAT can be measured, and short
+ * enough that a relay holds few timers for long.
+ */
+export const MAX_BINDING_DELAY_MS = 300_000;
 /** Length of the nonce in RREQ/RREP and of the data in PATH_CHALLENGE/PATH_RESPONSE. */
 export const REG_NONCE_LENGTH = 8;
 
@@ -129,6 +142,17 @@ export interface ProbeAck {
   id: number;
   /** u32: the size of the probe frame as it arrived. */
   size: number;
+}
+
+/**
+ * BINDING_TEST (client → relay) or BINDING_ACK (relay → client): the ack is the test echoed
+ * `delayMs` after the test arrived, on the path it came on.
+ */
+export interface BindingFrame {
+  /** u32, chosen by the client, echoed. */
+  id: number;
+  /** u32 ms, at most MAX_BINDING_DELAY_MS: how long the relay waits before answering. */
+  delayMs: number;
 }
 
 // Offsets of the fixed parts (docs/PROTOCOL.md §6.4-6.7).
@@ -567,5 +591,48 @@ export function decodeProbeAck(b: Uint8Array): ProbeAck {
       throw malformed('not a probe ack');
     }
     return { id: readU32(b, 1), size: readU32(b, 5) };
+  });
+}
+
+// --- BINDING_TEST / BINDING_ACK -----------------------------------------------------------------
+
+function encodeBindingFrame(type: number, f: BindingFrame): Uint8Array {
+  if (!isU32(f.id)) throw invalid('id: must be a u32');
+  if (!Number.isInteger(f.delayMs) || f.delayMs < 0 || f.delayMs > MAX_BINDING_DELAY_MS) {
+    throw invalid(`delayMs: must be an integer 0..${MAX_BINDING_DELAY_MS}`);
+  }
+  const out = new Uint8Array(BINDING_FRAME_LENGTH);
+  out[0] = type;
+  writeU32(out, 1, f.id);
+  writeU32(out, 5, f.delayMs);
+  return out;
+}
+
+/** BINDING_TEST (0x16): u8 type | u32 id | u32 delay ms (≤ 300 000). Exactly 9 bytes. */
+export function encodeBindingTest(f: BindingFrame): Uint8Array {
+  return encodeBindingFrame(RegFrameType.BINDING_TEST, f);
+}
+
+/**
+ * BINDING_ACK (0x17): u8 type | u32 id | u32 delay ms, both echoed. Exactly 9 bytes: never larger
+ * than the test it answers, so it fits any anti-amplification budget the test opened.
+ */
+export function encodeBindingAck(f: BindingFrame): Uint8Array {
+  return encodeBindingFrame(RegFrameType.BINDING_ACK, f);
+}
+
+export function decodeBindingFrame(b: Uint8Array): { type: 0x16 | 0x17 } & BindingFrame {
+  return decoding('binding frame', () => {
+    checkInput(b, 'binding frame');
+    const type = b[0];
+    if (
+      b.length !== BINDING_FRAME_LENGTH ||
+      (type !== RegFrameType.BINDING_TEST && type !== RegFrameType.BINDING_ACK)
+    ) {
+      throw malformed('not a binding test or ack');
+    }
+    const delayMs = readU32(b, 5);
+    if (delayMs > MAX_BINDING_DELAY_MS) throw malformed('binding frame: delay above 300 s');
+    return { type, id: readU32(b, 1), delayMs };
   });
 }

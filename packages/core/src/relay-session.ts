@@ -22,6 +22,10 @@
  * Roaming without registration (a NAT rebinding the client cannot see): an authenticated data
  * packet that is the newest yet, from a path other than the current one, moves the path — unless
  * a registration round was accepted within `roamHoldMs`, when registration alone decides.
+ *
+ * NAT binding tests (RFC 5780 §4.6, timed by the relay): a BINDING_TEST asks for a BINDING_ACK
+ * `delayMs` later on the path the test came on — the client's second, measurement-only flow. Being
+ * a registration frame it never moves the peer's path, neither by registration nor as roaming.
  */
 import { equalBytes, toHex } from './bytes.ts';
 import { NextHeader } from './constants.ts';
@@ -35,9 +39,11 @@ import { ControlType, controlType, isControl, ResponderHandshake } from './hands
 import type { Keypair, RandomBytes } from './noise.ts';
 import type { OuterView, PathInfo, Verdict } from './path.ts';
 import {
+  decodeBindingFrame,
   decodePathFrame,
   decodeProbe,
   decodeRreq,
+  encodeBindingAck,
   encodePathChallenge,
   encodePathResponse,
   encodeProbeAck,
@@ -77,6 +83,17 @@ export interface RelaySessionsOptions {
   roamHoldMs?: number;
   /** RFC 9000 §8: bytes sent to an unvalidated path per byte received on it (default 3). */
   amplificationFactor?: number;
+  /** BINDING_ACKs waiting for their delay, per peer (default 4); the oldest gives way. */
+  maxBindingTests?: number;
+}
+
+/** A BINDING_ACK waiting for its time. */
+export interface PendingBindingAck<P> {
+  id: number;
+  delayMs: number;
+  path: P;
+  /** When it goes out: the test's arrival plus its delay. */
+  at: number;
 }
 
 /** What the relay knows about one path of one peer. */
@@ -117,6 +134,8 @@ export class RelayPeer<P> {
   chosenEncapsulation: Encapsulation | undefined;
   roundStartedAt = 0;
   verdict: Verdict | undefined;
+  /** BINDING_ACKs not yet due, oldest first (a handful at most: `maxBindingTests`). */
+  readonly bindingAcks: PendingBindingAck<P>[] = [];
 
   constructor(publicKey: Uint8Array) {
     this.publicKey = publicKey;
@@ -190,7 +209,7 @@ export class RelaySessions<P> {
       nextHeader === NextHeader.ROAMLINK &&
       payload.length > 0 &&
       payload[0]! >= RegFrameType.RREQ &&
-      payload[0]! <= RegFrameType.PROBE_ACK;
+      payload[0]! <= RegFrameType.BINDING_ACK;
     if (peer.path === undefined) {
       peer.path = path;
     } else if (
@@ -259,6 +278,7 @@ export class RelaySessions<P> {
           else this.#challenge(peer, path, ps, now, ch.tries + 1);
         }
       }
+      this.#sendBindingAcks(peer, now);
     }
   }
 
@@ -272,6 +292,7 @@ export class RelaySessions<P> {
       if (e !== undefined) at(e);
       for (const ps of peer.paths.values())
         if (ps.challenge && !ps.validated) at(ps.challenge.sentAt + 1000);
+      for (const b of peer.bindingAcks) at(b.at);
     }
     return t;
   }
@@ -408,6 +429,18 @@ export class RelaySessions<P> {
           }
           return;
         }
+        case RegFrameType.BINDING_TEST: {
+          const f = decodeBindingFrame(payload);
+          if (f.type !== RegFrameType.BINDING_TEST) return;
+          // RFC 5780 §4.6 with the relay as the timer: the answer leaves `delayMs` after the test
+          // arrived, on the path it came on, so it crosses the client's NAT only if the binding
+          // the test refreshed is still there after that much idle time. A few per peer at most.
+          const pending = peer.bindingAcks;
+          if (pending.length >= (this.#o.maxBindingTests ?? 4)) pending.shift();
+          pending.push({ id: f.id, delayMs: f.delayMs, path, at: now + f.delayMs });
+          if (f.delayMs === 0) this.#sendBindingAcks(peer, now);
+          return;
+        }
         case RegFrameType.PROBE: {
           const p = decodeProbe(payload);
           const cur = peer.keys.current;
@@ -426,6 +459,29 @@ export class RelaySessions<P> {
     } catch (e) {
       if (!isRoamlinkError(e, ErrorCode.MALFORMED)) throw e;
       this.stats.controlDrops.frame_malformed++;
+    }
+  }
+
+  /**
+   * Sends the BINDING_ACKs that are due, sealed now (a fresh sequence number, inside the client's
+   * replay window however long the wait). The ack is exactly as long as the test (9 bytes), so on
+   * an unvalidated path it stays within the budget the test opened (RFC 9000 §8.1); should the
+   * budget still be spent, the ack is dropped, which the client reads as a lost binding.
+   */
+  #sendBindingAcks(peer: RelayPeer<P>, now: number): void {
+    const pending = peer.bindingAcks;
+    for (let i = 0; i < pending.length; ) {
+      const b = pending[i]!;
+      if (b.at > now) {
+        i++;
+        continue;
+      }
+      pending.splice(i, 1);
+      const cur = peer.keys.current;
+      if (!cur) continue;
+      const frame = encodeBindingAck({ id: b.id, delayMs: b.delayMs });
+      const pkt = cur.tx.seal(frame, NextHeader.ROAMLINK);
+      if (this.#budget(peer, b.path, pkt.length)) this.#transmit(peer, b.path, pkt);
     }
   }
 

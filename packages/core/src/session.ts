@@ -56,7 +56,18 @@ export type SessionEvent =
   | { type: 'handshake-failed'; reason: string }
   | { type: 'keys-expired'; localSpi: number }
   | { type: 'path-changed'; reason: string }
-  | { type: 'sa-keys'; info: SaKeyInfo };
+  | { type: 'sa-keys'; info: SaKeyInfo }
+  /** Behind a NAT on UDP: the client wants a second UDP flow to measure the binding timeout. */
+  | { type: 'binding-probe-wanted' }
+  /** One BINDING_TEST concluded: answered (the NAT kept the binding `delayMs` idle) or not. */
+  | { type: 'binding-test'; delayMs: number; answered: boolean }
+  /** The binding-timeout search is over; the measurement flow may be closed. */
+  | {
+      type: 'binding-learned';
+      lowerMs: number | undefined;
+      upperMs: number | undefined;
+      keepaliveMs: number;
+    };
 
 /** Control-plane drops, beside the ESP drops of DropCounters. */
 export interface ControlDrops {

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Encapsulation, Verdict } from '../src/index.ts';
+import { Encapsulation, encodeBindingAck, Verdict } from '../src/index.ts';
 import { indexOf, Net, numbered } from './harness.ts';
 
 function established(paths: string[], setup?: (n: Net) => void): Net {
@@ -251,5 +251,206 @@ describe('round 1 rides on the handshake', () => {
     while (!net.client.registered && net.now < t0 + 1000) net.runUntil(net.now + 1);
     assert.equal(net.now - t0, 40, 'handshake, then one round trip of RREQ/RREP');
     assert.equal(net.client.encapsulation, Encapsulation.WEBSOCKET);
+  });
+});
+
+describe('learning the NAT binding timeout (RFC 5780 §4.6, RFC 4787 REQ-5/REQ-6)', () => {
+  /**
+   * A NAT on path a (the chosen path) and on path m (the measurement flow), both forgetting a
+   * binding `timeoutMs` after the client last sent on it (outbound refresh only, RFC 4787 REQ-6).
+   * The filter drops relay → client packets that reach a forgotten binding, and records the
+   * longest outbound silence on path a, which must stay below the timeout.
+   */
+  function natted(timeoutMs: number) {
+    const lastSent: Record<string, number> = {};
+    const nat = { maxIdleA: 0, lostOnA: 0, sentOnM: 0, timeoutMs };
+    const net = established(['a'], (n) => {
+      const v = n.pathOf('a');
+      n.paths.a = { ...v, relay: { ...v.relay, srcAddr: '198.19.0.9', srcPort: 61000 } };
+      n.filter = (d) => {
+        if (d.to === 'relay') {
+          const prev = lastSent[d.path];
+          if (d.path === 'a' && prev !== undefined) {
+            nat.maxIdleA = Math.max(nat.maxIdleA, n.now - prev);
+          }
+          if (d.path === 'm') nat.sentOnM++;
+          lastSent[d.path] = n.now;
+          return true;
+        }
+        const since = lastSent[d.path];
+        if (since !== undefined && d.at - since > nat.timeoutMs) {
+          if (d.path === 'a') nat.lostOnA++;
+          return false;
+        }
+        return true;
+      };
+    });
+    return { net, nat };
+  }
+
+  const probePath = (net: Net) => {
+    const view = { srcAddr: '198.18.0.2', srcPort: 50_000, dstAddr: '198.18.1.1', dstPort: 4500 };
+    net.paths.m = { encapsulation: Encapsulation.UDP, client: view, relay: view };
+    return { path: 'm', info: { encapsulation: Encapsulation.UDP, view } };
+  };
+
+  /** Answers `binding-probe-wanted` as an adapter would; returns every client event seen. */
+  function adapt(net: Net) {
+    const seen: { type: string; [k: string]: unknown }[] = [];
+    const poll = () => {
+      for (const e of events(net)) {
+        seen.push(e);
+        if (e.type === 'binding-probe-wanted') {
+          net.client.setBindingProbePath(probePath(net), net.now);
+          net.drain();
+        }
+      }
+    };
+    poll();
+    return { seen, poll };
+  }
+
+  for (const timeoutMs of [20_000, 47_000, 120_000]) {
+    test(`a ${timeoutMs / 1000} s binding: the search converges to ±15 % and the main binding survives`, () => {
+      const { net, nat } = natted(timeoutMs);
+      const peer = [...net.relay.peers.values()][0]!;
+      const { seen, poll } = adapt(net);
+      assert.equal(seen.filter((e) => e.type === 'binding-probe-wanted').length, 1);
+      assert.equal(net.client.natKeepaliveMs, 15_000, 'conservative start while learning');
+      const end = net.now + 20 * 60_000;
+      while (net.now < end) {
+        net.runUntil(net.now + 1000);
+        poll();
+        const b = net.client.bindingTimeout!;
+        // The main interval never exceeds what is known to be safe.
+        const k = net.client.natKeepaliveMs;
+        if (b.lowerMs !== undefined) assert.ok(k <= Math.max(10_000, 0.8 * b.lowerMs) + 1, `${k}`);
+        if (b.upperMs !== undefined) assert.ok(k <= Math.max(10_000, 0.8 * b.upperMs) + 1, `${k}`);
+        assert.equal(peer.path, 'a', 'the measurement flow never moves the relay');
+        assert.equal(net.client.path, 'a', 'nor the client');
+      }
+      const b = net.client.bindingTimeout!;
+      assert.ok(b.done, JSON.stringify(b));
+      assert.ok(b.lowerMs !== undefined && b.upperMs !== undefined, JSON.stringify(b));
+      assert.ok(b.lowerMs < timeoutMs && timeoutMs <= b.upperMs + 100, JSON.stringify(b));
+      assert.ok(b.upperMs <= 1.15 * b.lowerMs, `bracket ${JSON.stringify(b)}`);
+      assert.equal(net.client.natKeepaliveMs, Math.round(Math.max(10_000, 0.8 * b.lowerMs)));
+      assert.ok(seen.some((e) => e.type === 'binding-learned'));
+      assert.equal(nat.lostOnA, 0);
+      assert.ok(nat.maxIdleA < timeoutMs, `main binding idle ${nat.maxIdleA} ms`);
+      // Once learned, the flow is quiet: nothing more is measured.
+      const sent = nat.sentOnM;
+      net.runUntil(net.now + 10 * 60_000);
+      assert.equal(nat.sentOnM, sent);
+      assert.ok(nat.maxIdleA < timeoutMs);
+      assert.equal(net.client.stats.handshakes - net.client.stats.rekeys, 1, 'rekeys only');
+    });
+  }
+
+  test('a generous NAT: keepalives go far less often than every 25 s', () => {
+    const { net } = natted(300_000);
+    const { poll } = adapt(net);
+    const t0 = net.now;
+    const k0 = net.client.stats.natKeepalivesSent;
+    while (net.now < t0 + 30 * 60_000) {
+      net.runUntil(net.now + 5000);
+      poll();
+    }
+    assert.equal(net.client.bindingTimeout!.lowerMs, 150_000, 'capped at 150 s');
+    assert.equal(net.client.natKeepaliveMs, 120_000);
+    const k = net.client.stats.natKeepalivesSent - k0;
+    assert.ok(k < (30 * 60) / 25 / 2, `${k} keepalives in 30 min`);
+  });
+
+  test('no NAT: nothing is wanted and nothing is measured', () => {
+    const net = established(['a']);
+    assert.equal(net.client.keepaliveMs, 0);
+    let onM = 0;
+    net.filter = (d) => {
+      if (d.path === 'm') onM++;
+      return true;
+    };
+    assert.ok(!events(net).some((e) => e.type === 'binding-probe-wanted'));
+    // Even an adapter that hands over a flow unasked gets no test traffic on it.
+    net.client.setBindingProbePath(probePath(net), net.now);
+    net.runUntil(net.now + 10 * 60_000);
+    assert.equal(onM, 0);
+    assert.equal(net.client.stats.natKeepalivesSent, 0);
+    assert.equal(net.client.natKeepaliveMs, 0);
+  });
+
+  test('without a measurement flow the relay interval stays in force', () => {
+    const { net } = natted(60_000);
+    assert.ok(events(net).some((e) => e.type === 'binding-probe-wanted'));
+    assert.equal(net.client.bindingTimeout, undefined);
+    assert.equal(net.client.natKeepaliveMs, 25_000);
+  });
+
+  test('a forged, early, misrouted or replayed BINDING_ACK changes nothing', () => {
+    const { net } = natted(60_000);
+    const peer = [...net.relay.peers.values()][0]!;
+    let captured: Uint8Array | undefined;
+    const inner = net.filter;
+    net.filter = (d) => {
+      const ok = inner(d);
+      if (ok && d.to === 'client' && d.path === 'm' && !captured) captured = d.data;
+      return ok;
+    };
+    const { poll } = adapt(net);
+    net.runUntil(net.now + 16_000);
+    poll();
+    assert.ok(captured, 'the first ack came back');
+    const before = net.client.bindingTimeout!;
+    assert.deepEqual(before, { lowerMs: 15_000, upperMs: undefined, done: false });
+    const seal = (id: number, delayMs: number) =>
+      peer.keys.current!.tx.seal(encodeBindingAck({ id, delayMs }), 253);
+    const replays = net.client.stats.espDrops.replay;
+    // Replayed: ESP's window drops it.
+    net.wire('client', 'm', captured);
+    // Forged (authentic, but wrong): an unknown id; the right id (2) and delay, too early; the
+    // right id on the chosen path instead of the measurement flow; a wrong delay.
+    net.wire('client', 'm', seal(9999, 22_500));
+    net.wire('client', 'm', seal(2, 22_500));
+    net.wire('client', 'a', seal(2, 22_500));
+    net.wire('client', 'm', seal(2, 15_000));
+    net.runUntil(net.now + 100);
+    assert.equal(net.client.stats.espDrops.replay, replays + 1);
+    assert.deepEqual(net.client.bindingTimeout, before);
+    assert.equal(net.client.natKeepaliveMs, 12_000);
+    assert.equal(net.atClient.length, 0, 'nothing reached the application');
+    assert.equal(net.client.path, 'a');
+    // The real answers still count: the search goes on to the right bracket.
+    for (let i = 0; i < 20 * 60; i++) {
+      net.runUntil(net.now + 1000);
+      poll();
+    }
+    const b = net.client.bindingTimeout!;
+    assert.ok(b.done && b.lowerMs! < 60_000 && 60_000 <= b.upperMs! + 100, JSON.stringify(b));
+  });
+
+  test('the relay answers after the delay, on the test path, and never moves the peer', () => {
+    const { net } = natted(60_000);
+    const peer = [...net.relay.peers.values()][0]!;
+    const relayEvents: string[] = [];
+    while (net.relay.pollEvent()); // setup's own
+    adapt(net);
+    net.runUntil(net.now + 15); // the first test (15 s) has arrived
+    assert.equal(peer.bindingAcks.length, 1);
+    assert.equal(peer.bindingAcks[0]!.path, 'm');
+    const due = peer.bindingAcks[0]!.at;
+    assert.ok((net.relay.nextTimeout() ?? Number.POSITIVE_INFINITY) <= due);
+    net.runUntil(net.now + 3000); // past roamHoldMs: a data packet on m would roam; a test must not
+    for (let e = net.relay.pollEvent(); e; e = net.relay.pollEvent()) relayEvents.push(e.type);
+    assert.ok(!relayEvents.includes('path-changed'));
+    assert.equal(peer.path, 'a');
+    net.runUntil(due + 50);
+    // The first ack went; the next test (×1.5) followed it at once.
+    assert.deepEqual(
+      peer.bindingAcks.map((b) => b.delayMs),
+      [22_500],
+    );
+    assert.equal(net.client.bindingTimeout!.lowerMs, 15_000);
+    const ps = peer.paths.get('m')!;
+    assert.ok(ps.bytesOut <= ps.bytesIn, 'no amplification on the measurement flow');
   });
 });

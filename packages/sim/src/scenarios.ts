@@ -269,6 +269,16 @@ export const SCENARIOS: readonly ScenarioSpec[] = [
     expectedEncapsulation: Encapsulation.UDP,
   },
   {
+    name: 'nat-120s-idle',
+    description:
+      'a NAT that keeps idle UDP bindings 120 s (RFC 4787 REQ-5), then 20 min without application data: the learned keepalive interval grows well past 25 s',
+    network: natted('nat-120s', [{ udpTimeout: 120_000 }]),
+    idle: { from: 3000, to: 1_196_000 },
+    durationMs: 1_200_000,
+    expectedVerdict: Verdict.ADDRESS_AND_PORT,
+    expectedEncapsulation: Encapsulation.UDP,
+  },
+  {
     name: 'no-nat-idle',
     description: 'public address, 70 s without application data: no keepalives at all',
     network: open,
