@@ -507,8 +507,12 @@ export class ClientSession<P> {
     this.#round = round;
     this.#challenge = undefined;
     this.#nextProbeAt = 0;
-    // Until the RREP names a path, data goes out on every candidate (half an RTT to resume).
-    this.#dataPaths = this.#roundCandidates().map((c) => c.path);
+    // Until the RREP names a path, data goes out on every candidate (half an RTT to resume), and
+    // twice on datagram paths, so that one lost copy does not cost the resume a packet interval.
+    const cands = this.#roundCandidates();
+    const twice =
+      reason === 'connect' ? [] : cands.filter((c) => c.info.encapsulation === Encapsulation.UDP);
+    this.#dataPaths = [...cands.map((c) => c.path), ...twice.map((c) => c.path)];
     this.#duplicatesLeft = this.#o.duplicatePackets ?? 64;
     if (implicitNonce) {
       this.stats.registrations++;
@@ -537,7 +541,13 @@ export class ClientSession<P> {
         encapsulations: [...prefs],
         view: c.info.view,
       });
-      this.#out.transmit(c.path, cur.tx.seal(frame, NextHeader.ROAMLINK));
+      const pkt = cur.tx.seal(frame, NextHeader.ROAMLINK);
+      this.#out.transmit(c.path, pkt);
+      // A datagram path may lose the RREQ: a second copy (the relay's replay window drops it if
+      // both arrive) keeps one loss from delaying the move.
+      if (c.info.encapsulation === Encapsulation.UDP && round.reason !== 'connect') {
+        this.#out.transmit(c.path, pkt);
+      }
     }
     this.#sent(now);
     this.stats.registrations++;

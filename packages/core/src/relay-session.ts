@@ -83,6 +83,8 @@ export interface RelaySessionsOptions {
   roamHoldMs?: number;
   /** RFC 9000 §8: bytes sent to an unvalidated path per byte received on it (default 3). */
   amplificationFactor?: number;
+  /** Data packets sent twice right after a move onto a UDP path (default 4; 0 = none). */
+  redundantAfterMove?: number;
   /** BINDING_ACKs waiting for their delay, per peer (default 4); the oldest gives way. */
   maxBindingTests?: number;
 }
@@ -127,6 +129,8 @@ export class RelayPeer<P> {
   readonly staged: { payload: Uint8Array; nextHeader: number }[] = [];
   packetsReceived = 0;
   packetsSent = 0;
+  /** Packets still to be sent twice after a move onto a datagram path. */
+  redundantLeft = 0;
   /** Registration: the round in force, its nonce, the decision counter and chosen path. */
   round = 0;
   roundNonce: Uint8Array | undefined;
@@ -262,6 +266,12 @@ export class RelaySessions<P> {
     peer.packetsSent++;
     const pkt = cur.tx.seal(payload, nextHeader);
     this.#charge(peer, peer.path, pkt.length);
+    if (peer.redundantLeft > 0) {
+      // Right after a move onto a datagram path, each packet goes twice (the client's replay
+      // window drops the second copy): one loss must not delay the resume.
+      peer.redundantLeft--;
+      if (this.#budget(peer, peer.path, pkt.length)) this.#transmit(peer, peer.path, pkt);
+    }
     return pkt;
   }
 
@@ -381,8 +391,12 @@ export class RelaySessions<P> {
   }
 
   #switchPath(peer: RelayPeer<P>, path: P, now: number, reason: string): void {
+    const moved = peer.path !== undefined;
     peer.path = path;
     this.#event(peer, { type: 'path-changed', reason });
+    const info = peer.paths.get(path)?.info;
+    peer.redundantLeft =
+      moved && info?.encapsulation === Encapsulation.UDP ? (this.#o.redundantAfterMove ?? 4) : 0;
     const ps = peer.paths.get(path);
     if (ps && !ps.validated && !ps.challenge) this.#challenge(peer, path, ps, now, 1);
     this.#flush(peer, now);

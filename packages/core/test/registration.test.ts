@@ -454,3 +454,24 @@ describe('learning the NAT binding timeout (RFC 5780 §4.6, RFC 4787 REQ-5/REQ-6
     assert.ok(ps.bytesOut <= ps.bytesIn, 'no amplification on the measurement flow');
   });
 });
+
+describe('loss right after a move', () => {
+  test('the first copy of the RREQ and of the first packets each way may be lost without delay', () => {
+    const net = established(['a'], (n) => {
+      n.delay = { a: 10, b: 20 };
+    });
+    const peer = [...net.relay.peers.values()][0]!;
+    const seen = { relay: 0, client: 0 };
+    // On path b, lose the first datagram in each direction (the first RREQ copy; the first data).
+    net.filter = (d) => d.path !== 'a' && !(d.path === 'b' && seen[d.to]++ === 0);
+    const t0 = net.now;
+    net.client.move(net.candidates(['b']), t0, 'test');
+    net.clientSend(numbered(100));
+    net.runUntil(t0 + 20);
+    assert.equal(peer.path, 'b', 'the second RREQ copy moved the relay on time');
+    net.relaySend(numbered(200));
+    net.runUntil(t0 + 100);
+    assert.equal(net.atRelay.find((r) => indexOf(r.payload) === 100)!.at - t0, 20);
+    assert.equal(net.atClient.find((r) => indexOf(r.payload) === 200)!.at - t0, 40);
+  });
+});
