@@ -324,8 +324,8 @@ export class ClientSession<P> {
     this.stats.packetsSent++;
     this.#sent(now);
     if (this.#dataPaths.length > 1 && --this.#duplicatesLeft <= 0) {
-      // Budget spent and still no answer: settle on the most preferred candidate.
-      this.#dataPaths = [this.#candidates[0]!.path];
+      // Budget spent and still no answer: settle on the most preferred usable candidate.
+      this.#dataPaths = [this.#roundCandidates()[0]!.path];
     }
     if (!this.#pending && cur.wantsRekey(now)) this.#startHandshake(now, true);
     return pkt;
