@@ -29,10 +29,19 @@
  * delay; an answer proves the NAT kept the binding idle that long, silence that it did not. The
  * delay grows by half while answered and is then bisected to a ±15 % bracket. The main path keeps
  * a safe interval throughout: a conservative start, then 0.8 × the longest delay answered.
+ *
+ * The separable state machines live in their own pure modules, which this class composes and
+ * drives with the clock: binding-search.ts (the binding-timeout search and the keepalive interval
+ * it allows), path-probes.ts (outstanding PROBEs: chosen-path verification and lighter-path
+ * probing), dead-path.ts (silence, challenge, death) and registration-round.ts (round numbers,
+ * RREQ retransmission timing, which RREPs answer the round).
  */
+import type { BindingTimeout } from './binding-search.ts';
+import { BindingSearch } from './binding-search.ts';
 import { toHex } from './bytes.ts';
 import { NextHeader } from './constants.ts';
 import type { CryptoProvider, Suite } from './crypto/aead.ts';
+import { DeadPathDetector } from './dead-path.ts';
 import { DEFAULT_ENCAPSULATION_PREFERENCE, Encapsulation } from './encapsulation.ts';
 import { ErrorCode, isRoamlinkError } from './errors.ts';
 import type { EspOpened } from './esp.ts';
@@ -40,6 +49,7 @@ import { DROP_NAMES, Drop, newEspOpened, readSpi } from './esp.ts';
 import { ControlType, controlType, InitiatorHandshake, isControl } from './handshake.ts';
 import type { Keypair, RandomBytes } from './noise.ts';
 import type { Verdict } from './path.ts';
+import { lighterCandidates, PathProbes, retransmissionTimeout } from './path-probes.ts';
 import {
   type BindingFrame,
   decodeBindingFrame,
@@ -53,6 +63,8 @@ import {
   encodeRreq,
   RegFrameType,
 } from './registration-frames.ts';
+import type { Round } from './registration-round.ts';
+import { RegistrationRounds } from './registration-round.ts';
 import type { SaLimits } from './sa.ts';
 import { SaPair } from './sa.ts';
 import type { Candidate, Delivery, SessionEvent, SessionStats, Transmit } from './session.ts';
@@ -107,22 +119,7 @@ export interface ClientSessionOptions {
   bindingTestMaxMs?: number;
 }
 
-/** What is known of the NAT binding timeout: answered delays bound it below, silences above. */
-export interface BindingTimeout {
-  /** Longest test delay answered (the binding survived this idle time), ms. */
-  lowerMs: number | undefined;
-  /** Shortest test delay not answered (the binding did not survive it), ms. */
-  upperMs: number | undefined;
-  /** The search is over: the bracket is within ±15 %, or nothing more can be learned. */
-  done: boolean;
-}
-
-/** Factor between the known-good idle time and the keepalive interval: a 20 % margin. */
-const KEEPALIVE_MARGIN = 0.8;
-/** The search stops when upper ≤ lower × (1 + this): the lower bound is within 15 %. */
-const BINDING_BRACKET = 0.15;
-/** While every test is answered, the next one waits this much longer. */
-const BINDING_GROWTH = 1.5;
+export type { BindingTimeout } from './binding-search.ts';
 
 export type ClientState = 'idle' | 'handshaking' | 'established' | 'failed';
 
@@ -133,17 +130,6 @@ interface Pending<P> {
   startedAt: number;
   attempt: number;
   rekey: boolean;
-}
-
-interface Round {
-  round: number;
-  nonce: Uint8Array;
-  reason: string;
-  startedAt: number;
-  sentAt: number;
-  attempt: number;
-  /** Highest relay decision seen in this round (0: no chosen RREP yet). */
-  decision: number;
 }
 
 export class ClientSession<P> {
@@ -167,39 +153,31 @@ export class ClientSession<P> {
   #candidates: Candidate<P>[] = [];
   #dataPaths: P[] = [];
   #duplicatesLeft = 0;
-  #round: Round | undefined;
-  #roundCounter = 0;
+  readonly #rounds = new RegistrationRounds();
   #lastTimestamp: Uint8Array | undefined;
   #failed = false;
   #lastSentAt = 0;
-  /** When the first packet went out that nothing has answered yet (0: all answered). */
-  #unansweredSince = 0;
-  #challenge: { data: Uint8Array; sentAt: number } | undefined;
+  readonly #dead: DeadPathDetector;
   /** The relay's encapsulation preference, from its RREPs (lighter first). */
   #relayPrefs: readonly Encapsulation[] = DEFAULT_ENCAPSULATION_PREFERENCE;
   #nextProbeAt = 0;
-  #probeId = 0;
-  /** The data-sized probe that checks a newly chosen path carries data, not only registration. */
-  #pathProbe: { id: number; path: P; size: number; sentAt: number; tries: number } | undefined;
-  /** Paths that carried registration but not data: left out of rounds until a probe passes. */
-  readonly #dataBlocked = new Set<P>();
-  readonly #probes = new Map<number, { path: P; size: number; sentAt: number }>();
+  /** Outstanding PROBEs (chosen-path verification, lighter paths) and the data-blocked paths. */
+  readonly #probes = new PathProbes<P>();
   /** `binding-probe-wanted` was emitted since the last move. */
   #bindingWanted = false;
   /** The adapter's measurement flow: never a candidate, never the chosen path. */
   #bindingPath: P | undefined;
-  /** The bounds learned since the last move; `active` once a measurement flow was handed over. */
-  #binding: BindingTimeout & { active: boolean } = {
-    lowerMs: undefined,
-    upperMs: undefined,
-    done: false,
-    active: false,
-  };
+  /** The bounds learned since the last move; set once a measurement flow was handed over. */
+  #binding: BindingSearch | undefined;
   #bindingTest: { id: number; delayMs: number; sentAt: number } | undefined;
   #bindingId = 0;
 
   constructor(o: ClientSessionOptions) {
     this.#o = o;
+    this.#dead = new DeadPathDetector({
+      probeMs: o.deadProbeMs ?? 1000,
+      confirmMs: o.deadConfirmMs ?? 1000,
+    });
   }
 
   get state(): ClientState {
@@ -225,19 +203,17 @@ export class ClientSession<P> {
 
   /** The registration round in progress or last completed. */
   get round(): number {
-    return this.#roundCounter;
+    return this.#rounds.number;
   }
 
   /** True once the current round has a chosen path. */
   get registered(): boolean {
-    return this.#round !== undefined && this.#round.decision > 0;
+    return this.#rounds.registered;
   }
 
   /** What the binding-timeout search has learned since the last move (undefined: not started). */
   get bindingTimeout(): BindingTimeout | undefined {
-    const b = this.#binding;
-    if (!b.active) return undefined;
-    return { lowerMs: b.lowerMs, upperMs: b.upperMs, done: b.done };
+    return this.#binding?.snapshot();
   }
 
   /**
@@ -248,11 +224,7 @@ export class ClientSession<P> {
    */
   get natKeepaliveMs(): number {
     if (this.keepaliveMs <= 0) return 0;
-    const b = this.#binding;
-    if (!b.active) return this.keepaliveMs;
-    let v = b.lowerMs === undefined ? this.#keepaliveStartMs() : KEEPALIVE_MARGIN * b.lowerMs;
-    if (b.upperMs !== undefined) v = Math.min(v, KEEPALIVE_MARGIN * b.upperMs);
-    return Math.round(Math.max(this.#o.keepaliveMinMs ?? 10_000, v));
+    return this.#binding ? this.#binding.keepaliveMs() : this.keepaliveMs;
   }
 
   /**
@@ -274,7 +246,7 @@ export class ClientSession<P> {
       throw new RangeError('the binding probe path must not be a candidate');
     }
     this.#bindingPath = candidate.path;
-    this.#binding.active = true;
+    this.#binding ??= this.#newBindingSearch();
     this.#bindingStep(now);
   }
 
@@ -299,7 +271,7 @@ export class ClientSession<P> {
     this.#bindingWanted = false;
     this.#bindingPath = undefined;
     this.#bindingTest = undefined;
-    this.#binding = { lowerMs: undefined, upperMs: undefined, done: false, active: false };
+    this.#binding = undefined;
     if (!this.#keys.current) {
       // No keys yet: the handshake itself goes out on the new paths.
       this.path = candidates[0]!.path;
@@ -355,7 +327,7 @@ export class ClientSession<P> {
     this.stats.packetsReceived++;
     // The measurement flow proves nothing about the chosen path.
     const onBindingPath = this.#bindingPath !== undefined && path === this.#bindingPath;
-    if (!onBindingPath) this.#unansweredSince = 0;
+    if (!onBindingPath) this.#dead.heard();
     if (!this.#pending && pair === this.#keys.current && pair.wantsRekey(now)) {
       this.#startHandshake(now, true);
     }
@@ -396,34 +368,24 @@ export class ClientSession<P> {
       this.#startHandshake(now, true);
     }
     if (!this.#keys.current) return;
-    const round = this.#round;
-    if (round && round.decision === 0 && now >= this.#roundRetryAt(round)) {
-      round.attempt++;
-      round.sentAt = now;
-      this.#sendRreqs(round, now);
-    }
+    const retryAt = this.#rounds.retryAt(this.srtt, this.#o.registrationRetryMs);
+    if (retryAt !== undefined && now >= retryAt) this.#sendRreqs(this.#rounds.resend(now), now);
     // Silence since the first packet nothing has answered: challenge, then give the path up.
-    const since = this.#unansweredSince;
-    if (this.registered && since > 0) {
-      if (!this.#challenge && now - since >= this.#deadProbeMs()) {
-        this.#sendChallenge(now, 'silence');
-      } else if (this.#challenge && now - this.#challenge.sentAt >= this.#deadConfirmMs()) {
-        this.#challenge = undefined;
-        this.#out.event({ type: 'path-dead', silentMs: now - since });
-        this.#startRound(now, 'dead-path');
-      }
+    const due = this.registered ? this.#dead.due(now, this.srtt) : undefined;
+    if (due === 'challenge') {
+      this.#sendChallenge(now, 'silence');
+    } else if (due !== undefined) {
+      this.#out.event({ type: 'path-dead', silentMs: due.silentMs });
+      this.#startRound(now, 'dead-path');
     }
-    const v = this.#pathProbe;
-    if (v && now >= v.sentAt + this.#rto()) {
-      if (v.path !== this.path) {
-        this.#pathProbe = undefined;
-      } else if (v.tries < 3) {
+    const verifyAt = this.#probes.verifyDeadline(retransmissionTimeout(this.srtt));
+    if (verifyAt !== undefined && now >= verifyAt) {
+      const x = this.#probes.verifyExpired(this.path);
+      if (x.kind === 'retry') {
         this.#verifyPath(now);
-      } else {
-        this.#pathProbe = undefined;
-        this.#dataBlocked.add(v.path);
-        this.#out.event({ type: 'path-data-blocked', size: v.size });
-        if (this.#roundCandidates().some((c) => c.path !== v.path))
+      } else if (x.kind === 'blocked') {
+        this.#out.event({ type: 'path-data-blocked', size: x.size });
+        if (this.#roundCandidates().some((c) => c.path !== x.path))
           this.#startRound(now, 'data-blocked');
       }
     }
@@ -433,9 +395,7 @@ export class ClientSession<P> {
       // Silence: the measurement binding did not survive `delayMs` idle (or the ack was lost,
       // which errs on the safe side). An upper bound.
       this.#bindingTest = undefined;
-      const b = this.#binding;
-      b.upperMs = Math.min(b.upperMs ?? Number.POSITIVE_INFINITY, test.delayMs);
-      if (b.lowerMs !== undefined && b.lowerMs >= b.upperMs) b.lowerMs = undefined;
+      this.#binding?.unanswered(test.delayMs);
       this.#out.event({ type: 'binding-test', delayMs: test.delayMs, answered: false });
       this.#bindingStep(now);
     } else if (!test) {
@@ -461,20 +421,15 @@ export class ClientSession<P> {
       t = Math.min(t, c.createdAt + c.limits.rekeyAfterMs);
     }
     if (this.#keys.current) {
-      const round = this.#round;
-      if (round && round.decision === 0) t = Math.min(t, this.#roundRetryAt(round));
-      if (this.registered && this.#unansweredSince > 0) {
-        t = Math.min(
-          t,
-          this.#challenge
-            ? this.#challenge.sentAt + this.#deadConfirmMs()
-            : this.#unansweredSince + this.#deadProbeMs(),
-        );
-      }
+      const r = this.#rounds.retryAt(this.srtt, this.#o.registrationRetryMs);
+      if (r !== undefined) t = Math.min(t, r);
+      const d = this.registered ? this.#dead.deadline(this.srtt) : undefined;
+      if (d !== undefined) t = Math.min(t, d);
       const k = this.#keepaliveAt();
       if (k !== undefined) t = Math.min(t, k);
       if (this.#nextProbeAt > 0) t = Math.min(t, this.#nextProbeAt);
-      if (this.#pathProbe) t = Math.min(t, this.#pathProbe.sentAt + this.#rto());
+      const v = this.#probes.verifyDeadline(retransmissionTimeout(this.srtt));
+      if (v !== undefined) t = Math.min(t, v);
       if (this.#bindingTest) t = Math.min(t, this.#bindingDeadline(this.#bindingTest));
     }
     return t === Number.POSITIVE_INFINITY ? undefined : t;
@@ -495,17 +450,8 @@ export class ClientSession<P> {
    * (round 1), so nothing is sent now; they are sent only if no RREP comes.
    */
   #startRound(now: number, reason: string, implicitNonce?: Uint8Array, sentAt = now): void {
-    const round: Round = {
-      round: ++this.#roundCounter,
-      nonce: implicitNonce ?? this.#o.random(8),
-      reason,
-      startedAt: sentAt,
-      sentAt: now,
-      attempt: 1,
-      decision: 0,
-    };
-    this.#round = round;
-    this.#challenge = undefined;
+    const round = this.#rounds.start(implicitNonce ?? this.#o.random(8), reason, sentAt, now);
+    this.#dead.cancelChallenge();
     this.#nextProbeAt = 0;
     // Until the RREP names a path, data goes out on every candidate (half an RTT to resume), and
     // twice on datagram paths, so that one lost copy does not cost the resume a packet interval.
@@ -560,19 +506,6 @@ export class ClientSession<P> {
     });
   }
 
-  #roundRetryAt(r: Round): number {
-    const base = this.#o.registrationRetryMs ?? Math.max(500, 3 * (this.srtt ?? 100));
-    return r.sentAt + Math.min(4000, base * 2 ** (r.attempt - 1));
-  }
-
-  #deadProbeMs(): number {
-    return Math.max(this.#o.deadProbeMs ?? 1000, 4 * (this.srtt ?? 0));
-  }
-
-  #deadConfirmMs(): number {
-    return Math.max(this.#o.deadConfirmMs ?? 1000, 3 * (this.srtt ?? 0));
-  }
-
   #keepaliveAt(): number | undefined {
     // RFC 3948 §2.3 keepalives keep a UDP NAT binding; other encapsulations have their own.
     if (this.keepaliveMs <= 0 || this.encapsulation !== Encapsulation.UDP) return undefined;
@@ -581,8 +514,13 @@ export class ClientSession<P> {
 
   // --- NAT binding timeout (RFC 5780 §4.6; RFC 4787 REQ-5, REQ-6) ------------------------------
 
-  #keepaliveStartMs(): number {
-    return this.#o.keepaliveStartMs ?? 15_000;
+  #newBindingSearch(): BindingSearch {
+    const o = this.#o;
+    return new BindingSearch({
+      startMs: o.keepaliveStartMs ?? 15_000,
+      floorMs: o.keepaliveMinMs ?? 10_000,
+      maxMs: Math.min(o.bindingTestMaxMs ?? 150_000, 300_000),
+    });
   }
 
   /** Tests run only on a measurement flow, behind a NAT, on UDP: with no NAT there is no traffic. */
@@ -593,6 +531,7 @@ export class ClientSession<P> {
       this.registered &&
       this.keepaliveMs > 0 &&
       this.encapsulation === Encapsulation.UDP &&
+      this.#binding !== undefined &&
       !this.#binding.done
     );
   }
@@ -602,31 +541,12 @@ export class ClientSession<P> {
     return t.sentAt + t.delayMs + Math.max(1000, 4 * (this.srtt ?? 0));
   }
 
-  /**
-   * The next delay to test, or undefined when the search is over: first the conservative start;
-   * while answered, ×1.5 up to the cap; with only an upper bound, /1.5 down to the keepalive
-   * floor (below it nothing would change); with both, the midpoint until upper ≤ lower × 1.15.
-   */
-  #nextBindingDelay(): number | undefined {
-    const { lowerMs: lo, upperMs: hi } = this.#binding;
-    const max = Math.min(this.#o.bindingTestMaxMs ?? 150_000, 300_000);
-    const floor = this.#o.keepaliveMinMs ?? 10_000;
-    if (lo === undefined && hi === undefined) return Math.min(this.#keepaliveStartMs(), max);
-    if (hi === undefined)
-      return lo! >= max ? undefined : Math.round(Math.min(max, lo! * BINDING_GROWTH));
-    if (lo === undefined)
-      return hi <= floor ? undefined : Math.round(Math.max(floor, hi / BINDING_GROWTH));
-    if (hi <= lo * (1 + BINDING_BRACKET)) return undefined;
-    return Math.round((lo + hi) / 2);
-  }
-
   /** Sends the next BINDING_TEST if none is outstanding, or ends the search. */
   #bindingStep(now: number): void {
     if (this.#bindingTest || !this.#bindingEligible()) return;
-    const delayMs = this.#nextBindingDelay();
-    const b = this.#binding;
+    const b = this.#binding!;
+    const delayMs = b.next();
     if (delayMs === undefined) {
-      b.done = true;
       this.#out.event({
         type: 'binding-learned',
         lowerMs: b.lowerMs,
@@ -669,15 +589,13 @@ export class ClientSession<P> {
       return;
     }
     this.#bindingTest = undefined;
-    const b = this.#binding;
-    b.lowerMs = Math.max(b.lowerMs ?? 0, t.delayMs);
-    if (b.upperMs !== undefined && b.upperMs <= b.lowerMs) b.upperMs = undefined;
+    this.#binding?.answered(t.delayMs);
     this.#out.event({ type: 'binding-test', delayMs: t.delayMs, answered: true });
     this.#bindingStep(now);
   }
 
   #sent(now: number): void {
-    if (this.#unansweredSince === 0) this.#unansweredSince = now;
+    this.#dead.sent(now);
     this.#lastSentAt = now;
   }
 
@@ -689,7 +607,7 @@ export class ClientSession<P> {
     const cur = this.#keys.current;
     if (!cur || this.path === undefined) return;
     const data = this.#o.random(8);
-    this.#challenge = { data, sentAt: now };
+    this.#dead.challenged(data, now);
     this.#out.transmit(this.path, cur.tx.seal(encodePathChallenge(data), NextHeader.ROAMLINK));
     this.#sent(now);
     this.#out.event({ type: 'path-challenge', reason });
@@ -710,11 +628,12 @@ export class ClientSession<P> {
           // RFC 9000 §8.2.2: answer on the path the challenge came on.
           if (cur)
             this.#out.transmit(path, cur.tx.seal(encodePathResponse(f.data), NextHeader.ROAMLINK));
-        } else if (this.#challenge && toHex(f.data) === toHex(this.#challenge.data)) {
-          const rtt = now - this.#challenge.sentAt;
-          this.#challenge = undefined;
-          this.#rtt(rtt);
-          this.#out.event({ type: 'path-validated', rttMs: rtt });
+        } else {
+          const rtt = this.#dead.response(f.data, now);
+          if (rtt !== undefined) {
+            this.#rtt(rtt);
+            this.#out.event({ type: 'path-validated', rttMs: rtt });
+          }
         }
         return true;
       }
@@ -738,7 +657,7 @@ export class ClientSession<P> {
 
   /** The candidates a round registers on: all but the data-blocked ones (unless none is left). */
   #roundCandidates(): Candidate<P>[] {
-    const ok = this.#candidates.filter((c) => !this.#dataBlocked.has(c.path));
+    const ok = this.#candidates.filter((c) => !this.#probes.blocked.has(c.path));
     return ok.length > 0 ? ok : this.#candidates;
   }
 
@@ -752,29 +671,14 @@ export class ClientSession<P> {
     const cur = this.#keys.current;
     if (!cur || this.path === undefined) return;
     const size = this.#o.probeBytes ?? 1200;
-    const id = ++this.#probeId >>> 0;
-    const tries = this.#pathProbe?.path === this.path ? this.#pathProbe.tries + 1 : 1;
-    this.#pathProbe = { id, path: this.path, size, sentAt: now, tries };
+    const id = this.#probes.startVerify(this.path, size, now);
     const frame = encodeProbe({ id, encapsulation: this.encapsulation ?? Encapsulation.UDP, size });
     this.#out.transmit(this.path, cur.tx.seal(frame, NextHeader.ROAMLINK));
   }
 
-  /** RFC 6298-style retransmission timeout from the RTT estimate. */
-  #rto(): number {
-    return Math.max(200, 3 * (this.srtt ?? 100));
-  }
-
   /** Candidates whose encapsulation the relay prefers to the one in use. */
   #betterCandidates(): Candidate<P>[] {
-    const rank = (e: Encapsulation): number => {
-      const i = this.#relayPrefs.indexOf(e);
-      return i < 0 ? Number.POSITIVE_INFINITY : i;
-    };
-    if (this.encapsulation === undefined) return [];
-    const mine = rank(this.encapsulation);
-    return this.#candidates.filter(
-      (c) => c.path !== this.path && rank(c.info.encapsulation) < mine,
-    );
+    return lighterCandidates(this.#candidates, this.path, this.encapsulation, this.#relayPrefs);
   }
 
   #scheduleProbes(now: number): void {
@@ -789,12 +693,11 @@ export class ClientSession<P> {
    */
   #sendProbes(now: number): void {
     const cur = this.#keys.current;
-    this.#probes.clear();
+    this.#probes.clearLighter();
     if (cur) {
       const size = this.#o.probeBytes ?? 1200;
       for (const c of this.#betterCandidates()) {
-        const id = ++this.#probeId >>> 0;
-        this.#probes.set(id, { path: c.path, size, sentAt: now });
+        const id = this.#probes.startLighter(c.path, size, now);
         const frame = encodeProbe({ id, encapsulation: c.info.encapsulation, size });
         this.#out.transmit(c.path, cur.tx.seal(frame, NextHeader.ROAMLINK));
       }
@@ -803,31 +706,23 @@ export class ClientSession<P> {
   }
 
   #probeAck(ack: ReturnType<typeof decodeProbeAck>, path: P, now: number): void {
-    const v = this.#pathProbe;
-    if (v && v.id === ack.id && v.path === path && ack.size === v.size) {
-      this.#pathProbe = undefined;
-      this.#dataBlocked.delete(path);
-      return;
-    }
-    const p = this.#probes.get(ack.id);
-    if (!p || p.path !== path || ack.size !== p.size) return;
-    this.#probes.clear();
-    this.#dataBlocked.delete(path);
-    this.#rtt(now - p.sentAt);
+    const m = this.#probes.ack(ack.id, ack.size, path);
+    if (m?.kind !== 'lighter') return;
+    this.#rtt(now - m.sentAt);
     // The lighter path carries data-sized packets both ways: register again; the relay prefers it.
     this.#startRound(now, 'probe-answered');
   }
 
   #rrep(rrep: ReturnType<typeof decodeRrep>, path: P, now: number): void {
-    const round = this.#round;
-    if (!round || rrep.round !== round.round || toHex(rrep.nonce) !== toHex(round.nonce)) {
+    const outcome = this.#rounds.rrep(rrep, now);
+    if (outcome.kind === 'stale') {
       this.stats.controlDrops.stale_registration++;
       return;
     }
-    if (!rrep.chosen || rrep.decision <= round.decision) return;
+    if (outcome.kind !== 'chosen') return;
+    const { round } = outcome;
     const cand = this.#candidates.find((c) => c.path === path);
-    if (round.decision === 0) this.#rtt(now - round.sentAt);
-    round.decision = rrep.decision;
+    if (outcome.rttMs !== undefined) this.#rtt(outcome.rttMs);
     this.path = path;
     this.#dataPaths = [path];
     this.encapsulation = rrep.chosenEncapsulation;
@@ -857,7 +752,7 @@ export class ClientSession<P> {
     }
     if (rrep.encapsulations.length > 0) this.#relayPrefs = rrep.encapsulations;
     this.#scheduleProbes(now);
-    this.#pathProbe = undefined;
+    this.#probes.cancelVerify();
     this.#verifyPath(now);
     this.#out.event({
       type: 'registered',
@@ -920,7 +815,7 @@ export class ClientSession<P> {
       random: o.random,
       ...(o.psk ? { psk: o.psk } : {}),
       // The first handshake carries every candidate's view: round 1 is answered with it.
-      ...(!rekey && !this.#round
+      ...(!rekey && !this.#rounds.current
         ? {
             candidates: this.#candidates.map((c) => ({
               encapsulation: c.info.encapsulation,
@@ -965,7 +860,7 @@ export class ClientSession<P> {
     });
     this.#pending = undefined;
     this.#keys.rotate(pair);
-    this.#unansweredSince = 0;
+    this.#dead.heard();
     if (pend.attempt === 1) this.#rtt(now - pend.sentAt);
     this.stats.handshakes++;
     if (pend.rekey) this.stats.rekeys++;
@@ -978,7 +873,7 @@ export class ClientSession<P> {
       rekey: pend.rekey,
     });
     let confirmOn: P | undefined = pend.rekey ? this.path : path;
-    if (!pend.rekey && !this.#round) {
+    if (!pend.rekey && !this.#rounds.current) {
       if (pend.hs.carriesViews) {
         // Round 1 rode on message 1: the relay answers it right behind the response. Its nonce
         // is the start of the handshake hash, which only the two ends know.
