@@ -36,13 +36,9 @@ import {
   type Timer,
 } from '@roamlink/netsim';
 import { AppEndpoint } from './app.ts';
-import { HttpPollClientPath } from './http-poll.ts';
-import { HttpStreamClientPath } from './http-stream.ts';
+import { openClientPath } from './open.ts';
 import { listenRelay } from './relay.ts';
-import { TcpClientPath } from './tcp.ts';
-import type { ClientPathOptions, SimClientPath, SimRelayEndpoint } from './types.ts';
-import { UdpClientPath } from './udp.ts';
-import { WebSocketClientPath } from './websocket.ts';
+import type { SimClientPath, SimRelayEndpoint } from './types.ts';
 
 // --- scenario descriptions ---------------------------------------------------------------------
 
@@ -277,22 +273,6 @@ function randomFrom(net: Network, label: string): (n: number) => Uint8Array {
 
 const round2 = (x: number): number => Math.round(x * 100) / 100;
 
-/** The same as index.ts's openClientPath, here so that index.ts can export this module. */
-function openPath(kind: Encapsulation, host: Host, opts: ClientPathOptions): SimClientPath {
-  switch (kind) {
-    case Encapsulation.UDP:
-      return new UdpClientPath(host, opts);
-    case Encapsulation.TCP:
-      return new TcpClientPath(host, opts);
-    case Encapsulation.WEBSOCKET:
-      return new WebSocketClientPath(host, opts);
-    case Encapsulation.HTTP_STREAM:
-      return new HttpStreamClientPath(host, opts);
-    case Encapsulation.HTTP_POLL:
-      return new HttpPollClientPath(host, opts);
-  }
-}
-
 // --- the runner ----------------------------------------------------------------------------------
 
 interface Notice {
@@ -456,7 +436,7 @@ export function runScenario(spec: ScenarioSpec, ro: RunOptions = {}): ScenarioRo
     const out: Candidate<string>[] = [];
     for (const enc of ALL_ENCAPSULATIONS) {
       const proxied = current.proxy !== undefined && enc >= Encapsulation.WEBSOCKET;
-      const p = openPath(enc, clientHost, {
+      const p = openClientPath(enc, clientHost, {
         relay: { addr: RELAY_ADDR, hostname: RELAY_NAME },
         ...(proxied ? { proxy: { addr: PROXY_ADDR, port: PROXY_PORT } } : {}),
       });
@@ -508,7 +488,7 @@ export function runScenario(spec: ScenarioSpec, ro: RunOptions = {}): ScenarioRo
   };
   const openProbePath = (): void => {
     closeProbePath();
-    const p = openPath(Encapsulation.UDP, clientHost, {
+    const p = openClientPath(Encapsulation.UDP, clientHost, {
       relay: { addr: RELAY_ADDR, hostname: RELAY_NAME },
     });
     probePath = p;
