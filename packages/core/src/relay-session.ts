@@ -379,15 +379,20 @@ export class RelaySessions<P> {
     while (peer.staged.length > 0) {
       const s = peer.staged[0]!;
       const cur = peer.keys.current;
-      if (!cur || peer.path === undefined || !this.#budget(peer, peer.path, s.payload.length + 48))
+      if (
+        !cur ||
+        cur.expired(now) ||
+        peer.path === undefined ||
+        !this.#budget(peer, peer.path, s.payload.length + 48)
+      ) {
         return;
+      }
       peer.staged.shift();
       const pkt = cur.tx.seal(s.payload, s.nextHeader);
       this.stats.packetsSent++;
       peer.packetsSent++;
       this.#transmit(peer, peer.path, pkt);
     }
-    void now;
   }
 
   #switchPath(peer: RelayPeer<P>, path: P, now: number, reason: string): void {
