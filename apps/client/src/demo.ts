@@ -1,9 +1,12 @@
 /**
  * `./dev run`: a relay and a client on this machine with generated keys and built-in defaults,
  * showing the live session. Keys live in .roamlink/demo/. Rekeys every 20 s so that a person
- * watching sees one happen (the default is 120 s).
+ * watching sees one happen (the default is 120 s). The relay listens on UDP --port and TCP
+ * --tcp-port (default: the same number); the client connects on both. SIGUSR2 is passed on to the
+ * client (it closes its UDP socket and moves to TCP), SIGINT too.
  *
- *   node apps/client/src/demo.ts [--duration-s N] [--rekey-after-ms N] [--port N]
+ *   node apps/client/src/demo.ts [--duration-s N] [--rekey-after-ms N] [--port N] [--tcp-port N]
+ *        [--log-events] [--no-tcp (the client connects on UDP alone)]
  */
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -17,12 +20,19 @@ const { values } = parseArgs({
     'duration-s': { type: 'string', default: '0' },
     'rekey-after-ms': { type: 'string', default: '20000' },
     port: { type: 'string', default: '51820' },
+    'tcp-port': { type: 'string' },
+    'log-events': { type: 'boolean', default: false },
+    'no-tcp': { type: 'boolean', default: false },
     dir: { type: 'string', default: '.roamlink/demo' },
   },
 });
 const here = (p: string): string => fileURLToPath(new URL(p, import.meta.url));
 const client = loadOrCreateKey(`${values.dir}/client/client.key`).keypair;
 const listen = `127.0.0.1:${values.port}`;
+const tcpListen = `127.0.0.1:${values['tcp-port'] ?? values.port}`;
+// Until the client runs, a SIGUSR2 is ignored rather than fatal.
+let child: ReturnType<typeof spawn> | undefined;
+process.on('SIGUSR2', () => child?.kill('SIGUSR2'));
 
 const relay = spawn(
   process.execPath,
@@ -30,6 +40,8 @@ const relay = spawn(
     here('../../relay/src/main.ts'),
     '--listen',
     listen,
+    '--tcp',
+    tcpListen,
     '--data-dir',
     `${values.dir}/relay`,
     '--allow',
@@ -40,18 +52,22 @@ const relay = spawn(
   { stdio: ['ignore', 'pipe', 'inherit'] },
 );
 // The relay reports its real address (the port may have been 0) and key on its first log line.
-const { relayKey, relayAddr } = await new Promise<{ relayKey: string; relayAddr: string }>(
-  (resolve, reject) => {
-    relay.once('exit', (code) => reject(new Error(`relay exited (${code})`)));
-    createInterface({ input: relay.stdout! }).on('line', (line) => {
-      const m = JSON.parse(line) as { msg: string; publicKey?: string; udp?: string };
-      if (m.msg === 'listening' && m.publicKey && m.udp) {
-        process.stderr.write(`relay  listening on udp ${m.udp}, public key ${m.publicKey}\n`);
-        resolve({ relayKey: m.publicKey, relayAddr: m.udp });
-      }
-    });
-  },
-);
+const { relayKey, relayAddr, relayTcp } = await new Promise<{
+  relayKey: string;
+  relayAddr: string;
+  relayTcp: string;
+}>((resolve, reject) => {
+  relay.once('exit', (code) => reject(new Error(`relay exited (${code})`)));
+  createInterface({ input: relay.stdout! }).on('line', (line) => {
+    const m = JSON.parse(line) as { msg: string; publicKey?: string; udp?: string; tcp?: string };
+    if (m.msg === 'listening' && m.publicKey && m.udp && m.tcp) {
+      process.stderr.write(
+        `relay  listening on udp ${m.udp} and tcp ${m.tcp}, public key ${m.publicKey}\n`,
+      );
+      resolve({ relayKey: m.publicKey, relayAddr: m.udp, relayTcp: m.tcp });
+    }
+  });
+});
 process.stderr.write(`client public key ${toHex(client.publicKey)}\n`);
 
 const c = spawn(
@@ -60,6 +76,8 @@ const c = spawn(
     here('./main.ts'),
     '--relay',
     relayAddr,
+    '--relay-tcp',
+    relayTcp,
     '--relay-key',
     relayKey,
     '--data-dir',
@@ -68,9 +86,12 @@ const c = spawn(
     values['duration-s'],
     '--rekey-after-ms',
     values['rekey-after-ms'],
+    ...(values['log-events'] ? ['--log-events'] : []),
+    ...(values['no-tcp'] ? ['--no-tcp'] : []),
   ],
   { stdio: 'inherit' },
 );
+child = c;
 process.on('SIGINT', () => c.kill('SIGINT'));
 const code = await new Promise<number>((resolve) => c.once('exit', (n) => resolve(n ?? 1)));
 relay.kill('SIGTERM');

@@ -1,16 +1,25 @@
 /**
- * The client, UDP encapsulation only for now: connects to a relay, then sends an ECHO_REQUEST
- * every --ping-interval-ms and shows a live status line (state, suite, RTT, rekeys, drops).
- * Prints a JSON summary on exit (after --duration-s seconds, or on Ctrl-C).
+ * The client: opens a UDP socket and a TCP connection to the relay and connects on both at once
+ * (the relay picks the encapsulation), then sends an ECHO_REQUEST every --ping-interval-ms and
+ * shows a live status line (state, encapsulation, suite, RTT, rekeys, drops). Prints a JSON
+ * summary on exit (after --duration-s seconds, or on Ctrl-C).
+ *
+ * When a transport dies (the TCP connection closes, the UDP socket fails) the client moves to the
+ * candidates that remain: a new registration round on the same SA, no new key exchange. SIGUSR2
+ * closes the UDP socket on purpose, to exercise exactly that. --log-events prints the notable
+ * session events (registered, moved, path-dead) as JSON lines on stdout before the summary.
  *
  *   node apps/client/src/main.ts --relay 127.0.0.1:51820 --relay-key <hex>
+ *        [--relay-tcp host:port (default: --relay's address, on TCP) | --no-tcp]
  *        [--data-dir .roamlink/client] [--ping-interval-ms 100] [--duration-s 0] [--rekey-after-ms N]
+ *        [--log-events]
  */
 import { parseArgs } from 'node:util';
-import type { SessionEvent } from '@roamlink/core';
+import type { Candidate, SessionEvent } from '@roamlink/core';
 import {
   ClientSession,
   decodeEcho,
+  ENCAPSULATION_NAMES,
   Encapsulation,
   encodeEcho,
   FrameType,
@@ -20,29 +29,34 @@ import {
 } from '@roamlink/core';
 import { keyLogWriter, selectProvider } from '@roamlink/crypto-node';
 import {
+  isTcpPath,
   loadOrCreateKey,
   nodeRandom,
   parseEndpoint,
   parsePublicKey,
   SessionDriver,
+  TcpTransport,
   UdpTransport,
 } from '@roamlink/node';
 
 const { values } = parseArgs({
   options: {
     relay: { type: 'string', default: '127.0.0.1:51820' },
+    'relay-tcp': { type: 'string' },
+    'no-tcp': { type: 'boolean', default: false },
     'relay-key': { type: 'string' },
     'data-dir': { type: 'string', default: '.roamlink/client' },
     'ping-interval-ms': { type: 'string', default: '100' },
     'duration-s': { type: 'string', default: '0' },
     'rekey-after-ms': { type: 'string' },
     'print-public-key': { type: 'boolean', default: false },
+    'log-events': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
 if (values.help) {
   process.stdout.write(
-    'usage: client --relay host:port --relay-key hex [--data-dir dir] [--ping-interval-ms N] [--duration-s N] [--rekey-after-ms N]\n',
+    'usage: client --relay host:port --relay-key hex [--relay-tcp host:port | --no-tcp] [--data-dir dir] [--ping-interval-ms N] [--duration-s N] [--rekey-after-ms N] [--log-events]\n',
   );
   process.exit(0);
 }
@@ -69,25 +83,54 @@ const session = new ClientSession<string>({
   ...(rekeyAfterMs ? { limits: { rekeyAfterMs, rejectAfterMs: rekeyAfterMs * 1.5 } } : {}),
 });
 
+// The test hook is armed first: a SIGUSR2 that arrives while starting must not kill the process.
+let onUsr2 = (): void => {};
+process.on('SIGUSR2', () => onUsr2());
+
 const tty = process.stderr.isTTY;
 const rtts: number[] = [];
 const outstanding = new Map<number, number>();
 let pingsSent = 0;
 let pongs = 0;
+let moves = 0;
+/** Echoes answered after the last move (undefined: no move yet). */
+let echoesAfterMove: number | undefined;
 let lastEvent = '';
 const started = performance.now();
+const logEvent = (fields: Record<string, unknown>): void => {
+  if (values['log-events']) {
+    const t = Number((performance.now() - started).toFixed(1));
+    process.stdout.write(`${JSON.stringify({ t, ...fields })}\n`);
+  }
+};
 
 let udp: UdpTransport;
-const driver = new SessionDriver<string, SessionEvent>(
-  session,
-  (path, data) => udp.send(path, data),
-  (e) => {
-    if (e.type === 'sa-keys') writeKey?.(e.info);
-    else if (e.type === 'established') lastEvent = e.rekey ? 'rekeyed' : 'established';
-    else if (e.type === 'handshake-failed') lastEvent = `handshake failed: ${e.reason}`;
-  },
-);
-udp = await UdpTransport.bind({ address: '127.0.0.1', port: 0 }, (data, path) => {
+let udpOpen = false;
+let tcp: TcpTransport;
+/** Routes a transmit by its path: "tcp:<n>" is a TCP connection, anything else a UDP endpoint. */
+const sendOn = (path: string, data: Uint8Array): void => {
+  if (isTcpPath(path)) tcp.send(path, data);
+  else if (udpOpen) udp.send(path, data);
+};
+const driver = new SessionDriver<string, SessionEvent>(session, sendOn, (e) => {
+  if (e.type === 'sa-keys') writeKey?.(e.info);
+  else if (e.type === 'established') lastEvent = e.rekey ? 'rekeyed' : 'established';
+  else if (e.type === 'handshake-failed') lastEvent = `handshake failed: ${e.reason}`;
+  else if (e.type === 'registered') {
+    lastEvent = `registered on ${ENCAPSULATION_NAMES[e.encapsulation]}`;
+    logEvent({
+      event: 'registered',
+      round: e.round,
+      encapsulation: ENCAPSULATION_NAMES[e.encapsulation],
+      rttMs: e.rttMs,
+    });
+  } else if (e.type === 'path-dead') {
+    lastEvent = 'path dead';
+    logEvent({ event: 'path-dead', silentMs: e.silentMs });
+  }
+});
+
+const onDatagram = (data: Uint8Array, path: string): void => {
   const got = session.receive(data, path, driver.now());
   if (got && got.nextHeader === NextHeader.ROAMLINK && got.payload[0] === FrameType.ECHO_REPLY) {
     const f = decodeEcho(got.payload);
@@ -95,25 +138,82 @@ udp = await UdpTransport.bind({ address: '127.0.0.1', port: 0 }, (data, path) =>
     if (t0 !== undefined) {
       outstanding.delete(f.id);
       pongs++;
+      if (echoesAfterMove !== undefined) echoesAfterMove++;
       rtts.push(performance.now() - t0);
     }
   }
   driver.pump();
-});
+};
+
+let candidates: Candidate<string>[] = [];
+/** A transport is gone: register on what remains (same SA, a new round), if anything does. */
+const lose = (path: string, reason: string): void => {
+  const before = candidates.length;
+  candidates = candidates.filter((c) => c.path !== path);
+  if (candidates.length === before) return;
+  lastEvent = reason;
+  logEvent({ event: 'moved', reason, remaining: candidates.length });
+  if (candidates.length === 0) return;
+  moves++;
+  echoesAfterMove = 0;
+  session.move(candidates, driver.now(), reason);
+  driver.pump();
+};
+
+udp = await UdpTransport.bind({ address: '127.0.0.1', port: 0 }, onDatagram);
+udpOpen = true;
 const relayPath = udp.addEndpoint(parseEndpoint(values.relay));
 const relayEndpoint = parseEndpoint(values.relay);
 // The client's own copy of the outer header fields it sends on this path (the RREQ carries it).
-const view = {
-  srcAddr: udp.local.address,
-  srcPort: udp.local.port,
-  dstAddr: relayEndpoint.address,
-  dstPort: relayEndpoint.port,
+candidates.push({
+  path: relayPath,
+  info: {
+    encapsulation: Encapsulation.UDP,
+    view: {
+      srcAddr: udp.local.address,
+      srcPort: udp.local.port,
+      dstAddr: relayEndpoint.address,
+      dstPort: relayEndpoint.port,
+    },
+  },
+});
+const closeUdp = (reason: string): void => {
+  if (!udpOpen) return;
+  udpOpen = false;
+  void udp.close();
+  lose(relayPath, reason);
 };
-session.connect(
-  [{ path: relayPath, info: { encapsulation: Encapsulation.UDP, view } }],
-  driver.now(),
-);
+udp.socket.on('error', (e: NodeJS.ErrnoException) => closeUdp(`udp-error: ${e.code ?? e.message}`));
+
+tcp = new TcpTransport({ onDatagram, onPathClose: (path, reason) => lose(path, reason) });
+if (!values['no-tcp']) await addTcpCandidate();
+session.connect([...candidates], driver.now());
 driver.pump();
+onUsr2 = () => closeUdp('udp-closed');
+
+/** Connects first: the candidate's view is the connected socket's own two ends. */
+async function addTcpCandidate(): Promise<void> {
+  const relayTcp = parseEndpoint(values['relay-tcp'] ?? values.relay);
+  try {
+    const tcpPath = await tcp.connect(relayTcp.address, relayTcp.port);
+    const ends = tcp.endpoints(tcpPath)!;
+    candidates.push({
+      path: tcpPath,
+      info: {
+        encapsulation: Encapsulation.TCP,
+        view: {
+          srcAddr: ends.local.address,
+          srcPort: ends.local.port,
+          dstAddr: ends.remote.address,
+          dstPort: ends.remote.port,
+        },
+      },
+    });
+  } catch (e) {
+    // No TCP (a firewall, an old relay): UDP alone still works.
+    process.stderr.write(`client: no TCP path to ${values['relay-tcp'] ?? values.relay}: ${e}\n`);
+  }
+}
 
 function p50(): number {
   const recent = rtts.slice(-200).sort((a, b) => a - b);
@@ -130,6 +230,8 @@ function summary(): Record<string, unknown> {
   const s = session.stats;
   return {
     state: session.state,
+    encapsulation:
+      session.encapsulation === undefined ? null : ENCAPSULATION_NAMES[session.encapsulation],
     suite: session.current ? SUITE_NAMES[session.current.suite] : null,
     crypto: session.current ? backend(session.current.suite) : null,
     pingsSent,
@@ -137,9 +239,14 @@ function summary(): Record<string, unknown> {
     outstanding: outstanding.size,
     rttP50Ms: Number(p50().toFixed(3)),
     handshakes: s.handshakes,
+    registrations: s.registrations,
     rekeys: s.rekeys,
+    moves,
+    echoesAfterMove: echoesAfterMove ?? null,
     espDrops: Object.values(s.espDrops).reduce((a, b) => a + b, 0),
+    espDropsByReason: s.espDrops,
     controlDrops: Object.values(s.controlDrops).reduce((a, b) => a + b, 0),
+    controlDropsByReason: s.controlDrops,
     seconds: Number(((performance.now() - started) / 1000).toFixed(1)),
   };
 }
@@ -153,14 +260,14 @@ const ping = setInterval(() => {
     NextHeader.ROAMLINK,
     driver.now(),
   );
-  if (pkt) for (const p of session.dataPaths) udp.send(p, pkt);
+  if (pkt) for (const p of session.dataPaths) sendOn(p, pkt);
   driver.pump();
 }, Number(values['ping-interval-ms']));
 
 const status = setInterval(() => {
   const s = summary();
   const line =
-    `${s.state} | ${s.suite ?? '-'}/${s.crypto ?? '-'} | spi ${session.current ? `0x${session.current.localSpi.toString(16)}` : '-'}` +
+    `${s.state} | ${s.encapsulation ?? '-'} | ${s.suite ?? '-'}/${s.crypto ?? '-'} | spi ${session.current ? `0x${session.current.localSpi.toString(16)}` : '-'}` +
     ` | rtt p50 ${Number.isNaN(s.rttP50Ms as number) ? '-' : `${s.rttP50Ms} ms`} | echo ${s.pongs}/${s.pingsSent}` +
     ` | rekeys ${s.rekeys} | drops ${(s.espDrops as number) + (s.controlDrops as number)} | ${lastEvent}`;
   // One terminal line, redrawn in place: cut to the width so it never wraps.
@@ -176,7 +283,11 @@ const finish = (): void => {
   driver.close();
   if (tty) process.stderr.write('\n');
   process.stdout.write(`${JSON.stringify(summary())}\n`);
-  void udp.close().then(() => process.exit(session.state === 'established' ? 0 : 1));
+  const udpClosed = udpOpen ? udp.close() : Promise.resolve();
+  udpOpen = false;
+  void Promise.all([udpClosed, tcp.close()]).then(() =>
+    process.exit(session.state === 'established' ? 0 : 1),
+  );
 };
 const duration = Number(values['duration-s']);
 if (duration > 0) setTimeout(finish, duration * 1000);

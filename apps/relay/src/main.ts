@@ -1,14 +1,16 @@
 /**
- * The relay, UDP encapsulation only for now (the WebSocket/HTTP/TCP relay comes with the
- * encapsulations). It answers handshakes from allowed clients and echoes ECHO_REQUEST frames.
+ * The relay on UDP (RFC 3948) and TCP (RFC 8229 framing) at once (WebSocket and HTTP come with
+ * their encapsulations). It answers handshakes from allowed clients and echoes ECHO_REQUEST
+ * frames. Paths are strings: "addr:port" for UDP, "tcp:<n>" for a TCP connection; a transmit goes
+ * to the transport its path's prefix names.
  *
- *   node apps/relay/src/main.ts [--listen 127.0.0.1:51820] [--data-dir .roamlink/relay]
- *        [--allow <client public key hex>]... [--rekey-after-ms N]
+ *   node apps/relay/src/main.ts [--listen 127.0.0.1:51820] [--tcp 127.0.0.1:<udp port>]
+ *        [--data-dir .roamlink/relay] [--allow <client public key hex>]... [--rekey-after-ms N]
  *
- * Logs are JSON lines on stdout.
+ * --tcp defaults to the UDP address and port number, on TCP. Logs are JSON lines on stdout.
  */
 import { parseArgs } from 'node:util';
-import type { RelayEvent } from '@roamlink/core';
+import type { PathInfo, RelayEvent } from '@roamlink/core';
 import {
   decodeEcho,
   Encapsulation,
@@ -20,17 +22,20 @@ import {
 } from '@roamlink/core';
 import { keyLogWriter, selectProvider } from '@roamlink/crypto-node';
 import {
+  isTcpPath,
   loadOrCreateKey,
   nodeRandom,
   parseEndpoint,
   parsePublicKey,
   SessionDriver,
+  TcpTransport,
   UdpTransport,
 } from '@roamlink/node';
 
 const { values } = parseArgs({
   options: {
     listen: { type: 'string', default: '127.0.0.1:51820' },
+    tcp: { type: 'string' },
     'data-dir': { type: 'string', default: '.roamlink/relay' },
     allow: { type: 'string', multiple: true, default: [] },
     'rekey-after-ms': { type: 'string' },
@@ -39,7 +44,7 @@ const { values } = parseArgs({
 });
 if (values.help) {
   process.stdout.write(
-    'usage: relay [--listen host:port] [--data-dir dir] [--allow pubkey-hex]... [--rekey-after-ms N]\n',
+    'usage: relay [--listen host:port] [--tcp host:port] [--data-dir dir] [--allow pubkey-hex]... [--rekey-after-ms N]\n',
   );
   process.exit(0);
 }
@@ -65,25 +70,41 @@ const relay = new RelaySessions<string>({
 });
 
 let udp: UdpTransport;
-const driver = new SessionDriver<string, RelayEvent<string>>(
-  relay,
-  (path, data) => udp.send(path, data),
-  (e) => {
-    if (e.type === 'sa-keys') writeKey?.(e.info);
-    else
-      log(e.type, {
-        peer: e.peer.id.slice(0, 16),
-        path: e.peer.path,
-        ...('suite' in e ? { suite: e.suite } : {}),
-      });
-  },
-);
+let tcp: TcpTransport;
+const sendOn = (path: string, data: Uint8Array): void => {
+  if (isTcpPath(path)) tcp.send(path, data);
+  else udp.send(path, data);
+};
+const driver = new SessionDriver<string, RelayEvent<string>>(relay, sendOn, (e) => {
+  if (e.type === 'sa-keys') writeKey?.(e.info);
+  else
+    log(e.type, {
+      peer: e.peer.id.slice(0, 16),
+      path: e.peer.path,
+      ...('suite' in e ? { suite: e.suite } : {}),
+    });
+});
+
+/** One datagram from either transport, with what the relay observed about its path. */
+const deliver = (data: Uint8Array, path: string, info: PathInfo): void => {
+  const now = driver.now();
+  const got = relay.receive(data, path, now, info);
+  if (got && got.nextHeader === NextHeader.ROAMLINK && got.payload[0] === FrameType.ECHO_REQUEST) {
+    try {
+      decodeEcho(got.payload);
+      const pkt = relay.send(got.peer, echoReplyInPlace(got.payload), NextHeader.ROAMLINK, now);
+      if (pkt && got.peer.path !== undefined) sendOn(got.peer.path, pkt);
+    } catch {
+      // A malformed frame inside an authentic packet: the peer's bug; drop it.
+    }
+  }
+  driver.pump();
+};
 
 udp = await UdpTransport.bind(parseEndpoint(values.listen, true), (data, path, from) => {
-  const now = driver.now();
   // What the relay observed on this path: registration compares it with the client's copy.
   const local = udp.local;
-  const info = {
+  deliver(data, path, {
     encapsulation: Encapsulation.UDP,
     view: {
       srcAddr: from.address,
@@ -91,22 +112,34 @@ udp = await UdpTransport.bind(parseEndpoint(values.listen, true), (data, path, f
       dstAddr: local.address,
       dstPort: local.port,
     },
-  };
-  const got = relay.receive(data, path, now, info);
-  if (got && got.nextHeader === NextHeader.ROAMLINK && got.payload[0] === FrameType.ECHO_REQUEST) {
-    try {
-      decodeEcho(got.payload);
-      const pkt = relay.send(got.peer, echoReplyInPlace(got.payload), NextHeader.ROAMLINK, now);
-      if (pkt && got.peer.path !== undefined) udp.send(got.peer.path, pkt);
-    } catch {
-      // A malformed frame inside an authentic packet: the peer's bug; drop it.
-    }
-  }
-  driver.pump();
+  });
 });
+
+tcp = new TcpTransport({
+  onDatagram: (data, path) => {
+    const ends = tcp.endpoints(path);
+    if (!ends) return;
+    // The connection's two ends as the relay's socket sees them (a NAT in between shows here).
+    deliver(data, path, {
+      encapsulation: Encapsulation.TCP,
+      view: {
+        srcAddr: ends.remote.address,
+        srcPort: ends.remote.port,
+        dstAddr: ends.local.address,
+        dstPort: ends.local.port,
+      },
+    });
+  },
+  // The core learns of a dead path by itself (silence, then the client's new round); the log
+  // says why it went.
+  onPathClose: (path, reason) => log('tcp-closed', { path, reason }),
+});
+const tcpBind = parseEndpoint(values.tcp ?? `${udp.local.address}:${udp.local.port}`, true);
+const tcpLocal = await tcp.listen(tcpBind.address, tcpBind.port);
 
 log('listening', {
   udp: `${udp.local.address}:${udp.local.port}`,
+  tcp: `${tcpLocal.address}:${tcpLocal.port}`,
   publicKey: toHex(keypair.publicKey),
   keyCreated: created,
   crypto: crypto.provider.name,
@@ -117,7 +150,7 @@ log('listening', {
 const shutdown = (): void => {
   log('shutdown', { stats: relay.stats });
   driver.close();
-  void udp.close().then(() => process.exit(0));
+  void Promise.all([udp.close(), tcp.close()]).then(() => process.exit(0));
 };
 process.on('SIGINT', shutdown);
 process.on('SIGTERM', shutdown);

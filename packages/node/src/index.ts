@@ -1,3 +1,4 @@
 export * from './driver.ts';
 export * from './keys.ts';
+export * from './tcp.ts';
 export * from './udp.ts';

@@ -1,0 +1,372 @@
+/**
+ * ESP in TCP as RFC 8229 §3 frames it, on node:net. The client opens the stream with the 6-byte
+ * preface "RLNK/1" (in the role of RFC 8229's "IKETCP"), then both sides send records: a 16-bit
+ * big-endian Length that counts itself, then Length - 2 bytes of one roamlink datagram. An empty
+ * record (Length 2) is a heartbeat and carries nothing. The server closes a connection whose
+ * preface is wrong, or whose framing breaks, without answering.
+ *
+ * One connection is one path, "tcp:<n>" (numbered per transport), so that the core can tell two
+ * connections apart and the app can route a transmit by the path's prefix. The bytes on the wire
+ * are those of the simulator's TCP encapsulation, byte for byte.
+ */
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import type { UdpEndpoint } from './udp.ts';
+
+/** "RLNK/1": identifies a roamlink TCP stream. */
+export const TCP_PREFACE: Uint8Array = new Uint8Array([0x52, 0x4c, 0x4e, 0x4b, 0x2f, 0x31]);
+export const RECORD_HEADER_BYTES = 2;
+/** The longest datagram one record holds: 0xffff minus the Length field itself. */
+export const MAX_RECORD_DATAGRAM_BYTES = 0xffff - RECORD_HEADER_BYTES;
+/** Default bound on the bytes queued in one connection before `send` drops (1 MiB). */
+export const DEFAULT_MAX_QUEUED_BYTES = 1 << 20;
+
+export type TcpEndpoint = UdpEndpoint;
+
+export const isTcpPath = (path: string): boolean => path.startsWith('tcp:');
+
+/** One record around `datagram`. */
+export function encodeRecord(datagram: Uint8Array): Uint8Array {
+  if (datagram.length > MAX_RECORD_DATAGRAM_BYTES) {
+    throw new RangeError('datagram too long for a record');
+  }
+  const len = datagram.length + RECORD_HEADER_BYTES;
+  const out = new Uint8Array(len);
+  out[0] = len >>> 8;
+  out[1] = len & 255;
+  out.set(datagram, RECORD_HEADER_BYTES);
+  return out;
+}
+
+/**
+ * Streaming record parser: feed it the bytes as TCP delivers them, in chunks of any size; it calls
+ * `onRecord` once per whole record (empty ones included), in order. A Length below 2 is a framing
+ * error, after which it stays failed.
+ */
+export class RecordReader {
+  onRecord: (datagram: Uint8Array) => void = () => {};
+  /** Unconsumed chunks, as they arrived: at most one partial record. */
+  #chunks: Uint8Array[] = [];
+  #have = 0;
+  /**
+   * Bytes needed before the next record can complete: joining the chunks earlier would copy the
+   * partial record again on every chunk (quadratic for a large record in small segments).
+   */
+  #need = RECORD_HEADER_BYTES;
+  #failed = false;
+
+  get failed(): boolean {
+    return this.#failed;
+  }
+
+  /** Whether the stream may end here (no partial record). */
+  get atBoundary(): boolean {
+    return this.#have === 0;
+  }
+
+  /** Returns false on a framing error. */
+  push(bytes: Uint8Array): boolean {
+    if (this.#failed) return false;
+    if (bytes.length === 0) return true;
+    // A plain view: a Buffer's slice() would not copy, and the datagrams must.
+    this.#chunks.push(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length));
+    this.#have += bytes.length;
+    if (this.#have < this.#need) return true;
+    let b = this.#chunks[0]!;
+    if (this.#chunks.length > 1) {
+      b = new Uint8Array(this.#have);
+      let at = 0;
+      for (const c of this.#chunks) {
+        b.set(c, at);
+        at += c.length;
+      }
+    }
+    let o = 0;
+    this.#need = RECORD_HEADER_BYTES;
+    while (b.length - o >= RECORD_HEADER_BYTES) {
+      const len = (b[o]! << 8) | b[o + 1]!;
+      if (len < RECORD_HEADER_BYTES) {
+        this.#failed = true;
+        this.#chunks = [];
+        this.#have = 0;
+        return false;
+      }
+      if (b.length - o < len) {
+        this.#need = len;
+        break;
+      }
+      // A copy: the datagram outlives the socket's buffer, and the core decrypts in place.
+      const d = b.slice(o + RECORD_HEADER_BYTES, o + len);
+      o += len;
+      this.onRecord(d);
+      if (this.#failed) return false;
+    }
+    const rest = b.length - o;
+    this.#chunks = rest === 0 ? [] : [b.slice(o)];
+    this.#have = rest;
+    return true;
+  }
+}
+
+export interface TcpTransportOptions {
+  /** Every datagram that arrives, with its connection's path id and the remote endpoint. */
+  onDatagram: (datagram: Uint8Array, pathId: string, remote: TcpEndpoint) => void;
+  /** A connection closed or failed (not called for `closePath`/`close`). */
+  onPathClose?: (pathId: string, reason: string) => void;
+  /** Server side: a connection sent a valid preface and is now a path. */
+  onPathOpen?: (pathId: string, remote: TcpEndpoint) => void;
+  /** Bytes queued in one connection beyond which `send` drops the datagram (default 1 MiB). */
+  maxQueuedBytes?: number;
+}
+
+export interface TcpTransportStats {
+  /** Connections closed because their preface was wrong. */
+  prefaceRejected: number;
+  /** Connections closed because a record's Length was below 2. */
+  framingErrors: number;
+  /** Datagrams dropped because the connection's queue was over the bound. */
+  queueDrops: number;
+  /** Times a write left the socket above its high-water mark (backpressure began). */
+  congested: number;
+  datagramsSent: number;
+  datagramsReceived: number;
+  heartbeatsReceived: number;
+}
+
+interface Conn {
+  socket: Socket;
+  local: TcpEndpoint;
+  remote: TcpEndpoint;
+  /** socket.write returned false and no 'drain' since. */
+  blocked: boolean;
+}
+
+const endpointOf = (address: string | undefined, port: number | undefined): TcpEndpoint => ({
+  address: (address ?? '').replace(/^::ffff:(?=\d+\.)/, ''),
+  port: port ?? 0,
+});
+
+/** Closed-path reasons, stable strings for logs and `move` reasons. */
+export const TcpCloseReason = {
+  CLOSED: 'tcp-closed',
+  BAD_PREFACE: 'tcp-bad-preface',
+  FRAMING: 'tcp-framing-error',
+} as const;
+
+export class TcpTransport {
+  readonly stats: TcpTransportStats = {
+    prefaceRejected: 0,
+    framingErrors: 0,
+    queueDrops: 0,
+    congested: 0,
+    datagramsSent: 0,
+    datagramsReceived: 0,
+    heartbeatsReceived: 0,
+  };
+  readonly #o: TcpTransportOptions;
+  readonly #maxQueued: number;
+  readonly #conns = new Map<string, Conn>();
+  readonly #pending = new Set<Socket>();
+  #server: Server | undefined;
+  #n = 0;
+
+  constructor(o: TcpTransportOptions) {
+    this.#o = o;
+    this.#maxQueued = o.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
+  }
+
+  /** The listening address, once `listen` resolved. */
+  get listening(): TcpEndpoint | undefined {
+    const a = this.#server?.address();
+    return a && typeof a === 'object' ? endpointOf(a.address, a.port) : undefined;
+  }
+
+  /** The open paths. */
+  get paths(): string[] {
+    return [...this.#conns.keys()];
+  }
+
+  /** The two ends of a path as this side's socket sees them. */
+  endpoints(pathId: string): { local: TcpEndpoint; remote: TcpEndpoint } | undefined {
+    const c = this.#conns.get(pathId);
+    return c ? { local: c.local, remote: c.remote } : undefined;
+  }
+
+  /** Whether the path's socket is above its high-water mark (a writer should hold back). */
+  congested(pathId: string): boolean {
+    return this.#conns.get(pathId)?.blocked ?? false;
+  }
+
+  /** Server: accepts connections; each becomes a path once its preface checks out. */
+  async listen(host: string, port: number): Promise<TcpEndpoint> {
+    if (this.#server) throw new Error('already listening');
+    const server = createServer({ noDelay: true }, (s) => this.#accept(s));
+    this.#server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    return this.listening!;
+  }
+
+  /**
+   * Client: opens a connection, writes the preface, and resolves with the path id once the
+   * connection is up (rejects if it cannot be opened).
+   */
+  connect(host: string, port: number): Promise<string> {
+    const socket = createConnection({ host, port, noDelay: true });
+    // Written at once: it leaves with the first segment after the handshake.
+    socket.write(TCP_PREFACE);
+    this.#pending.add(socket);
+    return new Promise<string>((resolve, reject) => {
+      const failed = (e: Error): void => {
+        this.#pending.delete(socket);
+        socket.destroy();
+        reject(e);
+      };
+      socket.once('error', failed);
+      socket.once('connect', () => {
+        socket.off('error', failed);
+        this.#pending.delete(socket);
+        const id = this.#open(socket);
+        const reader = new RecordReader();
+        this.#read(id, socket, reader);
+        socket.on('data', (d: Buffer) => {
+          if (!reader.push(d)) this.#framingError(id, socket);
+        });
+        resolve(id);
+      });
+    });
+  }
+
+  /**
+   * Sends one datagram as a record. Returns false if it was dropped: no such path, a datagram too
+   * long for a record, or the connection's queue over the bound (counted in `queueDrops`).
+   */
+  send(pathId: string, datagram: Uint8Array): boolean {
+    const c = this.#conns.get(pathId);
+    if (!c || c.socket.destroyed || !c.socket.writable) return false;
+    if (datagram.length > MAX_RECORD_DATAGRAM_BYTES) return false;
+    // TCP delivers everything or nothing: beyond the bound, dropping is the datagram semantics the
+    // core expects (it recovers as it would from a UDP loss), and memory stays bounded.
+    if (c.socket.writableLength + datagram.length + RECORD_HEADER_BYTES > this.#maxQueued) {
+      this.stats.queueDrops++;
+      return false;
+    }
+    if (!c.socket.write(encodeRecord(datagram)) && !c.blocked) {
+      c.blocked = true;
+      this.stats.congested++;
+    }
+    this.stats.datagramsSent++;
+    return true;
+  }
+
+  /** Closes one path without reporting it through `onPathClose`. */
+  closePath(pathId: string): void {
+    const c = this.#conns.get(pathId);
+    if (!c) return;
+    this.#conns.delete(pathId);
+    c.socket.destroy();
+  }
+
+  /** Stops listening and closes every connection, reporting none. */
+  close(): Promise<void> {
+    for (const id of [...this.#conns.keys()]) this.closePath(id);
+    for (const s of this.#pending) s.destroy();
+    this.#pending.clear();
+    const server = this.#server;
+    this.#server = undefined;
+    if (!server) return Promise.resolve();
+    return new Promise((resolve) => server.close(() => resolve()));
+  }
+
+  #open(socket: Socket): string {
+    const id = `tcp:${++this.#n}`;
+    const c: Conn = {
+      socket,
+      local: endpointOf(socket.localAddress, socket.localPort),
+      remote: endpointOf(socket.remoteAddress, socket.remotePort),
+      blocked: false,
+    };
+    this.#conns.set(id, c);
+    socket.on('drain', () => {
+      c.blocked = false;
+    });
+    const closed = (reason: string): void => {
+      // Only a path still registered is reported: closePath and close() remove it first.
+      if (this.#conns.get(id) !== c) return;
+      this.#conns.delete(id);
+      socket.destroy();
+      this.#o.onPathClose?.(id, reason);
+    };
+    socket.on('error', (e: NodeJS.ErrnoException) =>
+      closed(`${TcpCloseReason.CLOSED}: ${e.code ?? e.message}`),
+    );
+    socket.on('close', () => closed(TcpCloseReason.CLOSED));
+    return id;
+  }
+
+  #read(id: string, socket: Socket, reader: RecordReader): void {
+    const remote =
+      this.#conns.get(id)?.remote ?? endpointOf(socket.remoteAddress, socket.remotePort);
+    reader.onRecord = (d) => {
+      if (d.length === 0) {
+        this.stats.heartbeatsReceived++;
+        return;
+      }
+      this.stats.datagramsReceived++;
+      this.#o.onDatagram(d, id, remote);
+    };
+  }
+
+  #framingError(id: string, socket: Socket): void {
+    this.stats.framingErrors++;
+    const c = this.#conns.get(id);
+    if (c?.socket === socket) {
+      this.#conns.delete(id);
+      this.#o.onPathClose?.(id, TcpCloseReason.FRAMING);
+    }
+    socket.destroy();
+  }
+
+  #accept(socket: Socket): void {
+    this.#pending.add(socket);
+    let seen = 0;
+    let id: string | undefined;
+    const reader = new RecordReader();
+    // Before the preface is complete the connection is not a path: errors and closes are silent.
+    const early = (): void => {
+      this.#pending.delete(socket);
+      socket.destroy();
+    };
+    socket.on('error', early);
+    socket.on('close', early);
+    socket.on('data', (d: Buffer) => {
+      let rest: Uint8Array = d;
+      if (id === undefined) {
+        const n = Math.min(TCP_PREFACE.length - seen, d.length);
+        for (let i = 0; i < n; i++) {
+          if (d[i] !== TCP_PREFACE[seen + i]) {
+            // Not roamlink (a scanner, a mistyped port): close without a word.
+            this.stats.prefaceRejected++;
+            socket.removeAllListeners('data');
+            early();
+            return;
+          }
+        }
+        seen += n;
+        if (seen < TCP_PREFACE.length) return;
+        rest = d.subarray(n);
+        socket.off('error', early);
+        socket.off('close', early);
+        this.#pending.delete(socket);
+        id = this.#open(socket);
+        this.#read(id, socket, reader);
+        this.#o.onPathOpen?.(id, this.#conns.get(id)!.remote);
+      }
+      if (rest.length > 0 && !reader.push(rest)) this.#framingError(id, socket);
+    });
+  }
+}

@@ -1,0 +1,266 @@
+/**
+ * The TCP encapsulation over loopback: records intact and in order both ways, however TCP splits
+ * them; a wrong preface closed and counted; a closed connection reported on the other side.
+ */
+import assert from 'node:assert/strict';
+import { connect as netConnect, type Socket } from 'node:net';
+import { test } from 'node:test';
+import {
+  encodeRecord,
+  RecordReader,
+  TCP_PREFACE,
+  type TcpEndpoint,
+  TcpTransport,
+} from '../src/tcp.ts';
+
+interface Got {
+  data: Uint8Array;
+  path: string;
+  remote: TcpEndpoint;
+}
+
+const pattern = (i: number, n: number): Uint8Array =>
+  Uint8Array.from({ length: n }, (_, j) => (i * 31 + j) & 255);
+
+function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
+  const t0 = Date.now();
+  return new Promise((resolve, reject) => {
+    const tick = (): void => {
+      if (cond()) resolve();
+      else if (Date.now() - t0 > ms) reject(new Error(`timed out waiting for ${what}`));
+      else setTimeout(tick, 5);
+    };
+    tick();
+  });
+}
+
+async function pair(): Promise<{
+  server: TcpTransport;
+  client: TcpTransport;
+  serverGot: Got[];
+  clientGot: Got[];
+  serverClosed: [string, string][];
+  clientClosed: [string, string][];
+  port: number;
+}> {
+  const serverGot: Got[] = [];
+  const clientGot: Got[] = [];
+  const serverClosed: [string, string][] = [];
+  const clientClosed: [string, string][] = [];
+  const server = new TcpTransport({
+    onDatagram: (data, path, remote) => serverGot.push({ data, path, remote }),
+    onPathClose: (p, r) => serverClosed.push([p, r]),
+  });
+  const { port } = await server.listen('127.0.0.1', 0);
+  const client = new TcpTransport({
+    onDatagram: (data, path, remote) => clientGot.push({ data, path, remote }),
+    onPathClose: (p, r) => clientClosed.push([p, r]),
+  });
+  return { server, client, serverGot, clientGot, serverClosed, clientClosed, port };
+}
+
+test('RecordReader: records split at every byte, empty records, a bad Length', () => {
+  const records = [pattern(1, 0), pattern(2, 1), pattern(3, 1400), pattern(4, 65533)];
+  const stream = new Uint8Array(records.reduce((n, r) => n + r.length + 2, 0));
+  let o = 0;
+  for (const r of records) {
+    stream.set(encodeRecord(r), o);
+    o += r.length + 2;
+  }
+  for (const step of [1, 2, 3, 7, 1401, stream.length]) {
+    const out: Uint8Array[] = [];
+    const reader = new RecordReader();
+    reader.onRecord = (d) => out.push(d);
+    for (let i = 0; i < stream.length; i += step) {
+      assert.ok(reader.push(stream.subarray(i, i + step)));
+    }
+    assert.ok(reader.atBoundary);
+    assert.deepEqual(out, records, `chunks of ${step}`);
+  }
+  const bad = new RecordReader();
+  assert.equal(bad.push(new Uint8Array([0, 1, 9])), false);
+  assert.ok(bad.failed);
+  assert.equal(bad.push(encodeRecord(pattern(5, 4))), false);
+  assert.throws(() => encodeRecord(new Uint8Array(65534)), RangeError);
+});
+
+test('records go both ways intact and in order over loopback', async () => {
+  const { server, client, serverGot, clientGot, port } = await pair();
+  try {
+    const path = await client.connect('127.0.0.1', port);
+    assert.match(path, /^tcp:\d+$/);
+    const sizes = [1, 60, 1400, 9000, 65533, 0, 3];
+    const sent = sizes.map((n, i) => pattern(i, n));
+    for (const d of sent) assert.ok(client.send(path, d));
+    // Empty datagrams travel as empty records: heartbeats, never handed up.
+    const expectUp = sent.filter((d) => d.length > 0);
+    await until(() => serverGot.length === expectUp.length, 'records at the server');
+    assert.deepEqual(
+      serverGot.map((g) => g.data),
+      expectUp,
+    );
+    const sp = serverGot[0]!.path;
+    assert.ok(serverGot.every((g) => g.path === sp));
+    assert.match(sp, /^tcp:\d+$/);
+    // The server's view of the remote is the client's local end, and vice versa.
+    const mine = client.endpoints(path)!;
+    assert.deepEqual(serverGot[0]!.remote, mine.local);
+    assert.deepEqual(server.endpoints(sp)!.local, mine.remote);
+    assert.equal(mine.remote.port, port);
+
+    const back = [pattern(9, 100), pattern(10, 1), pattern(11, 20000)];
+    for (const d of back) assert.ok(server.send(sp, d));
+    await until(() => clientGot.length === back.length, 'records at the client');
+    assert.deepEqual(
+      clientGot.map((g) => g.data),
+      back,
+    );
+    assert.ok(clientGot.every((g) => g.path === path));
+    assert.equal(server.stats.heartbeatsReceived, 1);
+    assert.equal(server.send('tcp:999', pattern(1, 1)), false);
+  } finally {
+    await client.close();
+    await server.close();
+  }
+});
+
+test('a record split across many small TCP writes arrives whole', async () => {
+  const { server, serverGot, port } = await pair();
+  const sock: Socket = netConnect({ host: '127.0.0.1', port, noDelay: true });
+  try {
+    await new Promise<void>((r) => sock.once('connect', () => r()));
+    const records = [pattern(1, 3000), pattern(2, 17), pattern(3, 500)];
+    const bytes = new Uint8Array([...TCP_PREFACE, ...records.flatMap((r) => [...encodeRecord(r)])]);
+    // One to five bytes per write, with pauses, so that the server sees many separate segments
+    // (the preface itself split too).
+    let i = 0;
+    let k = 0;
+    while (i < bytes.length) {
+      const n = 1 + (k++ % 5);
+      sock.write(bytes.subarray(i, i + n));
+      i += n;
+      if (k % 64 === 0) await new Promise((r) => setTimeout(r, 1));
+    }
+    await until(() => serverGot.length === records.length, 'the split records');
+    assert.deepEqual(
+      serverGot.map((g) => g.data),
+      records,
+    );
+    assert.equal(server.stats.prefaceRejected, 0);
+  } finally {
+    sock.destroy();
+    await server.close();
+  }
+});
+
+test('a wrong preface is closed without an answer and counted; no path is reported', async () => {
+  const { server, serverGot, serverClosed, port } = await pair();
+  try {
+    for (const first of [
+      new TextEncoder().encode('GET / HTTP/1.1\r\n\r\n'),
+      TCP_PREFACE.slice(0, 5),
+    ]) {
+      const sock = netConnect({ host: '127.0.0.1', port });
+      let answered = 0;
+      sock.on('data', (d) => (answered += d.length));
+      sock.on('error', () => {});
+      const closed = new Promise<void>((r) => sock.once('close', () => r()));
+      // The second case: a valid first five bytes, then a wrong sixth.
+      sock.write(first);
+      if (first.length === 5) sock.write(new Uint8Array([0x32, 0, 4, 1, 2]));
+      await closed;
+      assert.equal(answered, 0);
+    }
+    assert.equal(server.stats.prefaceRejected, 2);
+    assert.equal(serverGot.length, 0);
+    assert.deepEqual(serverClosed, []);
+    assert.deepEqual(server.paths, []);
+  } finally {
+    await server.close();
+  }
+});
+
+test('a framing error closes the path and is reported', async () => {
+  const { server, serverGot, serverClosed, port } = await pair();
+  const sock = netConnect({ host: '127.0.0.1', port });
+  sock.on('error', () => {});
+  try {
+    const closed = new Promise<void>((r) => sock.once('close', () => r()));
+    sock.write(new Uint8Array([...TCP_PREFACE, ...encodeRecord(pattern(1, 8)), 0, 1]));
+    await closed;
+    assert.equal(serverGot.length, 1);
+    assert.equal(server.stats.framingErrors, 1);
+    assert.equal(serverClosed.length, 1);
+    assert.equal(serverClosed[0]![1], 'tcp-framing-error');
+  } finally {
+    sock.destroy();
+    await server.close();
+  }
+});
+
+test('a close is reported on the other side, with the path id it had', async () => {
+  const { server, client, serverGot, serverClosed, clientClosed, port } = await pair();
+  try {
+    const a = await client.connect('127.0.0.1', port);
+    const b = await client.connect('127.0.0.1', port);
+    assert.notEqual(a, b);
+    client.send(a, pattern(1, 10));
+    client.send(b, pattern(2, 10));
+    await until(() => serverGot.length === 2, 'one record per connection');
+    const serverA = serverGot.find((g) => g.data[0] === pattern(1, 10)[0])!.path;
+    const serverB = serverGot.find((g) => g.data[0] === pattern(2, 10)[0])!.path;
+    assert.notEqual(serverA, serverB);
+
+    // The client closes a: the server hears of it; the client's own close is not an event.
+    client.closePath(a);
+    await until(() => serverClosed.length === 1, 'the server to see the close');
+    assert.equal(serverClosed[0]![0], serverA);
+    assert.match(serverClosed[0]![1], /^tcp-closed/);
+    assert.deepEqual(clientClosed, []);
+    assert.equal(client.send(a, pattern(3, 1)), false);
+
+    // The server closes b: the client hears of it.
+    server.closePath(serverB);
+    await until(() => clientClosed.length === 1, 'the client to see the close');
+    assert.equal(clientClosed[0]![0], b);
+    assert.deepEqual(client.paths, []);
+  } finally {
+    await client.close();
+    await server.close();
+  }
+});
+
+test('a connection that cannot be opened rejects', async () => {
+  const { server, port } = await pair();
+  await server.close();
+  const client = new TcpTransport({ onDatagram: () => {} });
+  await assert.rejects(client.connect('127.0.0.1', port));
+  await client.close();
+});
+
+test('send drops beyond the queue bound and counts it', async () => {
+  const got: Uint8Array[] = [];
+  const server = new TcpTransport({ onDatagram: (d) => got.push(d) });
+  const { port } = await server.listen('127.0.0.1', 0);
+  const client = new TcpTransport({ onDatagram: () => {}, maxQueuedBytes: 1 << 20 });
+  try {
+    const path = await client.connect('127.0.0.1', port);
+    // One synchronous burst, far more than the kernel's socket buffers take: the rest queues in
+    // the socket up to the bound, and beyond it is dropped.
+    const n = 600;
+    let accepted = 0;
+    for (let i = 0; i < n; i++) if (client.send(path, pattern(i, 60000))) accepted++;
+    assert.ok(accepted < n, `accepted ${accepted}`);
+    assert.ok(accepted >= 17, `accepted ${accepted}`);
+    assert.equal(client.stats.queueDrops, n - accepted);
+    assert.ok(client.congested(path));
+    // What was accepted arrives, in order.
+    await until(() => got.length === accepted, 'the accepted records', 10000);
+    for (let i = 0; i < accepted; i++) assert.equal(got[i]![0], pattern(i, 1)[0]);
+    assert.deepEqual(got[accepted - 1], pattern(accepted - 1, 60000));
+    await until(() => !client.congested(path), 'drain');
+  } finally {
+    await client.close();
+    await server.close();
+  }
+});
