@@ -264,12 +264,26 @@ const ping = setInterval(() => {
   driver.pump();
 }, Number(values['ping-interval-ms']));
 
+/**
+ * Drops for the status line. Copies that the protocol sends on purpose — the same packet on two
+ * paths during a move, the handshake answer on a second path — come back as replays or as an
+ * unexpected answer: they are shown apart as "dup", so that "drops" means something went wrong.
+ */
+function dropSummary(): string {
+  const st = session.stats;
+  const dup = st.espDrops.replay + st.controlDrops.handshake_unexpected;
+  const all =
+    Object.values(st.espDrops).reduce((a, b) => a + b, 0) +
+    Object.values(st.controlDrops).reduce((a, b) => a + b, 0);
+  return `drops ${all - dup} (dup ${dup})`;
+}
+
 const status = setInterval(() => {
   const s = summary();
   const line =
     `${s.state} | ${s.encapsulation ?? '-'} | ${s.suite ?? '-'}/${s.crypto ?? '-'} | spi ${session.current ? `0x${session.current.localSpi.toString(16)}` : '-'}` +
     ` | rtt p50 ${Number.isNaN(s.rttP50Ms as number) ? '-' : `${s.rttP50Ms} ms`} | echo ${s.pongs}/${s.pingsSent}` +
-    ` | rekeys ${s.rekeys} | drops ${(s.espDrops as number) + (s.controlDrops as number)} | ${lastEvent}`;
+    ` | rekeys ${s.rekeys} | ${dropSummary()} | ${lastEvent}`;
   // One terminal line, redrawn in place: cut to the width so it never wraps.
   if (tty) process.stderr.write(`\r\x1b[2K${line.slice(0, (process.stderr.columns || 120) - 1)}`);
 }, 250);
