@@ -1,12 +1,14 @@
 /**
  * `./dev run`: a relay and a client on this machine with generated keys and built-in defaults,
  * showing the live session. Keys live in .roamlink/demo/. Rekeys every 20 s so that a person
- * watching sees one happen (the default is 120 s). The relay listens on UDP --port and TCP
- * --tcp-port (default: the same number); the client connects on both. SIGUSR2 is passed on to the
- * client (it closes its UDP socket and moves to TCP), SIGINT too.
+ * watching sees one happen (the default is 120 s). The relay listens on UDP --port, TCP
+ * --tcp-port (default: the same number) and HTTP --http-port (default: --port + 1, or any free
+ * port when --port is 0), which serves /health and WebSocket; the client connects on all three.
+ * SIGUSR2 is passed on to the client (it closes its UDP socket and moves), SIGUSR1 too (it closes
+ * its TCP connection), SIGINT too.
  *
  *   node apps/client/src/demo.ts [--duration-s N] [--rekey-after-ms N] [--port N] [--tcp-port N]
- *        [--log-events] [--no-tcp (the client connects on UDP alone)]
+ *        [--http-port N] [--log-events] [--no-udp] [--no-tcp] [--no-ws] (leave a candidate out)
  */
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -21,8 +23,11 @@ const { values } = parseArgs({
     'rekey-after-ms': { type: 'string', default: '20000' },
     port: { type: 'string', default: '51820' },
     'tcp-port': { type: 'string' },
+    'http-port': { type: 'string' },
     'log-events': { type: 'boolean', default: false },
     'no-tcp': { type: 'boolean', default: false },
+    'no-ws': { type: 'boolean', default: false },
+    'no-udp': { type: 'boolean', default: false },
     dir: { type: 'string', default: '.roamlink/demo' },
   },
 });
@@ -30,8 +35,11 @@ const here = (p: string): string => fileURLToPath(new URL(p, import.meta.url));
 const client = loadOrCreateKey(`${values.dir}/client/client.key`).keypair;
 const listen = `127.0.0.1:${values.port}`;
 const tcpListen = `127.0.0.1:${values['tcp-port'] ?? values.port}`;
-// Until the client runs, a SIGUSR2 is ignored rather than fatal.
+const port = Number(values.port);
+const httpListen = `127.0.0.1:${values['http-port'] ?? (port === 0 ? 0 : port + 1)}`;
+// Until the client runs, a SIGUSR1/2 is ignored rather than fatal.
 let child: ReturnType<typeof spawn> | undefined;
+process.on('SIGUSR1', () => child?.kill('SIGUSR1'));
 process.on('SIGUSR2', () => child?.kill('SIGUSR2'));
 
 const relay = spawn(
@@ -42,6 +50,8 @@ const relay = spawn(
     listen,
     '--tcp',
     tcpListen,
+    '--http',
+    httpListen,
     '--data-dir',
     `${values.dir}/relay`,
     '--allow',
@@ -52,19 +62,26 @@ const relay = spawn(
   { stdio: ['ignore', 'pipe', 'inherit'] },
 );
 // The relay reports its real address (the port may have been 0) and key on its first log line.
-const { relayKey, relayAddr, relayTcp } = await new Promise<{
+const { relayKey, relayAddr, relayTcp, relayHttp } = await new Promise<{
   relayKey: string;
   relayAddr: string;
   relayTcp: string;
+  relayHttp: string;
 }>((resolve, reject) => {
   relay.once('exit', (code) => reject(new Error(`relay exited (${code})`)));
   createInterface({ input: relay.stdout! }).on('line', (line) => {
-    const m = JSON.parse(line) as { msg: string; publicKey?: string; udp?: string; tcp?: string };
-    if (m.msg === 'listening' && m.publicKey && m.udp && m.tcp) {
+    const m = JSON.parse(line) as {
+      msg: string;
+      publicKey?: string;
+      udp?: string;
+      tcp?: string;
+      http?: string;
+    };
+    if (m.msg === 'listening' && m.publicKey && m.udp && m.tcp && m.http) {
       process.stderr.write(
-        `relay  listening on udp ${m.udp} and tcp ${m.tcp}, public key ${m.publicKey}\n`,
+        `relay  listening on udp ${m.udp}, tcp ${m.tcp} and http ${m.http} (WebSocket, /health), public key ${m.publicKey}\n`,
       );
-      resolve({ relayKey: m.publicKey, relayAddr: m.udp, relayTcp: m.tcp });
+      resolve({ relayKey: m.publicKey, relayAddr: m.udp, relayTcp: m.tcp, relayHttp: m.http });
     }
   });
 });
@@ -78,6 +95,8 @@ const c = spawn(
     relayAddr,
     '--relay-tcp',
     relayTcp,
+    '--relay-http',
+    relayHttp,
     '--relay-key',
     relayKey,
     '--data-dir',
@@ -88,6 +107,8 @@ const c = spawn(
     values['rekey-after-ms'],
     ...(values['log-events'] ? ['--log-events'] : []),
     ...(values['no-tcp'] ? ['--no-tcp'] : []),
+    ...(values['no-ws'] ? ['--no-ws'] : []),
+    ...(values['no-udp'] ? ['--no-udp'] : []),
   ],
   { stdio: 'inherit' },
 );

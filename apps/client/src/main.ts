@@ -1,16 +1,18 @@
 /**
- * The client: opens a UDP socket and a TCP connection to the relay and connects on both at once
- * (the relay picks the encapsulation), then sends an ECHO_REQUEST every --ping-interval-ms and
+ * The client: opens a UDP socket, a TCP connection and a WebSocket to the relay and connects on
+ * all of them at once (the relay picks the encapsulation: UDP > TCP > WebSocket), then sends an ECHO_REQUEST every --ping-interval-ms and
  * shows a live status line (state, encapsulation, suite, RTT, rekeys, drops). Prints a JSON
  * summary on exit (after --duration-s seconds, or on Ctrl-C).
  *
- * When a transport dies (the TCP connection closes, the UDP socket fails) the client moves to the
- * candidates that remain: a new registration round on the same SA, no new key exchange. SIGUSR2
- * closes the UDP socket on purpose, to exercise exactly that. --log-events prints the notable
+ * When a transport dies (the TCP connection or the WebSocket closes, the UDP socket fails) the
+ * client moves to the candidates that remain: a new registration round on the same SA, no new key
+ * exchange. Test hooks exercise exactly that: SIGUSR2 closes the UDP socket, SIGUSR1 the TCP
+ * connection. --log-events prints the notable
  * session events (registered, moved, path-dead) as JSON lines on stdout before the summary.
  *
  *   node apps/client/src/main.ts --relay 127.0.0.1:51820 --relay-key <hex>
  *        [--relay-tcp host:port (default: --relay's address, on TCP) | --no-tcp]
+ *        [--relay-http host:port (default: --relay's host and port + 1) | --no-ws] [--no-udp]
  *        [--data-dir .roamlink/client] [--ping-interval-ms 100] [--duration-s 0] [--rekey-after-ms N]
  *        [--log-events]
  */
@@ -30,6 +32,7 @@ import {
 import { keyLogWriter, selectProvider } from '@roamlink/crypto-node';
 import {
   isTcpPath,
+  isWsPath,
   loadOrCreateKey,
   nodeRandom,
   parseEndpoint,
@@ -37,6 +40,9 @@ import {
   SessionDriver,
   TcpTransport,
   UdpTransport,
+  WebSocketTransport,
+  WS_PATH,
+  WsCloseCode,
 } from '@roamlink/node';
 
 const { values } = parseArgs({
@@ -44,6 +50,9 @@ const { values } = parseArgs({
     relay: { type: 'string', default: '127.0.0.1:51820' },
     'relay-tcp': { type: 'string' },
     'no-tcp': { type: 'boolean', default: false },
+    'relay-http': { type: 'string' },
+    'no-ws': { type: 'boolean', default: false },
+    'no-udp': { type: 'boolean', default: false },
     'relay-key': { type: 'string' },
     'data-dir': { type: 'string', default: '.roamlink/client' },
     'ping-interval-ms': { type: 'string', default: '100' },
@@ -56,7 +65,7 @@ const { values } = parseArgs({
 });
 if (values.help) {
   process.stdout.write(
-    'usage: client --relay host:port --relay-key hex [--relay-tcp host:port | --no-tcp] [--data-dir dir] [--ping-interval-ms N] [--duration-s N] [--rekey-after-ms N] [--log-events]\n',
+    'usage: client --relay host:port --relay-key hex [--relay-tcp host:port | --no-tcp] [--relay-http host:port | --no-ws] [--no-udp] [--data-dir dir] [--ping-interval-ms N] [--duration-s N] [--rekey-after-ms N] [--log-events]\n',
   );
   process.exit(0);
 }
@@ -83,8 +92,10 @@ const session = new ClientSession<string>({
   ...(rekeyAfterMs ? { limits: { rekeyAfterMs, rejectAfterMs: rekeyAfterMs * 1.5 } } : {}),
 });
 
-// The test hook is armed first: a SIGUSR2 that arrives while starting must not kill the process.
+// The test hooks are armed first: a SIGUSR1/2 that arrives while starting must not kill the process.
+let onUsr1 = (): void => {};
 let onUsr2 = (): void => {};
+process.on('SIGUSR1', () => onUsr1());
 process.on('SIGUSR2', () => onUsr2());
 
 const tty = process.stderr.isTTY;
@@ -107,9 +118,14 @@ const logEvent = (fields: Record<string, unknown>): void => {
 let udp: UdpTransport;
 let udpOpen = false;
 let tcp: TcpTransport;
-/** Routes a transmit by its path: "tcp:<n>" is a TCP connection, anything else a UDP endpoint. */
+let ws: WebSocketTransport;
+/**
+ * Routes a transmit by its path: "tcp:<n>" is a TCP connection, "ws:<n>" a WebSocket, anything
+ * else a UDP endpoint.
+ */
 const sendOn = (path: string, data: Uint8Array): void => {
   if (isTcpPath(path)) tcp.send(path, data);
+  else if (isWsPath(path)) ws.send(path, data);
   else if (udpOpen) udp.send(path, data);
 };
 const driver = new SessionDriver<string, SessionEvent>(session, sendOn, (e) => {
@@ -160,36 +176,81 @@ const lose = (path: string, reason: string): void => {
   driver.pump();
 };
 
-udp = await UdpTransport.bind({ address: '127.0.0.1', port: 0 }, onDatagram);
-udpOpen = true;
-const relayPath = udp.addEndpoint(parseEndpoint(values.relay));
 const relayEndpoint = parseEndpoint(values.relay);
-// The client's own copy of the outer header fields it sends on this path (the RREQ carries it).
-candidates.push({
-  path: relayPath,
-  info: {
-    encapsulation: Encapsulation.UDP,
-    view: {
-      srcAddr: udp.local.address,
-      srcPort: udp.local.port,
-      dstAddr: relayEndpoint.address,
-      dstPort: relayEndpoint.port,
-    },
-  },
-});
+let relayPath = '';
 const closeUdp = (reason: string): void => {
   if (!udpOpen) return;
   udpOpen = false;
   void udp.close();
   lose(relayPath, reason);
 };
-udp.socket.on('error', (e: NodeJS.ErrnoException) => closeUdp(`udp-error: ${e.code ?? e.message}`));
+if (!values['no-udp']) {
+  udp = await UdpTransport.bind({ address: '127.0.0.1', port: 0 }, onDatagram);
+  udpOpen = true;
+  relayPath = udp.addEndpoint(relayEndpoint);
+  // The client's own copy of the outer header fields it sends on this path (the RREQ carries it).
+  candidates.push({
+    path: relayPath,
+    info: {
+      encapsulation: Encapsulation.UDP,
+      view: {
+        srcAddr: udp.local.address,
+        srcPort: udp.local.port,
+        dstAddr: relayEndpoint.address,
+        dstPort: relayEndpoint.port,
+      },
+    },
+  });
+  udp.socket.on('error', (e: NodeJS.ErrnoException) =>
+    closeUdp(`udp-error: ${e.code ?? e.message}`),
+  );
+}
 
 tcp = new TcpTransport({ onDatagram, onPathClose: (path, reason) => lose(path, reason) });
 if (!values['no-tcp']) await addTcpCandidate();
+ws = new WebSocketTransport({ onDatagram, onPathClose: (path, reason) => lose(path, reason) });
+if (!values['no-ws']) await addWsCandidate();
 session.connect([...candidates], driver.now());
 driver.pump();
 onUsr2 = () => closeUdp('udp-closed');
+onUsr1 = () => {
+  // Closed quietly (closePath reports nothing), then handled as the loss it simulates.
+  for (const path of tcp.paths) {
+    tcp.closePath(path);
+    lose(path, 'tcp-closed');
+  }
+};
+
+/** Upgrades first: the candidate's view is the URL, Host and headers sent, and the socket's ends. */
+async function addWsCandidate(): Promise<void> {
+  const relayHttp = parseEndpoint(
+    values['relay-http'] ?? `${relayEndpoint.address}:${Math.min(relayEndpoint.port + 1, 65535)}`,
+  );
+  const host = relayHttp.address.includes(':') ? `[${relayHttp.address}]` : relayHttp.address;
+  const url = `ws://${host}:${relayHttp.port}${WS_PATH}`;
+  try {
+    const wsPath = await ws.connect(url, { 'User-Agent': 'roamlink-client/0.1' });
+    const v = ws.view(wsPath)!;
+    candidates.push({
+      path: wsPath,
+      info: {
+        encapsulation: Encapsulation.WEBSOCKET,
+        view: {
+          srcAddr: v.local.address,
+          srcPort: v.local.port,
+          dstAddr: v.remote.address,
+          dstPort: v.remote.port,
+          url: v.url,
+          ...(v.host === undefined ? {} : { host: v.host }),
+          headers: v.headers,
+        },
+      },
+    });
+  } catch (e) {
+    // No WebSocket (an old relay, no HTTP port): the other candidates still work.
+    process.stderr.write(`client: no WebSocket path to ${url}: ${e}\n`);
+  }
+}
 
 /** Connects first: the candidate's view is the connected socket's own two ends. */
 async function addTcpCandidate(): Promise<void> {
@@ -299,9 +360,11 @@ const finish = (): void => {
   process.stdout.write(`${JSON.stringify(summary())}\n`);
   const udpClosed = udpOpen ? udp.close() : Promise.resolve();
   udpOpen = false;
-  void Promise.all([udpClosed, tcp.close()]).then(() =>
-    process.exit(session.state === 'established' ? 0 : 1),
-  );
+  void Promise.all([
+    udpClosed,
+    tcp.close(),
+    ws.close(WsCloseCode.CLIENT_CLOSING, 'client closing'),
+  ]).then(() => process.exit(session.state === 'established' ? 0 : 1));
 };
 const duration = Number(values['duration-s']);
 if (duration > 0) setTimeout(finish, duration * 1000);

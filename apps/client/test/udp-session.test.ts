@@ -17,9 +17,21 @@ test('relay and client processes: echoes and rekeys over real UDP', async () => 
   const demo = fileURLToPath(new URL('../src/demo.ts', import.meta.url));
   const child = spawn(
     process.execPath,
-    // UDP alone: racing a second encapsulation costs a duplicate handshake answer and the
-    // relay's redundant copies after its upgrade to UDP, which this test counts as drops.
-    [demo, '--duration-s', '4', '--rekey-after-ms', '600', '--port', '0', '--dir', dir, '--no-tcp'],
+    // UDP alone: racing other encapsulations (TCP, WebSocket) costs a duplicate handshake answer
+    // and the relay's redundant copies after its upgrade to UDP, which this test counts as drops.
+    [
+      demo,
+      '--duration-s',
+      '4',
+      '--rekey-after-ms',
+      '600',
+      '--port',
+      '0',
+      '--dir',
+      dir,
+      '--no-tcp',
+      '--no-ws',
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ROAMLINK_KEYLOG: keylog } },
   );
   let out = '';

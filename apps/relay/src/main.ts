@@ -1,15 +1,22 @@
 /**
- * The relay on UDP (RFC 3948) and TCP (RFC 8229 framing) at once (WebSocket and HTTP come with
- * their encapsulations). It answers handshakes from allowed clients and echoes ECHO_REQUEST
- * frames. Paths are strings: "addr:port" for UDP, "tcp:<n>" for a TCP connection; a transmit goes
- * to the transport its path's prefix names.
+ * The relay on UDP (RFC 3948), TCP (RFC 8229 framing) and WebSocket (RFC 6455) at once (plain
+ * HTTP comes with its encapsulation). It answers handshakes from allowed clients and echoes
+ * ECHO_REQUEST frames. Paths are strings: "addr:port" for UDP, "tcp:<n>" for a TCP connection,
+ * "ws:<n>" for a WebSocket; a transmit goes to the transport its path's prefix names.
+ *
+ * The HTTP port serves the hono app (createRelayApp: GET /health) and takes WebSocket upgrades on
+ * /rl/ws, on one Node HTTP server.
  *
  *   node apps/relay/src/main.ts [--listen 127.0.0.1:51820] [--tcp 127.0.0.1:<udp port>]
- *        [--data-dir .roamlink/relay] [--allow <client public key hex>]... [--rekey-after-ms N]
+ *        [--http 127.0.0.1:<udp port + 1>] [--data-dir .roamlink/relay]
+ *        [--allow <client public key hex>]... [--rekey-after-ms N]
  *
- * --tcp defaults to the UDP address and port number, on TCP. Logs are JSON lines on stdout.
+ * --tcp defaults to the UDP address and port number, on TCP; --http to the UDP address and the
+ * next port number (any free port when the UDP port is 0). Logs are JSON lines on stdout.
  */
+import type { Server } from 'node:http';
 import { parseArgs } from 'node:util';
+import { createAdaptorServer } from '@hono/node-server';
 import type { PathInfo, RelayEvent } from '@roamlink/core';
 import {
   decodeEcho,
@@ -23,6 +30,7 @@ import {
 import { keyLogWriter, selectProvider } from '@roamlink/crypto-node';
 import {
   isTcpPath,
+  isWsPath,
   loadOrCreateKey,
   nodeRandom,
   parseEndpoint,
@@ -30,12 +38,15 @@ import {
   SessionDriver,
   TcpTransport,
   UdpTransport,
+  WebSocketTransport,
 } from '@roamlink/node';
+import { createRelayApp } from './app.ts';
 
 const { values } = parseArgs({
   options: {
     listen: { type: 'string', default: '127.0.0.1:51820' },
     tcp: { type: 'string' },
+    http: { type: 'string' },
     'data-dir': { type: 'string', default: '.roamlink/relay' },
     allow: { type: 'string', multiple: true, default: [] },
     'rekey-after-ms': { type: 'string' },
@@ -44,7 +55,7 @@ const { values } = parseArgs({
 });
 if (values.help) {
   process.stdout.write(
-    'usage: relay [--listen host:port] [--tcp host:port] [--data-dir dir] [--allow pubkey-hex]... [--rekey-after-ms N]\n',
+    'usage: relay [--listen host:port] [--tcp host:port] [--http host:port] [--data-dir dir] [--allow pubkey-hex]... [--rekey-after-ms N]\n',
   );
   process.exit(0);
 }
@@ -71,8 +82,10 @@ const relay = new RelaySessions<string>({
 
 let udp: UdpTransport;
 let tcp: TcpTransport;
+let ws: WebSocketTransport;
 const sendOn = (path: string, data: Uint8Array): void => {
   if (isTcpPath(path)) tcp.send(path, data);
+  else if (isWsPath(path)) ws.send(path, data);
   else udp.send(path, data);
 };
 const driver = new SessionDriver<string, RelayEvent<string>>(relay, sendOn, (e) => {
@@ -137,9 +150,53 @@ tcp = new TcpTransport({
 const tcpBind = parseEndpoint(values.tcp ?? `${udp.local.address}:${udp.local.port}`, true);
 const tcpLocal = await tcp.listen(tcpBind.address, tcpBind.port);
 
+ws = new WebSocketTransport({
+  onDatagram: (data, path) => {
+    const v = ws.view(path);
+    if (!v) return;
+    // The socket's two ends and the upgrade request as it arrived: a proxy shows in its headers.
+    deliver(data, path, {
+      encapsulation: Encapsulation.WEBSOCKET,
+      view: {
+        srcAddr: v.remote.address,
+        srcPort: v.remote.port,
+        dstAddr: v.local.address,
+        dstPort: v.local.port,
+        url: v.url,
+        ...(v.host === undefined ? {} : { host: v.host }),
+        headers: v.headers,
+      },
+    });
+  },
+  onPathClose: (path, reason) => log('ws-closed', { path, reason }),
+});
+const startedAt = Date.now();
+const app = createRelayApp({ now: Date.now, startedAt, sessions: () => relay.peers.size });
+const http = createAdaptorServer({ fetch: app.fetch }) as Server;
+ws.attach(http);
+// Default: the next port after UDP's, unless UDP asked for any port (then any port here too).
+const udpAsked = parseEndpoint(values.listen, true).port;
+const httpBind = parseEndpoint(
+  values.http ?? `${udp.local.address}:${udpAsked === 0 ? 0 : Math.min(udp.local.port + 1, 65535)}`,
+  true,
+);
+await new Promise<void>((resolve, reject) => {
+  http.once('error', reject);
+  http.listen(httpBind.port, httpBind.address, () => {
+    http.off('error', reject);
+    resolve();
+  });
+});
+const httpAddr = http.address();
+const httpLocal =
+  httpAddr && typeof httpAddr === 'object'
+    ? `${httpAddr.family === 'IPv6' ? `[${httpAddr.address}]` : httpAddr.address}:${httpAddr.port}`
+    : '';
+
 log('listening', {
   udp: `${udp.local.address}:${udp.local.port}`,
   tcp: `${tcpLocal.address}:${tcpLocal.port}`,
+  http: httpLocal,
   publicKey: toHex(keypair.publicKey),
   keyCreated: created,
   crypto: crypto.provider.name,
@@ -150,7 +207,13 @@ log('listening', {
 const shutdown = (): void => {
   log('shutdown', { stats: relay.stats });
   driver.close();
-  void Promise.all([udp.close(), tcp.close()]).then(() => process.exit(0));
+  // WebSocket clients hear 4000 (relay shutting down) and move; the HTTP server then stops.
+  void Promise.all([udp.close(), tcp.close(), ws.close()])
+    .then(() => {
+      http.closeAllConnections();
+      return new Promise<void>((resolve) => http.close(() => resolve()));
+    })
+    .then(() => process.exit(0));
 };
 process.on('SIGINT', shutdown);
 process.on('SIGTERM', shutdown);
