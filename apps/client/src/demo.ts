@@ -3,12 +3,13 @@
  * showing the live session. Keys live in .roamlink/demo/. Rekeys every 20 s so that a person
  * watching sees one happen (the default is 120 s). The relay listens on UDP --port, TCP
  * --tcp-port (default: the same number) and HTTP --http-port (default: --port + 1, or any free
- * port when --port is 0), which serves /health and WebSocket; the client connects on all three.
+ * port when --port is 0), which serves /health, WebSocket and HTTP streaming/polling; the client
+ * connects on all five.
  * SIGUSR2 is passed on to the client (it closes its UDP socket and moves), SIGUSR1 too (it closes
  * its TCP connection), SIGINT too.
  *
  *   node apps/client/src/demo.ts [--duration-s N] [--rekey-after-ms N] [--port N] [--tcp-port N]
- *        [--http-port N] [--log-events] [--no-udp] [--no-tcp] [--no-ws] (leave a candidate out)
+ *        [--http-port N] [--log-events] [--no-udp] [--no-tcp] [--no-ws] [--no-http] (leave candidates out)
  */
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -27,6 +28,7 @@ const { values } = parseArgs({
     'log-events': { type: 'boolean', default: false },
     'no-tcp': { type: 'boolean', default: false },
     'no-ws': { type: 'boolean', default: false },
+    'no-http': { type: 'boolean', default: false },
     'no-udp': { type: 'boolean', default: false },
     dir: { type: 'string', default: '.roamlink/demo' },
   },
@@ -79,7 +81,7 @@ const { relayKey, relayAddr, relayTcp, relayHttp } = await new Promise<{
     };
     if (m.msg === 'listening' && m.publicKey && m.udp && m.tcp && m.http) {
       process.stderr.write(
-        `relay  listening on udp ${m.udp}, tcp ${m.tcp} and http ${m.http} (WebSocket, /health), public key ${m.publicKey}\n`,
+        `relay  listening on udp ${m.udp}, tcp ${m.tcp} and http ${m.http} (WebSocket, HTTP, /health), public key ${m.publicKey}\n`,
       );
       resolve({ relayKey: m.publicKey, relayAddr: m.udp, relayTcp: m.tcp, relayHttp: m.http });
     }
@@ -108,6 +110,7 @@ const c = spawn(
     ...(values['log-events'] ? ['--log-events'] : []),
     ...(values['no-tcp'] ? ['--no-tcp'] : []),
     ...(values['no-ws'] ? ['--no-ws'] : []),
+    ...(values['no-http'] ? ['--no-http'] : []),
     ...(values['no-udp'] ? ['--no-udp'] : []),
   ],
   { stdio: 'inherit' },

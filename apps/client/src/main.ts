@@ -1,10 +1,14 @@
 /**
- * The client: opens a UDP socket, a TCP connection and a WebSocket to the relay and connects on
- * all of them at once (the relay picks the encapsulation: UDP > TCP > WebSocket), then sends an ECHO_REQUEST every --ping-interval-ms and
+ * The client: opens a UDP socket, a TCP connection, a WebSocket, an HTTP streaming and an HTTP
+ * long-polling path to the relay and connects on all of them at once (the relay picks the
+ * encapsulation: UDP > TCP > WebSocket > HTTP streaming > HTTP polling), then sends an
+ * ECHO_REQUEST every --ping-interval-ms and
  * shows a live status line (state, encapsulation, suite, RTT, rekeys, drops). Prints a JSON
  * summary on exit (after --duration-s seconds, or on Ctrl-C).
  *
- * When a transport dies (the TCP connection or the WebSocket closes, the UDP socket fails) the
+ * When a transport dies (the TCP connection or the WebSocket closes, the UDP socket fails, an HTTP
+ * path fails: an error status, a broken connection, or "buffered" when a proxy holds the stream
+ * back, which leaves polling as the fallback) the
  * client moves to the candidates that remain: a new registration round on the same SA, no new key
  * exchange. Test hooks exercise exactly that: SIGUSR2 closes the UDP socket, SIGUSR1 the TCP
  * connection. --log-events prints the notable
@@ -12,7 +16,8 @@
  *
  *   node apps/client/src/main.ts --relay 127.0.0.1:51820 --relay-key <hex>
  *        [--relay-tcp host:port (default: --relay's address, on TCP) | --no-tcp]
- *        [--relay-http host:port (default: --relay's host and port + 1) | --no-ws] [--no-udp]
+ *        [--relay-http host:port (default: --relay's host and port + 1)] [--no-ws] [--no-http]
+ *        [--no-udp]
  *        [--data-dir .roamlink/client] [--ping-interval-ms 100] [--duration-s 0] [--rekey-after-ms N]
  *        [--log-events]
  */
@@ -31,6 +36,10 @@ import {
 } from '@roamlink/core';
 import { keyLogWriter, selectProvider } from '@roamlink/crypto-node';
 import {
+  HTTP_BASE,
+  HttpPollClient,
+  HttpStreamClient,
+  isHttpPath,
   isTcpPath,
   isWsPath,
   loadOrCreateKey,
@@ -52,6 +61,7 @@ const { values } = parseArgs({
     'no-tcp': { type: 'boolean', default: false },
     'relay-http': { type: 'string' },
     'no-ws': { type: 'boolean', default: false },
+    'no-http': { type: 'boolean', default: false },
     'no-udp': { type: 'boolean', default: false },
     'relay-key': { type: 'string' },
     'data-dir': { type: 'string', default: '.roamlink/client' },
@@ -65,7 +75,7 @@ const { values } = parseArgs({
 });
 if (values.help) {
   process.stdout.write(
-    'usage: client --relay host:port --relay-key hex [--relay-tcp host:port | --no-tcp] [--relay-http host:port | --no-ws] [--no-udp] [--data-dir dir] [--ping-interval-ms N] [--duration-s N] [--rekey-after-ms N] [--log-events]\n',
+    'usage: client --relay host:port --relay-key hex [--relay-tcp host:port | --no-tcp] [--relay-http host:port] [--no-ws] [--no-http] [--no-udp] [--data-dir dir] [--ping-interval-ms N] [--duration-s N] [--rekey-after-ms N] [--log-events]\n',
   );
   process.exit(0);
 }
@@ -119,13 +129,16 @@ let udp: UdpTransport;
 let udpOpen = false;
 let tcp: TcpTransport;
 let ws: WebSocketTransport;
+/** The live HTTP paths by id ("hs:<token>", "hp:<token>"). */
+const httpPaths = new Map<string, HttpStreamClient | HttpPollClient>();
 /**
- * Routes a transmit by its path: "tcp:<n>" is a TCP connection, "ws:<n>" a WebSocket, anything
- * else a UDP endpoint.
+ * Routes a transmit by its path: "tcp:<n>" is a TCP connection, "ws:<n>" a WebSocket,
+ * "hs:"/"hp:" an HTTP path, anything else a UDP endpoint.
  */
 const sendOn = (path: string, data: Uint8Array): void => {
   if (isTcpPath(path)) tcp.send(path, data);
   else if (isWsPath(path)) ws.send(path, data);
+  else if (isHttpPath(path)) httpPaths.get(path)?.send(data);
   else if (udpOpen) udp.send(path, data);
 };
 const driver = new SessionDriver<string, SessionEvent>(session, sendOn, (e) => {
@@ -210,6 +223,7 @@ tcp = new TcpTransport({ onDatagram, onPathClose: (path, reason) => lose(path, r
 if (!values['no-tcp']) await addTcpCandidate();
 ws = new WebSocketTransport({ onDatagram, onPathClose: (path, reason) => lose(path, reason) });
 if (!values['no-ws']) await addWsCandidate();
+if (!values['no-http']) addHttpCandidates();
 session.connect([...candidates], driver.now());
 driver.pump();
 onUsr2 = () => closeUdp('udp-closed');
@@ -221,13 +235,58 @@ onUsr1 = () => {
   }
 };
 
-/** Upgrades first: the candidate's view is the URL, Host and headers sent, and the socket's ends. */
-async function addWsCandidate(): Promise<void> {
-  const relayHttp = parseEndpoint(
+/** The relay's HTTP port (WebSocket and both HTTP encapsulations). */
+function relayHttpEndpoint(): { address: string; port: number; authority: string } {
+  const e = parseEndpoint(
     values['relay-http'] ?? `${relayEndpoint.address}:${Math.min(relayEndpoint.port + 1, 65535)}`,
   );
-  const host = relayHttp.address.includes(':') ? `[${relayHttp.address}]` : relayHttp.address;
-  const url = `ws://${host}:${relayHttp.port}${WS_PATH}`;
+  const host = e.address.includes(':') ? `[${e.address}]` : e.address;
+  return { address: e.address, port: e.port, authority: `${host}:${e.port}` };
+}
+
+/**
+ * HTTP streaming and HTTP polling: nothing to wait for (the first POST leaves with the
+ * handshake), so the candidate's view is what the client will send: the POST's URL, Host and
+ * headers and the relay's end; its own address and port are unknown (any of the agent's sockets).
+ */
+function addHttpCandidates(): void {
+  const e = relayHttpEndpoint();
+  const kinds = [
+    [Encapsulation.HTTP_STREAM, HttpStreamClient],
+    [Encapsulation.HTTP_POLL, HttpPollClient],
+  ] as const;
+  for (const [encapsulation, Kind] of kinds) {
+    const c = new Kind({
+      baseUrl: `http://${e.authority}${HTTP_BASE}`,
+      headers: { 'User-Agent': 'roamlink-client/0.1' },
+      onDatagram,
+      // A failed HTTP path is lost like a closed connection: the client moves to what remains.
+      onError: (path, reason) => {
+        httpPaths.delete(path);
+        lose(path, reason);
+      },
+    });
+    httpPaths.set(c.pathId, c);
+    const v = c.view();
+    candidates.push({
+      path: c.pathId,
+      info: {
+        encapsulation,
+        view: {
+          dstAddr: v.remote.address,
+          dstPort: v.remote.port,
+          url: v.url,
+          ...(v.host === undefined ? {} : { host: v.host }),
+          headers: v.headers,
+        },
+      },
+    });
+  }
+}
+
+/** Upgrades first: the candidate's view is the URL, Host and headers sent, and the socket's ends. */
+async function addWsCandidate(): Promise<void> {
+  const url = `ws://${relayHttpEndpoint().authority}${WS_PATH}`;
   try {
     const wsPath = await ws.connect(url, { 'User-Agent': 'roamlink-client/0.1' });
     const v = ws.view(wsPath)!;
@@ -360,6 +419,8 @@ const finish = (): void => {
   process.stdout.write(`${JSON.stringify(summary())}\n`);
   const udpClosed = udpOpen ? udp.close() : Promise.resolve();
   udpOpen = false;
+  for (const c of httpPaths.values()) c.close();
+  httpPaths.clear();
   void Promise.all([
     udpClosed,
     tcp.close(),

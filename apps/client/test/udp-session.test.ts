@@ -17,7 +17,7 @@ test('relay and client processes: echoes and rekeys over real UDP', async () => 
   const demo = fileURLToPath(new URL('../src/demo.ts', import.meta.url));
   const child = spawn(
     process.execPath,
-    // UDP alone: racing other encapsulations (TCP, WebSocket) costs a duplicate handshake answer
+    // UDP alone: racing other encapsulations (TCP, WebSocket, HTTP) costs a duplicate handshake answer
     // and the relay's redundant copies after its upgrade to UDP, which this test counts as drops.
     [
       demo,
@@ -31,6 +31,7 @@ test('relay and client processes: echoes and rekeys over real UDP', async () => 
       dir,
       '--no-tcp',
       '--no-ws',
+      '--no-http',
     ],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ROAMLINK_KEYLOG: keylog } },
   );

@@ -1,11 +1,13 @@
 /**
- * The relay on UDP (RFC 3948), TCP (RFC 8229 framing) and WebSocket (RFC 6455) at once (plain
- * HTTP comes with its encapsulation). It answers handshakes from allowed clients and echoes
- * ECHO_REQUEST frames. Paths are strings: "addr:port" for UDP, "tcp:<n>" for a TCP connection,
- * "ws:<n>" for a WebSocket; a transmit goes to the transport its path's prefix names.
+ * The relay on UDP (RFC 3948), TCP (RFC 8229 framing), WebSocket (RFC 6455) and plain HTTP
+ * (RLHTTP/1: streaming and long polling) at once. It answers handshakes from allowed clients and
+ * echoes ECHO_REQUEST frames. Paths are strings: "addr:port" for UDP, "tcp:<n>" for a TCP
+ * connection, "ws:<n>" for a WebSocket, "hs:<token>"/"hp:<token>" for an HTTP streaming/polling
+ * session; a transmit goes to the transport its path's prefix names.
  *
- * The HTTP port serves the hono app (createRelayApp: GET /health) and takes WebSocket upgrades on
- * /rl/ws, on one Node HTTP server.
+ * The HTTP port is one Node HTTP server: requests under /rl/ go to the HTTP encapsulations
+ * (streaming a response is plain Node there), WebSocket upgrades on /rl/ws to `ws`, everything
+ * else to the hono app (createRelayApp: GET /health).
  *
  *   node apps/relay/src/main.ts [--listen 127.0.0.1:51820] [--tcp 127.0.0.1:<udp port>]
  *        [--http 127.0.0.1:<udp port + 1>] [--data-dir .roamlink/relay]
@@ -14,9 +16,9 @@
  * --tcp defaults to the UDP address and port number, on TCP; --http to the UDP address and the
  * next port number (any free port when the UDP port is 0). Logs are JSON lines on stdout.
  */
-import type { Server } from 'node:http';
+import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
-import { createAdaptorServer } from '@hono/node-server';
+import { getRequestListener } from '@hono/node-server';
 import type { PathInfo, RelayEvent } from '@roamlink/core';
 import {
   decodeEcho,
@@ -29,6 +31,9 @@ import {
 } from '@roamlink/core';
 import { keyLogWriter, selectProvider } from '@roamlink/crypto-node';
 import {
+  HttpRelayTransport,
+  isHttpPath,
+  isHttpStreamPath,
   isTcpPath,
   isWsPath,
   loadOrCreateKey,
@@ -83,9 +88,11 @@ const relay = new RelaySessions<string>({
 let udp: UdpTransport;
 let tcp: TcpTransport;
 let ws: WebSocketTransport;
+let httpT: HttpRelayTransport;
 const sendOn = (path: string, data: Uint8Array): void => {
   if (isTcpPath(path)) tcp.send(path, data);
   else if (isWsPath(path)) ws.send(path, data);
+  else if (isHttpPath(path)) httpT.send(path, data);
   else udp.send(path, data);
 };
 const driver = new SessionDriver<string, RelayEvent<string>>(relay, sendOn, (e) => {
@@ -170,9 +177,30 @@ ws = new WebSocketTransport({
   },
   onPathClose: (path, reason) => log('ws-closed', { path, reason }),
 });
+httpT = new HttpRelayTransport({
+  onDatagram: (data, path, v) => {
+    // The request that carried the datagram, as it arrived: a proxy shows in its headers.
+    deliver(data, path, {
+      encapsulation: isHttpStreamPath(path) ? Encapsulation.HTTP_STREAM : Encapsulation.HTTP_POLL,
+      view: {
+        srcAddr: v.remote.address,
+        srcPort: v.remote.port,
+        dstAddr: v.local.address,
+        dstPort: v.local.port,
+        url: v.url,
+        ...(v.host === undefined ? {} : { host: v.host }),
+        headers: v.headers,
+      },
+    });
+  },
+  onPathClose: (path, reason) => log('http-closed', { path, reason }),
+});
 const startedAt = Date.now();
 const app = createRelayApp({ now: Date.now, startedAt, sessions: () => relay.peers.size });
-const http = createAdaptorServer({ fetch: app.fetch }) as Server;
+const honoListener = getRequestListener(app.fetch);
+const http = createServer((req, res) => {
+  if (!httpT.handle(req, res)) void honoListener(req, res);
+});
 ws.attach(http);
 // Default: the next port after UDP's, unless UDP asked for any port (then any port here too).
 const udpAsked = parseEndpoint(values.listen, true).port;
@@ -208,6 +236,8 @@ const shutdown = (): void => {
   log('shutdown', { stats: relay.stats });
   driver.close();
   // WebSocket clients hear 4000 (relay shutting down) and move; the HTTP server then stops.
+  // HTTP streams and held polls end, so their clients see the path go and move.
+  httpT.close();
   void Promise.all([udp.close(), tcp.close(), ws.close()])
     .then(() => {
       http.closeAllConnections();

@@ -1,4 +1,5 @@
 export * from './driver.ts';
+export * from './http.ts';
 export * from './keys.ts';
 export * from './tcp.ts';
 export * from './udp.ts';

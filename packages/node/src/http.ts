@@ -1,0 +1,916 @@
+/**
+ * ESP over plain HTTP/1.1 (RFC 9112) on Node: the simulator's "RLHTTP/1" wire format, byte for
+ * byte (packages/sim/README.md, "HTTP streaming and HTTP long polling"). Bodies carry records,
+ * RFC 8229 §3's framing (tcp.ts): a 16-bit length that counts itself, then one datagram.
+ *
+ * Upstream, both modes: `POST <base>/up?s=<token>&m=<stream|poll>`, a body of records, answered
+ * 204. The client keeps one POST in flight per path and batches what is sent meanwhile into the
+ * next, so a new path costs no round trip of its own: the first POST leaves with the first
+ * datagrams.
+ *
+ * Downstream, streaming: one `GET <base>/down?s=<token>` whose chunked response stays open; the
+ * relay writes the stream-open marker (an empty record) at once, then records, and a heartbeat.
+ * A proxy that buffers whole responses holds the marker back; the client notices by itself (no
+ * body byte within clamp(1.5 × first POST's answer time, 100 ms, 3 s) of the GET leaving) and
+ * fails the path with "buffered", so the caller falls back to polling.
+ *
+ * Downstream, long polling: `GET <base>/poll?s=<token>` held until a datagram is queued (200, a
+ * Content-Length body of records) or 25 s pass (204); the client asks again at once. Every answer
+ * is complete, so it works through buffering proxies.
+ *
+ * The relay side handles these routes on the relay's Node HTTP server before its hono app sees
+ * the request (`handle` returns false for anything outside `<base>/`). One token is one path,
+ * "hs:<token>" or "hp:<token>"; datagrams for the client wait in a bounded queue until the down
+ * request takes them; a session with no down request and no request for 60 s is forgotten.
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  Agent,
+  type ClientRequest,
+  request as httpRequest,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
+import type { Socket } from 'node:net';
+import {
+  DEFAULT_MAX_QUEUED_BYTES,
+  encodeRecord,
+  MAX_RECORD_DATAGRAM_BYTES,
+  RECORD_HEADER_BYTES,
+  RecordReader,
+} from './tcp.ts';
+import type { UdpEndpoint } from './udp.ts';
+import type { WsPathView } from './websocket.ts';
+
+/** The base of every RLHTTP/1 route (the WebSocket encapsulation is `<base>/ws`). */
+export const HTTP_BASE = '/rl';
+/** Records per POST body or poll answer, unless one datagram is larger. */
+export const DEFAULT_MAX_BATCH_BYTES = 65_536;
+/** The largest request body the relay reads (a batch plus slack); larger gets 413. */
+export const MAX_UP_BODY_BYTES = 1 << 20;
+export const DEFAULT_HEARTBEAT_MS = 15_000;
+export const DEFAULT_POLL_HOLD_MS = 25_000;
+export const DEFAULT_SESSION_IDLE_MS = 60_000;
+
+export const HttpMode = { STREAM: 'stream', POLL: 'poll' } as const;
+export type HttpMode = (typeof HttpMode)[keyof typeof HttpMode];
+
+/** Path-error reasons, stable prefixes (detail after ": "), as the simulator names them. */
+export const HttpPathError = {
+  CLOSED: 'closed',
+  HTTP_STATUS: 'http-status',
+  HTTP_ERROR: 'http-error',
+  PROTOCOL: 'protocol',
+  BUFFERED: 'buffered',
+} as const;
+
+export const isHttpStreamPath = (path: string): boolean => path.startsWith('hs:');
+export const isHttpPollPath = (path: string): boolean => path.startsWith('hp:');
+export const isHttpPath = (path: string): boolean => isHttpStreamPath(path) || isHttpPollPath(path);
+
+/** Tokens the relay accepts: URL-safe, 16 to 128 characters (clients send 32 hex digits). */
+export function isSessionToken(t: string): boolean {
+  return /^[A-Za-z0-9_-]{16,128}$/.test(t);
+}
+
+/** The same shape as a WebSocket path's view: socket ends, request target, Host, headers. */
+export type HttpPathView = WsPathView;
+
+const EMPTY_RECORD = new Uint8Array([0, RECORD_HEADER_BYTES]);
+
+/** Records around datagrams, one buffer. */
+function encodeRecords(datagrams: readonly Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const d of datagrams) n += d.length + RECORD_HEADER_BYTES;
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const d of datagrams) {
+    out.set(encodeRecord(d), at);
+    at += d.length + RECORD_HEADER_BYTES;
+  }
+  return out;
+}
+
+/** How many of `queue`'s head fit in `maxBytes` of records (at least one). */
+function batchCount(queue: readonly Uint8Array[], maxBytes: number): number {
+  let n = 0;
+  let bytes = 0;
+  for (const d of queue) {
+    const add = d.length + RECORD_HEADER_BYTES;
+    if (n > 0 && bytes + add > maxBytes) break;
+    n++;
+    bytes += add;
+  }
+  return n;
+}
+
+const endpointOf = (address: string | undefined, port: number | undefined): UdpEndpoint => ({
+  address: (address ?? '').replace(/^::ffff:(?=\d+\.)/, ''),
+  port: port ?? 0,
+});
+
+// ---- relay ----
+
+export interface HttpRelayOptions {
+  /** Every datagram that arrives, with its path id and the view of the POST that carried it. */
+  onDatagram: (datagram: Uint8Array, pathId: string, view: HttpPathView) => void;
+  /** A session expired (reason "closed: session expired"). */
+  onPathClose?: (pathId: string, reason: string) => void;
+  /** Bytes of datagrams waiting for the client per session (default 1 MiB). */
+  maxQueuedBytes?: number;
+  /** Forget a session with no down request and no request for this long (default 60 s). */
+  sessionIdleMs?: number;
+  /** Empty record on an idle stream this often (default 15 s). */
+  heartbeatMs?: number;
+  /** Answer a poll 204 after holding it this long (default 25 s). */
+  pollHoldMs?: number;
+  /** Records per poll answer (default 64 KiB, at least one datagram). */
+  maxPollBytes?: number;
+  /** The routes' base (default "/rl"). */
+  base?: string;
+}
+
+export interface HttpRelayStats {
+  /** Requests answered 4xx (bad token, route, method, body, mode). */
+  rejected: number;
+  datagramsSent: number;
+  datagramsReceived: number;
+  /** Datagrams `send` refused because the session's queue was full. */
+  queueDrops: number;
+  sessionsExpired: number;
+}
+
+interface DownChannel {
+  /** Datagrams were queued: take them now or when possible. */
+  kick(): void;
+  /** Replaced by a newer down request, or the relay closing. */
+  close(): void;
+}
+
+interface RelaySession {
+  id: string;
+  token: string;
+  mode: HttpMode;
+  queue: Uint8Array[];
+  queuedBytes: number;
+  down: DownChannel | undefined;
+  idle: NodeJS.Timeout | undefined;
+}
+
+/** Request headers as [lower-case name, value] pairs, in arrival order, repeats kept. */
+function headerPairs(req: IncomingMessage): [string, string][] {
+  const out: [string, string][] = [];
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) out.push([raw[i]!.toLowerCase(), raw[i + 1]!]);
+  return out;
+}
+
+/** The relay's view of one request: the peer (the proxy's, when proxied), itself, target, fields. */
+function observedView(req: IncomingMessage): HttpPathView {
+  const s = req.socket;
+  return {
+    local: endpointOf(s.localAddress, s.localPort),
+    remote: endpointOf(s.remoteAddress, s.remotePort),
+    url: req.url ?? '',
+    host: req.headers.host,
+    headers: headerPairs(req),
+  };
+}
+
+/** Path and query of a target in origin or absolute form (a forward proxy sends the latter). */
+function splitTarget(target: string): { path: string; query: URLSearchParams } {
+  let t = target;
+  if (!t.startsWith('/')) {
+    try {
+      const u = new URL(t);
+      t = u.pathname + u.search;
+    } catch {
+      return { path: '', query: new URLSearchParams() };
+    }
+  }
+  const q = t.indexOf('?');
+  return {
+    path: q < 0 ? t : t.slice(0, q),
+    query: new URLSearchParams(q < 0 ? '' : t.slice(q + 1)),
+  };
+}
+
+export class HttpRelayTransport {
+  readonly stats: HttpRelayStats = {
+    rejected: 0,
+    datagramsSent: 0,
+    datagramsReceived: 0,
+    queueDrops: 0,
+    sessionsExpired: 0,
+  };
+  readonly #o: HttpRelayOptions;
+  readonly #base: string;
+  readonly #maxQueued: number;
+  readonly #idleMs: number;
+  readonly #heartbeatMs: number;
+  readonly #holdMs: number;
+  readonly #maxPoll: number;
+  readonly #byToken = new Map<string, RelaySession>();
+  readonly #byId = new Map<string, RelaySession>();
+  #closed = false;
+
+  constructor(o: HttpRelayOptions) {
+    this.#o = o;
+    this.#base = o.base ?? HTTP_BASE;
+    this.#maxQueued = o.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
+    this.#idleMs = o.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS;
+    this.#heartbeatMs = o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+    this.#holdMs = o.pollHoldMs ?? DEFAULT_POLL_HOLD_MS;
+    this.#maxPoll = o.maxPollBytes ?? DEFAULT_MAX_BATCH_BYTES;
+  }
+
+  /** The live sessions' path ids. */
+  get paths(): string[] {
+    return [...this.#byId.keys()];
+  }
+
+  /**
+   * Takes a request under `<base>/` (true), or leaves it to the caller (false). `<base>/ws`
+   * without an upgrade gets 426; an unknown route 404, a known one with another method 405.
+   */
+  handle(req: IncomingMessage, res: ServerResponse): boolean {
+    const { path, query } = splitTarget(req.url ?? '');
+    if (!path.startsWith(`${this.#base}/`)) return false;
+    const route = path.slice(this.#base.length);
+    const want = route === '/up' ? 'POST' : route === '/down' || route === '/poll' ? 'GET' : '';
+    if (this.#closed) {
+      this.#reject(req, res, 503);
+    } else if (route === '/ws') {
+      // Upgrades never reach here (the server's 'upgrade' event takes them).
+      this.#reject(req, res, 426, [['Upgrade', 'websocket']]);
+    } else if (want === '') {
+      this.#reject(req, res, 404);
+    } else if (req.method !== want) {
+      this.#reject(req, res, 405, [['Allow', want]]);
+    } else if (route === '/up') {
+      this.#up(req, res, query);
+    } else {
+      const mode = route === '/down' ? HttpMode.STREAM : HttpMode.POLL;
+      const s = this.#session(req, res, query, mode);
+      if (s === undefined) return true;
+      // A GET's body (there should be none) is read and dropped, so the connection stays usable.
+      req.resume();
+      if (mode === HttpMode.STREAM) this.#stream(s, req, res);
+      else this.#poll(s, req, res);
+    }
+    return true;
+  }
+
+  /**
+   * Queues a datagram for the client. false: no such session, a datagram too long for a record,
+   * or the session's queue over its bound (counted in `queueDrops`).
+   */
+  send(pathId: string, datagram: Uint8Array): boolean {
+    const s = this.#byId.get(pathId);
+    if (s === undefined || datagram.length === 0 || datagram.length > MAX_RECORD_DATAGRAM_BYTES) {
+      return false;
+    }
+    if (s.queuedBytes + datagram.length > this.#maxQueued) {
+      this.stats.queueDrops++;
+      return false;
+    }
+    s.queue.push(datagram.slice());
+    s.queuedBytes += datagram.length;
+    this.stats.datagramsSent++;
+    s.down?.kick();
+    return true;
+  }
+
+  /** Ends every stream and held poll and forgets every session (nothing reported). */
+  close(): void {
+    this.#closed = true;
+    for (const s of this.#byId.values()) {
+      if (s.idle) clearTimeout(s.idle);
+      const d = s.down;
+      s.down = undefined;
+      d?.close();
+    }
+    this.#byId.clear();
+    this.#byToken.clear();
+  }
+
+  #reject(
+    req: IncomingMessage,
+    res: ServerResponse,
+    status: number,
+    extra: [string, string][] = [],
+  ): void {
+    this.stats.rejected++;
+    req.resume();
+    res.writeHead(status, [['Content-Length', '0'], ['Cache-Control', 'no-store'], ...extra]);
+    res.end();
+  }
+
+  /** The session the `s` parameter names, made on first sight; undefined when answered 4xx. */
+  #session(
+    req: IncomingMessage,
+    res: ServerResponse,
+    query: URLSearchParams,
+    mode: HttpMode,
+  ): RelaySession | undefined {
+    const token = query.get('s');
+    if (token === null || !isSessionToken(token)) {
+      this.#reject(req, res, 400);
+      return undefined;
+    }
+    let s = this.#byToken.get(token);
+    if (s === undefined) {
+      const id = `${mode === HttpMode.STREAM ? 'hs' : 'hp'}:${token}`;
+      s = { id, token, mode, queue: [], queuedBytes: 0, down: undefined, idle: undefined };
+      this.#byToken.set(token, s);
+      this.#byId.set(id, s);
+      this.#touch(s);
+    } else if (s.mode !== mode) {
+      // A token is bound to the mode it was first seen with.
+      this.#reject(req, res, 409);
+      return undefined;
+    }
+    return s;
+  }
+
+  #up(req: IncomingMessage, res: ServerResponse, query: URLSearchParams): void {
+    const m = query.get('m');
+    if (m !== HttpMode.STREAM && m !== HttpMode.POLL) {
+      this.#reject(req, res, 400);
+      return;
+    }
+    const declared = Number(req.headers['content-length'] ?? '0');
+    if (declared > MAX_UP_BODY_BYTES) {
+      this.#reject(req, res, 413);
+      return;
+    }
+    const s = this.#session(req, res, query, m);
+    if (s === undefined) return;
+    const view = observedView(req);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    req.on('data', (c: Buffer) => {
+      if (over) return;
+      size += c.length;
+      if (size > MAX_UP_BODY_BYTES) {
+        // A chunked body past the bound: refuse it without holding the rest in memory.
+        over = true;
+        chunks.length = 0;
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      if (over) {
+        this.#reject(req, res, 413);
+        return;
+      }
+      const got: Uint8Array[] = [];
+      const reader = new RecordReader();
+      reader.onRecord = (d) => {
+        if (d.length > 0) got.push(d);
+      };
+      const body = Buffer.concat(chunks);
+      if (!reader.push(body) || !reader.atBoundary) {
+        this.#reject(req, res, 400);
+        return;
+      }
+      this.#touch(s);
+      // Handed up in order before the answer: the 204 says the relay has them.
+      for (const d of got) {
+        if (!this.#byId.has(s.id)) break;
+        this.stats.datagramsReceived++;
+        this.#o.onDatagram(d, s.id, view);
+      }
+      res.writeHead(204, [['Cache-Control', 'no-store']]);
+      res.end();
+    });
+    req.on('error', () => {});
+  }
+
+  /** `<base>/down`: 200, chunked, the marker at once, then records as queued, and a heartbeat. */
+  #stream(s: RelaySession, req: IncomingMessage, res: ServerResponse): void {
+    let ended = false;
+    let flushing: NodeJS.Immediate | undefined;
+    const heartbeat = setInterval(() => {
+      if (!ended) res.write(EMPTY_RECORD);
+    }, this.#heartbeatMs);
+    heartbeat.unref();
+    const stop = (): void => {
+      if (ended) return;
+      ended = true;
+      clearInterval(heartbeat);
+      if (flushing) clearImmediate(flushing);
+      this.#detach(s, down);
+    };
+    const down: DownChannel = {
+      kick: () => {
+        // Datagrams queued in the same turn of the event loop share a chunk.
+        flushing ??= setImmediate(() => {
+          flushing = undefined;
+          if (ended || s.queue.length === 0) return;
+          res.write(encodeRecords(this.#take(s, Number.POSITIVE_INFINITY)));
+        });
+      },
+      close: () => {
+        if (ended) return;
+        stop();
+        res.end();
+      },
+    };
+    res.socket?.setNoDelay(true);
+    res.writeHead(200, [
+      ['Content-Type', 'application/octet-stream'],
+      ['Cache-Control', 'no-store'],
+      // Asks reverse proxies that honour it (nginx) not to buffer; a hint, never relied on.
+      ['X-Accel-Buffering', 'no'],
+    ]);
+    res.write(EMPTY_RECORD);
+    this.#attach(s, down);
+    res.on('close', stop);
+    req.on('error', stop);
+    if (s.queue.length > 0) down.kick();
+  }
+
+  /** `<base>/poll`: held until a datagram is queued (200 with records) or the hold ends (204). */
+  #poll(s: RelaySession, req: IncomingMessage, res: ServerResponse): void {
+    let ended = false;
+    let answering: NodeJS.Immediate | undefined;
+    const finish = (): void => {
+      if (ended) return;
+      ended = true;
+      clearTimeout(hold);
+      if (answering) clearImmediate(answering);
+      this.#detach(s, down);
+    };
+    const answer = (empty: boolean): void => {
+      if (ended) return;
+      finish();
+      if (res.writableEnded || res.destroyed) return;
+      if (empty || s.queue.length === 0) {
+        res.writeHead(204, [['Cache-Control', 'no-store']]);
+        res.end();
+        return;
+      }
+      const body = encodeRecords(this.#take(s, this.#maxPoll));
+      res.writeHead(200, [
+        ['Content-Type', 'application/octet-stream'],
+        ['Content-Length', String(body.length)],
+        ['Cache-Control', 'no-store'],
+      ]);
+      res.end(body);
+    };
+    const down: DownChannel = {
+      kick: () => {
+        answering ??= setImmediate(() => {
+          answering = undefined;
+          answer(false);
+        });
+      },
+      // Superseded by a newer poll, or the relay closing: answer empty now; data waits.
+      close: () => answer(true),
+    };
+    const hold = setTimeout(() => answer(false), this.#holdMs);
+    hold.unref();
+    this.#attach(s, down);
+    res.on('close', finish);
+    req.on('error', finish);
+    if (s.queue.length > 0) down.kick();
+  }
+
+  #take(s: RelaySession, maxBytes: number): Uint8Array[] {
+    const out = s.queue.splice(0, batchCount(s.queue, maxBytes));
+    for (const d of out) s.queuedBytes -= d.length;
+    return out;
+  }
+
+  #attach(s: RelaySession, down: DownChannel): void {
+    const old = s.down;
+    s.down = down;
+    if (s.idle) clearTimeout(s.idle);
+    s.idle = undefined;
+    old?.close();
+  }
+
+  #detach(s: RelaySession, down: DownChannel): void {
+    if (s.down !== down) return;
+    s.down = undefined;
+    this.#touch(s);
+  }
+
+  /** Activity: restarts the idle timer while no down request is attached. */
+  #touch(s: RelaySession): void {
+    if (s.idle) clearTimeout(s.idle);
+    s.idle = undefined;
+    if (s.down !== undefined || !this.#byId.has(s.id)) return;
+    s.idle = setTimeout(() => {
+      if (this.#byId.get(s.id) !== s) return;
+      this.#byId.delete(s.id);
+      this.#byToken.delete(s.token);
+      s.queue = [];
+      this.stats.sessionsExpired++;
+      this.#o.onPathClose?.(s.id, `${HttpPathError.CLOSED}: session expired`);
+    }, this.#idleMs);
+    s.idle.unref();
+  }
+}
+
+// ---- client ----
+
+export interface HttpClientOptions {
+  /** The relay's base URL, e.g. "http://127.0.0.1:51821/rl" (a reverse proxy's works too). */
+  baseUrl: string;
+  /** Every datagram that arrives on this path. */
+  onDatagram: (datagram: Uint8Array, pathId: string) => void;
+  /** The path failed (reported once; the path is closed): "buffered", "http-status: ...", ... */
+  onError?: (pathId: string, reason: string) => void;
+  /** The way down works end to end: the stream-open marker arrived, or a relay answer (polling). */
+  onOpen?: (pathId: string) => void;
+  /** Extra request header fields (e.g. User-Agent), on every request. */
+  headers?: Record<string, string>;
+  /** The session token (default: 32 hex digits from 16 random bytes). */
+  token?: string;
+  /** Bytes waiting for the next POST before `send` drops (default 1 MiB). */
+  maxQueuedBytes?: number;
+  /** Records per POST body (default 64 KiB, at least one datagram). */
+  maxBatchBytes?: number;
+  /** Streaming only: the first body byte is due within clamp(factor × T, minMs, maxMs). */
+  bufferDetect?: { factor?: number; minMs?: number; maxMs?: number };
+}
+
+export interface HttpClientStats {
+  /** POSTs answered 2xx. */
+  posts: number;
+  datagramsSent: number;
+  datagramsReceived: number;
+  /** Datagrams `send` dropped (closed, too long, or over the queue bound). */
+  queueDrops: number;
+}
+
+/** The client's view of its path: the URL, Host and headers it sends, and the POST's socket ends. */
+export type HttpClientView = HttpPathView;
+
+interface Target {
+  hostname: string;
+  port: number;
+  host: string;
+  basePath: string;
+  url: string;
+}
+
+function parseBase(baseUrl: string): Target {
+  const u = new URL(baseUrl);
+  if (u.protocol !== 'http:') throw new RangeError(`not an http URL: ${baseUrl}`);
+  return {
+    hostname: u.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: u.port === '' ? 80 : Number(u.port),
+    host: u.host,
+    basePath: u.pathname.replace(/\/$/, ''),
+    url: `${u.protocol}//${u.host}`,
+  };
+}
+
+/**
+ * What both client modes share: the keep-alive agent (a POST in flight and the down request on
+ * two connections, reused), the batching uplink, and failing once.
+ */
+abstract class HttpClientBase {
+  readonly token: string;
+  readonly pathId: string;
+  readonly stats: HttpClientStats = {
+    posts: 0,
+    datagramsSent: 0,
+    datagramsReceived: 0,
+    queueDrops: 0,
+  };
+  /** Time from the first POST leaving to its answer (ms). */
+  firstAnswerMs: number | undefined;
+  protected readonly o: HttpClientOptions;
+  protected readonly target: Target;
+  protected readonly agent: Agent;
+  protected readonly extraHeaders: Record<string, string>;
+  readonly #upPath: string;
+  readonly #maxQueued: number;
+  readonly #maxBatch: number;
+  readonly #requests = new Set<ClientRequest>();
+  #queue: Uint8Array[] = [];
+  #queued = 0;
+  #inFlight = false;
+  #flushing: NodeJS.Immediate | undefined;
+  #opened = false;
+  #done = false;
+  #upSocket: Socket | undefined;
+
+  constructor(o: HttpClientOptions, mode: HttpMode) {
+    this.o = o;
+    this.target = parseBase(o.baseUrl);
+    this.token = o.token ?? randomBytes(16).toString('hex');
+    this.pathId = `${mode === HttpMode.STREAM ? 'hs' : 'hp'}:${this.token}`;
+    this.#upPath = `${this.target.basePath}/up?s=${this.token}&m=${mode}`;
+    this.#maxQueued = o.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
+    this.#maxBatch = o.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
+    this.extraHeaders = o.headers ?? {};
+    // Two sockets: the held down request would block a POST queued behind it on one.
+    this.agent = new Agent({ keepAlive: true, maxSockets: 2 });
+  }
+
+  get isDone(): boolean {
+    return this.#done;
+  }
+
+  /** The client's copy of the outer fields it sends on this path (the POST's). */
+  view(): HttpClientView {
+    const s = this.#upSocket;
+    const headers: [string, string][] = [
+      ['content-type', 'application/octet-stream'],
+      ...Object.entries(this.extraHeaders).map(([k, v]): [string, string] => [k.toLowerCase(), v]),
+    ];
+    return {
+      local: endpointOf(s?.localAddress, s?.localPort),
+      remote: s
+        ? endpointOf(s.remoteAddress, s.remotePort)
+        : { address: this.target.hostname, port: this.target.port },
+      url: `${this.target.url}${this.#upPath}`,
+      host: this.target.host,
+      headers,
+    };
+  }
+
+  /** Queues a datagram for the next POST. false: closed, too long, or over the bound. */
+  send(datagram: Uint8Array): boolean {
+    if (
+      this.#done ||
+      datagram.length === 0 ||
+      datagram.length > MAX_RECORD_DATAGRAM_BYTES ||
+      this.#queued + datagram.length > this.#maxQueued
+    ) {
+      this.stats.queueDrops++;
+      return false;
+    }
+    this.#queue.push(datagram.slice());
+    this.#queued += datagram.length;
+    this.stats.datagramsSent++;
+    // Whatever else is sent in this turn of the event loop rides in the same POST.
+    if (!this.#inFlight) this.#flushing ??= setImmediate(() => this.#flush());
+    return true;
+  }
+
+  /** Closes the path quietly (nothing reported). */
+  close(): void {
+    if (this.#done) return;
+    this.#done = true;
+    if (this.#flushing) clearImmediate(this.#flushing);
+    this.#queue = [];
+    this.shutdown();
+    for (const r of this.#requests) r.destroy();
+    this.#requests.clear();
+    this.agent.destroy();
+  }
+
+  protected abstract shutdown(): void;
+
+  /** Fails the path once: closed, then reported. */
+  protected fail(reason: string): void {
+    if (this.#done) return;
+    this.close();
+    this.o.onError?.(this.pathId, reason);
+  }
+
+  protected opened(): void {
+    if (this.#opened || this.#done) return;
+    this.#opened = true;
+    this.o.onOpen?.(this.pathId);
+  }
+
+  protected delivered(d: Uint8Array): void {
+    if (this.#done) return;
+    this.stats.datagramsReceived++;
+    this.o.onDatagram(d, this.pathId);
+  }
+
+  protected headers(more: Record<string, string>): Record<string, string> {
+    return { ...more, ...this.extraHeaders };
+  }
+
+  /** One request on the path's agent, tracked so that close() can end it. */
+  protected request(
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    onResponse: (res: IncomingMessage) => void,
+  ): ClientRequest {
+    const req = httpRequest(
+      {
+        agent: this.agent,
+        hostname: this.target.hostname,
+        port: this.target.port,
+        method,
+        path,
+        headers,
+      },
+      onResponse,
+    );
+    this.#requests.add(req);
+    req.once('close', () => this.#requests.delete(req));
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      this.fail(`${HttpPathError.HTTP_ERROR}: ${e.code ?? e.message}`);
+    });
+    req.on('socket', (s: Socket) => s.setNoDelay(true));
+    return req;
+  }
+
+  /** Hook: a POST was answered 2xx. */
+  protected onAnswer(): void {}
+
+  #flush(): void {
+    this.#flushing = undefined;
+    if (this.#done || this.#inFlight || this.#queue.length === 0) return;
+    const batch = this.#queue.splice(0, batchCount(this.#queue, this.#maxBatch));
+    for (const d of batch) this.#queued -= d.length;
+    const body = encodeRecords(batch);
+    this.#inFlight = true;
+    const started = performance.now();
+    const req = this.request(
+      'POST',
+      this.#upPath,
+      this.headers({
+        'Content-Type': 'application/octet-stream',
+        'Content-Length': String(body.length),
+      }),
+      (res) => {
+        if ((res.statusCode ?? 0) < 200 || (res.statusCode ?? 0) >= 300) {
+          res.resume();
+          this.fail(`${HttpPathError.HTTP_STATUS}: POST ${res.statusCode} ${res.statusMessage}`);
+          return;
+        }
+        this.stats.posts++;
+        this.firstAnswerMs ??= performance.now() - started;
+        this.onAnswer();
+        res.resume();
+        res.once('end', () => {
+          this.#inFlight = false;
+          this.#flush();
+        });
+      },
+    );
+    req.on('socket', (s: Socket) => {
+      this.#upSocket = s;
+    });
+    req.end(body);
+  }
+}
+
+/**
+ * HTTP streaming, client side: batched POSTs up, one long GET down. `onError(id, "buffered")` when
+ * no byte of the GET's body arrived in time (a buffering proxy): fall back to HttpPollClient.
+ */
+export class HttpStreamClient extends HttpClientBase {
+  readonly #reader = new RecordReader();
+  readonly #factor: number;
+  readonly #minMs: number;
+  readonly #maxMs: number;
+  #getSentAt: number | undefined;
+  #bodySeen = false;
+  #timer: NodeJS.Timeout | undefined;
+  #down: ClientRequest | undefined;
+
+  constructor(o: HttpClientOptions) {
+    super(o, HttpMode.STREAM);
+    this.#factor = o.bufferDetect?.factor ?? 1.5;
+    this.#minMs = o.bufferDetect?.minMs ?? 100;
+    this.#maxMs = o.bufferDetect?.maxMs ?? 3000;
+    this.#reader.onRecord = (d) => {
+      // The first record (the marker) says the stream flows end to end.
+      this.opened();
+      if (d.length > 0) this.delivered(d);
+    };
+    const req = this.request(
+      'GET',
+      `${this.target.basePath}/down?s=${this.token}`,
+      this.headers({ Accept: 'application/octet-stream', 'Cache-Control': 'no-cache' }),
+      (res) => {
+        if (res.statusCode !== 200) {
+          res.resume();
+          this.fail(`${HttpPathError.HTTP_STATUS}: GET ${res.statusCode} ${res.statusMessage}`);
+          return;
+        }
+        res.on('data', (b: Buffer) => {
+          if (!this.#bodySeen) {
+            this.#bodySeen = true;
+            if (this.#timer) clearTimeout(this.#timer);
+            this.#timer = undefined;
+          }
+          if (!this.#reader.push(b)) this.fail(`${HttpPathError.PROTOCOL}: bad record length`);
+        });
+        res.on('end', () => this.fail(`${HttpPathError.CLOSED}: down-stream ended`));
+        res.on('error', () => this.fail(`${HttpPathError.CLOSED}: down-stream broke`));
+      },
+    );
+    req.on('socket', (s: Socket) => {
+      // The clock starts when the GET can leave: its connection is up.
+      const start = (): void => {
+        this.#getSentAt = performance.now();
+        this.#arm();
+      };
+      if (s.connecting) s.once('connect', start);
+      else start();
+    });
+    req.end();
+    this.#down = req;
+  }
+
+  protected override onAnswer(): void {
+    this.#arm();
+  }
+
+  /** The deadline for the first body byte, given what is known now. */
+  #arm(): void {
+    const start = this.#getSentAt;
+    if (start === undefined || this.#bodySeen || this.isDone) return;
+    const t = this.firstAnswerMs;
+    const wait =
+      t === undefined
+        ? this.#maxMs
+        : Math.min(this.#maxMs, Math.max(this.#minMs, this.#factor * t));
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = setTimeout(
+      () => {
+        this.#timer = undefined;
+        if (!this.#bodySeen) this.fail(HttpPathError.BUFFERED);
+      },
+      Math.max(0, start + wait - performance.now()),
+    );
+    this.#timer.unref();
+  }
+
+  protected shutdown(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#down?.destroy();
+  }
+}
+
+/**
+ * HTTP long polling, client side: batched POSTs up; one poll always outstanding down, sent again
+ * as soon as an answer is complete.
+ */
+export class HttpPollClient extends HttpClientBase {
+  /** Polls answered. */
+  polls = 0;
+  #current: ClientRequest | undefined;
+
+  constructor(o: HttpClientOptions) {
+    super(o, HttpMode.POLL);
+    this.#poll();
+  }
+
+  protected override onAnswer(): void {
+    // Any answer from the relay proves the path works end to end.
+    this.opened();
+  }
+
+  #poll(): void {
+    if (this.isDone) return;
+    const req = this.request(
+      'GET',
+      `${this.target.basePath}/poll?s=${this.token}`,
+      this.headers({ Accept: 'application/octet-stream', 'Cache-Control': 'no-cache' }),
+      (res) => {
+        const status = res.statusCode ?? 0;
+        if (status !== 200 && status !== 204) {
+          res.resume();
+          this.fail(`${HttpPathError.HTTP_STATUS}: poll ${status} ${res.statusMessage}`);
+          return;
+        }
+        const reader = new RecordReader();
+        const got: Uint8Array[] = [];
+        reader.onRecord = (d) => {
+          if (d.length > 0) got.push(d);
+        };
+        let bad = false;
+        res.on('data', (b: Buffer) => {
+          if (!bad && !reader.push(b)) bad = true;
+        });
+        res.on('end', () => {
+          if (this.isDone) return;
+          if (bad || !reader.atBoundary) {
+            this.fail(`${HttpPathError.PROTOCOL}: bad records in poll answer`);
+            return;
+          }
+          this.polls++;
+          this.opened();
+          for (const d of got) this.delivered(d);
+          this.#poll();
+        });
+        res.on('error', () => this.fail(`${HttpPathError.CLOSED}: poll broke`));
+      },
+    );
+    req.end();
+    this.#current = req;
+  }
+
+  protected shutdown(): void {
+    this.#current?.destroy();
+  }
+}

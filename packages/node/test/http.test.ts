@@ -1,0 +1,315 @@
+/**
+ * RLHTTP/1 on loopback: an HttpRelayTransport on a Node HTTP server that echoes every datagram,
+ * and the two clients. Datagrams both ways over streaming and polling, batching in both
+ * directions, 4xx answers, session expiry, and a buffering reverse proxy (it reads each upstream
+ * response whole before forwarding it): the stream reports "buffered", polling through it works.
+ */
+import assert from 'node:assert/strict';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { test } from 'node:test';
+import {
+  type HttpClientOptions,
+  type HttpPathView,
+  HttpPollClient,
+  type HttpRelayOptions,
+  HttpRelayTransport,
+  HttpStreamClient,
+} from '../src/http.ts';
+
+interface Relay {
+  transport: HttpRelayTransport;
+  server: Server;
+  port: number;
+  received: { d: Uint8Array; path: string; view: HttpPathView }[];
+  closed: { path: string; reason: string }[];
+  close(): Promise<void>;
+}
+
+async function startRelay(opts: Partial<HttpRelayOptions> = {}, echo = true): Promise<Relay> {
+  const received: Relay['received'] = [];
+  const closed: Relay['closed'] = [];
+  const transport: HttpRelayTransport = new HttpRelayTransport({
+    onDatagram: (d, path, view) => {
+      received.push({ d, path, view });
+      if (echo) transport.send(path, d);
+    },
+    onPathClose: (path, reason) => closed.push({ path, reason }),
+    ...opts,
+  });
+  const server = createServer((req, res) => {
+    if (!transport.handle(req, res)) {
+      res.writeHead(418, { 'Content-Length': '0' });
+      res.end();
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    transport,
+    server,
+    port,
+    received,
+    closed,
+    close: () => {
+      transport.close();
+      server.closeAllConnections();
+      return new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** A reverse proxy that buffers: each upstream response is read whole, then forwarded. */
+async function startBufferingProxy(
+  upstreamPort: number,
+): Promise<{ port: number; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    const up = request(
+      {
+        hostname: '127.0.0.1',
+        port: upstreamPort,
+        method: req.method,
+        path: req.url,
+        headers: { ...req.headers, via: '1.1 buffering-proxy' },
+      },
+      (ur) => {
+        const chunks: Buffer[] = [];
+        ur.on('data', (c: Buffer) => chunks.push(c));
+        ur.on('end', () => {
+          const body = Buffer.concat(chunks);
+          res.writeHead(ur.statusCode ?? 502, {
+            'Content-Length': String(body.length),
+            ...(ur.headers['content-type'] ? { 'Content-Type': ur.headers['content-type'] } : {}),
+          });
+          res.end(body);
+        });
+        ur.on('error', () => res.destroy());
+      },
+    );
+    up.on('error', () => res.destroy());
+    res.on('close', () => up.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const bytes = (...v: number[]): Uint8Array => new Uint8Array(v);
+
+/** Collects what a client receives; `wait(n)` resolves once n datagrams are in. */
+function collector() {
+  const got: Uint8Array[] = [];
+  const errors: string[] = [];
+  let opened = 0;
+  let waiter: (() => void) | undefined;
+  const check = (): void => waiter?.();
+  const opts: Pick<HttpClientOptions, 'onDatagram' | 'onError' | 'onOpen'> = {
+    onDatagram: (d) => {
+      got.push(d);
+      check();
+    },
+    onError: (_p, r) => {
+      errors.push(r);
+      check();
+    },
+    onOpen: () => {
+      opened++;
+    },
+  };
+  const until = (pred: () => boolean, what: string, ms = 5000): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`timeout: ${what} (${errors.join(', ')})`)), ms);
+      waiter = () => {
+        if (pred()) {
+          clearTimeout(t);
+          waiter = undefined;
+          resolve();
+        }
+      };
+      waiter();
+    });
+  return { got, errors, opts, until, opened: () => opened };
+}
+
+test('streaming: datagrams both ways, in order, and the relay sees the request', async () => {
+  const relay = await startRelay();
+  const c = collector();
+  const client = new HttpStreamClient({
+    baseUrl: `http://127.0.0.1:${relay.port}/rl`,
+    headers: { 'User-Agent': 'roamlink-test' },
+    ...c.opts,
+  });
+  try {
+    assert.match(client.pathId, /^hs:[0-9a-f]{32}$/);
+    for (let i = 1; i <= 50; i++) assert.ok(client.send(bytes(i, i, i)));
+    await c.until(() => c.got.length === 50, '50 echoes');
+    assert.deepEqual(
+      c.got.map((d) => d[0]),
+      Array.from({ length: 50 }, (_, i) => i + 1),
+    );
+    assert.equal(c.opened(), 1);
+    assert.deepEqual(c.errors, []);
+    const r = relay.received[0]!;
+    assert.equal(r.path, client.pathId);
+    assert.equal(r.view.remote.address, '127.0.0.1');
+    assert.equal(r.view.local.port, relay.port);
+    assert.equal(r.view.url, `/rl/up?s=${client.token}&m=stream`);
+    assert.equal(r.view.host, `127.0.0.1:${relay.port}`);
+    assert.ok(r.view.headers.some(([k, v]) => k === 'user-agent' && v === 'roamlink-test'));
+    assert.deepEqual(relay.transport.paths, [client.pathId]);
+    // The client's own view names the same URL and Host.
+    assert.equal(client.view().host, `127.0.0.1:${relay.port}`);
+    assert.ok(client.view().url.endsWith(r.view.url));
+  } finally {
+    client.close();
+    await relay.close();
+  }
+});
+
+test('polling: datagrams both ways, in order', async () => {
+  const relay = await startRelay();
+  const c = collector();
+  const client = new HttpPollClient({ baseUrl: `http://127.0.0.1:${relay.port}/rl`, ...c.opts });
+  try {
+    assert.match(client.pathId, /^hp:[0-9a-f]{32}$/);
+    for (let i = 1; i <= 30; i++) client.send(bytes(i));
+    await c.until(() => c.got.length === 30, '30 echoes');
+    assert.deepEqual(
+      c.got.map((d) => d[0]),
+      Array.from({ length: 30 }, (_, i) => i + 1),
+    );
+    // A second round after the first answers: the next poll was outstanding.
+    client.send(bytes(99));
+    await c.until(() => c.got.length === 31, 'one more echo');
+    assert.equal(c.got[30]![0], 99);
+    assert.equal(c.opened(), 1);
+    assert.equal(relay.received[0]!.path, client.pathId);
+    assert.equal(relay.received[0]!.view.url, `/rl/up?s=${client.token}&m=poll`);
+  } finally {
+    client.close();
+    await relay.close();
+  }
+});
+
+test('batching: what is sent in one turn rides one POST; what is queued together, one poll answer', async () => {
+  const relay = await startRelay({}, false);
+  const c = collector();
+  const client = new HttpPollClient({ baseUrl: `http://127.0.0.1:${relay.port}/rl`, ...c.opts });
+  try {
+    for (let i = 0; i < 20; i++) client.send(new Uint8Array(100).fill(i));
+    // The relay hands the datagrams up before answering: wait for the answer too.
+    while (relay.received.length < 20 || client.stats.posts < 1) await sleep(10);
+    await sleep(20);
+    assert.equal(client.stats.posts, 1);
+    assert.deepEqual(
+      relay.received.map((r) => r.d[0]),
+      Array.from({ length: 20 }, (_, i) => i),
+    );
+    // A poll is held now: ten datagrams queued in one turn come back in one answer.
+    await new Promise((r) => setTimeout(r, 50));
+    const before = client.polls;
+    for (let i = 0; i < 10; i++) relay.transport.send(client.pathId, bytes(i));
+    await c.until(() => c.got.length === 10, 'ten datagrams down');
+    assert.equal(client.polls, before + 1);
+    // While one POST is in flight, what follows waits and leaves together in the next.
+    client.send(bytes(1));
+    setImmediate(() => {
+      for (let i = 0; i < 5; i++) client.send(bytes(2));
+    });
+    while (relay.received.length < 26 || client.stats.posts < 3) await sleep(10);
+    await sleep(20);
+    assert.equal(client.stats.posts, 3);
+    assert.equal(relay.received.length, 26);
+  } finally {
+    client.close();
+    await relay.close();
+  }
+});
+
+test('bad token, route, method, mode or body: 4xx', async () => {
+  const relay = await startRelay();
+  const base = `http://127.0.0.1:${relay.port}`;
+  const tok = 'a'.repeat(32);
+  try {
+    const post = (path: string, body: Uint8Array = bytes(0, 3, 7)) =>
+      fetch(`${base}${path}`, { method: 'POST', body });
+    assert.equal((await post('/rl/up?s=short&m=stream')).status, 400);
+    assert.equal((await post('/rl/up?m=stream')).status, 400);
+    assert.equal((await post(`/rl/up?s=${tok}&m=bogus`)).status, 400);
+    assert.equal((await post(`/rl/up?s=${'b'.repeat(32)}&m=poll`, bytes(0, 1))).status, 400);
+    assert.equal((await post(`/rl/up?s=${'c'.repeat(32)}&m=poll`, bytes(0, 9, 1))).status, 400);
+    assert.equal((await fetch(`${base}/rl/nope`)).status, 404);
+    assert.equal((await fetch(`${base}/rl/up?s=${tok}&m=stream`)).status, 405);
+    assert.equal((await fetch(`${base}/rl/ws`)).status, 426);
+    // The token is now a streaming session: polling with it conflicts.
+    assert.equal((await post(`/rl/up?s=${tok}&m=stream`)).status, 204);
+    assert.equal((await fetch(`${base}/rl/poll?s=${tok}`)).status, 409);
+    // Outside the base: left to the caller.
+    assert.equal((await fetch(`${base}/health`)).status, 418);
+    assert.equal(relay.transport.stats.rejected, 9);
+    assert.equal(relay.received.length, 1);
+  } finally {
+    await relay.close();
+  }
+});
+
+test('a session without requests expires and is reported', async () => {
+  const relay = await startRelay({ sessionIdleMs: 150 });
+  const c = collector();
+  const client = new HttpPollClient({ baseUrl: `http://127.0.0.1:${relay.port}/rl`, ...c.opts });
+  try {
+    client.send(bytes(1));
+    await c.until(() => c.got.length === 1, 'an echo');
+    client.close();
+    while (relay.closed.length === 0) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(relay.closed, [{ path: client.pathId, reason: 'closed: session expired' }]);
+    assert.deepEqual(relay.transport.paths, []);
+    assert.equal(relay.transport.send(client.pathId, bytes(1)), false);
+  } finally {
+    client.close();
+    await relay.close();
+  }
+});
+
+test('a buffering proxy: the stream reports "buffered", polling through it works', async () => {
+  const relay = await startRelay();
+  const proxy = await startBufferingProxy(relay.port);
+  const baseUrl = `http://127.0.0.1:${proxy.port}/rl`;
+  const s = collector();
+  const stream = new HttpStreamClient({ baseUrl, ...s.opts });
+  const p = collector();
+  const poll = new HttpPollClient({ baseUrl, ...p.opts });
+  try {
+    // The first POST's answer sets the deadline (clamp(1.5 T, 100 ms, 3 s)); the marker never comes.
+    stream.send(bytes(7));
+    const t0 = performance.now();
+    await s.until(() => s.errors.length > 0, 'the stream failing');
+    assert.deepEqual(s.errors, ['buffered']);
+    assert.ok(performance.now() - t0 < 2500);
+    assert.equal(s.opened(), 0);
+    assert.equal(stream.send(bytes(1)), false);
+
+    for (let i = 1; i <= 10; i++) poll.send(bytes(i));
+    await p.until(() => p.got.length === 10, 'ten echoes through the proxy');
+    assert.deepEqual(
+      p.got.map((d) => d[0]),
+      Array.from({ length: 10 }, (_, i) => i + 1),
+    );
+    assert.deepEqual(p.errors, []);
+    // The relay's view shows the proxy.
+    const viaPoll = relay.received.find((r) => r.path === poll.pathId)!;
+    assert.ok(viaPoll.view.headers.some(([k]) => k === 'via'));
+  } finally {
+    stream.close();
+    poll.close();
+    await proxy.close();
+    await relay.close();
+  }
+});
