@@ -5,60 +5,18 @@
  * session started with and no ESP drops but the replays that racing two paths causes on purpose.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+import { assertOnlyReplayDrops, runDemo } from './demo-process.ts';
 
 test('relay and client processes: registered on HTTP streaming, echoes flow', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'roamlink-http-'));
-  const demo = fileURLToPath(new URL('../src/demo.ts', import.meta.url));
-  const child = spawn(
-    process.execPath,
-    [demo, '--port', '0', '--dir', dir, '--log-events', '--no-udp', '--no-tcp', '--no-ws'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let err = '';
-  child.stderr.on('data', (d) => (err += d));
-  const lines: Record<string, unknown>[] = [];
-  const exited = new Promise<number | null>((r) => child.once('exit', r));
-  let onLine = (): void => {};
-  createInterface({ input: child.stdout }).on('line', (l) => {
-    lines.push(JSON.parse(l) as Record<string, unknown>);
-    onLine();
-  });
-  const until = (pred: (l: Record<string, unknown>) => boolean, what: string): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no ${what} in 10 s: ${err}`)), 10_000);
-      onLine = () => {
-        if (lines.some(pred)) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      onLine();
-    });
-
-  try {
-    await until(
+  const r = await runDemo(['--no-udp', '--no-tcp', '--no-ws'], async (d) => {
+    await d.until(
       (l) => l.event === 'registered' && l.encapsulation === 'http-stream',
       'registration on HTTP streaming',
     );
-    await sleep(3000);
-  } finally {
-    child.kill('SIGINT');
-  }
-  const code = await exited;
-  assert.equal(code, 0, `demo failed: ${err}`);
-
-  const summary = lines.at(-1)!;
-  const events = lines.slice(0, -1);
-  const detail = JSON.stringify(summary);
+    await d.sleep(3000);
+  });
+  const { summary, events, detail } = r;
   assert.equal(summary.state, 'established', detail);
   assert.equal(summary.encapsulation, 'http-stream', detail);
   assert.equal(summary.handshakes, 1, detail);
@@ -74,9 +32,5 @@ test('relay and client processes: registered on HTTP streaming, echoes flow', as
   assert.ok((summary.pongs as number) >= 20, detail);
   assert.ok((summary.pingsSent as number) - (summary.pongs as number) <= 3, detail);
 
-  // No ESP drops but replays: racing two encapsulations sends some packets twice on purpose.
-  const drops = summary.espDropsByReason as Record<string, number>;
-  for (const [reason, n] of Object.entries(drops)) {
-    if (reason !== 'replay') assert.equal(n, 0, `${reason}: ${detail}`);
-  }
+  assertOnlyReplayDrops(r);
 });
