@@ -13,6 +13,7 @@ export * from './handshake.ts';
 export * from './keylog.ts';
 export * from './noise.ts';
 export * from './path.ts';
+export * from './records.ts';
 export * from './registration-frames.ts';
 export * from './relay-session.ts';
 export * from './replay.ts';

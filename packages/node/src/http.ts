@@ -33,12 +33,13 @@ import {
 } from 'node:http';
 import type { Socket } from 'node:net';
 import {
-  DEFAULT_MAX_QUEUED_BYTES,
-  encodeRecord,
+  EMPTY_RECORD,
+  encodeRecords,
   MAX_RECORD_DATAGRAM_BYTES,
   RECORD_HEADER_BYTES,
   RecordReader,
-} from './tcp.ts';
+} from '@roamlink/core';
+import { DEFAULT_MAX_QUEUED_BYTES } from './tcp.ts';
 import type { UdpEndpoint } from './udp.ts';
 import type { WsPathView } from './websocket.ts';
 
@@ -75,21 +76,6 @@ export function isSessionToken(t: string): boolean {
 
 /** The same shape as a WebSocket path's view: socket ends, request target, Host, headers. */
 export type HttpPathView = WsPathView;
-
-const EMPTY_RECORD = new Uint8Array([0, RECORD_HEADER_BYTES]);
-
-/** Records around datagrams, one buffer. */
-function encodeRecords(datagrams: readonly Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const d of datagrams) n += d.length + RECORD_HEADER_BYTES;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const d of datagrams) {
-    out.set(encodeRecord(d), at);
-    at += d.length + RECORD_HEADER_BYTES;
-  }
-  return out;
-}
 
 /** How many of `queue`'s head fit in `maxBytes` of records (at least one). */
 function batchCount(queue: readonly Uint8Array[], maxBytes: number): number {

@@ -10,102 +10,30 @@
  * are those of the simulator's TCP encapsulation, byte for byte.
  */
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import {
+  encodeRecord,
+  MAX_RECORD_DATAGRAM_BYTES,
+  RECORD_HEADER_BYTES,
+  RecordReader,
+  TCP_PREFACE,
+} from '@roamlink/core';
 import type { UdpEndpoint } from './udp.ts';
 
-/** "RLNK/1": identifies a roamlink TCP stream. */
-export const TCP_PREFACE: Uint8Array = new Uint8Array([0x52, 0x4c, 0x4e, 0x4b, 0x2f, 0x31]);
-export const RECORD_HEADER_BYTES = 2;
-/** The longest datagram one record holds: 0xffff minus the Length field itself. */
-export const MAX_RECORD_DATAGRAM_BYTES = 0xffff - RECORD_HEADER_BYTES;
+// The framing lives in the core (shared with the simulator); re-exported for this transport's users.
+export {
+  encodeRecord,
+  MAX_RECORD_DATAGRAM_BYTES,
+  RECORD_HEADER_BYTES,
+  RecordReader,
+  TCP_PREFACE,
+} from '@roamlink/core';
+
 /** Default bound on the bytes queued in one connection before `send` drops (1 MiB). */
 export const DEFAULT_MAX_QUEUED_BYTES = 1 << 20;
 
 export type TcpEndpoint = UdpEndpoint;
 
 export const isTcpPath = (path: string): boolean => path.startsWith('tcp:');
-
-/** One record around `datagram`. */
-export function encodeRecord(datagram: Uint8Array): Uint8Array {
-  if (datagram.length > MAX_RECORD_DATAGRAM_BYTES) {
-    throw new RangeError('datagram too long for a record');
-  }
-  const len = datagram.length + RECORD_HEADER_BYTES;
-  const out = new Uint8Array(len);
-  out[0] = len >>> 8;
-  out[1] = len & 255;
-  out.set(datagram, RECORD_HEADER_BYTES);
-  return out;
-}
-
-/**
- * Streaming record parser: feed it the bytes as TCP delivers them, in chunks of any size; it calls
- * `onRecord` once per whole record (empty ones included), in order. A Length below 2 is a framing
- * error, after which it stays failed.
- */
-export class RecordReader {
-  onRecord: (datagram: Uint8Array) => void = () => {};
-  /** Unconsumed chunks, as they arrived: at most one partial record. */
-  #chunks: Uint8Array[] = [];
-  #have = 0;
-  /**
-   * Bytes needed before the next record can complete: joining the chunks earlier would copy the
-   * partial record again on every chunk (quadratic for a large record in small segments).
-   */
-  #need = RECORD_HEADER_BYTES;
-  #failed = false;
-
-  get failed(): boolean {
-    return this.#failed;
-  }
-
-  /** Whether the stream may end here (no partial record). */
-  get atBoundary(): boolean {
-    return this.#have === 0;
-  }
-
-  /** Returns false on a framing error. */
-  push(bytes: Uint8Array): boolean {
-    if (this.#failed) return false;
-    if (bytes.length === 0) return true;
-    // A plain view: a Buffer's slice() would not copy, and the datagrams must.
-    this.#chunks.push(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length));
-    this.#have += bytes.length;
-    if (this.#have < this.#need) return true;
-    let b = this.#chunks[0]!;
-    if (this.#chunks.length > 1) {
-      b = new Uint8Array(this.#have);
-      let at = 0;
-      for (const c of this.#chunks) {
-        b.set(c, at);
-        at += c.length;
-      }
-    }
-    let o = 0;
-    this.#need = RECORD_HEADER_BYTES;
-    while (b.length - o >= RECORD_HEADER_BYTES) {
-      const len = (b[o]! << 8) | b[o + 1]!;
-      if (len < RECORD_HEADER_BYTES) {
-        this.#failed = true;
-        this.#chunks = [];
-        this.#have = 0;
-        return false;
-      }
-      if (b.length - o < len) {
-        this.#need = len;
-        break;
-      }
-      // A copy: the datagram outlives the socket's buffer, and the core decrypts in place.
-      const d = b.slice(o + RECORD_HEADER_BYTES, o + len);
-      o += len;
-      this.onRecord(d);
-      if (this.#failed) return false;
-    }
-    const rest = b.length - o;
-    this.#chunks = rest === 0 ? [] : [b.slice(o)];
-    this.#have = rest;
-    return true;
-  }
-}
 
 export interface TcpTransportOptions {
   /** Every datagram that arrives, with its connection's path id and the remote endpoint. */

@@ -7,7 +7,8 @@
  * The client writes the preface and any datagrams at once: they leave with the ACK that completes
  * the handshake, so the first datagram arrives after 1.5 round trips.
  */
-import { Encapsulation, type PathInfo } from '@roamlink/core';
+/** "RLNK/1": identifies a roamlink TCP stream (RFC 8229 §3's "IKETCP" plays the same role). */
+import { Encapsulation, type PathInfo, TCP_PREFACE } from '@roamlink/core';
 import type { Host, TcpConnection, TcpListener } from '@roamlink/netsim';
 import { EMPTY_RECORD, encodeRecord, RecordReader } from './framing.ts';
 import {
@@ -21,8 +22,7 @@ import {
   type SimRelayStats,
 } from './types.ts';
 
-/** "RLNK/1": identifies a roamlink TCP stream (RFC 8229 §3's "IKETCP" plays the same role). */
-export const TCP_PREFACE: Uint8Array = new Uint8Array([0x52, 0x4c, 0x4e, 0x4b, 0x2f, 0x31]);
+export { TCP_PREFACE };
 
 export class TcpClientPath extends ClientPathBase {
   readonly conn: TcpConnection;
