@@ -61,6 +61,7 @@ import {
   encodePathResponse,
   encodeProbe,
   encodeRreq,
+  fitOuterView,
   RegFrameType,
 } from './registration-frames.ts';
 import type { Round } from './registration-round.ts';
@@ -71,6 +72,9 @@ import type { Candidate, Delivery, SessionEvent, SessionStats, Transmit } from '
 import { allocateSpi, KeySlots, NAT_KEEPALIVE, newSessionStats, Outbox } from './session.ts';
 import { nextTai64n } from './tai64n.ts';
 import { computeVerdict, saferVerdict } from './verdict.ts';
+
+/** Room for a view in an RREQ: the 1200-byte frame minus its fixed fields and lists. */
+const VIEW_BUDGET = 1100;
 
 export interface ClientSessionOptions {
   staticKeypair: Keypair;
@@ -485,7 +489,7 @@ export class ClientSession<P> {
         encapsulation: c.info.encapsulation,
         timestamp: now,
         encapsulations: [...prefs],
-        view: c.info.view,
+        view: fitOuterView(c.info.view, VIEW_BUDGET),
       });
       const pkt = cur.tx.seal(frame, NextHeader.ROAMLINK);
       this.#out.transmit(c.path, pkt);
@@ -819,7 +823,7 @@ export class ClientSession<P> {
         ? {
             candidates: this.#candidates.map((c) => ({
               encapsulation: c.info.encapsulation,
-              view: c.info.view,
+              view: fitOuterView(c.info.view, VIEW_BUDGET),
             })),
           }
         : {}),

@@ -636,3 +636,74 @@ export function decodeBindingFrame(b: Uint8Array): { type: 0x16 | 0x17 } & Bindi
     return { type, id: readU32(b, 1), delayMs };
   });
 }
+
+/** Proxy and CDN headers: what a verdict needs most, kept first when a view must shrink. */
+const PRIORITY_HEADERS = new Set([
+  'via',
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-forwarded-port',
+  'x-real-ip',
+  'cf-connecting-ip',
+  'true-client-ip',
+  'cdn-loop',
+  'host',
+]);
+
+const utf8Length = (s: string): number => new TextEncoder().encode(s).length;
+
+/** Cuts a string to at most `max` UTF-8 bytes, on a character boundary. */
+function cut(s: string, max: number): string {
+  if (utf8Length(s) <= max) return s;
+  let out = '';
+  for (const ch of s) {
+    if (utf8Length(out + ch) > max) break;
+    out += ch;
+  }
+  return out;
+}
+
+/**
+ * Shrinks a view so that its encoding takes at most `maxBytes` (and every limit of §6.8 holds):
+ * strings are cut to MAX_VIEW_STRING bytes, header names must be tokens, proxy headers are kept
+ * first, and other headers are dropped from the end until it fits. A view comes from the network
+ * (a proxy may add any number of headers); encoding it must never fail on that account.
+ */
+export function fitOuterView(v: OuterView, maxBytes: number): OuterView {
+  const out: OuterView = {};
+  if (v.srcAddr !== undefined) out.srcAddr = cut(v.srcAddr, MAX_VIEW_STRING);
+  if (v.srcPort !== undefined && v.srcPort >= 1 && v.srcPort <= 65535) out.srcPort = v.srcPort;
+  if (v.dstAddr !== undefined) out.dstAddr = cut(v.dstAddr, MAX_VIEW_STRING);
+  if (v.dstPort !== undefined && v.dstPort >= 1 && v.dstPort <= 65535) out.dstPort = v.dstPort;
+  if (v.url !== undefined) out.url = cut(v.url, MAX_VIEW_STRING);
+  if (v.host !== undefined) out.host = cut(v.host, MAX_VIEW_STRING);
+  if (v.headers && v.headers.length > 0) {
+    const valid = v.headers
+      .filter(([n]) => /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(n) && utf8Length(n) <= MAX_VIEW_STRING)
+      .map(([n, val]): [string, string] => [n.toLowerCase(), cut(val, MAX_VIEW_STRING)]);
+    const first = valid.filter(([n]) => PRIORITY_HEADERS.has(n));
+    const rest = valid.filter(([n]) => !PRIORITY_HEADERS.has(n));
+    out.headers = [...first, ...rest].slice(0, MAX_VIEW_HEADERS);
+  }
+  const size = (x: OuterView): number => {
+    try {
+      return encodeOuterView(x).length;
+    } catch {
+      return Number.POSITIVE_INFINITY; // over a hard limit: certainly too big
+    }
+  };
+  while (size(out) > maxBytes) {
+    if (out.headers && out.headers.length > 0) out.headers = out.headers.slice(0, -1);
+    else if (out.url !== undefined && out.url.length > 0)
+      out.url = cut(out.url, Math.floor(utf8Length(out.url) / 2));
+    else
+      return {
+        ...(out.srcAddr === undefined ? {} : { srcAddr: out.srcAddr }),
+        ...(out.srcPort === undefined ? {} : { srcPort: out.srcPort }),
+      };
+  }
+  if (out.headers?.length === 0) delete out.headers;
+  return out;
+}

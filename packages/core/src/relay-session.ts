@@ -48,6 +48,7 @@ import {
   encodePathResponse,
   encodeProbeAck,
   encodeRrep,
+  fitOuterView,
   RegFrameType,
 } from './registration-frames.ts';
 import type { SaLimits } from './sa.ts';
@@ -56,6 +57,9 @@ import type { Delivery, SessionEvent, SessionStats, Transmit } from './session.t
 import { allocateSpi, KeySlots, newSessionStats, Outbox } from './session.ts';
 import { compareTai64n } from './tai64n.ts';
 import { computeVerdict, translationDetected } from './verdict.ts';
+
+/** Room for the observed view in an RREP: 1200-byte frame minus fixed fields and lists. */
+const VIEW_BUDGET = 1100;
 
 /** The relay's decision about a client key: allowed (with an optional psk) or not. */
 export type Authorization = { allowed: true; psk?: Uint8Array } | { allowed: false };
@@ -551,8 +555,11 @@ export class RelaySessions<P> {
       // The path may have moved by roaming since the round began: keep the record in step.
       if (chosen) peer.chosenEncapsulation = enc;
     }
-    const observed: OuterView = ps.info?.view ?? {};
-    const verdict = computeVerdict(rreq.view, observed, enc);
+    const full: OuterView = ps.info?.view ?? {};
+    // The RREP carries the observation, cut to fit one frame (a proxy may add any number of
+    // headers); the verdict below is computed from all of it.
+    const observed = fitOuterView(full, VIEW_BUDGET);
+    const verdict = computeVerdict(rreq.view, full, enc);
     if (chosen) peer.verdict = verdict;
     const keepaliveMs =
       enc === Encapsulation.UDP && translationDetected(verdict)

@@ -5,7 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Encapsulation, encodeBindingAck, Verdict } from '../src/index.ts';
+import fc from 'fast-check';
+import {
+  Encapsulation,
+  encodeBindingAck,
+  encodeOuterView,
+  fitOuterView,
+  Verdict,
+} from '../src/index.ts';
 import { indexOf, Net, numbered } from './harness.ts';
 
 function established(paths: string[], setup?: (n: Net) => void): Net {
@@ -473,5 +480,66 @@ describe('loss right after a move', () => {
     net.runUntil(t0 + 100);
     assert.equal(net.atRelay.find((r) => indexOf(r.payload) === 100)!.at - t0, 20);
     assert.equal(net.atClient.find((r) => indexOf(r.payload) === 200)!.at - t0, 40);
+  });
+});
+
+describe('views from the network never break encoding', () => {
+  test('fitOuterView: any view fits its budget, keeps proxy headers first, cuts long strings', () => {
+    const headers: [string, string][] = [];
+    for (let i = 0; i < 60; i++) headers.push([`x-junk-${i}`, 'v'.repeat(300)]);
+    headers.push(['via', '1.1 proxy'], ['X-Forwarded-For', '198.18.0.2'], ['bad name', 'x']);
+    const view = {
+      srcAddr: '198.18.0.9',
+      srcPort: 4000,
+      url: `/rl/${'u'.repeat(2000)}`,
+      host: 'relay',
+      headers,
+    };
+    const fit = fitOuterView(view, 1100);
+    assert.ok(encodeOuterView(fit).length <= 1100);
+    assert.deepEqual(fit.headers?.slice(0, 2), [
+      ['via', '1.1 proxy'],
+      ['x-forwarded-for', '198.18.0.2'],
+    ]);
+    assert.ok(!fit.headers?.some(([n]: [string, string]) => n === 'bad name'));
+    assert.equal(fit.srcAddr, '198.18.0.9');
+    fc.assert(
+      fc.property(
+        fc.record({
+          srcAddr: fc.option(fc.string({ maxLength: 700 }), { nil: undefined }),
+          url: fc.option(fc.string({ maxLength: 3000 }), { nil: undefined }),
+          headers: fc.array(fc.tuple(fc.string({ maxLength: 40 }), fc.string({ maxLength: 800 })), {
+            maxLength: 50,
+          }),
+        }),
+        fc.integer({ min: 200, max: 1100 }),
+        (v, budget) => {
+          const clean = Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined));
+          return encodeOuterView(fitOuterView(clean, budget)).length <= budget;
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  test('a proxy that adds a mountain of headers: the relay still answers, the verdict is protocol', () => {
+    const net = new Net();
+    const headers: [string, string][] = [['user-agent', 'roamlink-test']];
+    const relayHeaders: [string, string][] = [...headers, ['via', '1.1 proxy']];
+    for (let i = 0; i < 80; i++) relayHeaders.push([`x-tracking-${i}`, 't'.repeat(400)]);
+    const client = { url: 'http://relay.test/rl/ws', host: 'relay.test', headers };
+    const relay = {
+      srcAddr: '198.18.5.5',
+      srcPort: 3128,
+      url: '/rl/ws',
+      host: 'relay.test',
+      headers: relayHeaders,
+    };
+    net.paths.a = { encapsulation: Encapsulation.WEBSOCKET, client, relay };
+    net.connect(['a']);
+    net.runUntil(net.now + 200);
+    assert.ok(net.client.registered);
+    assert.equal(net.client.verdict, Verdict.PROTOCOL);
+    assert.equal(net.relay.stats.controlDrops.frame_malformed, 0);
   });
 });
