@@ -10,6 +10,7 @@
  *
  *   node apps/client/src/demo.ts [--duration-s N] [--rekey-after-ms N] [--port N] [--tcp-port N]
  *        [--http-port N] [--log-events] [--no-udp] [--no-tcp] [--no-ws] [--no-http] (leave candidates out)
+ *        [--suite aes-256-gcm] (offer one suite only, e.g. for a capture with Wireshark 4.0)
  */
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -30,6 +31,7 @@ const { values } = parseArgs({
     'no-ws': { type: 'boolean', default: false },
     'no-http': { type: 'boolean', default: false },
     'no-udp': { type: 'boolean', default: false },
+    suite: { type: 'string' },
     dir: { type: 'string', default: '.roamlink/demo' },
   },
 });
@@ -111,6 +113,7 @@ const c = spawn(
     ...(values['no-tcp'] ? ['--no-tcp'] : []),
     ...(values['no-ws'] ? ['--no-ws'] : []),
     ...(values['no-http'] ? ['--no-http'] : []),
+    ...(values.suite ? ['--suite', values.suite] : []),
     ...(values['no-udp'] ? ['--no-udp'] : []),
   ],
   { stdio: 'inherit' },

@@ -22,7 +22,7 @@
  *        [--log-events]
  */
 import { parseArgs } from 'node:util';
-import type { Candidate, SessionEvent } from '@roamlink/core';
+import type { Candidate, SessionEvent, Suite } from '@roamlink/core';
 import {
   ClientSession,
   decodeEcho,
@@ -68,6 +68,7 @@ const { values } = parseArgs({
     'ping-interval-ms': { type: 'string', default: '100' },
     'duration-s': { type: 'string', default: '0' },
     'rekey-after-ms': { type: 'string' },
+    suite: { type: 'string' },
     'print-public-key': { type: 'boolean', default: false },
     'log-events': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
@@ -75,7 +76,7 @@ const { values } = parseArgs({
 });
 if (values.help) {
   process.stdout.write(
-    'usage: client --relay host:port --relay-key hex [--relay-tcp host:port | --no-tcp] [--relay-http host:port] [--no-ws] [--no-http] [--no-udp] [--data-dir dir] [--ping-interval-ms N] [--duration-s N] [--rekey-after-ms N] [--log-events]\n',
+    'usage: client --relay host:port --relay-key hex [--relay-tcp host:port | --no-tcp] [--relay-http host:port] [--no-ws] [--no-http] [--no-udp] [--data-dir dir] [--ping-interval-ms N] [--duration-s N] [--rekey-after-ms N] [--suite chacha20-poly1305|aes-256-gcm] [--log-events]\n',
   );
   process.exit(0);
 }
@@ -90,13 +91,23 @@ if (!values['relay-key']) {
 }
 
 const crypto = selectProvider();
+// --suite offers one suite only: for example AES-256-GCM, which Wireshark 4.0 can decrypt from a
+// key log (docs/PROTOCOL.md §5). By default every suite is offered, fastest first.
+const suiteByName = new Map(
+  Object.entries(SUITE_NAMES).map(([code, name]) => [name, Number(code) as Suite]),
+);
+const onlySuite = values.suite === undefined ? undefined : suiteByName.get(values.suite);
+if (values.suite !== undefined && (onlySuite === undefined || !crypto.suites.includes(onlySuite))) {
+  process.stderr.write(`client: unknown or unavailable suite "${values.suite}"\n`);
+  process.exit(2);
+}
 const writeKey = keyLogWriter();
 const rekeyAfterMs = values['rekey-after-ms'] ? Number(values['rekey-after-ms']) : undefined;
 const session = new ClientSession<string>({
   staticKeypair: keypair,
   relayStaticKey: parsePublicKey(values['relay-key']),
   provider: crypto.provider,
-  suites: crypto.suites,
+  suites: onlySuite === undefined ? crypto.suites : [onlySuite],
   random: nodeRandom,
   keyLog: writeKey !== undefined,
   ...(rekeyAfterMs ? { limits: { rekeyAfterMs, rejectAfterMs: rekeyAfterMs * 1.5 } } : {}),

@@ -30,13 +30,14 @@ export interface DemoResult {
 export async function runDemo(
   args: string[],
   script: (d: DemoControl) => Promise<void>,
+  opts: { env?: Record<string, string> } = {},
 ): Promise<DemoResult> {
   const dir = mkdtempSync(join(tmpdir(), 'roamlink-demo-'));
   const demo = fileURLToPath(new URL('../src/demo.ts', import.meta.url));
   const child = spawn(
     process.execPath,
     [demo, '--port', '0', '--dir', dir, '--log-events', ...args],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } },
   );
   let err = '';
   child.stderr.on('data', (d) => (err += d));
