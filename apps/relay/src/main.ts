@@ -19,7 +19,7 @@
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 import { getRequestListener } from '@hono/node-server';
-import type { PathInfo, RelayEvent } from '@roamlink/core';
+import type { OuterView, PathInfo, RelayEvent } from '@roamlink/core';
 import {
   decodeEcho,
   Encapsulation,
@@ -30,6 +30,7 @@ import {
   toHex,
 } from '@roamlink/core';
 import { keyLogWriter, selectProvider } from '@roamlink/crypto-node';
+import type { WsPathView } from '@roamlink/node';
 import {
   HttpRelayTransport,
   isHttpPath,
@@ -157,6 +158,22 @@ tcp = new TcpTransport({
 const tcpBind = parseEndpoint(values.tcp ?? `${udp.local.address}:${udp.local.port}`, true);
 const tcpLocal = await tcp.listen(tcpBind.address, tcpBind.port);
 
+/**
+ * What the relay observed on a WebSocket or HTTP path: the socket's two ends and the request as
+ * it arrived (a proxy shows in its headers).
+ */
+function requestView(v: WsPathView): OuterView {
+  return {
+    srcAddr: v.remote.address,
+    srcPort: v.remote.port,
+    dstAddr: v.local.address,
+    dstPort: v.local.port,
+    url: v.url,
+    ...(v.host === undefined ? {} : { host: v.host }),
+    headers: v.headers,
+  };
+}
+
 ws = new WebSocketTransport({
   onDatagram: (data, path) => {
     const v = ws.view(path);
@@ -164,15 +181,7 @@ ws = new WebSocketTransport({
     // The socket's two ends and the upgrade request as it arrived: a proxy shows in its headers.
     deliver(data, path, {
       encapsulation: Encapsulation.WEBSOCKET,
-      view: {
-        srcAddr: v.remote.address,
-        srcPort: v.remote.port,
-        dstAddr: v.local.address,
-        dstPort: v.local.port,
-        url: v.url,
-        ...(v.host === undefined ? {} : { host: v.host }),
-        headers: v.headers,
-      },
+      view: requestView(v),
     });
   },
   onPathClose: (path, reason) => log('ws-closed', { path, reason }),
@@ -182,15 +191,7 @@ httpT = new HttpRelayTransport({
     // The request that carried the datagram, as it arrived: a proxy shows in its headers.
     deliver(data, path, {
       encapsulation: isHttpStreamPath(path) ? Encapsulation.HTTP_STREAM : Encapsulation.HTTP_POLL,
-      view: {
-        srcAddr: v.remote.address,
-        srcPort: v.remote.port,
-        dstAddr: v.local.address,
-        dstPort: v.local.port,
-        url: v.url,
-        ...(v.host === undefined ? {} : { host: v.host }),
-        headers: v.headers,
-      },
+      view: requestView(v),
     });
   },
   onPathClose: (path, reason) => log('http-closed', { path, reason }),

@@ -39,6 +39,7 @@ import {
 import { type Encapsulation, isEncapsulation } from './encapsulation.ts';
 import { ErrorCode, RoamlinkError } from './errors.ts';
 import { type OuterView, Verdict } from './path.ts';
+import { PROXY_HEADERS } from './verdict.ts';
 
 export const RegFrameType = {
   RREQ: 0x10,
@@ -637,20 +638,8 @@ export function decodeBindingFrame(b: Uint8Array): { type: 0x16 | 0x17 } & Bindi
   });
 }
 
-/** Proxy and CDN headers: what a verdict needs most, kept first when a view must shrink. */
-const PRIORITY_HEADERS = new Set([
-  'via',
-  'forwarded',
-  'x-forwarded-for',
-  'x-forwarded-host',
-  'x-forwarded-proto',
-  'x-forwarded-port',
-  'x-real-ip',
-  'cf-connecting-ip',
-  'true-client-ip',
-  'cdn-loop',
-  'host',
-]);
+/** What a verdict needs most, kept first when a view must shrink: the proxy headers and Host. */
+const PRIORITY_HEADERS: ReadonlySet<string> = new Set([...PROXY_HEADERS, 'host']);
 
 const utf8Length = (s: string): number => new TextEncoder().encode(s).length;
 

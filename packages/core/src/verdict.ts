@@ -41,7 +41,7 @@ export const HTTP_ENCAPSULATIONS: ReadonlySet<Encapsulation> = new Set<Encapsula
 ]);
 
 /** Headers that proxies and CDNs add (RFC 9110 §7.6.3, RFC 7239, RFC 8586 and de-facto ones). */
-const PROXY_HEADERS: ReadonlySet<string> = new Set([
+export const PROXY_HEADERS: ReadonlySet<string> = new Set([
   'via',
   'forwarded',
   'x-forwarded-for',
