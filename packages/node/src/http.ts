@@ -39,6 +39,7 @@ import {
   RECORD_HEADER_BYTES,
   RecordReader,
 } from '@roamlink/core';
+import { ProxyAgent, type ProxyConfig } from './proxy.ts';
 import { DEFAULT_MAX_QUEUED_BYTES } from './tcp.ts';
 import type { UdpEndpoint } from './udp.ts';
 import type { WsPathView } from './websocket.ts';
@@ -245,6 +246,12 @@ export class HttpRelayTransport {
       else this.#poll(s, req, res);
     }
     return true;
+  }
+
+  /** Whether the session's queue is over half its bound (a writer that can wait should). */
+  congested(pathId: string): boolean {
+    const s = this.#byId.get(pathId);
+    return s !== undefined && s.queuedBytes > this.#maxQueued / 2;
   }
 
   /**
@@ -523,6 +530,16 @@ export interface HttpClientOptions {
   maxBatchBytes?: number;
   /** Streaming only: the first body byte is due within clamp(factor × T, minMs, maxMs). */
   bufferDetect?: { factor?: number; minMs?: number; maxMs?: number };
+  /**
+   * Reach the relay through this HTTP proxy: each of the path's connections is a CONNECT tunnel
+   * (proxy.ts), the requests inside unchanged (origin-form, Host of the relay), so a proxy can
+   * neither buffer the stream nor see the requests. The caller chooses it (`selectProxy` reads
+   * HTTPS_PROXY/NO_PROXY); nothing here reads the environment. A tunnel that fails fails the
+   * path with "http-error: ROAMLINK_ERR_PROXY_..." (the ProxyError's code).
+   */
+  proxy?: ProxyConfig | string;
+  /** Deadline for each tunnel (connection to the proxy and its answer), default 10 s. */
+  proxyConnectTimeoutMs?: number;
 }
 
 export interface HttpClientStats {
@@ -534,7 +551,12 @@ export interface HttpClientStats {
   queueDrops: number;
 }
 
-/** The client's view of its path: the URL, Host and headers it sends, and the POST's socket ends. */
+/**
+ * The client's view of its path: the URL, Host and headers it sends, and the POST's socket ends.
+ * Through a proxy the socket ends are those of the POST's connection to the proxy (before the
+ * first POST has a socket: the proxy's address), and url/host/headers stay those of the inner
+ * POST; the CONNECT request and its Proxy-Authorization are not part of the view.
+ */
 export type HttpClientView = HttpPathView;
 
 interface Target {
@@ -575,6 +597,7 @@ abstract class HttpClientBase {
   protected readonly o: HttpClientOptions;
   protected readonly target: Target;
   protected readonly agent: Agent;
+  readonly #proxy: ProxyConfig | undefined;
   protected readonly extraHeaders: Record<string, string>;
   readonly #upPath: string;
   readonly #maxQueued: number;
@@ -598,7 +621,25 @@ abstract class HttpClientBase {
     this.#maxBatch = o.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
     this.extraHeaders = o.headers ?? {};
     // Two sockets: the held down request would block a POST queued behind it on one.
-    this.agent = new Agent({ keepAlive: true, maxSockets: 2 });
+    if (o.proxy === undefined) {
+      this.agent = new Agent({ keepAlive: true, maxSockets: 2 });
+    } else {
+      const agent = new ProxyAgent({
+        keepAlive: true,
+        maxSockets: 2,
+        proxy: o.proxy,
+        ...(o.proxyConnectTimeoutMs === undefined
+          ? {}
+          : { connectTimeoutMs: o.proxyConnectTimeoutMs }),
+      });
+      this.agent = agent;
+      this.#proxy = agent.proxy;
+    }
+  }
+
+  /** Whether the queue for the next POST is over half its bound (a writer that can wait should). */
+  get congested(): boolean {
+    return this.#queued > this.#maxQueued / 2;
   }
 
   get isDone(): boolean {
@@ -616,7 +657,9 @@ abstract class HttpClientBase {
       local: endpointOf(s?.localAddress, s?.localPort),
       remote: s
         ? endpointOf(s.remoteAddress, s.remotePort)
-        : { address: this.target.hostname, port: this.target.port },
+        : this.#proxy
+          ? { address: this.#proxy.hostname, port: this.#proxy.port }
+          : { address: this.target.hostname, port: this.target.port },
       url: `${this.target.url}${this.#upPath}`,
       host: this.target.host,
       headers,

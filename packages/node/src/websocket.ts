@@ -25,6 +25,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
+import { DEFAULT_PROXY_CONNECT_TIMEOUT_MS, ProxyAgent, type ProxyConfig } from './proxy.ts';
 import type { UdpEndpoint } from './udp.ts';
 
 /** The request path of the WebSocket encapsulation (base "/rl"). */
@@ -52,7 +53,10 @@ export type WsEndpoint = UdpEndpoint;
 /**
  * One path's outer view as this side knows it. Relay: the peer and local socket ends, the request
  * target, Host and every request header (names lower-case), so that registration can see a proxy.
- * Client: its socket's ends, the URL it requested, Host and the headers it set itself.
+ * Client: its socket's ends, the URL it requested, Host and the headers it set itself. Through a
+ * proxy (CONNECT tunnel) the client's socket ends are those of its connection to the proxy, and
+ * url/host/headers stay those of its inner upgrade request (the CONNECT request and its
+ * Proxy-Authorization are not part of the view: the relay never sees them).
  */
 export interface WsPathView {
   local: WsEndpoint;
@@ -75,6 +79,17 @@ export interface WebSocketTransportOptions {
   closeTimeoutMs?: number;
   /** Closes a path with 4001 after this long without a message (default: never). */
   idleTimeoutMs?: number;
+}
+
+export interface WsConnectOptions {
+  /**
+   * Reach the relay through this HTTP proxy: the upgrade rides a CONNECT tunnel (proxy.ts). The
+   * caller chooses it (`selectProxy` reads HTTPS_PROXY/NO_PROXY); nothing here reads the
+   * environment. Failures reject with a ProxyError (`code` ROAMLINK_ERR_PROXY_*).
+   */
+  proxy?: ProxyConfig | string;
+  /** Deadline for the tunnel (connection to the proxy and its answer), default 10 s. */
+  proxyConnectTimeoutMs?: number;
 }
 
 export interface WebSocketTransportStats {
@@ -194,15 +209,31 @@ export class WebSocketTransport {
 
   /**
    * Client: connects to `url` (ws://host:port/rl/ws) with `headers` (e.g. User-Agent), and
-   * resolves with the path id once the upgrade succeeded (rejects otherwise).
+   * resolves with the path id once the upgrade succeeded (rejects otherwise). With `opts.proxy`
+   * the connection is a CONNECT tunnel through that proxy.
    */
-  connect(url: string, headers: Record<string, string> = {}): Promise<string> {
+  connect(
+    url: string,
+    headers: Record<string, string> = {},
+    opts: WsConnectOptions = {},
+  ): Promise<string> {
+    // One agent per proxied connection: the upgrade takes the socket out of it, and destroying
+    // it when the WebSocket closes also ends a tunnel still being opened.
+    const agent =
+      opts.proxy === undefined
+        ? undefined
+        : new ProxyAgent({
+            proxy: opts.proxy,
+            connectTimeoutMs: opts.proxyConnectTimeoutMs ?? DEFAULT_PROXY_CONNECT_TIMEOUT_MS,
+          });
     const ws = new WebSocket(url, {
       headers,
       maxPayload: WS_MAX_PAYLOAD,
       perMessageDeflate: false,
       handshakeTimeout: 10_000,
+      ...(agent ? { agent } : {}),
     });
+    if (agent) ws.once('close', () => agent.destroy());
     this.#pending.add(ws);
     return new Promise<string>((resolve, reject) => {
       let socket: Socket | undefined;
@@ -224,6 +255,7 @@ export class WebSocketTransport {
         const u = new URL(url);
         const set = Object.entries(headers).map(([k, v]): [string, string] => [k.toLowerCase(), v]);
         const id = this.#open(ws, {
+          // Proxied: the ends of the connection to the proxy (the tunnel's socket).
           local: endpointOf(socket?.localAddress, socket?.localPort),
           remote: endpointOf(socket?.remoteAddress, socket?.remotePort),
           url,
@@ -234,6 +266,15 @@ export class WebSocketTransport {
         resolve(id);
       });
     });
+  }
+
+  /**
+   * Whether the path's socket holds more than half its bound: a writer that can wait (the stream
+   * layer) should, rather than have `send` drop.
+   */
+  congested(pathId: string): boolean {
+    const c = this.#conns.get(pathId);
+    return c !== undefined && c.ws.bufferedAmount > this.#maxBuffered / 2;
   }
 
   /**

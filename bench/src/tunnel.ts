@@ -1,0 +1,330 @@
+/**
+ * `pnpm bench tunnel [--size 1G] [--requests 1000] [--runs 1] [--only udp,tcp] [--json]`:
+ * a download through roamlink's SOCKS5 port over each encapsulation, beside the same download
+ * direct (the ceiling) and through OpenSSH's `ssh -D` with aes128-gcm to a local sshd (what a
+ * user would pick instead), all in the same run; plus p50/p99 of small requests on one
+ * kept-alive connection for each.
+ *
+ * Method: the origin (tunnel-origin.ts) serves from memory in a worker thread; curl is the one
+ * client for every row (tunnel-curl.ts), to /dev/null. MB/s = bytes / total transfer time,
+ * 1 MB = 10^6 bytes; with `--runs N` the median run counts. Latency: `--requests` sequential
+ * GETs of a 100-byte body after one warm-up request on the same connection, nearest-rank p50
+ * and p99 of curl's per-transfer time. Direct and ssh are measured once, before the roamlink
+ * rows, and repeated in every row. A roamlink row or ssh that fails records its error in the
+ * row and the run goes on; only a failing direct measurement aborts the benchmark.
+ */
+
+import type { Row } from './table.ts';
+import { flag, median, printRows } from './table.ts';
+import { download, latency } from './tunnel-curl.ts';
+import { type Origin, SMALL_BODY_BYTES, startOrigin } from './tunnel-origin.ts';
+import { startRoamlinkTunnel } from './tunnel-roamlink.ts';
+import { type SocksTunnel, startSshSocks } from './tunnel-ssh.ts';
+
+export type Encapsulation = 'udp' | 'tcp' | 'ws' | 'http';
+export const ENCAPSULATIONS: readonly Encapsulation[] = ['udp', 'tcp', 'ws', 'http'];
+
+export interface Measured {
+  /** Bytes of one download (checked against the requested size and the origin's count). */
+  bytes: number;
+  /** Seconds of the counted (median) download. */
+  seconds: number;
+  MBps: number;
+  requests: number;
+  p50ms: number;
+  p99ms: number;
+}
+
+export interface TunnelRow {
+  encapsulation: Encapsulation;
+  MBps: number | null;
+  directMBps: number;
+  sshMBps: number | null;
+  /** MBps / sshMBps. */
+  vsSsh: number | null;
+  /** MBps / directMBps. */
+  vsDirect: number | null;
+  p50ms: number | null;
+  p99ms: number | null;
+  directP50ms: number;
+  directP99ms: number;
+  sshP50ms: number | null;
+  sshP99ms: number | null;
+  /** p50ms - directP50ms: what the tunnel adds to a small request. */
+  addedP50ms: number | null;
+  bytes: number;
+  requests: number;
+  runs: number;
+  /** Why this row has no roamlink figures (null when it has them). */
+  error: string | null;
+  /** Why the ssh columns are null (null when ssh was measured). */
+  sshError: string | null;
+  info: Record<string, unknown> | null;
+}
+
+export interface TunnelBenchOptions {
+  size: number;
+  requests: number;
+  encapsulations: readonly Encapsulation[];
+  /** Downloads per tunnel; the median counts. Default 1. */
+  runs?: number;
+  /** Measure `ssh -D` (default true). */
+  ssh?: boolean;
+  /** Starts a roamlink tunnel; default `startRoamlinkTunnel`. */
+  start?: (encapsulation: Encapsulation) => Promise<SocksTunnel>;
+  /** Progress lines (default: none). */
+  log?: (line: string) => void;
+  /** Live progress within a download, overwritten in place (default: none). */
+  status?: (line: string) => void;
+}
+
+export interface TunnelBenchResult {
+  direct: Measured;
+  ssh: { measured: Measured | null; error: string | null; info: Record<string, unknown> | null };
+  rows: TunnelRow[];
+}
+
+const UNITS: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
+
+/** Parses a byte count: `1073741824`, `64M`, `64MiB`, `1G`, `1GiB`, `512k` (binary units). */
+export function parseSize(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(s.trim());
+  if (!m) throw new Error(`cannot read size "${s}" (e.g. 64M, 1G, 1048576)`);
+  const n = Math.round(Number(m[1]) * UNITS[m[2]!.toLowerCase()]!);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`size "${s}" is out of range`);
+  return n;
+}
+
+function fmtSize(n: number): string {
+  for (const [u, f] of [
+    ['GiB', 2 ** 30],
+    ['MiB', 2 ** 20],
+    ['KiB', 2 ** 10],
+  ] as const)
+    if (n >= f && n % (f / 16) === 0) return `${n / f} ${u}`;
+  return `${n} B`;
+}
+
+function message(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+async function measure(
+  origin: Origin,
+  socksPort: number | null,
+  label: string,
+  o: TunnelBenchOptions,
+): Promise<Measured> {
+  const runs = o.runs ?? 1;
+  const downloadTimeout = 60_000 + o.size / 2e3; // a floor of 2 MB/s
+  const latencyTimeout = 60_000 + o.requests * 100;
+  const speeds: { MBps: number; seconds: number }[] = [];
+  for (let r = 0; r < runs; r++) {
+    const before = origin.bytesSent();
+    const t0 = performance.now();
+    const tick = o.status
+      ? setInterval(() => {
+          const sent = origin.bytesSent() - before;
+          const s = (performance.now() - t0) / 1000;
+          o.status!(
+            `  ${label}: ${(sent / 2 ** 20).toFixed(0)} / ${(o.size / 2 ** 20).toFixed(0)} MiB, ${(sent / s / 1e6).toFixed(0)} MB/s`,
+          );
+        }, 250)
+      : null;
+    try {
+      const d = await download(origin.port, o.size, socksPort, downloadTimeout);
+      const sent = origin.bytesSent() - before;
+      if (sent !== o.size) throw new Error(`the origin sent ${sent} bytes, expected ${o.size}`);
+      speeds.push({ MBps: d.MBps, seconds: d.seconds });
+    } finally {
+      if (tick) clearInterval(tick);
+      o.status?.('');
+    }
+    o.log?.(
+      `  ${label}: ${fmtSize(o.size)} in ${speeds.at(-1)!.seconds.toFixed(2)} s, ${speeds.at(-1)!.MBps.toFixed(1)} MB/s${runs > 1 ? ` (run ${r + 1}/${runs})` : ''}`,
+    );
+  }
+  const MBps = median(speeds.map((s) => s.MBps));
+  const seconds = median(speeds.map((s) => s.seconds));
+  o.status?.(`  ${label}: ${o.requests} small requests...`);
+  const l = await latency(origin.port, o.requests, SMALL_BODY_BYTES, socksPort, latencyTimeout);
+  o.status?.('');
+  o.log?.(
+    `  ${label}: ${o.requests} small requests, p50 ${l.p50ms.toFixed(3)} ms, p99 ${l.p99ms.toFixed(3)} ms`,
+  );
+  return { bytes: o.size, seconds, MBps, requests: o.requests, p50ms: l.p50ms, p99ms: l.p99ms };
+}
+
+/** Measures through a tunnel that `start` opens, always stopping it. */
+async function throughTunnel(
+  origin: Origin,
+  label: string,
+  start: () => Promise<SocksTunnel>,
+  o: TunnelBenchOptions,
+): Promise<{
+  measured: Measured | null;
+  error: string | null;
+  info: Record<string, unknown> | null;
+}> {
+  let tunnel: SocksTunnel;
+  try {
+    o.log?.(`${label}: starting`);
+    tunnel = await start();
+  } catch (e) {
+    o.log?.(`${label}: cannot start: ${message(e)}`);
+    return { measured: null, error: `cannot start: ${message(e)}`, info: null };
+  }
+  try {
+    const measured = await measure(origin, tunnel.socksPort, label, o);
+    return { measured, error: null, info: tunnel.info ?? null };
+  } catch (e) {
+    o.log?.(`${label}: failed: ${message(e)}`);
+    return { measured: null, error: message(e), info: tunnel.info ?? null };
+  } finally {
+    await tunnel.stop().catch((e: unknown) => o.log?.(`${label}: stop failed: ${message(e)}`));
+  }
+}
+
+export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBenchResult> {
+  if (!Number.isSafeInteger(o.size) || o.size < 1) throw new Error('size must be a byte count');
+  if (!Number.isSafeInteger(o.requests) || o.requests < 1)
+    throw new Error('requests must be a positive integer');
+  if (!Number.isSafeInteger(o.runs ?? 1) || (o.runs ?? 1) < 1)
+    throw new Error('runs must be a positive integer');
+  const origin = await startOrigin();
+  try {
+    o.log?.(`direct (the ceiling): ${fmtSize(o.size)} and ${o.requests} small requests`);
+    const direct = await measure(origin, null, 'direct', o);
+    const ssh =
+      o.ssh === false
+        ? { measured: null, error: 'not measured', info: null }
+        : await throughTunnel(origin, 'ssh -D', () => startSshSocks(), o);
+    const start = o.start ?? startRoamlinkTunnel;
+    const rows: TunnelRow[] = [];
+    for (const enc of o.encapsulations) {
+      const r = await throughTunnel(origin, `roamlink ${enc}`, () => start(enc), o);
+      const m = r.measured;
+      const s = ssh.measured;
+      rows.push({
+        encapsulation: enc,
+        MBps: m?.MBps ?? null,
+        directMBps: direct.MBps,
+        sshMBps: s?.MBps ?? null,
+        vsSsh: m && s ? m.MBps / s.MBps : null,
+        vsDirect: m ? m.MBps / direct.MBps : null,
+        p50ms: m?.p50ms ?? null,
+        p99ms: m?.p99ms ?? null,
+        directP50ms: direct.p50ms,
+        directP99ms: direct.p99ms,
+        sshP50ms: s?.p50ms ?? null,
+        sshP99ms: s?.p99ms ?? null,
+        addedP50ms: m ? m.p50ms - direct.p50ms : null,
+        bytes: o.size,
+        requests: o.requests,
+        runs: o.runs ?? 1,
+        error: r.error,
+        sshError: ssh.error,
+        info: r.info,
+      });
+    }
+    return { direct, ssh, rows };
+  } finally {
+    await origin.stop();
+  }
+}
+
+function arg(args: string[], name: string): string | undefined {
+  const eq = args.find((a) => a.startsWith(`--${name}=`));
+  if (eq) return eq.slice(name.length + 3);
+  const i = args.indexOf(`--${name}`);
+  if (i < 0) return undefined;
+  const v = args[i + 1];
+  if (v === undefined || v.startsWith('--')) throw new Error(`--${name} needs a value`);
+  return v;
+}
+
+function positiveInt(args: string[], name: string, fallback: number): number {
+  const s = arg(args, name);
+  if (s === undefined) return fallback;
+  const n = Number(s);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--${name} needs a positive integer`);
+  return n;
+}
+
+export function parseOnly(s: string | undefined): Encapsulation[] {
+  if (s === undefined) return [...ENCAPSULATIONS];
+  const names = s
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x.length > 0);
+  for (const n of names)
+    if (!(ENCAPSULATIONS as readonly string[]).includes(n))
+      throw new Error(`--only: unknown encapsulation "${n}" (${ENCAPSULATIONS.join(', ')})`);
+  if (names.length === 0) throw new Error('--only needs at least one encapsulation');
+  return [...new Set(names)] as Encapsulation[];
+}
+
+export async function run(args: string[]): Promise<void> {
+  const json = flag(args, 'json');
+  let o: TunnelBenchOptions;
+  try {
+    o = {
+      size: parseSize(arg(args, 'size') ?? '1G'),
+      requests: positiveInt(args, 'requests', 1000),
+      runs: positiveInt(args, 'runs', 1),
+      encapsulations: parseOnly(arg(args, 'only')),
+    };
+  } catch (e) {
+    process.stderr.write(
+      `${message(e)}\nusage: pnpm bench tunnel [--size 1G] [--requests 1000] [--runs 1] [--only ${ENCAPSULATIONS.join(',')}] [--json]\n`,
+    );
+    process.exitCode = 2;
+    return;
+  }
+  const tty = process.stderr.isTTY === true;
+  let statusShown = false;
+  const clearStatus = (): void => {
+    if (statusShown) process.stderr.write('\r\x1b[K');
+    statusShown = false;
+  };
+  o.log = (line) => {
+    clearStatus();
+    process.stderr.write(`${line}\n`);
+  };
+  if (tty)
+    o.status = (line) => {
+      clearStatus();
+      if (line) {
+        process.stderr.write(line);
+        statusShown = true;
+      }
+    };
+  // Ctrl-C: exit through 'exit' so the ssh module's hook ends sshd and ssh and removes its files.
+  const onSignal = (): void => process.exit(130);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const { rows, ssh } = await runTunnelBench(o);
+    if (json) {
+      process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+      return;
+    }
+    const table: Row[] = rows.map((r) => {
+      const { error: _e, sshError: _s, info: _i, bytes: _b, requests: _q, runs: _r, ...cols } = r;
+      return Object.fromEntries(Object.entries(cols).map(([k, v]) => [k, v ?? '-']));
+    });
+    printRows(
+      table,
+      false,
+      `Tunnel: ${fmtSize(o.size)} download (MB/s, 1 MB = 10^6 B) and ${o.requests} small requests on one kept-alive connection (ms), through SOCKS5; direct and ssh -D (${ssh.info?.cipher ?? 'aes128-gcm'}) in the same run`,
+    );
+    const notes = [
+      ...(ssh.error ? [`ssh -D: ${ssh.error}`] : []),
+      ...rows.filter((r) => r.error).map((r) => `${r.encapsulation}: ${r.error}`),
+    ];
+    if (notes.length) process.stdout.write(`\n${notes.map((n) => `  ${n}`).join('\n')}\n`);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

@@ -1,0 +1,202 @@
+/**
+ * The tunnel benchmark's harness at a small size: direct and `ssh -D` figures that make sense,
+ * exact byte counts, a roamlink row computed from a stand-in tunnel (a minimal SOCKS5 forwarder,
+ * RFC 1928, CONNECT only), a failing tunnel recorded in its row, and the `--json` contract of
+ * `pnpm bench tunnel`. Speed targets are read from a full run, never asserted here.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { Measured } from '../src/tunnel.ts';
+import { parseOnly, parseSize, runTunnelBench } from '../src/tunnel.ts';
+import { percentile } from '../src/tunnel-curl.ts';
+import { SSHD } from '../src/tunnel-ssh.ts';
+
+const SIZE = 8 * 2 ** 20;
+const REQUESTS = 50;
+
+/** Reads exactly `n` bytes from a paused socket. */
+function readExactly(sock: Socket, n: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const tryRead = (): void => {
+      const b = sock.read(n) as Buffer | null;
+      if (b) {
+        sock.off('readable', tryRead);
+        sock.off('end', onEnd);
+        resolve(b);
+      }
+    };
+    const onEnd = (): void => reject(new Error('socket ended'));
+    sock.on('readable', tryRead);
+    sock.once('end', onEnd);
+    tryRead();
+  });
+}
+
+/** A SOCKS5 server (no authentication, CONNECT only) that forwards to 127.0.0.1 targets. */
+async function startSocks5(): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createServer(async (client) => {
+    sockets.add(client);
+    client.on('error', () => {});
+    client.on('close', () => sockets.delete(client));
+    try {
+      const [ver, nMethods] = await readExactly(client, 2);
+      assert.equal(ver, 5);
+      const methods = await readExactly(client, nMethods!);
+      assert.ok(methods.includes(0), 'client offers no-auth');
+      client.write(Buffer.from([5, 0]));
+      const [v, cmd, , atyp] = await readExactly(client, 4);
+      assert.equal(v, 5);
+      assert.equal(cmd, 1);
+      let host: string;
+      if (atyp === 1) host = [...(await readExactly(client, 4))].join('.');
+      else if (atyp === 3) {
+        const [len] = await readExactly(client, 1);
+        host = (await readExactly(client, len!)).toString('ascii');
+      } else throw new Error(`address type ${atyp}`);
+      const port = (await readExactly(client, 2)).readUInt16BE(0);
+      assert.ok(host === '127.0.0.1' || host === 'localhost', host);
+      const upstream = connect(port, '127.0.0.1');
+      sockets.add(upstream);
+      upstream.on('error', () => client.destroy());
+      upstream.on('close', () => sockets.delete(upstream));
+      upstream.once('connect', () => {
+        client.write(Buffer.from([5, 0, 0, 1, 127, 0, 0, 1, 0, 0]));
+        client.pipe(upstream).pipe(client);
+      });
+    } catch {
+      client.destroy();
+    }
+  });
+  server.on('connection', (s) => s.pause());
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+function assertSane(m: Measured, what: string): void {
+  assert.equal(m.bytes, SIZE, `${what}: bytes`);
+  assert.ok(m.MBps > 0 && Number.isFinite(m.MBps), `${what}: MBps ${m.MBps}`);
+  assert.ok(m.seconds > 0, `${what}: seconds`);
+  assert.equal(m.requests, REQUESTS);
+  assert.ok(m.p50ms > 0, `${what}: p50 ${m.p50ms}`);
+  assert.ok(m.p50ms <= m.p99ms, `${what}: p50 ${m.p50ms} > p99 ${m.p99ms}`);
+  assert.ok(m.p99ms < 1000, `${what}: p99 ${m.p99ms} ms on loopback`);
+}
+
+test('sizes, --only and the percentile', () => {
+  assert.equal(parseSize('1G'), 2 ** 30);
+  assert.equal(parseSize('1GiB'), 2 ** 30);
+  assert.equal(parseSize('64M'), 64 * 2 ** 20);
+  assert.equal(parseSize('512k'), 512 * 1024);
+  assert.equal(parseSize('1000'), 1000);
+  assert.throws(() => parseSize('lots'), /cannot read size/);
+  assert.throws(() => parseSize('0'), /out of range/);
+  assert.deepEqual(parseOnly('udp,tcp'), ['udp', 'tcp']);
+  assert.deepEqual(parseOnly(undefined), ['udp', 'tcp', 'ws', 'http']);
+  assert.throws(() => parseOnly('udp,quic'), /unknown encapsulation "quic"/);
+  assert.throws(() => parseOnly(','), /at least one/);
+  const xs = Array.from({ length: 100 }, (_, i) => 100 - i);
+  assert.equal(percentile(xs, 50), 50);
+  assert.equal(percentile(xs, 99), 99);
+  assert.equal(percentile([7], 99), 7);
+});
+
+test('direct, ssh -D and a stand-in tunnel at 8 MiB, 50 requests', async (t) => {
+  const socks = await startSocks5();
+  let stopped = 0;
+  try {
+    const { direct, ssh, rows } = await runTunnelBench({
+      size: SIZE,
+      requests: REQUESTS,
+      encapsulations: ['tcp', 'udp'],
+      start: async (enc) => {
+        if (enc === 'udp') throw new Error('stand-in refuses udp');
+        return {
+          socksPort: socks.port,
+          stop: async () => {
+            stopped++;
+          },
+          info: { standIn: true },
+        };
+      },
+    });
+    assertSane(direct, 'direct');
+    if (ssh.measured) {
+      assertSane(ssh.measured, 'ssh');
+      assert.equal(ssh.error, null);
+      assert.match(String(ssh.info?.version), /OpenSSH/);
+    } else {
+      // Without openssh-server the columns are null with a reason; CI installs it.
+      assert.ok(!existsSync(SSHD), `sshd is installed but ssh -D failed: ${ssh.error}`);
+      assert.match(String(ssh.error), /not found|cannot start/);
+      t.diagnostic(`ssh -D not measured: ${ssh.error}`);
+    }
+
+    assert.equal(rows.length, 2);
+    const [tcp, udp] = rows;
+    assert.equal(tcp!.encapsulation, 'tcp');
+    assert.equal(tcp!.error, null);
+    assert.ok(tcp!.MBps! > 0);
+    assert.ok(tcp!.p50ms! <= tcp!.p99ms!);
+    assert.equal(tcp!.directMBps, direct.MBps);
+    assert.equal(tcp!.sshMBps, ssh.measured?.MBps ?? null);
+    assert.equal(tcp!.vsDirect, tcp!.MBps! / direct.MBps);
+    if (ssh.measured) assert.equal(tcp!.vsSsh, tcp!.MBps! / ssh.measured.MBps);
+    assert.equal(tcp!.addedP50ms, tcp!.p50ms! - direct.p50ms);
+    assert.equal(tcp!.bytes, SIZE);
+    assert.deepEqual(tcp!.info, { standIn: true });
+    assert.equal(stopped, 1, 'the stand-in tunnel was stopped');
+
+    assert.equal(udp!.encapsulation, 'udp');
+    assert.match(String(udp!.error), /cannot start: stand-in refuses udp/);
+    assert.equal(udp!.MBps, null);
+    assert.equal(udp!.p50ms, null);
+    assert.equal(udp!.directMBps, direct.MBps);
+    assert.equal(udp!.directP50ms, direct.p50ms);
+  } finally {
+    await socks.close();
+  }
+});
+
+test('pnpm bench tunnel --json: rows with the documented fields, errors in the row', () => {
+  const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+  const r = spawnSync(
+    process.execPath,
+    [main, 'tunnel', '--json', '--size', '8M', '--requests', String(REQUESTS), '--only', 'udp'],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /direct: 8 MiB in/, 'progress goes to stderr');
+  const rows = JSON.parse(r.stdout) as Record<string, unknown>[];
+  assert.equal(rows.length, 1);
+  const row = rows[0]!;
+  assert.equal(row.encapsulation, 'udp');
+  for (const k of ['MBps', 'directMBps', 'sshMBps', 'p50ms', 'directP50ms', 'sshP50ms'])
+    assert.ok(k in row, k);
+  assert.ok((row.directMBps as number) > 0);
+  assert.ok((row.directP50ms as number) <= (row.directP99ms as number));
+  assert.equal(row.bytes, SIZE);
+  if (existsSync(SSHD)) assert.ok((row.sshMBps as number) > 0, String(row.sshError));
+  if (row.error === null) {
+    // Once the roamlink tunnel is wired, its figures must make sense too.
+    assert.ok((row.MBps as number) > 0);
+    assert.ok((row.p50ms as number) <= (row.p99ms as number));
+  } else {
+    assert.equal(typeof row.error, 'string');
+    assert.equal(row.MBps, null);
+  }
+  const bad = spawnSync(process.execPath, [main, 'tunnel', '--only', 'quic'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /unknown encapsulation "quic"/);
+});

@@ -1,0 +1,278 @@
+/**
+ * The WebSocket and both RLHTTP/1 clients through a real HTTP proxy (squid, CONNECT tunnels) to
+ * real relay-side transports on loopback: once without authentication, once with basic
+ * authentication (right credentials carry datagrams; wrong or missing ones give the 407 code;
+ * a CONNECT the proxy's policy forbids gives REFUSED with 403). The proof that traffic went
+ * through the proxy: the relay sees a peer socket other than the client's own, and squid's access
+ * log has the CONNECT.
+ */
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import {
+  type HttpClientOptions,
+  type HttpPathView,
+  HttpPollClient,
+  HttpRelayTransport,
+  HttpStreamClient,
+} from '../src/http.ts';
+import { connectViaProxy, isProxyError, ProxyErrorCode } from '../src/proxy.ts';
+import { WebSocketTransport, WS_PATH, type WsPathView } from '../src/websocket.ts';
+import { hasNcsaAuth, hasSquid, type Squid, startSquid } from './squid.ts';
+
+const skip =
+  (!hasSquid || !hasNcsaAuth) && !process.env.CI && 'needs squid (scripts/system-deps.sh)';
+
+/** One Node HTTP server with both relay-side transports, echoing every datagram. */
+interface Relay {
+  port: number;
+  ws: WebSocketTransport;
+  http: HttpRelayTransport;
+  wsOpened: { path: string; view: WsPathView }[];
+  wsGot: { d: Uint8Array; path: string }[];
+  httpGot: { d: Uint8Array; path: string; view: HttpPathView }[];
+  close(): Promise<void>;
+}
+
+async function startRelay(): Promise<Relay> {
+  const wsOpened: Relay['wsOpened'] = [];
+  const wsGot: Relay['wsGot'] = [];
+  const httpGot: Relay['httpGot'] = [];
+  const http: HttpRelayTransport = new HttpRelayTransport({
+    onDatagram: (d, path, view) => {
+      httpGot.push({ d, path, view });
+      http.send(path, d);
+    },
+  });
+  const ws: WebSocketTransport = new WebSocketTransport({
+    onDatagram: (d, path) => {
+      wsGot.push({ d, path });
+      ws.send(path, d);
+    },
+    onPathOpen: (path, view) => wsOpened.push({ path, view }),
+  });
+  const server: Server = createServer((req, res) => {
+    if (!http.handle(req, res)) res.writeHead(404, { 'Content-Length': '0' }).end();
+  });
+  ws.attach(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    ws,
+    http,
+    wsOpened,
+    wsGot,
+    httpGot,
+    close: async () => {
+      http.close();
+      await ws.close();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+const waitFor = async (pred: () => boolean, what: string, ms = 5000): Promise<void> => {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+const bytes = (...v: number[]): Uint8Array => new Uint8Array(v);
+
+/** WebSocket through `proxy`: datagrams both ways; the views say what the proxy changed. */
+async function wsThrough(relay: Relay, squid: Squid, proxy: string): Promise<void> {
+  const got: Uint8Array[] = [];
+  const client = new WebSocketTransport({ onDatagram: (d) => got.push(d) });
+  const url = `ws://127.0.0.1:${relay.port}${WS_PATH}`;
+  const before = relay.wsOpened.length;
+  try {
+    const cp = await client.connect(url, { 'User-Agent': 'roamlink-test/1' }, { proxy });
+    for (let i = 0; i < 10; i++) assert.ok(client.send(cp, bytes(i, 42)));
+    await waitFor(() => got.length === 10, 'ten WebSocket echoes through the proxy');
+    assert.deepEqual(
+      got.map((d) => d[0]),
+      [...Array(10).keys()],
+    );
+    const rv = relay.wsOpened[before]!.view;
+    const cv = client.view(cp)!;
+    // The client's socket ends are its connection to the proxy; the relay's peer is the proxy's
+    // own outgoing connection, not the client's socket.
+    assert.deepEqual(cv.remote, { address: '127.0.0.1', port: squid.port });
+    assert.notDeepEqual(rv.remote, cv.local);
+    // The inner request is untouched: the same URL/Host/headers on both sides, no proxy fields.
+    assert.equal(cv.url, url);
+    assert.equal(cv.host, `127.0.0.1:${relay.port}`);
+    assert.equal(rv.host, cv.host);
+    assert.equal(rv.url, WS_PATH);
+    assert.deepEqual(cv.headers, [['user-agent', 'roamlink-test/1']]);
+    assert.ok(rv.headers.some(([k, v]) => k === 'user-agent' && v === 'roamlink-test/1'));
+    assert.ok(!rv.headers.some(([k]) => k === 'proxy-authorization' || k === 'via'));
+  } finally {
+    await client.close();
+  }
+}
+
+function collector() {
+  const got: Uint8Array[] = [];
+  const errors: string[] = [];
+  let opened = 0;
+  const opts: Pick<HttpClientOptions, 'onDatagram' | 'onError' | 'onOpen'> = {
+    onDatagram: (d) => got.push(d),
+    onError: (_p, r) => errors.push(r),
+    onOpen: () => {
+      opened++;
+    },
+  };
+  return { got, errors, opts, opened: () => opened };
+}
+
+/** Both HTTP clients through `proxy`: datagrams both ways, the stream not taken for buffered. */
+async function httpThrough(relay: Relay, squid: Squid, proxy: string): Promise<void> {
+  const baseUrl = `http://127.0.0.1:${relay.port}/rl`;
+  const s = collector();
+  const p = collector();
+  const stream = new HttpStreamClient({
+    baseUrl,
+    proxy,
+    headers: { 'User-Agent': 'rt' },
+    ...s.opts,
+  });
+  const poll = new HttpPollClient({ baseUrl, proxy, ...p.opts });
+  try {
+    for (let i = 1; i <= 20; i++) {
+      assert.ok(stream.send(bytes(i, 1)));
+      assert.ok(poll.send(bytes(i, 2)));
+    }
+    await waitFor(
+      () => (s.got.length === 20 && p.got.length === 20) || s.errors.length + p.errors.length > 0,
+      'twenty echoes on each HTTP client through the proxy',
+    );
+    assert.deepEqual([...s.errors, ...p.errors], []);
+    const order = Array.from({ length: 20 }, (_, i) => i + 1);
+    assert.deepEqual(
+      s.got.map((d) => d[0]),
+      order,
+    );
+    assert.deepEqual(
+      p.got.map((d) => d[0]),
+      order,
+    );
+    // The stream-open marker came through the tunnel at once: not "buffered".
+    assert.equal(s.opened(), 1);
+    assert.equal(p.opened(), 1);
+    for (const c of [stream, poll]) {
+      const cv = c.view();
+      assert.deepEqual(cv.remote, { address: '127.0.0.1', port: squid.port });
+      const seen = relay.httpGot.filter((g) => g.path === c.pathId);
+      assert.equal(seen.length, 20);
+      const rv = seen.at(-1)!.view;
+      assert.ok(cv.url.endsWith(rv.url));
+      assert.equal(rv.host, cv.host);
+      assert.notDeepEqual(rv.remote, cv.local);
+      assert.ok(!rv.headers.some(([k]) => k === 'proxy-authorization'));
+    }
+  } finally {
+    stream.close();
+    poll.close();
+  }
+}
+
+describe('through squid without authentication', { skip }, () => {
+  let squid: Squid;
+  let relay: Relay;
+  before(async () => {
+    squid = await startSquid();
+    relay = await startRelay();
+  });
+  after(async () => {
+    await relay?.close();
+    await squid?.stop();
+  });
+
+  test('WebSocket carries datagrams through a CONNECT tunnel', async () => {
+    await wsThrough(relay, squid, squid.url);
+  });
+
+  test('HTTP streaming and polling carry datagrams through CONNECT tunnels', async () => {
+    await httpThrough(relay, squid, squid.url);
+    // Squid logs a tunnel when it ends: the clients are closed, so the lines come.
+    await waitFor(
+      () => squid.accessLog().includes(`CONNECT 127.0.0.1:${relay.port}`),
+      'the CONNECT in the access log',
+    );
+  });
+
+  test('a CONNECT that the proxy forbids: REFUSED with the status', async () => {
+    // Only 127.0.0.1 is allowed; the proxy answers 403 without connecting anywhere.
+    await assert.rejects(connectViaProxy(squid.url, '127.0.0.2', relay.port), (e) => {
+      assert.ok(isProxyError(e, ProxyErrorCode.REFUSED), String(e));
+      assert.equal(e.status, 403);
+      return true;
+    });
+  });
+});
+
+describe('through squid with basic authentication', { skip }, () => {
+  // A space, "@", ":" and "/" need percent-encoding in the URL; "ä" checks UTF-8 (RFC 7617 §2.1).
+  const user = 'roam user';
+  const password = 'p@ss:wörd/ä';
+  let squid: Squid;
+  let relay: Relay;
+  let good: string;
+  let bad: string;
+  before(async () => {
+    squid = await startSquid({ auth: { user, password } });
+    relay = await startRelay();
+    const at = `127.0.0.1:${squid.port}`;
+    good = `http://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${at}`;
+    bad = `http://${encodeURIComponent(user)}:wrong@${at}`;
+  });
+  after(async () => {
+    await relay?.close();
+    await squid?.stop();
+  });
+
+  test('right credentials: WebSocket carries datagrams', async () => {
+    await wsThrough(relay, squid, good);
+  });
+
+  test('right credentials: both HTTP clients carry datagrams', async () => {
+    await httpThrough(relay, squid, good);
+  });
+
+  test('wrong or missing credentials: AUTH_REQUIRED (407) from every client', async () => {
+    for (const [proxy, sent] of [
+      [bad, 'credentials rejected'],
+      [squid.url, 'no credentials sent'],
+    ] as const) {
+      await assert.rejects(connectViaProxy(proxy, '127.0.0.1', relay.port), (e) => {
+        assert.ok(isProxyError(e, ProxyErrorCode.AUTH_REQUIRED), String(e));
+        assert.equal(e.status, 407);
+        assert.ok(e.message.includes(sent), e.message);
+        assert.ok(e.message.includes('Basic'), e.message);
+        // Credentials never appear in errors.
+        assert.ok(!e.message.includes('wrong') && !e.message.includes(user), e.message);
+        return true;
+      });
+    }
+    const ws = new WebSocketTransport({ onDatagram: () => {} });
+    await assert.rejects(
+      ws.connect(`ws://127.0.0.1:${relay.port}${WS_PATH}`, {}, { proxy: bad }),
+      (e) => isProxyError(e, ProxyErrorCode.AUTH_REQUIRED),
+    );
+    await ws.close();
+    const baseUrl = `http://127.0.0.1:${relay.port}/rl`;
+    for (const Client of [HttpStreamClient, HttpPollClient]) {
+      const c = collector();
+      const client = new Client({ baseUrl, proxy: bad, ...c.opts });
+      client.send(bytes(1));
+      await waitFor(() => c.errors.length > 0, 'the client failing');
+      assert.deepEqual(c.errors, [`http-error: ${ProxyErrorCode.AUTH_REQUIRED}`]);
+      assert.equal(client.isDone, true);
+    }
+  });
+});
