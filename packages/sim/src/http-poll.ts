@@ -15,6 +15,8 @@ import {
   type HttpSessionTable,
   HttpUplink,
   onConnectionGone,
+  SEQ_HEADER,
+  seqField,
 } from './http-session.ts';
 import {
   ClientPathBase,
@@ -29,45 +31,57 @@ import {
 export const DEFAULT_POLL_HOLD_MS = 25_000;
 export const DEFAULT_MAX_POLL_BYTES = 65_536;
 
-export class HttpPollClientPath extends ClientPathBase {
-  readonly token: string;
-  readonly uplink: HttpUplink;
+/**
+ * The client's polling loop, shared by polling paths and by streaming paths that fell back: one
+ * `GET <base>/poll?s=<token>` outstanding at a time, on its own connection (reopened when the
+ * server ends keep-alive), the next sent as soon as an answer is complete.
+ */
+export class HttpPoller {
+  /** An answer (200 or 204) arrived complete; `first` is its `Roamlink-Seq`, if any. */
+  onAnswer: (datagrams: Uint8Array[], first: number | undefined) => void = () => {};
+  onFail: (reason: string) => void = () => {};
+  /** Fields for each poll only (say, `Roamlink-Ack`). */
+  perRequest: () => HttpHeaders = () => [];
   /** Polls completed (answers received). */
   polls = 0;
+  readonly #host: Host;
   readonly #target: HttpTarget;
   readonly #opts: ClientPathOptions;
+  readonly #token: string;
   readonly #headers: HttpHeaders;
   #conn: HttpClientConnection | undefined;
+  #closed = false;
 
-  constructor(host: Host, opts: ClientPathOptions) {
-    const id = nextPathId(host, 'hp');
-    super(host, id, opts);
-    const rng = opts.rng ?? defaultRng(host, id);
-    this.token = hex(randomBytes(rng, 16));
+  constructor(host: Host, target: HttpTarget, opts: ClientPathOptions, token: string) {
+    this.#host = host;
+    this.#target = target;
     this.#opts = opts;
-    this.#target = httpTarget(host, opts);
+    this.#token = token;
     this.#headers = [
       ['Accept', 'application/octet-stream'],
       ['Cache-Control', 'no-cache'],
       ...(opts.headers ?? []),
     ];
-    this.uplink = new HttpUplink(host, this.#target, opts, this.token, HttpMode.POLL);
-    this.uplink.onFail = (r) => this.fail(r);
-    // Any answer from the relay proves the path works end to end.
-    this.uplink.onAnswer = () => this.opened();
+  }
+
+  /** Sends the first poll (the next ones follow by themselves). */
+  start(): void {
     this.#poll();
   }
 
-  get info(): PathInfo {
-    return { encapsulation: Encapsulation.HTTP_POLL, view: this.uplink.view() };
+  close(): void {
+    this.#closed = true;
+    this.#conn?.close();
   }
 
   #poll(): void {
-    if (this.isDone) return;
+    if (this.#closed) return;
     let c = this.#conn;
     if (c === undefined || c.done) {
-      c = new HttpClientConnection(this.host, this.#target, this.#opts);
-      c.onFail = (r) => this.fail(r);
+      c = new HttpClientConnection(this.#host, this.#target, this.#opts);
+      c.onFail = (r) => {
+        if (!this.#closed) this.onFail(r);
+      };
       c.onIdleClose = () => {};
       this.#conn = c;
     }
@@ -77,27 +91,69 @@ export class HttpPollClientPath extends ClientPathBase {
       if (d.length > 0) got.push(d);
     };
     let ok = false;
-    c.request('GET', `${this.#target.basePath}/poll?s=${this.token}`, this.#headers, undefined, {
+    let first: number | undefined;
+    const headers = [...this.#headers, ...this.perRequest()];
+    c.request('GET', `${this.#target.basePath}/poll?s=${this.#token}`, headers, undefined, {
       onHead: (h) => {
         ok = h.status === 200 || h.status === 204;
-        if (!ok) this.fail(`${PathError.HTTP_STATUS}: poll ${h.status} ${h.reason}`);
+        if (!ok) this.#fail(`${PathError.HTTP_STATUS}: poll ${h.status} ${h.reason}`);
+        else if (h.status === 200) first = seqField(h.headers, SEQ_HEADER);
       },
       onBody: (b) => {
-        if (ok && !reader.push(b)) this.fail(`${PathError.PROTOCOL}: bad record length`);
+        if (ok && !reader.push(b)) this.#fail(`${PathError.PROTOCOL}: bad record length`);
       },
       onEnd: () => {
-        if (!ok || this.isDone) return;
-        if (!reader.atBoundary) {
-          this.fail(`${PathError.PROTOCOL}: truncated record`);
+        if (!ok || this.#closed) return;
+        if (!reader.atBoundary || (first !== undefined && Number.isNaN(first))) {
+          this.#fail(`${PathError.PROTOCOL}: truncated record or bad ${SEQ_HEADER}`);
           return;
         }
         this.polls++;
-        this.opened();
-        for (const d of got) this.delivered(d);
+        this.onAnswer(got, first);
         // Ask again at once: a poll is always outstanding.
         this.#poll();
       },
     });
+  }
+
+  #fail(reason: string): void {
+    if (this.#closed) return;
+    this.close();
+    this.onFail(reason);
+  }
+}
+
+export class HttpPollClientPath extends ClientPathBase {
+  readonly token: string;
+  readonly uplink: HttpUplink;
+  readonly #poller: HttpPoller;
+
+  constructor(host: Host, opts: ClientPathOptions) {
+    const id = nextPathId(host, 'hp');
+    super(host, id, opts);
+    const rng = opts.rng ?? defaultRng(host, id);
+    this.token = hex(randomBytes(rng, 16));
+    const target = httpTarget(host, opts);
+    this.uplink = new HttpUplink(host, target, opts, this.token, HttpMode.POLL);
+    this.uplink.onFail = (r) => this.fail(r);
+    // Any answer from the relay proves the path works end to end.
+    this.uplink.onAnswer = () => this.opened();
+    this.#poller = new HttpPoller(host, target, opts, this.token);
+    this.#poller.onFail = (r) => this.fail(r);
+    this.#poller.onAnswer = (got) => {
+      this.opened();
+      for (const d of got) this.delivered(d);
+    };
+    this.#poller.start();
+  }
+
+  /** Polls completed (answers received). */
+  get polls(): number {
+    return this.#poller.polls;
+  }
+
+  get info(): PathInfo {
+    return { encapsulation: Encapsulation.HTTP_POLL, view: this.uplink.view() };
   }
 
   protected override sendsBeforeOpen(): boolean {
@@ -110,7 +166,7 @@ export class HttpPollClientPath extends ClientPathBase {
 
   protected shutdown(): void {
     this.uplink.close();
-    this.#conn?.close();
+    this.#poller.close();
   }
 }
 
@@ -149,11 +205,14 @@ export function handlePoll(
       res.end();
       return;
     }
+    const first = s.headSeq;
     const body = encodeRecords(table.take(s, opts.maxBytes));
     res.writeHead(200, [
       ['Content-Type', 'application/octet-stream'],
       ['Content-Length', String(body.length)],
       ...headers,
+      // A streaming session that fell back numbers its datagrams (http-session.ts).
+      ...(s.mode === HttpMode.STREAM ? [[SEQ_HEADER, String(first)] as [string, string]] : []),
     ]);
     res.end(body);
   };

@@ -8,15 +8,23 @@
  * - on the relay, the session table: the token the client chose ties its up and down requests
  *   into one path ("hs:<token>" or "hp:<token>"), and datagrams for the client wait in a bounded
  *   queue until the down channel (stream or poll) takes them.
+ * - for streaming sessions, the fallback to polling (README.md, "Buffering proxies"): the relay
+ *   numbers the datagrams it queues for the client; while the client has not seen a byte of its
+ *   stream it says so on every request (`Roamlink-Ack: <n>`, "I hold every datagram below n"), and
+ *   the relay keeps copies of what it wrote to the stream and answers that client's POSTs with the
+ *   copies it lacks. A proxy that buffers the stream therefore delays nothing (the handshake's
+ *   answer comes back with the POST that carried it); when the client gives up on the stream it
+ *   polls the same token, and the relay moves the copies back to the head of the queue.
  */
-import type { OuterView, PathInfo } from '@roamlink/core';
-import type {
-  Host,
-  HttpHeaders,
-  HttpResponder,
-  HttpServerRequest,
-  TcpConnection,
-  Timer,
+import { Encapsulation, type OuterView, type PathInfo } from '@roamlink/core';
+import {
+  type Host,
+  type HttpHeaders,
+  type HttpResponder,
+  type HttpServerRequest,
+  headerValue,
+  type TcpConnection,
+  type Timer,
 } from '@roamlink/netsim';
 import { decodeRecords, encodeRecords, RECORD_HEADER_BYTES } from './framing.ts';
 import { HttpClientConnection, type HttpTarget } from './http-client.ts';
@@ -33,6 +41,25 @@ export const HttpMode = { STREAM: 'stream', POLL: 'poll' } as const;
 export type HttpMode = (typeof HttpMode)[keyof typeof HttpMode];
 
 export const DEFAULT_MAX_BATCH_BYTES = 65_536;
+
+/**
+ * Request field of a streaming path's client that has not (yet) seen a byte of its stream: the
+ * number of datagrams of this session it holds, all those numbered below (README.md).
+ */
+export const ACK_HEADER = 'Roamlink-Ack';
+/** Response field: the number of the first datagram in this body (streams, POST and poll answers). */
+export const SEQ_HEADER = 'Roamlink-Seq';
+
+/**
+ * A sequence-number field's value (RFC 9110 §5.5: surrounding spaces ignored): undefined when
+ * absent, NaN when malformed (not 1 to 15 decimal digits).
+ */
+export function seqField(headers: HttpHeaders, name: string): number | undefined {
+  const v = headerValue(headers, name);
+  if (v === undefined) return undefined;
+  const t = v.trim();
+  return /^\d{1,15}$/.test(t) ? Number(t) : Number.NaN;
+}
 
 /** Tokens the relay accepts: URL-safe, 16 to 128 characters (clients send 32 hex digits). */
 export function isSessionToken(t: string): boolean {
@@ -59,14 +86,21 @@ export class HttpUplink {
   onFail: (reason: string) => void = () => {};
   /** A POST was answered 2xx; `ms` is that POST's time from leaving to its answer. */
   onAnswer: (ms: number) => void = () => {};
+  /**
+   * A POST's answer carried datagrams (streaming sessions whose stream is not confirmed): the
+   * first is numbered `first`, the others follow.
+   */
+  onRecords: (first: number, datagrams: Uint8Array[]) => void = () => {};
+  /** Fields for the next POST only (kept out of the view, as Content-Length is). */
+  perRequest: () => HttpHeaders = () => [];
   /** Time from the first POST leaving until its answer. */
   firstAnswerMs: number | undefined;
-  readonly url: string;
   readonly headers: HttpHeaders;
   readonly #host: Host;
   readonly #target: HttpTarget;
   readonly #opts: ClientPathOptions;
-  readonly #path: string;
+  readonly #token: string;
+  #path: string;
   readonly #maxQueued: number;
   readonly #maxBatch: number;
   #conn: HttpClientConnection;
@@ -86,13 +120,23 @@ export class HttpUplink {
     this.#host = host;
     this.#target = target;
     this.#opts = opts;
+    this.#token = token;
     this.#path = `${target.basePath}/up?s=${token}&m=${mode}`;
-    this.url = `http://${target.authority}${this.#path}`;
     this.headers = [['Content-Type', 'application/octet-stream'], ...(opts.headers ?? [])];
     this.#maxQueued = opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
     this.#maxBatch = opts.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
     // Connect now, so the POST connection's handshake runs alongside the down-stream's.
     this.#conn = this.#connect();
+  }
+
+  /** The URL of the next POST. */
+  get url(): string {
+    return `http://${this.#target.authority}${this.#path}`;
+  }
+
+  /** The POSTs from now on name another mode (a streaming path falling back to polling). */
+  setMode(mode: HttpMode): void {
+    this.#path = `${this.#target.basePath}/up?s=${this.#token}&m=${mode}`;
   }
 
   /** The client's view: the POST's URL and fields, and its connection's endpoints. */
@@ -147,7 +191,10 @@ export class HttpUplink {
     for (const d of batch) this.#queued -= d.length;
     if (this.#conn.done) this.#conn = this.#connect();
     this.#inFlight = true;
-    const sent = this.#conn.request('POST', this.#path, this.headers, encodeRecords(batch), {
+    const headers = [...this.headers, ...this.perRequest()];
+    let first: number | undefined;
+    const body: Uint8Array[] = [];
+    const sent = this.#conn.request('POST', this.#path, headers, encodeRecords(batch), {
       onHead: (h) => {
         if (h.status < 200 || h.status >= 300) {
           this.close();
@@ -156,15 +203,42 @@ export class HttpUplink {
         }
         const ms = this.#host.now - (sent.sentAt ?? sent.writtenAt);
         this.firstAnswerMs ??= ms;
+        if (h.status === 200) first = seqField(h.headers, SEQ_HEADER);
         this.onAnswer(ms);
       },
-      onBody: () => {},
+      onBody: (b) => {
+        if (first !== undefined) body.push(b);
+      },
       onEnd: () => {
+        if (this.#closed) return;
         this.#inFlight = false;
+        if (first !== undefined) {
+          const ds = decodeRecords(concat(body));
+          if (ds === undefined || Number.isNaN(first)) {
+            this.close();
+            this.onFail(`${PathError.PROTOCOL}: bad POST answer`);
+            return;
+          }
+          const got = ds.filter((d) => d.length > 0);
+          if (got.length > 0) this.onRecords(first, got);
+        }
         this.#flush();
       },
     });
   }
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
 }
 
 // ---- relay: connections ----
@@ -202,23 +276,47 @@ export interface DownChannel {
   kick(): void;
   /** The relay is closing, or a newer down request replaces this one. */
   close(): void;
+  /** A stream: write what is queued now, not at the end of the instant. */
+  drain?(): void;
 }
 
 export interface RelaySession {
   readonly id: string;
   readonly token: string;
+  /** The mode the token was first seen with. */
   readonly mode: HttpMode;
+  /** Datagrams waiting for the client; queue[0] is numbered `headSeq`. */
   queue: Uint8Array[];
   queuedBytes: number;
+  headSeq: number;
+  /**
+   * Copies of datagrams already written (numbered `keptSeq` up to `headSeq`), kept while the
+   * client has not seen its stream: it may still ask for them again.
+   */
+  kept: Uint8Array[];
+  keptBytes: number;
+  keptSeq: number;
+  /** The client has shown that its stream flows (or never streams): keep no copies. */
+  confirmed: boolean;
+  /** A streaming session whose client fell back to polling (for good). */
+  polled: boolean;
   down: DownChannel | undefined;
   idle: Timer | undefined;
+  trust: Timer | undefined;
 }
 
 export interface HttpSessionOptions {
-  /** Bytes of datagrams waiting for the client per session (default 1 MiB). */
+  /** Bytes of datagrams waiting for the client per session (default 1 MiB); copies as much again. */
   readonly maxQueuedBytes?: number;
   /** A session with no down channel and no request for this long is forgotten (default 60 s). */
   readonly sessionIdleMs?: number;
+  /** Largest body of records in a POST's answer (default 65 536 bytes). */
+  readonly maxAnswerBytes?: number;
+  /**
+   * A stream open this long counts as flowing even if the client never said so (default 10 s;
+   * clients give up on a silent stream within 3 s): its copies are dropped.
+   */
+  readonly streamTrustMs?: number;
 }
 
 /** The relay's view of one request: peer (the proxy, when proxied), itself, target, fields. */
@@ -245,6 +343,8 @@ export class HttpSessionTable {
   readonly stats: SimRelayStats;
   readonly #maxQueued: number;
   readonly #idleMs: number;
+  readonly #maxAnswer: number;
+  readonly #trustMs: number;
   readonly #byToken = new Map<string, RelaySession>();
   readonly #byId = new Map<string, RelaySession>();
 
@@ -253,6 +353,8 @@ export class HttpSessionTable {
     this.stats = stats;
     this.#maxQueued = opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
     this.#idleMs = opts.sessionIdleMs ?? 60_000;
+    this.#maxAnswer = opts.maxAnswerBytes ?? DEFAULT_MAX_BATCH_BYTES;
+    this.#trustMs = opts.streamTrustMs ?? 10_000;
   }
 
   /** Answers an error and counts it. */
@@ -267,7 +369,9 @@ export class HttpSessionTable {
 
   /**
    * The session named by the request's `s` parameter, made on first sight; undefined (the
-   * request answered with an error) for a bad token or one already used with the other mode.
+   * request answered with an error) for a bad token or `Roamlink-Ack`, or a token already used
+   * with the other mode. A streaming token asked in polling mode with `Roamlink-Ack` is the
+   * client falling back: the session switches to polling for good.
    */
   session(req: HttpServerRequest, res: HttpResponder, mode: HttpMode): RelaySession | undefined {
     const token = parseQuery(req.head.target).get('s');
@@ -275,41 +379,89 @@ export class HttpSessionTable {
       this.reject(res, 400);
       return undefined;
     }
+    const ack = seqField(req.head.headers, ACK_HEADER);
     let s = this.#byToken.get(token);
+    if (ack !== undefined && (Number.isNaN(ack) || ack > (s?.headSeq ?? 0))) {
+      // Not a count, or more datagrams than were ever sent.
+      this.reject(res, 400);
+      return undefined;
+    }
     if (s === undefined) {
       const id = `${mode === HttpMode.STREAM ? 'hs' : 'hp'}:${token}`;
-      s = { id, token, mode, queue: [], queuedBytes: 0, down: undefined, idle: undefined };
+      s = {
+        id,
+        token,
+        mode,
+        queue: [],
+        queuedBytes: 0,
+        headSeq: 0,
+        kept: [],
+        keptBytes: 0,
+        keptSeq: 0,
+        confirmed: mode === HttpMode.POLL,
+        polled: false,
+        down: undefined,
+        idle: undefined,
+        trust: undefined,
+      };
       this.#byToken.set(token, s);
       this.#byId.set(id, s);
-    } else if (s.mode !== mode) {
+    } else if (s.mode === HttpMode.STREAM && mode === HttpMode.POLL && ack !== undefined) {
+      this.#fallBack(s, ack);
+    } else if (s.mode !== mode && !(s.polled && mode === HttpMode.POLL)) {
       this.reject(res, 409);
       return undefined;
     }
+    if (ack !== undefined && s.mode === HttpMode.STREAM) this.#acked(s, ack);
     return s;
   }
 
+  /** What a session's datagrams arrive as: a streaming session that fell back is polled. */
+  encapsulation(s: RelaySession): Encapsulation {
+    return s.mode === HttpMode.STREAM && !s.polled
+      ? Encapsulation.HTTP_STREAM
+      : Encapsulation.HTTP_POLL;
+  }
+
   /** POST <base>/up: the records in the body are datagrams from the client. */
-  handleUp(req: HttpServerRequest, res: HttpResponder, info: PathInfo): void {
+  handleUp(req: HttpServerRequest, res: HttpResponder, view: OuterView): void {
     const m = parseQuery(req.head.target).get('m');
     if (m !== HttpMode.STREAM && m !== HttpMode.POLL) {
       this.reject(res, 400);
       return;
     }
-    const s = this.session(req, res, m);
-    if (s === undefined) return;
     const datagrams = decodeRecords(req.body);
     if (datagrams === undefined) {
       this.reject(res, 400);
       return;
     }
-    res.writeHead(204, [['Cache-Control', 'no-store']]);
-    res.end();
+    const s = this.session(req, res, m);
+    if (s === undefined) return;
     this.touch(s);
+    const info: PathInfo = { encapsulation: this.encapsulation(s), view };
     for (const d of datagrams) {
       if (d.length === 0) continue;
       this.stats.datagramsReceived++;
       this.onDatagram(d, s.id, info);
     }
+    // After handing up, so that what the relay answers to these datagrams can ride along.
+    const ack = seqField(req.head.headers, ACK_HEADER);
+    // Without the field the client says its stream flows: no copies from now on.
+    if (s.mode === HttpMode.STREAM && ack === undefined && !s.confirmed) this.confirm(s);
+    const answer = s.mode === HttpMode.STREAM && ack !== undefined ? this.#answerUp(s) : undefined;
+    if (answer === undefined || answer.datagrams.length === 0) {
+      res.writeHead(204, [['Cache-Control', 'no-store']]);
+      res.end();
+      return;
+    }
+    const body = encodeRecords(answer.datagrams);
+    res.writeHead(200, [
+      ['Content-Type', 'application/octet-stream'],
+      ['Content-Length', String(body.length)],
+      ['Cache-Control', 'no-store'],
+      [SEQ_HEADER, String(answer.first)],
+    ]);
+    res.end(body);
   }
 
   send(pathId: string, datagram: Uint8Array): boolean {
@@ -324,7 +476,10 @@ export class HttpSessionTable {
     return true;
   }
 
-  /** Takes queued datagrams, at most `maxBytes` of records (at least one datagram). */
+  /**
+   * Takes queued datagrams, at most `maxBytes` of records (at least one datagram); the first is
+   * numbered `s.headSeq` as it was before the call. Copies stay while the session is unconfirmed.
+   */
   take(s: RelaySession, maxBytes = Number.POSITIVE_INFINITY): Uint8Array[] {
     let n = 0;
     let bytes = 0;
@@ -335,8 +490,95 @@ export class HttpSessionTable {
       bytes += add;
     }
     const out = s.queue.splice(0, n);
+    s.headSeq += out.length;
     for (const d of out) s.queuedBytes -= d.length;
+    if (!s.confirmed) {
+      for (const d of out) {
+        s.kept.push(d);
+        s.keptBytes += d.length;
+      }
+      // Bounded: the oldest copies go first (a client that needs them sees a gap, as a loss).
+      while (s.keptBytes > this.#maxQueued && s.kept.length > 0) {
+        s.keptBytes -= s.kept.shift()!.length;
+        s.keptSeq++;
+      }
+    }
     return out;
+  }
+
+  /** The client's stream flows (or the relay stopped waiting to hear so): drop the copies. */
+  confirm(s: RelaySession): void {
+    s.confirmed = true;
+    s.trust?.cancel();
+    s.trust = undefined;
+    s.keptSeq = s.headSeq;
+    s.kept = [];
+    s.keptBytes = 0;
+  }
+
+  /** A stream response began: unless the client says otherwise, trust it after a while. */
+  streamStarted(s: RelaySession): void {
+    s.trust?.cancel();
+    s.trust = undefined;
+    if (s.confirmed) return;
+    s.trust = this.host.net.after(this.#trustMs, () => {
+      s.trust = undefined;
+      this.confirm(s);
+    });
+  }
+
+  /** The client holds everything below `ack`: those copies are no longer needed. */
+  #acked(s: RelaySession, ack: number): void {
+    while (s.keptSeq < ack && s.kept.length > 0) {
+      s.keptBytes -= s.kept.shift()!.length;
+      s.keptSeq++;
+    }
+    if (s.kept.length === 0) s.keptSeq = Math.max(s.keptSeq, Math.min(ack, s.headSeq));
+  }
+
+  /**
+   * The client gave up on its stream (it holds everything below `ack`): end the stream, put what
+   * was written to it since back at the head of the queue, and from now on answer polls.
+   */
+  #fallBack(s: RelaySession, ack: number): void {
+    if (s.polled) return;
+    s.polled = true;
+    this.#acked(s, ack);
+    const again = s.kept;
+    s.queue = [...again, ...s.queue];
+    s.queuedBytes += s.keptBytes;
+    s.headSeq = s.keptSeq;
+    s.kept = [];
+    s.keptBytes = 0;
+    this.confirm(s);
+    const old = s.down;
+    s.down = undefined;
+    old?.close();
+  }
+
+  /**
+   * What a POST carrying `Roamlink-Ack` gets back: the copies the client lacks (its stream has
+   * shown nothing yet), after writing what is queued to the stream; with no stream attached,
+   * what is queued. The first datagram's number with them.
+   */
+  #answerUp(s: RelaySession): { first: number; datagrams: Uint8Array[] } {
+    if (s.down !== undefined) {
+      if (s.polled) return { first: s.headSeq, datagrams: [] }; // the held poll takes it
+      s.down.drain?.();
+    } else if (s.queue.length > 0) {
+      const first = s.headSeq;
+      const taken = this.take(s, this.#maxAnswer);
+      if (s.confirmed) return { first, datagrams: taken };
+    }
+    let n = 0;
+    let bytes = 0;
+    for (const d of s.kept) {
+      const add = d.length + RECORD_HEADER_BYTES;
+      if (n > 0 && bytes + add > this.#maxAnswer) break;
+      n++;
+      bytes += add;
+    }
+    return { first: s.keptSeq, datagrams: s.kept.slice(0, n) };
   }
 
   /** A down channel attaches (replacing any older one). */
@@ -366,6 +608,7 @@ export class HttpSessionTable {
   close(): void {
     for (const s of this.#byId.values()) {
       s.idle?.cancel();
+      s.trust?.cancel();
       s.down?.close();
       s.down = undefined;
     }
@@ -374,6 +617,7 @@ export class HttpSessionTable {
   }
 
   #expire(s: RelaySession): void {
+    s.trust?.cancel();
     this.#byId.delete(s.id);
     this.#byToken.delete(s.token);
     this.onPathClose(s.id, `${PathError.CLOSED}: session expired`);

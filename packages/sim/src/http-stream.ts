@@ -4,20 +4,32 @@
  *
  * The relay writes an empty record, the stream-open marker, as soon as the GET arrives, and again
  * as a heartbeat while idle. A proxy that buffers responses until they end holds that marker back
- * for ever; the client notices (it does not need to be told about the proxy): when no byte of the
- * body arrived within factor × the first POST's answer time (clamped; both measured from when the
- * request could leave), it fails the path with "buffered" so the caller falls back to polling.
+ * for ever; the client notices by itself (nobody tells it about the proxy) and falls back to long
+ * polling on the same token, losing nothing and costing no round trip:
+ * - until the first byte of its stream arrives, each of its requests carries `Roamlink-Ack` (how
+ *   many of the session's numbered datagrams it holds), and the relay answers its POSTs with the
+ *   copies of what it wrote to the stream that the client lacks. The answer to the POST that
+ *   carried the handshake brings the handshake's answer back, stream or no stream.
+ * - when no byte of the stream arrived within factor × the first POST's answer time (clamped;
+ *   both measured from when the request could leave), the path polls the same token instead
+ *   (http-poll.ts) with its `Roamlink-Ack`; the relay ends the stream and queues again what the
+ *   client lacks. The path now reports HTTP polling (`info`) and calls `onInfoChange`, so that its
+ *   owner can register it again as what it is.
  */
 import { Encapsulation, type PathInfo } from '@roamlink/core';
 import type { Host, HttpHeaders, HttpResponder, HttpServerRequest, Timer } from '@roamlink/netsim';
 import { EMPTY_RECORD, encodeRecords, RecordReader } from './framing.ts';
-import { HttpClientConnection, httpTarget } from './http-client.ts';
+import { HttpClientConnection, type HttpTarget, httpTarget } from './http-client.ts';
+import { HttpPoller } from './http-poll.ts';
 import {
+  ACK_HEADER,
   type DownChannel,
   HttpMode,
   type HttpSessionTable,
   HttpUplink,
   onConnectionGone,
+  SEQ_HEADER,
+  seqField,
 } from './http-session.ts';
 import {
   ClientPathBase,
@@ -34,26 +46,45 @@ export class HttpStreamClientPath extends ClientPathBase {
   readonly token: string;
   readonly uplink: HttpUplink;
   readonly down: HttpClientConnection;
+  /** Datagrams that came twice (a POST's answer and the stream both carried them), dropped. */
+  duplicatesDropped = 0;
   readonly #reader = new RecordReader();
+  readonly #target: HttpTarget;
+  readonly #opts: ClientPathOptions;
   readonly #factor: number;
   readonly #minMs: number;
   readonly #maxMs: number;
   #getSentAt: number | undefined;
   #bodySeen = false;
   #timer: Timer | undefined;
+  /** The number of the next datagram the client lacks. */
+  #next = 0;
+  /** The number of the stream's next record (its `Roamlink-Seq`, then counted). */
+  #streamSeq: number | undefined;
+  #poller: HttpPoller | undefined;
+  /** When the path gave up on its stream and began to poll. */
+  fellBackAt: number | undefined;
 
   constructor(host: Host, opts: ClientPathOptions) {
     const id = nextPathId(host, 'hs');
     super(host, id, opts);
     const rng = opts.rng ?? defaultRng(host, id);
     this.token = hex(randomBytes(rng, 16));
+    this.#opts = opts;
     this.#factor = opts.bufferDetect?.factor ?? 1.5;
     this.#minMs = opts.bufferDetect?.minMs ?? 100;
     this.#maxMs = opts.bufferDetect?.maxMs ?? 3000;
     const target = httpTarget(host, opts);
+    this.#target = target;
     this.uplink = new HttpUplink(host, target, opts, this.token, HttpMode.STREAM);
     this.uplink.onFail = (r) => this.fail(r);
-    this.uplink.onAnswer = () => this.#arm();
+    this.uplink.perRequest = () => this.#ack();
+    this.uplink.onAnswer = () => {
+      // While the stream shows nothing, POST answers carry what the relay sends: the path works.
+      this.opened();
+      this.#arm();
+    };
+    this.uplink.onRecords = (first, ds) => this.#take(first, ds);
 
     this.down = new HttpClientConnection(host, target, opts);
     this.down.onFail = (r) => this.fail(r);
@@ -70,9 +101,17 @@ export class HttpStreamClientPath extends ClientPathBase {
     ];
     this.down.request('GET', `${target.basePath}/down?s=${this.token}`, headers, undefined, {
       onHead: (h) => {
-        if (h.status !== 200) this.fail(`${PathError.HTTP_STATUS}: GET ${h.status} ${h.reason}`);
+        if (h.status !== 200) {
+          this.fail(`${PathError.HTTP_STATUS}: GET ${h.status} ${h.reason}`);
+          return;
+        }
+        const seq = seqField(h.headers, SEQ_HEADER);
+        if (seq !== undefined && Number.isNaN(seq))
+          this.fail(`${PathError.PROTOCOL}: bad ${SEQ_HEADER}`);
+        else this.#streamSeq = seq;
       },
       onBody: (b) => {
+        if (this.fellBackAt !== undefined) return;
         if (!this.#bodySeen) {
           this.#bodySeen = true;
           this.#timer?.cancel();
@@ -85,18 +124,49 @@ export class HttpStreamClientPath extends ClientPathBase {
     this.#reader.onRecord = (d) => {
       // The first record (the marker) says the stream flows end to end.
       this.opened();
-      if (d.length > 0) this.delivered(d);
+      if (d.length === 0) return;
+      const seq = this.#streamSeq;
+      if (seq === undefined) {
+        // A relay that does not number its datagrams sends each once.
+        this.delivered(d);
+        return;
+      }
+      this.#streamSeq = seq + 1;
+      this.#take(seq, [d]);
     };
   }
 
   get info(): PathInfo {
-    return { encapsulation: Encapsulation.HTTP_STREAM, view: this.uplink.view() };
+    const encapsulation =
+      this.fellBackAt === undefined ? Encapsulation.HTTP_STREAM : Encapsulation.HTTP_POLL;
+    return { encapsulation, view: this.uplink.view() };
+  }
+
+  /** `Roamlink-Ack` while no byte of the stream has arrived (for good, once fallen back). */
+  #ack(): HttpHeaders {
+    return this.#bodySeen ? [] : [[ACK_HEADER, String(this.#next)]];
+  }
+
+  /** Datagrams numbered from `first`: each is delivered once, whichever way it came first. */
+  #take(first: number, ds: readonly Uint8Array[]): void {
+    for (const [i, d] of ds.entries()) {
+      if (this.isDone) return;
+      const seq = first + i;
+      if (seq < this.#next) {
+        this.duplicatesDropped++;
+        continue;
+      }
+      // A gap (copies the relay could not keep) is a loss, which the protocol above recovers.
+      this.#next = seq + 1;
+      this.delivered(d);
+    }
   }
 
   /** The deadline for the first body byte, given what is known now. */
   #arm(): void {
     const start = this.#getSentAt;
-    if (start === undefined || this.#bodySeen || this.isDone) return;
+    if (start === undefined || this.#bodySeen || this.fellBackAt !== undefined || this.isDone)
+      return;
     const t = this.uplink.firstAnswerMs;
     const wait =
       t === undefined
@@ -107,8 +177,28 @@ export class HttpStreamClientPath extends ClientPathBase {
     this.#timer?.cancel();
     this.#timer = this.host.net.at(at, () => {
       this.#timer = undefined;
-      if (!this.#bodySeen) this.fail(PathError.BUFFERED);
+      if (!this.#bodySeen) this.#fallBack();
     });
+  }
+
+  /** The stream is buffered: poll the same token from now on. */
+  #fallBack(): void {
+    if (this.isDone || this.fellBackAt !== undefined) return;
+    this.fellBackAt = this.host.now;
+    // Whatever the proxy releases on this connection later is not read: the relay sends it again.
+    this.down.close();
+    this.uplink.setMode(HttpMode.POLL);
+    const p = new HttpPoller(this.host, this.#target, this.#opts, this.token);
+    p.perRequest = () => this.#ack();
+    p.onFail = (r) => this.fail(r);
+    p.onAnswer = (ds, first) => {
+      this.opened();
+      if (first === undefined) for (const d of ds) this.delivered(d);
+      else this.#take(first, ds);
+    };
+    this.#poller = p;
+    p.start();
+    this.infoChanged();
   }
 
   protected override sendsBeforeOpen(): boolean {
@@ -125,12 +215,15 @@ export class HttpStreamClientPath extends ClientPathBase {
     this.#timer = undefined;
     this.uplink.close();
     this.down.close();
+    this.#poller?.close();
   }
 }
 
 /**
  * Relay half: `GET <base>/down?s=<token>` answers 200 with a chunked body that stays open: the
  * marker at once, then records as datagrams are queued (batched per instant), and a heartbeat.
+ * `Roamlink-Seq` numbers the first record to come; until the client shows that the stream flows,
+ * the session keeps copies of what is written (http-session.ts).
  */
 export function handleStreamDown(
   table: HttpSessionTable,
@@ -140,6 +233,11 @@ export function handleStreamDown(
 ): void {
   const s = table.session(req, res, HttpMode.STREAM);
   if (s === undefined) return;
+  if (s.polled) {
+    // Fallen back to polling: never back.
+    table.reject(res, 409);
+    return;
+  }
   const net = table.host.net;
   const conn = req.conn;
   let flushTimer: Timer | undefined;
@@ -162,6 +260,7 @@ export function handleStreamDown(
     table.detach(s, down);
   };
   const flush = () => {
+    flushTimer?.cancel();
     flushTimer = undefined;
     if (ended || !conn.writable || s.queue.length === 0) return;
     res.write(encodeRecords(table.take(s)));
@@ -175,15 +274,18 @@ export function handleStreamDown(
       stop();
       res.end();
     },
+    drain: flush,
   };
   res.writeHead(200, [
     ['Content-Type', 'application/octet-stream'],
     ['Cache-Control', 'no-store'],
     // Asks reverse proxies that honour it (nginx) not to buffer; a hint, never relied on.
     ['X-Accel-Buffering', 'no'],
+    [SEQ_HEADER, String(s.headSeq)],
   ]);
   res.write(EMPTY_RECORD);
   table.attach(s, down);
+  table.streamStarted(s);
   unwatch = onConnectionGone(conn, stop);
   beat();
   if (s.queue.length > 0) down.kick();

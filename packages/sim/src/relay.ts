@@ -17,7 +17,7 @@ import {
   type TcpListener,
 } from '@roamlink/netsim';
 import { DEFAULT_MAX_POLL_BYTES, DEFAULT_POLL_HOLD_MS, handlePoll } from './http-poll.ts';
-import { HttpSessionTable, observedView, onConnectionGone, parseQuery } from './http-session.ts';
+import { HttpSessionTable, observedView, onConnectionGone } from './http-session.ts';
 import { handleStreamDown } from './http-stream.ts';
 import { TcpRelay } from './tcp.ts';
 import {
@@ -45,10 +45,15 @@ export interface RelayOptions {
   readonly streamHeartbeatMs?: number;
   /** Long polling: how long a poll is held without data (default 25 s). */
   readonly pollHoldMs?: number;
-  /** Long polling: largest answer body (default 65 536 bytes). */
+  /** Long polling: largest answer body, also of a POST's answer (default 65 536 bytes). */
   readonly maxPollBytes?: number;
   /** HTTP sessions with no request and no down channel are forgotten after this (default 60 s). */
   readonly sessionIdleMs?: number;
+  /**
+   * HTTP streaming: copies of what was written to a stream are kept until the client shows that
+   * the stream flows, or at most this long (default 10 s).
+   */
+  readonly streamTrustMs?: number;
   /** Requests outside the base path (health, status pages); default 404. */
   readonly fallback?: HttpHandler;
 }
@@ -103,7 +108,9 @@ class Relay implements SimRelayEndpoint {
     this.ws.onPathClose = gone;
     this.sessions = new HttpSessionTable(host, this.stats, {
       maxQueuedBytes: maxQueued,
+      maxAnswerBytes: o.maxPollBytes ?? DEFAULT_MAX_POLL_BYTES,
       ...(o.sessionIdleMs === undefined ? {} : { sessionIdleMs: o.sessionIdleMs }),
+      ...(o.streamTrustMs === undefined ? {} : { streamTrustMs: o.streamTrustMs }),
     });
     this.sessions.onDatagram = up;
     this.sessions.onPathClose = gone;
@@ -139,11 +146,9 @@ class Relay implements SimRelayEndpoint {
         view: observedView(req),
       });
       if (path === `${base}/ws`) return this.ws.handle(req, res, info(Encapsulation.WEBSOCKET));
-      if (path === `${base}/up` && m === 'POST') {
-        const mode = parseQuery(t).get('m');
-        const enc = mode === 'poll' ? Encapsulation.HTTP_POLL : Encapsulation.HTTP_STREAM;
-        return this.sessions.handleUp(req, res, info(enc));
-      }
+      // The session decides what a POST's datagrams arrive as (a stream may have become polled).
+      if (path === `${base}/up` && m === 'POST')
+        return this.sessions.handleUp(req, res, observedView(req));
       if (path === `${base}/down` && m === 'GET') {
         return handleStreamDown(this.sessions, req, res, heartbeat);
       }

@@ -36,6 +36,7 @@ import {
   type Timer,
 } from '@roamlink/netsim';
 import { AppEndpoint } from './app.ts';
+import { HttpStreamClientPath } from './http-stream.ts';
 import { openClientPath } from './open.ts';
 import { listenRelay } from './relay.ts';
 import type { SimClientPath, SimRelayEndpoint } from './types.ts';
@@ -420,6 +421,12 @@ export function runScenario(spec: ScenarioSpec, ro: RunOptions = {}): ScenarioRo
 
   // --- paths ---
   const paths = new Map<string, SimClientPath>();
+  /** Paths whose encapsulation changed: their bytes sent before (counted for the old one). */
+  const upBefore = new Map<SimClientPath, number>();
+  /** Relay path ids whose encapsulation changed (a stream fallen back to polling). */
+  const relayKinds = new Map<string, Encapsulation>();
+  const relayKind = (id: string): Encapsulation | undefined =>
+    relayKinds.get(id) ?? relayPathKind[id.slice(0, id.indexOf(':'))];
   const closedPaths: SimClientPath[] = [];
   const kindOf = new Map<SimClientPath, Encapsulation>();
   let candidates: Candidate<string>[] = [];
@@ -468,9 +475,36 @@ export function runScenario(spec: ScenarioSpec, ro: RunOptions = {}): ScenarioRo
           }),
         );
       };
+      p.onInfoChange = () => {
+        log?.(net.now, `path ${p.id} now ${ENCAPSULATION_NAMES[p.info.encapsulation]}`);
+        // The same path, as what it now is (a stream that fell back to polling). If the session
+        // uses it (or is not registered yet), both sides must know: a new round (no new key
+        // exchange), deferred like an error past anything else of this instant, and before the
+        // keys exist, once they do. Otherwise the next round takes the new info along.
+        net.after(0, () =>
+          net.after(0, () => {
+            if (gen !== generation || !paths.has(p.id)) return;
+            candidates = candidates.map((c) =>
+              c.path === p.id ? { path: p.id, info: p.info } : c,
+            );
+            // Bytes from now on count for what the path has become, on both sides.
+            upBefore.set(p, p.stats.bytesSent);
+            if (p instanceof HttpStreamClientPath)
+              relayKinds.set(`hs:${p.token}`, p.info.encapsulation);
+            if (client.state !== 'established') reregisterPending = true;
+            else if (client.path === p.id || !client.registered) reregister();
+          }),
+        );
+      };
       out.push({ path: p.id, info: p.info });
     }
     return out;
+  };
+  let reregisterPending = false;
+  const reregister = (): void => {
+    reregisterPending = false;
+    client.move(candidates, now(), 'path-changed');
+    pump();
   };
 
   // The binding-timeout measurement flow: its own UDP socket, hence its own NAT binding; never a
@@ -559,14 +593,16 @@ export function runScenario(spec: ScenarioSpec, ro: RunOptions = {}): ScenarioRo
       for (let t = relay.pollTransmit(); t; t = relay.pollTransmit()) {
         busy = true;
         endpoint.send(t.path, t.data);
-        const k = relayPathKind[t.path.slice(0, t.path.indexOf(':'))];
+        const k = relayKind(t.path);
         if (probeRelayPaths.has(t.path)) probeDown += t.data.length;
         else if (k !== undefined) byKind(k).down += t.data.length;
       }
       for (let e = client.pollEvent(); e; e = client.pollEvent()) {
         busy = true;
         log?.(net.now, `client ${JSON.stringify(e)}`);
-        if (e.type === 'registered') {
+        if (e.type === 'established' && reregisterPending) {
+          net.after(0, reregister);
+        } else if (e.type === 'registered') {
           registrations.push({ t: net.now, enc: e.encapsulation, round: e.round });
           const p = client.path === undefined ? undefined : paths.get(client.path);
           if (firstRegisteredAt === undefined) {
@@ -646,7 +682,7 @@ export function runScenario(spec: ScenarioSpec, ro: RunOptions = {}): ScenarioRo
       const pkt = relay.send(peer, payload, NextHeader.ROAMLINK, now());
       if (pkt && peer.path !== undefined) {
         endpoint.send(peer.path, pkt);
-        const k = relayPathKind[peer.path.slice(0, peer.path.indexOf(':'))];
+        const k = relayKind(peer.path);
         if (k !== undefined) byKind(k).down += pkt.length;
       }
     }
@@ -717,7 +753,13 @@ export function runScenario(spec: ScenarioSpec, ro: RunOptions = {}): ScenarioRo
   // --- the row ---
   for (const p of [...closedPaths, ...paths.values()]) {
     const enc = kindOf.get(p);
-    if (enc !== undefined) byKind(enc).up += p.stats.bytesSent;
+    if (enc === undefined) continue;
+    const before = upBefore.get(p);
+    if (before === undefined) byKind(enc).up += p.stats.bytesSent;
+    else {
+      byKind(enc).up += before;
+      byKind(p.info.encapsulation).up += p.stats.bytesSent - before;
+    }
   }
   const bt = client.bindingTimeout;
   const bindingProbe: ScenarioRow['bindingProbe'] =

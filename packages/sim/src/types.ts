@@ -42,9 +42,14 @@ export interface SimClientPath {
   onDatagram: (datagram: Uint8Array) => void;
   /**
    * Ready: UDP at once (asynchronously); TCP connected; WebSocket upgraded; HTTP streaming's
-   * stream-open marker received; HTTP polling's first answer from the relay.
+   * stream-open marker or first POST answer received; HTTP polling's first answer from the relay.
    */
   onOpen: () => void;
+  /**
+   * `info` changed: an HTTP streaming path found its stream buffered and now polls (its
+   * encapsulation reads HTTP polling). Register the path again with the new info.
+   */
+  onInfoChange: () => void;
   /** The path failed or the peer closed it; called once, never after close(). See PathError. */
   onError: (reason: string) => void;
   /** Closes the path; no callback fires afterwards. */
@@ -130,9 +135,9 @@ export interface ClientPathOptions {
   readonly headers?: readonly [string, string][];
   readonly tcp?: TcpOptions;
   /**
-   * HTTP streaming: report "buffered" when no byte of the down-stream arrived within
-   * factor × (first POST's response time), clamped to [minMs, maxMs]; maxMs alone before any
-   * POST was answered. Defaults 1.5, 100, 3000.
+   * HTTP streaming: fall back to polling (same token, `onInfoChange`) when no byte of the
+   * down-stream arrived within factor × (first POST's response time), clamped to [minMs, maxMs];
+   * maxMs alone before any POST was answered. Defaults 1.5, 100, 3000.
    */
   readonly bufferDetect?: { factor?: number; minMs?: number; maxMs?: number };
   /** HTTP: largest POST body (default 65 536 bytes; a larger single datagram goes alone). */
@@ -173,7 +178,10 @@ export const PathError = {
   BAD_HANDSHAKE: 'bad-handshake',
   /** Broken framing from the peer. */
   PROTOCOL: 'protocol',
-  /** HTTP streaming: no byte of the down-stream arrived in time; a proxy buffers responses. */
+  /**
+   * HTTP streaming: no byte of the down-stream arrived in time; a proxy buffers responses.
+   * Reserved: the simulator's streaming path falls back to polling by itself instead.
+   */
   BUFFERED: 'buffered',
 } as const;
 export type PathError = (typeof PathError)[keyof typeof PathError];
@@ -242,6 +250,7 @@ export abstract class ClientPathBase implements SimClientPath {
   onDatagram: (datagram: Uint8Array) => void = () => {};
   onOpen: () => void = () => {};
   onError: (reason: string) => void = () => {};
+  onInfoChange: () => void = () => {};
   protected readonly maxQueuedBytes: number;
   protected readonly openedAt: number;
   #state: 'opening' | 'open' | 'done' = 'opening';
@@ -309,6 +318,11 @@ export abstract class ClientPathBase implements SimClientPath {
     this.#queuedBytes = 0;
     for (const d of q) this.transmit(d);
     this.onOpen();
+  }
+
+  /** `info` changed: tell the owner (never after close or failure). */
+  protected infoChanged(): void {
+    if (this.#state !== 'done') this.onInfoChange();
   }
 
   protected delivered(datagram: Uint8Array): void {

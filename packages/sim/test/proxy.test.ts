@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ENCAPSULATION_NAMES, Encapsulation } from '@roamlink/core';
 import { firewallPresets, Link, Nat } from '@roamlink/netsim';
-import { PathError } from '../src/index.ts';
+import { type HttpStreamClientPath, PathError } from '../src/index.ts';
 import {
   header,
   NAT_PUB,
@@ -128,67 +128,86 @@ describe('through an HTTP proxy', () => {
 });
 
 describe('a proxy that buffers responses', () => {
-  test('HTTP streaming detects it ("buffered"); long polling then carries datagrams both ways', () => {
+  // client→proxy RTT 30 ms, proxy→relay RTT 30 ms. Both of the streaming path's requests leave
+  // when their connections are up (30 ms); the POST is answered 30 + 30 (the proxy's own
+  // handshake) + 30 = 90 ms later, at 120.
+  test('HTTP streaming: the POST’s answer brings the reply at once; at 30 + 1.5 × 90 the path polls the same token, and nothing is lost or doubled', () => {
     const w = proxied({ proxy: { bufferResponses: true } });
     const hs = open(w, Encapsulation.HTTP_STREAM, proxyOpts());
-    hs.path.send(numbered(0));
-    w.net.run(5000);
-    assert.deepEqual(hs.errors, [PathError.BUFFERED]);
-    assert.equal(hs.openedAt, undefined);
-    assert.equal(hs.got.length, 0, 'the echo never came down the buffered stream');
-    assert.equal(w.atRelay.length, 1, 'the POST itself went through');
-
-    const t0 = w.net.now;
-    const hp = open(w, Encapsulation.HTTP_POLL, proxyOpts());
-    const sent = Array.from({ length: 30 }, (_, i) => numbered(i, 200));
-    for (const d of sent) hp.path.send(d);
+    const path = hs.path as HttpStreamClientPath;
+    const id = `hs:${path.token}`;
+    let changes = 0;
+    path.onInfoChange = () => changes++;
+    const sent = [numbered(0)];
+    path.send(sent[0]!);
+    // Sent by the relay while the client has nothing in flight: it goes into the buffered stream.
+    const unasked = numbered(500, 60);
+    w.net.at(140, () => assert.ok(w.relay.send(id, unasked)));
+    w.net.at(400, () => {
+      for (let i = 1; i <= 20; i++) {
+        sent.push(numbered(i, 100 + i));
+        path.send(sent.at(-1)!);
+      }
+    });
     w.net.run(3000);
-    assert.deepEqual(hp.errors, []);
-    assert.deepEqual(
-      w.atRelay.slice(1).map((a) => a.data),
-      sent,
-    );
-    assert.deepEqual(
-      hp.got.map((g) => g.data),
-      sent,
-    );
-    assert.ok(hp.openedAt! - t0 < 200);
-  });
 
-  test('the buffering verdict comes at 1.5 × the first POST’s answer time after the GET left', () => {
-    const w = proxied({ proxy: { bufferResponses: true } });
-    let failedAt: number | undefined;
-    const hs = open(w, Encapsulation.HTTP_STREAM, proxyOpts());
-    hs.path.onError = () => {
-      failedAt = w.net.now;
-    };
-    hs.path.send(numbered(0));
-    w.net.run(5000);
-    // client→proxy RTT 30 ms, proxy→relay RTT 30 ms. Both requests leave when their connections
-    // are up (30 ms); the POST is answered 30 + 30 (the proxy's own handshake) + 30 = 90 ms
-    // later, so the verdict comes at 30 + 1.5 × 90.
-    assert.equal(failedAt, 165);
+    assert.deepEqual(hs.errors, []);
+    assert.equal(hs.openedAt, 120, 'open with the first POST’s answer');
+    assert.equal(hs.got[0]!.t, 120, 'the echo rode the POST’s answer');
+    assert.equal(path.fellBackAt, 165);
+    assert.equal(changes, 1);
+    assert.equal(path.info.encapsulation, Encapsulation.HTTP_POLL);
+    assert.match(path.info.view.url!, /&m=poll$/);
+    // The relay put what it had written to the stream back in the queue: the first poll (a new
+    // connection at 165: +30, the proxy's handshake to the relay +30, then +60) brings it.
+    assert.equal(hs.got[1]!.t, 285);
+    assert.deepEqual(
+      hs.got.map((g) => g.data),
+      [sent[0]!, unasked, ...sent.slice(1)],
+      'every datagram once, in order',
+    );
+    assert.deepEqual(
+      w.atRelay.map((a) => a.data),
+      sent,
+    );
+    assert.ok(
+      w.atRelay.every((a) => a.pathId === id),
+      'one path, one token',
+    );
+    assert.equal(w.atRelay[0]!.info.encapsulation, Encapsulation.HTTP_STREAM);
+    assert.equal(w.atRelay.at(-1)!.info.encapsulation, Encapsulation.HTTP_POLL);
   });
 
   test('without any POST answered, the bound (maxMs) decides', () => {
     const w = proxied({ proxy: { bufferResponses: true } });
     const hs = open(w, Encapsulation.HTTP_STREAM, { ...proxyOpts(), bufferDetect: { maxMs: 700 } });
-    let failedAt: number | undefined;
-    hs.path.onError = (r) => {
-      assert.equal(r, PathError.BUFFERED);
-      failedAt = w.net.now;
-    };
     w.net.run(5000);
-    assert.equal(failedAt, 30 + 700, 'the bound runs from when the GET left');
+    assert.deepEqual(hs.errors, []);
+    const path = hs.path as HttpStreamClientPath;
+    assert.equal(path.fellBackAt, 30 + 700, 'the bound runs from when the GET left');
+    assert.equal(path.info.encapsulation, Encapsulation.HTTP_POLL);
   });
 
-  test('a streaming proxy is not mistaken for a buffering one', () => {
+  test('a streaming proxy is not mistaken for a buffering one; copies stop once the stream shows', () => {
     const w = proxied();
     const hs = open(w, Encapsulation.HTTP_STREAM, proxyOpts());
-    hs.path.send(numbered(0));
+    const path = hs.path as HttpStreamClientPath;
+    path.send(numbered(0));
     w.net.run(60_000);
     assert.deepEqual(hs.errors, []);
-    assert.equal(hs.got.length, 1);
+    assert.equal(hs.got.length, 1, 'once, whether the POST’s answer or the stream brought it');
+    const dropped = path.duplicatesDropped;
+    assert.ok(dropped <= 1);
+    assert.equal(path.fellBackAt, undefined);
+    assert.equal(path.info.encapsulation, Encapsulation.HTTP_STREAM);
+    const more = Array.from({ length: 5 }, (_, i) => numbered(i + 1));
+    for (const d of more) path.send(d);
+    w.net.run(1000);
+    assert.deepEqual(
+      hs.got.slice(1).map((g) => g.data),
+      more,
+    );
+    assert.equal(path.duplicatesDropped, dropped, 'the stream alone carries them now');
   });
 });
 

@@ -78,6 +78,22 @@ describe('scenario table', () => {
     assert.notEqual(r.validatedRtt, null);
   });
 
+  test('proxy-buffering: the buffered stream costs the session nothing; it ends on polling', () => {
+    const r = row('proxy-buffering');
+    // Up when the POST carrying the handshake is answered (its answer brings the relay's reply,
+    // stream or no stream): the polling path's own setup, 2 RTT through the proxy, and no more.
+    assert.equal(r.setupRtt, 2);
+    assert.equal(r.encapSetupRtt, 2);
+    assert.ok(r.setupRtt! <= 3, 'issue 3: up in the time of the fastest allowed path (3 RTT)');
+    assert.equal(r.met['setup<=fastestPath'], true);
+    assert.equal(r.chosenEncapsulation, 'http-poll');
+    assert.equal(r.registrations, 2, 'registered again once, when the stream fell back');
+    assert.ok(r.exactlyOnce);
+    assert.equal(r.transportDuplicates, 0);
+    assert.equal(r.newKeyExchange, false);
+    assert.ok(r.bytes['http-poll']!.down > 100_000, 'the traffic went down by polling');
+  });
+
   test('deterministic: the same seed gives the same row', () => {
     for (const name of ['lossy-moves', 'proxy-buffering', 'nat-rebinding']) {
       const spec = SCENARIOS.find((s) => s.name === name)!;
