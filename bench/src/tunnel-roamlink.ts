@@ -90,8 +90,6 @@ export async function startRoamlinkTunnel(
     '127.0.0.1/32',
     '--log-format',
     'json',
-    '--log-level',
-    'warn',
   ]);
   let client: ReturnType<typeof spawnCli> | undefined;
   const stop = async (): Promise<void> => {

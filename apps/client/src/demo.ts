@@ -1,18 +1,17 @@
 /**
- * `./dev run`: a relay and a client on this machine with generated keys and built-in defaults,
- * showing the live session. Keys live in .roamlink/demo/. Rekeys every 20 s so that a person
- * watching sees one happen (the default is 120 s). The relay listens on UDP --port, TCP
- * --tcp-port (default: the same number) and HTTP --http-port (default: --port + 1, or any free
- * port when --port is 0), which serves /health, WebSocket and HTTP streaming/polling; the client
- * connects on all five.
- * SIGUSR2 is passed on to the client (it closes its UDP socket and moves), SIGUSR1 too (it closes
- * its TCP connection), SIGINT too.
+ * `./dev run`: the main job on one machine. Starts `roamlink relay` and `roamlink connect` with
+ * generated keys (in .roamlink/demo/) and built-in defaults: the relay on UDP and TCP 51820 and
+ * HTTP 51821 (WebSocket, RLHTTP, /health, /metrics), the client racing every encapsulation with a
+ * SOCKS5 port on 127.0.0.1:1080 and its live status line. The relay may reach 127.0.0.1 (the
+ * demo's own services) besides the public internet; private ranges stay denied otherwise.
  *
- *   node apps/client/src/demo.ts [--duration-s N] [--rekey-after-ms N] [--port N] [--tcp-port N]
- *        [--http-port N] [--log-events] [--no-udp] [--no-tcp] [--no-ws] [--no-http] (leave candidates out)
- *        [--suite aes-256-gcm] (offer one suite only, e.g. for a capture with Wireshark 4.0)
+ *   node apps/client/src/demo.ts [--socks 127.0.0.1:1080] [--port 51820] [--duration-s N]
+ *        [--rekey-after-ms 20000] [--no-udp] [--no-tcp] [--no-ws] [--no-http] [--dir .roamlink/demo]
+ *
+ * Then, in another terminal: curl --socks5-hostname 127.0.0.1:1080 http://127.0.0.1:51821/health
  */
 import { spawn } from 'node:child_process';
+import { createWriteStream, mkdirSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -21,105 +20,97 @@ import { loadOrCreateKey } from '@roamlink/node';
 
 const { values } = parseArgs({
   options: {
+    socks: { type: 'string', default: '127.0.0.1:1080' },
+    port: { type: 'string', default: '51820' },
     'duration-s': { type: 'string', default: '0' },
     'rekey-after-ms': { type: 'string', default: '20000' },
-    port: { type: 'string', default: '51820' },
-    'tcp-port': { type: 'string' },
-    'http-port': { type: 'string' },
-    'log-events': { type: 'boolean', default: false },
+    'no-udp': { type: 'boolean', default: false },
     'no-tcp': { type: 'boolean', default: false },
     'no-ws': { type: 'boolean', default: false },
     'no-http': { type: 'boolean', default: false },
-    'no-udp': { type: 'boolean', default: false },
-    suite: { type: 'string' },
     dir: { type: 'string', default: '.roamlink/demo' },
   },
 });
-const here = (p: string): string => fileURLToPath(new URL(p, import.meta.url));
-const client = loadOrCreateKey(`${values.dir}/client/client.key`).keypair;
-const listen = `127.0.0.1:${values.port}`;
-const tcpListen = `127.0.0.1:${values['tcp-port'] ?? values.port}`;
+const cli = fileURLToPath(new URL('./cli.ts', import.meta.url));
 const port = Number(values.port);
-const httpListen = `127.0.0.1:${values['http-port'] ?? (port === 0 ? 0 : port + 1)}`;
-// Until the client runs, a SIGUSR1/2 is ignored rather than fatal.
-let child: ReturnType<typeof spawn> | undefined;
-process.on('SIGUSR1', () => child?.kill('SIGUSR1'));
-process.on('SIGUSR2', () => child?.kill('SIGUSR2'));
+const client = loadOrCreateKey(`${values.dir}/client/client.key`).keypair;
+mkdirSync(values.dir, { recursive: true });
+const relayLog = `${values.dir}/relay.log`;
+const logFile = createWriteStream(relayLog, { flags: 'a' });
 
 const relay = spawn(
   process.execPath,
   [
-    here('../../relay/src/main.ts'),
-    '--listen',
-    listen,
+    cli,
+    'relay',
+    '--udp',
+    `127.0.0.1:${port}`,
     '--tcp',
-    tcpListen,
+    `127.0.0.1:${port}`,
     '--http',
-    httpListen,
+    `127.0.0.1:${port === 0 ? 0 : port + 1}`,
     '--data-dir',
     `${values.dir}/relay`,
     '--allow',
     toHex(client.publicKey),
+    '--egress-allow',
+    '127.0.0.1/32',
     '--rekey-after-ms',
     values['rekey-after-ms'],
+    '--metrics',
+    '--log-format',
+    'json',
   ],
   { stdio: ['ignore', 'pipe', 'inherit'] },
 );
-// The relay reports its real address (the port may have been 0) and key on its first log line.
-const { relayKey, relayAddr, relayTcp, relayHttp } = await new Promise<{
-  relayKey: string;
-  relayAddr: string;
-  relayTcp: string;
-  relayHttp: string;
-}>((resolve, reject) => {
-  relay.once('exit', (code) => reject(new Error(`relay exited (${code})`)));
+const listening = await new Promise<Record<string, string>>((resolve, reject) => {
+  relay.once('exit', (code) => reject(new Error(`relay exited (${code}); see ${relayLog}`)));
   createInterface({ input: relay.stdout! }).on('line', (line) => {
-    const m = JSON.parse(line) as {
-      msg: string;
-      publicKey?: string;
-      udp?: string;
-      tcp?: string;
-      http?: string;
-    };
-    if (m.msg === 'listening' && m.publicKey && m.udp && m.tcp && m.http) {
-      process.stderr.write(
-        `relay  listening on udp ${m.udp}, tcp ${m.tcp} and http ${m.http} (WebSocket, HTTP, /health), public key ${m.publicKey}\n`,
-      );
-      resolve({ relayKey: m.publicKey, relayAddr: m.udp, relayTcp: m.tcp, relayHttp: m.http });
+    logFile.write(`${line}\n`);
+    try {
+      const m = JSON.parse(line) as Record<string, string>;
+      if (m.msg === 'listening') resolve(m);
+    } catch {
+      // Not JSON: kept in the log file only.
     }
   });
 });
-process.stderr.write(`client public key ${toHex(client.publicKey)}\n`);
+process.stderr.write(
+  `relay   udp ${listening.udp}  tcp ${listening.tcp}  http ${listening.http}  key ${listening.publicKey}\n` +
+    `        health http://${listening.http}/health  metrics http://${listening.http}/metrics  log ${relayLog}\n` +
+    `client  SOCKS5 on ${values.socks}; try:\n` +
+    `        curl --socks5-hostname ${values.socks} http://${listening.http}/health\n`,
+);
 
 const c = spawn(
   process.execPath,
   [
-    here('./main.ts'),
-    '--relay',
-    relayAddr,
-    '--relay-tcp',
-    relayTcp,
-    '--relay-http',
-    relayHttp,
+    cli,
+    'connect',
+    listening.udp!,
     '--relay-key',
-    relayKey,
+    listening.publicKey!,
+    '--relay-tcp',
+    listening.tcp!,
+    '--relay-http',
+    listening.http!,
     '--data-dir',
     `${values.dir}/client`,
+    '--socks',
+    values.socks,
     '--duration-s',
     values['duration-s'],
     '--rekey-after-ms',
     values['rekey-after-ms'],
-    ...(values['log-events'] ? ['--log-events'] : []),
-    ...(values['no-tcp'] ? ['--no-tcp'] : []),
-    ...(values['no-ws'] ? ['--no-ws'] : []),
-    ...(values['no-http'] ? ['--no-http'] : []),
-    ...(values.suite ? ['--suite', values.suite] : []),
-    ...(values['no-udp'] ? ['--no-udp'] : []),
+    ...(['udp', 'tcp', 'ws', 'http'] as const)
+      .filter((k) => values[`no-${k}`])
+      .map((k) => `--no-${k}`),
   ],
   { stdio: 'inherit' },
 );
-child = c;
 process.on('SIGINT', () => c.kill('SIGINT'));
+process.on('SIGTERM', () => c.kill('SIGTERM'));
 const code = await new Promise<number>((resolve) => c.once('exit', (n) => resolve(n ?? 1)));
 relay.kill('SIGTERM');
+await new Promise((r) => relay.once('exit', r));
 process.exit(code);

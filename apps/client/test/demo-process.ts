@@ -33,7 +33,7 @@ export async function runDemo(
   opts: { env?: Record<string, string> } = {},
 ): Promise<DemoResult> {
   const dir = mkdtempSync(join(tmpdir(), 'roamlink-demo-'));
-  const demo = fileURLToPath(new URL('../src/demo.ts', import.meta.url));
+  const demo = fileURLToPath(new URL('../src/echo-demo.ts', import.meta.url));
   const child = spawn(
     process.execPath,
     [demo, '--port', '0', '--dir', dir, '--log-events', ...args],

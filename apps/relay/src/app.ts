@@ -4,7 +4,8 @@
  * port and attaches the WebSocket encapsulation to the same server; the datagram transports are
  * not the app's concern.
  *
- *   GET /health → 200 {"ok": true, "uptime": <seconds>, "sessions": <peers with keys>}
+ *   GET /health  → 200 {"ok": true, "uptime": <seconds>, "sessions": <peers with keys>}
+ *   GET /metrics → 200 Prometheus text exposition, when the relay runs with metrics on
  */
 import { Hono } from 'hono';
 
@@ -15,6 +16,8 @@ export interface RelayAppDeps {
   startedAt: number;
   /** How many client sessions the relay holds. */
   sessions: () => number;
+  /** Prometheus text exposition (0.0.4) of the relay's metrics; absent: no /metrics route. */
+  metrics?: () => string;
 }
 
 export interface Health {
@@ -36,5 +39,13 @@ export function createRelayApp(deps: RelayAppDeps): Hono {
     c.header('Cache-Control', 'no-store');
     return c.json(health);
   });
+  const metrics = deps.metrics;
+  if (metrics) {
+    app.get('/metrics', (c) => {
+      c.header('Content-Type', 'text/plain; version=0.0.4; charset=utf-8');
+      c.header('Cache-Control', 'no-store');
+      return c.body(metrics());
+    });
+  }
   return app;
 }

@@ -217,7 +217,7 @@ export const SETTINGS: readonly AnySetting[] = [
   def({
     key: 'udpListen',
     flag: 'udp-listen',
-    aliases: ['listen'],
+    aliases: ['listen', 'udp'],
     env: 'ROAMLINK_UDP_LISTEN',
     kind: 'value',
     form: 'HOST:PORT',

@@ -45,7 +45,7 @@ import { DeadPathDetector } from './dead-path.ts';
 import { DEFAULT_ENCAPSULATION_PREFERENCE, Encapsulation } from './encapsulation.ts';
 import { ErrorCode, isRoamlinkError } from './errors.ts';
 import type { EspOpened } from './esp.ts';
-import { DROP_NAMES, Drop, newEspOpened, readSpi } from './esp.ts';
+import { DROP_NAMES, Drop, newEspOpened, readSpi, sealReserved } from './esp.ts';
 import { ControlType, controlType, InitiatorHandshake, isControl } from './handshake.ts';
 import type { Keypair, RandomBytes } from './noise.ts';
 import type { Verdict } from './path.ts';
@@ -291,12 +291,32 @@ export class ClientSession<P> {
    * if no keys are usable yet (the payload is then held and sent when they are).
    */
   send(payload: Uint8Array, nextHeader: number, now: number): Uint8Array | undefined {
+    return this.#send(payload, nextHeader, now, false);
+  }
+
+  /**
+   * As `send`, but seals `payload` where it lies, without a copy: the bytes before and after the
+   * view (ESP_PAYLOAD_OFFSET and ESP_TAIL_RESERVE of them) are scratch the caller reserved, as
+   * the stream layer's packets have. Falls back to a copy if the room is not there.
+   */
+  sendReserved(payload: Uint8Array, nextHeader: number, now: number): Uint8Array | undefined {
+    return this.#send(payload, nextHeader, now, true);
+  }
+
+  #send(
+    payload: Uint8Array,
+    nextHeader: number,
+    now: number,
+    reserved: boolean,
+  ): Uint8Array | undefined {
     const cur = this.#usable(now);
     if (!cur) {
       this.#stage(payload, nextHeader);
       return undefined;
     }
-    const pkt = cur.tx.seal(payload, nextHeader);
+    const pkt =
+      (reserved ? sealReserved(cur.tx, payload, nextHeader) : undefined) ??
+      cur.tx.seal(payload, nextHeader);
     this.stats.packetsSent++;
     this.#sent(now);
     if (this.#dataPaths.length > 1 && --this.#duplicatesLeft <= 0) {

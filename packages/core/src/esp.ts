@@ -80,6 +80,28 @@ export function espPacketLength(payloadLength: number): number {
   return ESP_PAYLOAD_OFFSET + block + ESP_ICV_BYTES;
 }
 
+/** Bytes after a payload that sealing in place may write (padding, trailer, ICV): at most this. */
+export const ESP_TAIL_RESERVE = ESP_ALIGN - 1 + ESP_TRAILER_BYTES + ESP_ICV_BYTES;
+
+/**
+ * Seals a payload in the buffer it was built in: `payload` is a view with ESP_PAYLOAD_OFFSET
+ * bytes free before it and ESP_TAIL_RESERVE after it, both the caller's scratch (a builder that
+ * reserved them, as the stream layer does). Returns the packet, a view over the same memory, or
+ * undefined if the room is not there (the caller then seals a copy).
+ */
+export function sealReserved(
+  tx: EspSender,
+  payload: Uint8Array,
+  nextHeader: number,
+): Uint8Array | undefined {
+  const start = payload.byteOffset - ESP_PAYLOAD_OFFSET;
+  const len = espPacketLength(payload.length);
+  if (start < 0 || start + len > payload.buffer.byteLength) return undefined;
+  const buf = new Uint8Array(payload.buffer, start, len);
+  tx.sealInPlace(buf, 0, payload.length, nextHeader);
+  return buf;
+}
+
 /** Reads the SPI of a datagram that is known to be ESP (its first four bytes). */
 export function readSpi(packet: Uint8Array): number {
   return ((packet[0]! << 24) | (packet[1]! << 16) | (packet[2]! << 8) | packet[3]!) >>> 0;

@@ -51,18 +51,26 @@ export function encodeRecords(datagrams: readonly Uint8Array[]): Uint8Array {
  * Streaming record parser: feed it the bytes as TCP delivers them, in chunks of any size; it calls
  * `onRecord` once per whole record (empty ones included), in order. A Length below 2 is a framing
  * error, after which it stays failed.
+ *
+ * No byte is copied twice: a record split across chunks is gathered once into a buffer of its own
+ * size. A record that lies whole inside a chunk is copied out of it, unless `zeroCopy` is set:
+ * then it is handed up as a view of the chunk. The core decrypts in place, so zeroCopy is only for
+ * producers that never look at a chunk again (Node's socket reads and HTTP bodies), not for the
+ * simulator, whose TCP model keeps what it sent for retransmission.
  */
 export class RecordReader {
   onRecord: (datagram: Uint8Array) => void = () => {};
-  /** Unconsumed chunks, as they arrived: at most one partial record. */
-  #chunks: Uint8Array[] = [];
-  #have = 0;
-  /**
-   * Bytes needed before the next record can complete: joining the chunks earlier would copy the
-   * partial record again on every chunk (quadratic for a large record in small segments).
-   */
-  #need = RECORD_HEADER_BYTES;
+  readonly #zeroCopy: boolean;
+  /** The first byte of a Length split across two chunks. */
+  #headerByte = -1;
+  /** A record being gathered across chunks, and how much of it has arrived. */
+  #partial: Uint8Array | undefined;
+  #filled = 0;
   #failed = false;
+
+  constructor(o: { zeroCopy?: boolean } = {}) {
+    this.#zeroCopy = o.zeroCopy ?? false;
+  }
 
   get failed(): boolean {
     return this.#failed;
@@ -70,49 +78,57 @@ export class RecordReader {
 
   /** Whether the stream may end here (no partial record). */
   get atBoundary(): boolean {
-    return this.#have === 0;
+    return this.#partial === undefined && this.#headerByte < 0;
   }
 
   /** Returns false on a framing error. */
   push(bytes: Uint8Array): boolean {
     if (this.#failed) return false;
-    if (bytes.length === 0) return true;
-    // A plain view: a Buffer's slice() would not copy, and the datagrams must.
-    this.#chunks.push(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length));
-    this.#have += bytes.length;
-    if (this.#have < this.#need) return true;
-    let b = this.#chunks[0]!;
-    if (this.#chunks.length > 1) {
-      b = new Uint8Array(this.#have);
-      let at = 0;
-      for (const c of this.#chunks) {
-        b.set(c, at);
-        at += c.length;
-      }
-    }
     let o = 0;
-    this.#need = RECORD_HEADER_BYTES;
-    while (b.length - o >= RECORD_HEADER_BYTES) {
-      const len = (b[o]! << 8) | b[o + 1]!;
+    const n = bytes.length;
+    while (o < n) {
+      const partial = this.#partial;
+      if (partial) {
+        const take = Math.min(partial.length - this.#filled, n - o);
+        partial.set(bytes.subarray(o, o + take), this.#filled);
+        this.#filled += take;
+        o += take;
+        if (this.#filled < partial.length) return true;
+        this.#partial = undefined;
+        this.onRecord(partial);
+        if (this.#failed) return false;
+        continue;
+      }
+      let len: number;
+      if (this.#headerByte >= 0) {
+        len = (this.#headerByte << 8) | bytes[o]!;
+        this.#headerByte = -1;
+        o += 1;
+      } else if (n - o === 1) {
+        this.#headerByte = bytes[o]!;
+        return true;
+      } else {
+        len = (bytes[o]! << 8) | bytes[o + 1]!;
+        o += RECORD_HEADER_BYTES;
+      }
       if (len < RECORD_HEADER_BYTES) {
         this.#failed = true;
-        this.#chunks = [];
-        this.#have = 0;
         return false;
       }
-      if (b.length - o < len) {
-        this.#need = len;
-        break;
+      const body = len - RECORD_HEADER_BYTES;
+      if (n - o >= body) {
+        // A plain Uint8Array view (not a Buffer's subarray) or a copy.
+        const d = this.#zeroCopy
+          ? new Uint8Array(bytes.buffer, bytes.byteOffset + o, body)
+          : Uint8Array.prototype.slice.call(bytes, o, o + body);
+        o += body;
+        this.onRecord(d);
+        if (this.#failed) return false;
+      } else {
+        this.#partial = new Uint8Array(body);
+        this.#filled = 0;
       }
-      // A copy: the datagram outlives the socket's buffer, and the core decrypts in place.
-      const d = b.slice(o + RECORD_HEADER_BYTES, o + len);
-      o += len;
-      this.onRecord(d);
-      if (this.#failed) return false;
     }
-    const rest = b.length - o;
-    this.#chunks = rest === 0 ? [] : [b.slice(o)];
-    this.#have = rest;
     return true;
   }
 }

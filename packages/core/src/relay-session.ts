@@ -33,7 +33,7 @@ import type { CryptoProvider, Suite } from './crypto/aead.ts';
 import { DEFAULT_ENCAPSULATION_PREFERENCE, Encapsulation } from './encapsulation.ts';
 import { ErrorCode, isRoamlinkError } from './errors.ts';
 import type { DropName, EspOpened } from './esp.ts';
-import { DROP_NAMES, Drop, newEspOpened, readSpi } from './esp.ts';
+import { DROP_NAMES, Drop, newEspOpened, readSpi, sealReserved } from './esp.ts';
 import type { InitPayload } from './handshake.ts';
 import { ControlType, controlType, isControl, ResponderHandshake } from './handshake.ts';
 import type { Keypair, RandomBytes } from './noise.ts';
@@ -256,6 +256,29 @@ export class RelaySessions<P> {
     nextHeader: number,
     now: number,
   ): Uint8Array | undefined {
+    return this.#send(peer, payload, nextHeader, now, false);
+  }
+
+  /**
+   * As `send`, but seals `payload` where it lies, without a copy: the bytes before and after the
+   * view (ESP_PAYLOAD_OFFSET and ESP_TAIL_RESERVE of them) are scratch the caller reserved.
+   */
+  sendReserved(
+    peer: RelayPeer<P>,
+    payload: Uint8Array,
+    nextHeader: number,
+    now: number,
+  ): Uint8Array | undefined {
+    return this.#send(peer, payload, nextHeader, now, true);
+  }
+
+  #send(
+    peer: RelayPeer<P>,
+    payload: Uint8Array,
+    nextHeader: number,
+    now: number,
+    reserved: boolean,
+  ): Uint8Array | undefined {
     const cur = peer.keys.current;
     if (
       !cur ||
@@ -268,7 +291,9 @@ export class RelaySessions<P> {
     }
     this.stats.packetsSent++;
     peer.packetsSent++;
-    const pkt = cur.tx.seal(payload, nextHeader);
+    const pkt =
+      (reserved ? sealReserved(cur.tx, payload, nextHeader) : undefined) ??
+      cur.tx.seal(payload, nextHeader);
     this.#charge(peer, peer.path, pkt.length);
     if (peer.redundantLeft > 0) {
       // Right after a move onto a datagram path, each packet goes twice (the client's replay

@@ -10,9 +10,20 @@
  *
  * Downstream, streaming: one `GET <base>/down?s=<token>` whose chunked response stays open; the
  * relay writes the stream-open marker (an empty record) at once, then records, and a heartbeat.
- * A proxy that buffers whole responses holds the marker back; the client notices by itself (no
- * body byte within clamp(1.5 × first POST's answer time, 100 ms, 3 s) of the GET leaving) and
- * fails the path with "buffered", so the caller falls back to polling.
+ * The relay numbers what it queues for a streaming session (`Roamlink-Seq` on the stream's 200
+ * names the next record's number).
+ *
+ * Buffering proxies cost no round trip. A proxy that buffers whole responses holds the stream
+ * back; until the client sees a byte of it, each of its requests carries `Roamlink-Ack: <n>` (it
+ * holds every datagram numbered below n), and the relay keeps copies of what it wrote to the
+ * stream and answers that client's POSTs with 200 and the copies from n on (`Roamlink-Seq` names
+ * the first). So the handshake's answer comes back with the POST that carried the handshake,
+ * stream or no stream; the client delivers each number once. When no body byte arrived within
+ * clamp(1.5 × first POST's answer time, 100 ms, 3 s) of the GET leaving, the same path (same
+ * token, same path id) falls back to long polling on that token, still with `Roamlink-Ack`: the
+ * relay ends the stream, queues the copies from n on again, and from then on hands the path's
+ * datagrams up as HTTP polling (`mode` in the view); the client reports the change
+ * (`onModeChange`) so that its owner registers the path again.
  *
  * Downstream, long polling: `GET <base>/poll?s=<token>` held until a datagram is queued (200, a
  * Content-Length body of records) or 25 s pass (204); the client asks again at once. Every answer
@@ -33,6 +44,7 @@ import {
 } from 'node:http';
 import type { Socket } from 'node:net';
 import {
+  decodeRecords,
   EMPTY_RECORD,
   encodeRecords,
   MAX_RECORD_DATAGRAM_BYTES,
@@ -53,6 +65,16 @@ export const MAX_UP_BODY_BYTES = 1 << 20;
 export const DEFAULT_HEARTBEAT_MS = 15_000;
 export const DEFAULT_POLL_HOLD_MS = 25_000;
 export const DEFAULT_SESSION_IDLE_MS = 60_000;
+/** A stream open this long counts as flowing even if its client never said so; copies go. */
+export const DEFAULT_STREAM_TRUST_MS = 10_000;
+
+/**
+ * Request field of a streaming client that has not (yet) seen a byte of its stream: how many of
+ * the session's numbered datagrams it holds (all those numbered below).
+ */
+export const ACK_HEADER = 'Roamlink-Ack';
+/** Response field: the number of the first datagram in this body (stream, POST and poll answers). */
+export const SEQ_HEADER = 'Roamlink-Seq';
 
 export const HttpMode = { STREAM: 'stream', POLL: 'poll' } as const;
 export type HttpMode = (typeof HttpMode)[keyof typeof HttpMode];
@@ -63,6 +85,10 @@ export const HttpPathError = {
   HTTP_STATUS: 'http-status',
   HTTP_ERROR: 'http-error',
   PROTOCOL: 'protocol',
+  /**
+   * Reserved: a streaming client whose stream is buffered falls back to polling by itself
+   * (`onModeChange`) instead of failing.
+   */
   BUFFERED: 'buffered',
 } as const;
 
@@ -75,8 +101,25 @@ export function isSessionToken(t: string): boolean {
   return /^[A-Za-z0-9_-]{16,128}$/.test(t);
 }
 
-/** The same shape as a WebSocket path's view: socket ends, request target, Host, headers. */
-export type HttpPathView = WsPathView;
+/**
+ * A `Roamlink-Ack`/`Roamlink-Seq` field's value (surrounding spaces ignored, RFC 9110 §5.5):
+ * undefined when absent, NaN when malformed (not 1 to 15 decimal digits, or repeated).
+ */
+export function seqField(value: string | string[] | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string') return Number.NaN;
+  const t = value.trim();
+  return /^\d{1,15}$/.test(t) ? Number(t) : Number.NaN;
+}
+
+/**
+ * A path's view (the same shape as a WebSocket path's: socket ends, request target, Host,
+ * headers), plus what the path's datagrams travel as now: "stream", or "poll" (a polling path,
+ * or a streaming path that fell back to polling; its id keeps the "hs:" prefix).
+ */
+export interface HttpPathView extends WsPathView {
+  mode: HttpMode;
+}
 
 /** How many of `queue`'s head fit in `maxBytes` of records (at least one). */
 function batchCount(queue: readonly Uint8Array[], maxBytes: number): number {
@@ -99,11 +142,14 @@ const endpointOf = (address: string | undefined, port: number | undefined): UdpE
 // ---- relay ----
 
 export interface HttpRelayOptions {
-  /** Every datagram that arrives, with its path id and the view of the POST that carried it. */
+  /**
+   * Every datagram that arrives, with its path id and the view of the POST that carried it;
+   * `view.mode` says what it arrives as (a streaming session that fell back says "poll").
+   */
   onDatagram: (datagram: Uint8Array, pathId: string, view: HttpPathView) => void;
   /** A session expired (reason "closed: session expired"). */
   onPathClose?: (pathId: string, reason: string) => void;
-  /** Bytes of datagrams waiting for the client per session (default 1 MiB). */
+  /** Bytes of datagrams waiting for the client per session (default 1 MiB); copies as much again. */
   maxQueuedBytes?: number;
   /** Forget a session with no down request and no request for this long (default 60 s). */
   sessionIdleMs?: number;
@@ -111,20 +157,27 @@ export interface HttpRelayOptions {
   heartbeatMs?: number;
   /** Answer a poll 204 after holding it this long (default 25 s). */
   pollHoldMs?: number;
-  /** Records per poll answer (default 64 KiB, at least one datagram). */
+  /** Records per poll answer, also per POST answer (default 64 KiB, at least one datagram). */
   maxPollBytes?: number;
+  /**
+   * Streaming: copies of what was written to a stream are kept until the client shows that the
+   * stream flows, or for at most this long after it opened (default 10 s).
+   */
+  streamTrustMs?: number;
   /** The routes' base (default "/rl"). */
   base?: string;
 }
 
 export interface HttpRelayStats {
-  /** Requests answered 4xx (bad token, route, method, body, mode). */
+  /** Requests answered 4xx (bad token, route, method, body, mode, Roamlink-Ack). */
   rejected: number;
   datagramsSent: number;
   datagramsReceived: number;
   /** Datagrams `send` refused because the session's queue was full. */
   queueDrops: number;
   sessionsExpired: number;
+  /** Streaming sessions whose client fell back to polling. */
+  fallbacks: number;
 }
 
 interface DownChannel {
@@ -132,16 +185,33 @@ interface DownChannel {
   kick(): void;
   /** Replaced by a newer down request, or the relay closing. */
   close(): void;
+  /** A stream: write what is queued now, not in a later turn. */
+  drain?(): void;
 }
 
 interface RelaySession {
   id: string;
   token: string;
+  /** The mode the token was first seen with. */
   mode: HttpMode;
+  /** Datagrams waiting for the client; queue[0] is numbered `headSeq`. */
   queue: Uint8Array[];
   queuedBytes: number;
+  headSeq: number;
+  /**
+   * Copies of datagrams already written to the stream (numbered `keptSeq` up to `headSeq`), kept
+   * while the client has not seen its stream: it may still ask for them.
+   */
+  kept: Uint8Array[];
+  keptBytes: number;
+  keptSeq: number;
+  /** The client has shown that its stream flows (or it never streams): keep no copies. */
+  confirmed: boolean;
+  /** A streaming session whose client fell back to polling, for good. */
+  polled: boolean;
   down: DownChannel | undefined;
   idle: NodeJS.Timeout | undefined;
+  trust: NodeJS.Timeout | undefined;
 }
 
 /** Request headers as [lower-case name, value] pairs, in arrival order, repeats kept. */
@@ -153,7 +223,7 @@ function headerPairs(req: IncomingMessage): [string, string][] {
 }
 
 /** The relay's view of one request: the peer (the proxy's, when proxied), itself, target, fields. */
-function observedView(req: IncomingMessage): HttpPathView {
+function observedView(req: IncomingMessage, mode: HttpMode): HttpPathView {
   const s = req.socket;
   return {
     local: endpointOf(s.localAddress, s.localPort),
@@ -161,6 +231,7 @@ function observedView(req: IncomingMessage): HttpPathView {
     url: req.url ?? '',
     host: req.headers.host,
     headers: headerPairs(req),
+    mode,
   };
 }
 
@@ -189,6 +260,7 @@ export class HttpRelayTransport {
     datagramsReceived: 0,
     queueDrops: 0,
     sessionsExpired: 0,
+    fallbacks: 0,
   };
   readonly #o: HttpRelayOptions;
   readonly #base: string;
@@ -197,6 +269,7 @@ export class HttpRelayTransport {
   readonly #heartbeatMs: number;
   readonly #holdMs: number;
   readonly #maxPoll: number;
+  readonly #trustMs: number;
   readonly #byToken = new Map<string, RelaySession>();
   readonly #byId = new Map<string, RelaySession>();
   #closed = false;
@@ -209,11 +282,21 @@ export class HttpRelayTransport {
     this.#heartbeatMs = o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.#holdMs = o.pollHoldMs ?? DEFAULT_POLL_HOLD_MS;
     this.#maxPoll = o.maxPollBytes ?? DEFAULT_MAX_BATCH_BYTES;
+    this.#trustMs = o.streamTrustMs ?? DEFAULT_STREAM_TRUST_MS;
   }
 
   /** The live sessions' path ids. */
   get paths(): string[] {
     return [...this.#byId.keys()];
+  }
+
+  /**
+   * What a session's datagrams travel as now: "poll" for polling sessions and for streaming
+   * sessions that fell back; undefined for an unknown path.
+   */
+  mode(pathId: string): HttpMode | undefined {
+    const s = this.#byId.get(pathId);
+    return s === undefined ? undefined : this.#modeOf(s);
   }
 
   /**
@@ -240,6 +323,11 @@ export class HttpRelayTransport {
       const mode = route === '/down' ? HttpMode.STREAM : HttpMode.POLL;
       const s = this.#session(req, res, query, mode);
       if (s === undefined) return true;
+      if (mode === HttpMode.STREAM && s.polled) {
+        // Fallen back to polling: never back.
+        this.#reject(req, res, 409);
+        return true;
+      }
       // A GET's body (there should be none) is read and dropped, so the connection stays usable.
       req.resume();
       if (mode === HttpMode.STREAM) this.#stream(s, req, res);
@@ -279,6 +367,7 @@ export class HttpRelayTransport {
     this.#closed = true;
     for (const s of this.#byId.values()) {
       if (s.idle) clearTimeout(s.idle);
+      if (s.trust) clearTimeout(s.trust);
       const d = s.down;
       s.down = undefined;
       d?.close();
@@ -299,7 +388,16 @@ export class HttpRelayTransport {
     res.end();
   }
 
-  /** The session the `s` parameter names, made on first sight; undefined when answered 4xx. */
+  #modeOf(s: RelaySession): HttpMode {
+    return s.mode === HttpMode.STREAM && !s.polled ? HttpMode.STREAM : HttpMode.POLL;
+  }
+
+  /**
+   * The session the `s` parameter names, made on first sight; undefined when answered 4xx (a bad
+   * token or `Roamlink-Ack`, or a token already used with the other mode). A streaming token
+   * asked in polling mode with `Roamlink-Ack` is its client falling back: the session switches
+   * to polling for good.
+   */
   #session(
     req: IncomingMessage,
     res: ServerResponse,
@@ -311,18 +409,42 @@ export class HttpRelayTransport {
       this.#reject(req, res, 400);
       return undefined;
     }
+    const ack = seqField(req.headers['roamlink-ack']);
     let s = this.#byToken.get(token);
+    if (ack !== undefined && (Number.isNaN(ack) || ack > (s?.headSeq ?? 0))) {
+      // Not a count, or more datagrams than were ever sent.
+      this.#reject(req, res, 400);
+      return undefined;
+    }
     if (s === undefined) {
       const id = `${mode === HttpMode.STREAM ? 'hs' : 'hp'}:${token}`;
-      s = { id, token, mode, queue: [], queuedBytes: 0, down: undefined, idle: undefined };
+      s = {
+        id,
+        token,
+        mode,
+        queue: [],
+        queuedBytes: 0,
+        headSeq: 0,
+        kept: [],
+        keptBytes: 0,
+        keptSeq: 0,
+        confirmed: mode === HttpMode.POLL,
+        polled: false,
+        down: undefined,
+        idle: undefined,
+        trust: undefined,
+      };
       this.#byToken.set(token, s);
       this.#byId.set(id, s);
       this.#touch(s);
-    } else if (s.mode !== mode) {
+    } else if (s.mode === HttpMode.STREAM && mode === HttpMode.POLL && ack !== undefined) {
+      this.#fallBack(s, ack);
+    } else if (s.mode !== mode && !(s.polled && mode === HttpMode.POLL)) {
       // A token is bound to the mode it was first seen with.
       this.#reject(req, res, 409);
       return undefined;
     }
+    if (ack !== undefined && s.mode === HttpMode.STREAM) this.#acked(s, ack);
     return s;
   }
 
@@ -337,9 +459,8 @@ export class HttpRelayTransport {
       this.#reject(req, res, 413);
       return;
     }
-    const s = this.#session(req, res, query, m);
-    if (s === undefined) return;
-    const view = observedView(req);
+    // The socket ends now, while the socket is surely open; the mode once the session is known.
+    const seen = observedView(req, m);
     const chunks: Buffer[] = [];
     let size = 0;
     let over = false;
@@ -359,30 +480,70 @@ export class HttpRelayTransport {
         this.#reject(req, res, 413);
         return;
       }
-      const got: Uint8Array[] = [];
-      const reader = new RecordReader();
-      reader.onRecord = (d) => {
-        if (d.length > 0) got.push(d);
-      };
-      const body = Buffer.concat(chunks);
-      if (!reader.push(body) || !reader.atBoundary) {
+      const datagrams = decodeRecords(Buffer.concat(chunks));
+      if (datagrams === undefined) {
         this.#reject(req, res, 400);
         return;
       }
+      // Only a well-formed request touches the session (or makes one).
+      const s = this.#session(req, res, query, m);
+      if (s === undefined) return;
       this.#touch(s);
-      // Handed up in order before the answer: the 204 says the relay has them.
-      for (const d of got) {
+      const view: HttpPathView = { ...seen, mode: this.#modeOf(s) };
+      // Handed up in order before the answer: the answer says the relay has them.
+      for (const d of datagrams) {
+        if (d.length === 0) continue;
         if (!this.#byId.has(s.id)) break;
         this.stats.datagramsReceived++;
         this.#o.onDatagram(d, s.id, view);
       }
-      res.writeHead(204, [['Cache-Control', 'no-store']]);
-      res.end();
+      // After handing up, so that what the relay answered to these datagrams rides along.
+      const ack = seqField(req.headers['roamlink-ack']);
+      // Without the field the client says its stream flows: no copies from now on.
+      if (s.mode === HttpMode.STREAM && ack === undefined && !s.confirmed) this.#confirm(s);
+      const answer =
+        s.mode === HttpMode.STREAM && ack !== undefined && this.#byId.has(s.id)
+          ? this.#answerUp(s)
+          : undefined;
+      if (answer === undefined || answer.datagrams.length === 0) {
+        res.writeHead(204, [['Cache-Control', 'no-store']]);
+        res.end();
+        return;
+      }
+      const body = encodeRecords(answer.datagrams);
+      res.writeHead(200, [
+        ['Content-Type', 'application/octet-stream'],
+        ['Content-Length', String(body.length)],
+        ['Cache-Control', 'no-store'],
+        [SEQ_HEADER, String(answer.first)],
+      ]);
+      res.end(body);
     });
     req.on('error', () => {});
   }
 
-  /** `<base>/down`: 200, chunked, the marker at once, then records as queued, and a heartbeat. */
+  /**
+   * What a POST carrying `Roamlink-Ack` gets back: the copies the client lacks (its stream has
+   * shown nothing yet), after writing what is queued to the stream; with no stream attached,
+   * what is queued (copies kept alike). A polled session holding a poll gets nothing (the poll
+   * takes it). The first datagram's number with them.
+   */
+  #answerUp(s: RelaySession): { first: number; datagrams: Uint8Array[] } {
+    if (s.down !== undefined) {
+      if (s.polled) return { first: s.headSeq, datagrams: [] };
+      s.down.drain?.();
+    } else if (s.queue.length > 0) {
+      const first = s.headSeq;
+      const taken = this.#take(s, this.#maxPoll);
+      if (s.confirmed) return { first, datagrams: taken };
+    }
+    return { first: s.keptSeq, datagrams: s.kept.slice(0, batchCount(s.kept, this.#maxPoll)) };
+  }
+
+  /**
+   * `<base>/down`: 200 (`Roamlink-Seq`: the next record's number), chunked, the marker at once,
+   * then records as queued, and a heartbeat.
+   */
   #stream(s: RelaySession, req: IncomingMessage, res: ServerResponse): void {
     let ended = false;
     let flushing: NodeJS.Immediate | undefined;
@@ -397,20 +558,24 @@ export class HttpRelayTransport {
       if (flushing) clearImmediate(flushing);
       this.#detach(s, down);
     };
+    const flush = (): void => {
+      if (flushing) clearImmediate(flushing);
+      flushing = undefined;
+      // A response already gone takes nothing: the datagrams wait for the next request.
+      if (ended || res.destroyed || res.writableEnded || s.queue.length === 0) return;
+      res.write(encodeRecords(this.#take(s, Number.POSITIVE_INFINITY)));
+    };
     const down: DownChannel = {
+      // Datagrams queued in the same turn of the event loop share a chunk.
       kick: () => {
-        // Datagrams queued in the same turn of the event loop share a chunk.
-        flushing ??= setImmediate(() => {
-          flushing = undefined;
-          if (ended || s.queue.length === 0) return;
-          res.write(encodeRecords(this.#take(s, Number.POSITIVE_INFINITY)));
-        });
+        flushing ??= setImmediate(flush);
       },
       close: () => {
         if (ended) return;
         stop();
         res.end();
       },
+      drain: flush,
     };
     res.socket?.setNoDelay(true);
     res.writeHead(200, [
@@ -418,9 +583,11 @@ export class HttpRelayTransport {
       ['Cache-Control', 'no-store'],
       // Asks reverse proxies that honour it (nginx) not to buffer; a hint, never relied on.
       ['X-Accel-Buffering', 'no'],
+      [SEQ_HEADER, String(s.headSeq)],
     ]);
     res.write(EMPTY_RECORD);
     this.#attach(s, down);
+    this.#streamStarted(s);
     res.on('close', stop);
     req.on('error', stop);
     if (s.queue.length > 0) down.kick();
@@ -446,11 +613,14 @@ export class HttpRelayTransport {
         res.end();
         return;
       }
+      const first = s.headSeq;
       const body = encodeRecords(this.#take(s, this.#maxPoll));
       res.writeHead(200, [
         ['Content-Type', 'application/octet-stream'],
         ['Content-Length', String(body.length)],
         ['Cache-Control', 'no-store'],
+        // A streaming session that fell back numbers its datagrams.
+        ...(s.mode === HttpMode.STREAM ? [[SEQ_HEADER, String(first)] as [string, string]] : []),
       ]);
       res.end(body);
     };
@@ -472,10 +642,77 @@ export class HttpRelayTransport {
     if (s.queue.length > 0) down.kick();
   }
 
+  /**
+   * Takes queued datagrams, at most `maxBytes` of records (at least one); the first is numbered
+   * `s.headSeq` as it was before the call. Copies stay while the session is unconfirmed.
+   */
   #take(s: RelaySession, maxBytes: number): Uint8Array[] {
     const out = s.queue.splice(0, batchCount(s.queue, maxBytes));
+    s.headSeq += out.length;
     for (const d of out) s.queuedBytes -= d.length;
+    if (!s.confirmed) {
+      for (const d of out) {
+        s.kept.push(d);
+        s.keptBytes += d.length;
+      }
+      // Bounded: the oldest copies go first (a client that needs them sees a gap, as a loss).
+      while (s.keptBytes > this.#maxQueued && s.kept.length > 0) {
+        s.keptBytes -= s.kept.shift()!.length;
+        s.keptSeq++;
+      }
+    }
     return out;
+  }
+
+  /** The client's stream flows (or the relay stopped waiting to hear so): drop the copies. */
+  #confirm(s: RelaySession): void {
+    s.confirmed = true;
+    if (s.trust) clearTimeout(s.trust);
+    s.trust = undefined;
+    s.keptSeq = s.headSeq;
+    s.kept = [];
+    s.keptBytes = 0;
+  }
+
+  /** A stream response began: unless the client says otherwise, trust it after a while. */
+  #streamStarted(s: RelaySession): void {
+    if (s.trust) clearTimeout(s.trust);
+    s.trust = undefined;
+    if (s.confirmed) return;
+    s.trust = setTimeout(() => {
+      s.trust = undefined;
+      this.#confirm(s);
+    }, this.#trustMs);
+    s.trust.unref();
+  }
+
+  /** The client holds everything below `ack`: those copies are no longer needed. */
+  #acked(s: RelaySession, ack: number): void {
+    while (s.keptSeq < ack && s.kept.length > 0) {
+      s.keptBytes -= s.kept.shift()!.length;
+      s.keptSeq++;
+    }
+    if (s.kept.length === 0) s.keptSeq = Math.max(s.keptSeq, Math.min(ack, s.headSeq));
+  }
+
+  /**
+   * The client gave up on its stream (it holds everything below `ack`): end the stream, put what
+   * was written to it since back at the head of the queue, and from now on answer polls.
+   */
+  #fallBack(s: RelaySession, ack: number): void {
+    if (s.polled) return;
+    s.polled = true;
+    this.stats.fallbacks++;
+    this.#acked(s, ack);
+    s.queue = [...s.kept, ...s.queue];
+    s.queuedBytes += s.keptBytes;
+    s.headSeq = s.keptSeq;
+    s.kept = [];
+    s.keptBytes = 0;
+    this.#confirm(s);
+    const old = s.down;
+    s.down = undefined;
+    old?.close();
   }
 
   #attach(s: RelaySession, down: DownChannel): void {
@@ -501,7 +738,10 @@ export class HttpRelayTransport {
       if (this.#byId.get(s.id) !== s) return;
       this.#byId.delete(s.id);
       this.#byToken.delete(s.token);
+      if (s.trust) clearTimeout(s.trust);
+      s.trust = undefined;
       s.queue = [];
+      s.kept = [];
       this.stats.sessionsExpired++;
       this.#o.onPathClose?.(s.id, `${HttpPathError.CLOSED}: session expired`);
     }, this.#idleMs);
@@ -514,12 +754,20 @@ export class HttpRelayTransport {
 export interface HttpClientOptions {
   /** The relay's base URL, e.g. "http://127.0.0.1:51821/rl" (a reverse proxy's works too). */
   baseUrl: string;
-  /** Every datagram that arrives on this path. */
+  /** Every datagram that arrives on this path (each once, in the relay's order). */
   onDatagram: (datagram: Uint8Array, pathId: string) => void;
-  /** The path failed (reported once; the path is closed): "buffered", "http-status: ...", ... */
+  /** The path failed (reported once; the path is closed): "http-status: ...", "protocol: ..." */
   onError?: (pathId: string, reason: string) => void;
-  /** The way down works end to end: the stream-open marker arrived, or a relay answer (polling). */
+  /**
+   * The way down works end to end: the stream-open marker or a POST's answer arrived
+   * (streaming), or any relay answer (polling).
+   */
   onOpen?: (pathId: string) => void;
+  /**
+   * Streaming only: the stream is buffered, and the path (same id, same token) now polls; its
+   * `view()` and `mode` say "poll". Register the path again as HTTP polling.
+   */
+  onModeChange?: (pathId: string, mode: 'poll') => void;
   /** Extra request header fields (e.g. User-Agent), on every request. */
   headers?: Record<string, string>;
   /** The session token (default: 32 hex digits from 16 random bytes). */
@@ -528,7 +776,11 @@ export interface HttpClientOptions {
   maxQueuedBytes?: number;
   /** Records per POST body (default 64 KiB, at least one datagram). */
   maxBatchBytes?: number;
-  /** Streaming only: the first body byte is due within clamp(factor × T, minMs, maxMs). */
+  /**
+   * Streaming only: the first body byte is due within clamp(factor × T, minMs, maxMs) of the GET
+   * leaving, T the first POST's answer time (maxMs while no POST was answered); else the path
+   * falls back to polling. Defaults 1.5, 100, 3000.
+   */
   bufferDetect?: { factor?: number; minMs?: number; maxMs?: number };
   /**
    * Reach the relay through this HTTP proxy: each of the path's connections is a CONNECT tunnel
@@ -549,13 +801,16 @@ export interface HttpClientStats {
   datagramsReceived: number;
   /** Datagrams `send` dropped (closed, too long, or over the queue bound). */
   queueDrops: number;
+  /** Numbered datagrams that came a second time (a POST's answer and the stream), dropped. */
+  duplicatesDropped: number;
 }
 
 /**
  * The client's view of its path: the URL, Host and headers it sends, and the POST's socket ends.
  * Through a proxy the socket ends are those of the POST's connection to the proxy (before the
  * first POST has a socket: the proxy's address), and url/host/headers stay those of the inner
- * POST; the CONNECT request and its Proxy-Authorization are not part of the view.
+ * POST; the CONNECT request and its Proxy-Authorization are not part of the view. Fields that
+ * differ per request (Content-Length, Roamlink-Ack) are left out.
  */
 export type HttpClientView = HttpPathView;
 
@@ -581,7 +836,7 @@ function parseBase(baseUrl: string): Target {
 
 /**
  * What both client modes share: the keep-alive agent (a POST in flight and the down request on
- * two connections, reused), the batching uplink, and failing once.
+ * two connections, reused), the batching uplink, the polling loop, and failing once.
  */
 abstract class HttpClientBase {
   readonly token: string;
@@ -591,7 +846,10 @@ abstract class HttpClientBase {
     datagramsSent: 0,
     datagramsReceived: 0,
     queueDrops: 0,
+    duplicatesDropped: 0,
   };
+  /** Polls answered. */
+  polls = 0;
   /** Time from the first POST leaving to its answer (ms). */
   firstAnswerMs: number | undefined;
   protected readonly o: HttpClientOptions;
@@ -599,10 +857,13 @@ abstract class HttpClientBase {
   protected readonly agent: Agent;
   readonly #proxy: ProxyConfig | undefined;
   protected readonly extraHeaders: Record<string, string>;
-  readonly #upPath: string;
+  #mode: HttpMode;
+  #upPath: string;
   readonly #maxQueued: number;
   readonly #maxBatch: number;
   readonly #requests = new Set<ClientRequest>();
+  /** Requests ended on purpose while the path lives (a buffered stream): their errors are not the path's. */
+  readonly #abandoned = new WeakSet<ClientRequest>();
   #queue: Uint8Array[] = [];
   #queued = 0;
   #inFlight = false;
@@ -616,7 +877,8 @@ abstract class HttpClientBase {
     this.target = parseBase(o.baseUrl);
     this.token = o.token ?? randomBytes(16).toString('hex');
     this.pathId = `${mode === HttpMode.STREAM ? 'hs' : 'hp'}:${this.token}`;
-    this.#upPath = `${this.target.basePath}/up?s=${this.token}&m=${mode}`;
+    this.#mode = mode;
+    this.#upPath = this.#upPathFor(mode);
     this.#maxQueued = o.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
     this.#maxBatch = o.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
     this.extraHeaders = o.headers ?? {};
@@ -637,6 +899,11 @@ abstract class HttpClientBase {
     }
   }
 
+  /** What the path's datagrams travel as now: a streaming path that fell back says "poll". */
+  get mode(): HttpMode {
+    return this.#mode;
+  }
+
   /** Whether the queue for the next POST is over half its bound (a writer that can wait should). */
   get congested(): boolean {
     return this.#queued > this.#maxQueued / 2;
@@ -646,7 +913,7 @@ abstract class HttpClientBase {
     return this.#done;
   }
 
-  /** The client's copy of the outer fields it sends on this path (the POST's). */
+  /** The client's copy of the outer fields it sends on this path (the next POST's). */
   view(): HttpClientView {
     const s = this.#upSocket;
     const headers: [string, string][] = [
@@ -663,6 +930,7 @@ abstract class HttpClientBase {
       url: `${this.target.url}${this.#upPath}`,
       host: this.target.host,
       headers,
+      mode: this.#mode,
     };
   }
 
@@ -722,6 +990,31 @@ abstract class HttpClientBase {
     return { ...more, ...this.extraHeaders };
   }
 
+  /** Fields for one request only, after the others (a streaming client's `Roamlink-Ack`). */
+  protected perRequest(): Record<string, string> {
+    return {};
+  }
+
+  /**
+   * Datagrams from a POST's or a poll's answer: numbered from `first` (its `Roamlink-Seq`), or
+   * not numbered (a polling session's).
+   */
+  protected received(_first: number | undefined, ds: readonly Uint8Array[]): void {
+    for (const d of ds) this.delivered(d);
+  }
+
+  /** The POSTs from now on name another mode (a streaming path falling back to polling). */
+  protected setMode(mode: HttpMode): void {
+    this.#mode = mode;
+    this.#upPath = this.#upPathFor(mode);
+  }
+
+  /** Ends a request on purpose without failing the path. */
+  protected abandon(req: ClientRequest): void {
+    this.#abandoned.add(req);
+    req.destroy();
+  }
+
   /** One request on the path's agent, tracked so that close() can end it. */
   protected request(
     method: string,
@@ -743,14 +1036,66 @@ abstract class HttpClientBase {
     this.#requests.add(req);
     req.once('close', () => this.#requests.delete(req));
     req.on('error', (e: NodeJS.ErrnoException) => {
+      if (this.#abandoned.has(req)) return;
       this.fail(`${HttpPathError.HTTP_ERROR}: ${e.code ?? e.message}`);
     });
     req.on('socket', (s: Socket) => s.setNoDelay(true));
     return req;
   }
 
-  /** Hook: a POST was answered 2xx. */
+  /** Hook: a POST was answered 2xx (its head is in). */
   protected onAnswer(): void {}
+
+  /**
+   * The polling loop: one `GET <base>/poll?s=<token>` outstanding, the next sent as soon as an
+   * answer is complete.
+   */
+  protected poll(): void {
+    if (this.#done) return;
+    const req = this.request(
+      'GET',
+      `${this.target.basePath}/poll?s=${this.token}`,
+      {
+        ...this.headers({ Accept: 'application/octet-stream', 'Cache-Control': 'no-cache' }),
+        ...this.perRequest(),
+      },
+      (res) => {
+        const status = res.statusCode ?? 0;
+        if (status !== 200 && status !== 204) {
+          res.resume();
+          this.fail(`${HttpPathError.HTTP_STATUS}: poll ${status} ${res.statusMessage}`);
+          return;
+        }
+        const first = status === 200 ? seqField(res.headers['roamlink-seq']) : undefined;
+        const reader = new RecordReader({ zeroCopy: true });
+        const got: Uint8Array[] = [];
+        reader.onRecord = (d) => {
+          if (d.length > 0) got.push(d);
+        };
+        let bad = false;
+        res.on('data', (b: Buffer) => {
+          if (!bad && !reader.push(b)) bad = true;
+        });
+        res.on('end', () => {
+          if (this.#done) return;
+          if (bad || !reader.atBoundary || (first !== undefined && Number.isNaN(first))) {
+            this.fail(`${HttpPathError.PROTOCOL}: bad records or ${SEQ_HEADER} in poll answer`);
+            return;
+          }
+          this.polls++;
+          this.opened();
+          this.received(first, got);
+          this.poll();
+        });
+        res.on('error', () => this.fail(`${HttpPathError.CLOSED}: poll broke`));
+      },
+    );
+    req.end();
+  }
+
+  #upPathFor(mode: HttpMode): string {
+    return `${this.target.basePath}/up?s=${this.token}&m=${mode}`;
+  }
 
   #flush(): void {
     this.#flushing = undefined;
@@ -763,24 +1108,47 @@ abstract class HttpClientBase {
     const req = this.request(
       'POST',
       this.#upPath,
-      this.headers({
-        'Content-Type': 'application/octet-stream',
-        'Content-Length': String(body.length),
-      }),
+      {
+        ...this.headers({
+          'Content-Type': 'application/octet-stream',
+          'Content-Length': String(body.length),
+        }),
+        ...this.perRequest(),
+      },
       (res) => {
-        if ((res.statusCode ?? 0) < 200 || (res.statusCode ?? 0) >= 300) {
+        const status = res.statusCode ?? 0;
+        if (status < 200 || status >= 300) {
           res.resume();
-          this.fail(`${HttpPathError.HTTP_STATUS}: POST ${res.statusCode} ${res.statusMessage}`);
+          this.fail(`${HttpPathError.HTTP_STATUS}: POST ${status} ${res.statusMessage}`);
           return;
         }
         this.stats.posts++;
         this.firstAnswerMs ??= performance.now() - started;
+        // A 200 with `Roamlink-Seq` carries records: what the relay streamed that this client
+        // has not seen (streaming, until its stream shows a byte).
+        const first = status === 200 ? seqField(res.headers['roamlink-seq']) : undefined;
         this.onAnswer();
-        res.resume();
+        const chunks: Buffer[] = [];
+        res.on('data', (b: Buffer) => {
+          if (first !== undefined) chunks.push(b);
+        });
         res.once('end', () => {
+          if (this.#done) return;
           this.#inFlight = false;
+          if (first !== undefined) {
+            const ds = decodeRecords(Buffer.concat(chunks));
+            if (ds === undefined || Number.isNaN(first)) {
+              this.fail(`${HttpPathError.PROTOCOL}: bad POST answer`);
+              return;
+            }
+            this.received(
+              first,
+              ds.filter((d) => d.length > 0),
+            );
+          }
           this.#flush();
         });
+        res.on('error', () => this.fail(`${HttpPathError.CLOSED}: POST answer broke`));
       },
     );
     req.on('socket', (s: Socket) => {
@@ -791,11 +1159,15 @@ abstract class HttpClientBase {
 }
 
 /**
- * HTTP streaming, client side: batched POSTs up, one long GET down. `onError(id, "buffered")` when
- * no byte of the GET's body arrived in time (a buffering proxy): fall back to HttpPollClient.
+ * HTTP streaming, client side: batched POSTs up, one long GET down. Until a byte of the GET's body
+ * arrives, each request carries `Roamlink-Ack` and POST answers bring what the relay streamed;
+ * when none arrived in time (a buffering proxy), the path polls the same token from then on and
+ * calls `onModeChange(id, "poll")`.
  */
 export class HttpStreamClient extends HttpClientBase {
-  readonly #reader = new RecordReader();
+  /** When the path gave up on its stream and began to poll (performance.now()), if it did. */
+  fellBackAt: number | undefined;
+  readonly #reader = new RecordReader({ zeroCopy: true });
   readonly #factor: number;
   readonly #minMs: number;
   readonly #maxMs: number;
@@ -803,6 +1175,10 @@ export class HttpStreamClient extends HttpClientBase {
   #bodySeen = false;
   #timer: NodeJS.Timeout | undefined;
   #down: ClientRequest | undefined;
+  /** The number of the next datagram this client lacks. */
+  #next = 0;
+  /** The number of the stream's next record (its `Roamlink-Seq`, then counted). */
+  #streamSeq: number | undefined;
 
   constructor(o: HttpClientOptions) {
     super(o, HttpMode.STREAM);
@@ -812,19 +1188,39 @@ export class HttpStreamClient extends HttpClientBase {
     this.#reader.onRecord = (d) => {
       // The first record (the marker) says the stream flows end to end.
       this.opened();
-      if (d.length > 0) this.delivered(d);
+      if (d.length === 0) return;
+      const seq = this.#streamSeq;
+      if (seq === undefined) {
+        // A relay that does not number its datagrams sends each once.
+        this.delivered(d);
+        return;
+      }
+      this.#streamSeq = seq + 1;
+      this.#take(seq, [d]);
     };
     const req = this.request(
       'GET',
       `${this.target.basePath}/down?s=${this.token}`,
       this.headers({ Accept: 'application/octet-stream', 'Cache-Control': 'no-cache' }),
       (res) => {
+        if (this.fellBackAt !== undefined) {
+          res.destroy();
+          return;
+        }
         if (res.statusCode !== 200) {
           res.resume();
           this.fail(`${HttpPathError.HTTP_STATUS}: GET ${res.statusCode} ${res.statusMessage}`);
           return;
         }
+        const seq = seqField(res.headers['roamlink-seq']);
+        if (seq !== undefined && Number.isNaN(seq)) {
+          res.resume();
+          this.fail(`${HttpPathError.PROTOCOL}: bad ${SEQ_HEADER}`);
+          return;
+        }
+        this.#streamSeq = seq;
         res.on('data', (b: Buffer) => {
+          if (this.fellBackAt !== undefined) return;
           if (!this.#bodySeen) {
             this.#bodySeen = true;
             if (this.#timer) clearTimeout(this.#timer);
@@ -832,8 +1228,14 @@ export class HttpStreamClient extends HttpClientBase {
           }
           if (!this.#reader.push(b)) this.fail(`${HttpPathError.PROTOCOL}: bad record length`);
         });
-        res.on('end', () => this.fail(`${HttpPathError.CLOSED}: down-stream ended`));
-        res.on('error', () => this.fail(`${HttpPathError.CLOSED}: down-stream broke`));
+        res.on('end', () => {
+          if (this.fellBackAt === undefined)
+            this.fail(`${HttpPathError.CLOSED}: down-stream ended`);
+        });
+        res.on('error', () => {
+          if (this.fellBackAt === undefined)
+            this.fail(`${HttpPathError.CLOSED}: down-stream broke`);
+        });
       },
     );
     req.on('socket', (s: Socket) => {
@@ -850,13 +1252,42 @@ export class HttpStreamClient extends HttpClientBase {
   }
 
   protected override onAnswer(): void {
+    // While the stream shows nothing, POST answers carry what the relay sends: the path works.
+    this.opened();
     this.#arm();
+  }
+
+  /** `Roamlink-Ack` while no byte of the stream has arrived (for good, once fallen back). */
+  protected override perRequest(): Record<string, string> {
+    return this.#bodySeen ? {} : { [ACK_HEADER]: String(this.#next) };
+  }
+
+  protected override received(first: number | undefined, ds: readonly Uint8Array[]): void {
+    if (first === undefined) super.received(first, ds);
+    else this.#take(first, ds);
+  }
+
+  /** Datagrams numbered from `first`: each is delivered once, whichever way it came first. */
+  #take(first: number, ds: readonly Uint8Array[]): void {
+    for (const [i, d] of ds.entries()) {
+      if (this.isDone) return;
+      const seq = first + i;
+      if (seq < this.#next) {
+        this.stats.duplicatesDropped++;
+        continue;
+      }
+      // A gap (copies the relay could not keep) is a loss, which the protocol above recovers.
+      this.#next = seq + 1;
+      this.delivered(d);
+    }
   }
 
   /** The deadline for the first body byte, given what is known now. */
   #arm(): void {
     const start = this.#getSentAt;
-    if (start === undefined || this.#bodySeen || this.isDone) return;
+    if (start === undefined || this.#bodySeen || this.fellBackAt !== undefined || this.isDone) {
+      return;
+    }
     const t = this.firstAnswerMs;
     const wait =
       t === undefined
@@ -866,17 +1297,28 @@ export class HttpStreamClient extends HttpClientBase {
     this.#timer = setTimeout(
       () => {
         this.#timer = undefined;
-        if (!this.#bodySeen) this.fail(HttpPathError.BUFFERED);
+        if (!this.#bodySeen) this.#fallBack();
       },
       Math.max(0, start + wait - performance.now()),
     );
     this.#timer.unref();
   }
 
+  /** The stream is buffered: poll the same token from now on. */
+  #fallBack(): void {
+    if (this.isDone || this.fellBackAt !== undefined) return;
+    this.fellBackAt = performance.now();
+    // Whatever the proxy releases on this connection later is not read: the relay sends it again.
+    if (this.#down) this.abandon(this.#down);
+    this.#down = undefined;
+    this.setMode(HttpMode.POLL);
+    this.poll();
+    if (!this.isDone) this.o.onModeChange?.(this.pathId, HttpMode.POLL);
+  }
+
   protected shutdown(): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
-    this.#down?.destroy();
   }
 }
 
@@ -885,13 +1327,9 @@ export class HttpStreamClient extends HttpClientBase {
  * as soon as an answer is complete.
  */
 export class HttpPollClient extends HttpClientBase {
-  /** Polls answered. */
-  polls = 0;
-  #current: ClientRequest | undefined;
-
   constructor(o: HttpClientOptions) {
     super(o, HttpMode.POLL);
-    this.#poll();
+    this.poll();
   }
 
   protected override onAnswer(): void {
@@ -899,47 +1337,5 @@ export class HttpPollClient extends HttpClientBase {
     this.opened();
   }
 
-  #poll(): void {
-    if (this.isDone) return;
-    const req = this.request(
-      'GET',
-      `${this.target.basePath}/poll?s=${this.token}`,
-      this.headers({ Accept: 'application/octet-stream', 'Cache-Control': 'no-cache' }),
-      (res) => {
-        const status = res.statusCode ?? 0;
-        if (status !== 200 && status !== 204) {
-          res.resume();
-          this.fail(`${HttpPathError.HTTP_STATUS}: poll ${status} ${res.statusMessage}`);
-          return;
-        }
-        const reader = new RecordReader();
-        const got: Uint8Array[] = [];
-        reader.onRecord = (d) => {
-          if (d.length > 0) got.push(d);
-        };
-        let bad = false;
-        res.on('data', (b: Buffer) => {
-          if (!bad && !reader.push(b)) bad = true;
-        });
-        res.on('end', () => {
-          if (this.isDone) return;
-          if (bad || !reader.atBoundary) {
-            this.fail(`${HttpPathError.PROTOCOL}: bad records in poll answer`);
-            return;
-          }
-          this.polls++;
-          this.opened();
-          for (const d of got) this.delivered(d);
-          this.#poll();
-        });
-        res.on('error', () => this.fail(`${HttpPathError.CLOSED}: poll broke`));
-      },
-    );
-    req.end();
-    this.#current = req;
-  }
-
-  protected shutdown(): void {
-    this.#current?.destroy();
-  }
+  protected shutdown(): void {}
 }

@@ -159,7 +159,7 @@ export class TcpTransport {
         socket.off('error', failed);
         this.#pending.delete(socket);
         const id = this.#open(socket);
-        const reader = new RecordReader();
+        const reader = new RecordReader({ zeroCopy: true });
         this.#read(id, socket, reader);
         socket.on('data', (d: Buffer) => {
           if (!reader.push(d)) this.#framingError(id, socket);
@@ -183,7 +183,21 @@ export class TcpTransport {
       this.stats.queueDrops++;
       return false;
     }
-    if (!c.socket.write(encodeRecord(datagram)) && !c.blocked) {
+    let ok: boolean;
+    if (datagram.length < 512) {
+      ok = c.socket.write(encodeRecord(datagram));
+    } else {
+      // A big datagram is not copied behind its Length: two writes in one writev (cork).
+      const hdr = new Uint8Array(RECORD_HEADER_BYTES);
+      const len = datagram.length + RECORD_HEADER_BYTES;
+      hdr[0] = len >>> 8;
+      hdr[1] = len & 255;
+      c.socket.cork();
+      c.socket.write(hdr);
+      ok = c.socket.write(datagram);
+      c.socket.uncork();
+    }
+    if (!ok && !c.blocked) {
       c.blocked = true;
       this.stats.congested++;
     }
@@ -263,7 +277,7 @@ export class TcpTransport {
     this.#pending.add(socket);
     let seen = 0;
     let id: string | undefined;
-    const reader = new RecordReader();
+    const reader = new RecordReader({ zeroCopy: true });
     // Before the preface is complete the connection is not a path: errors and closes are silent.
     const early = (): void => {
       this.#pending.delete(socket);

@@ -1,0 +1,159 @@
+#!/usr/bin/env node
+/**
+ * The `roamlink` command.
+ *
+ *   roamlink connect <relay host[:port]> --relay-key <hex> [--socks 127.0.0.1:1080]
+ *            [-L [bind:]port:host:port]... [--proxy http://user:pass@host:port]
+ *            [--no-udp] [--no-tcp] [--no-ws] [--no-http] [--relay-tcp host:port]
+ *            [--relay-http host:port] [--data-dir dir] [--suite name] [--json-log] [--control]
+ *   roamlink relay [relay options; see roamlink relay --help]
+ *   roamlink keygen [--data-dir dir | --out file]
+ *
+ * Exit codes: 0 clean exit, 1 the session failed, 2 bad usage, 3 the relay could not be reached.
+ */
+import { parseArgs } from 'node:util';
+import { toHex } from '@roamlink/core';
+import { loadOrCreateKey } from '@roamlink/node';
+import { connect, EXIT } from './connect.ts';
+import type { TransportKind } from './tunnel.ts';
+
+const USAGE = `usage:
+  roamlink connect <relay host[:port]> --relay-key <hex> [options]   run a client
+  roamlink relay [options]                                          run a relay
+  roamlink keygen [--data-dir dir | --out file]                     create or show a key
+
+connect options:
+  --relay-key <hex>         the relay's public key (printed by the relay on start)
+  --socks <host:port>       SOCKS5 server (CONNECT and UDP ASSOCIATE), e.g. 127.0.0.1:1080
+  -L, --forward <spec>      local forward [bind:]port:host:port (repeatable)
+  --proxy <url>             reach the relay's HTTP port through an HTTP proxy (CONNECT);
+                            default: $HTTPS_PROXY / $HTTP_PROXY, honouring $NO_PROXY
+                            (credentials are better kept in $HTTPS_PROXY than on the command line)
+  --no-proxy                never use a proxy, whatever the environment says
+  --no-udp, --no-tcp, --no-ws, --no-http
+                            leave an encapsulation out of the race
+  --relay-tcp <host:port>   the relay's TCP port (default: the relay's address and port)
+  --relay-http <host:port>  the relay's HTTP port (default: the relay's port + 1)
+  --data-dir <dir>          where the client key lives (default .roamlink/client)
+  --suite <name>            offer one suite only (chacha20-poly1305 | aes-256-gcm)
+  --outage-ms <n>           how long streams wait through an outage (default 120000)
+  --json-log                JSON lines on stdout instead of the status line
+  --control                 read control lines on stdin (drop|disable|enable|only <kind>, all, status)
+  --duration-s <n>          stop after n seconds (default: run until Ctrl-C)
+
+exit codes: 0 ok, 1 session failed, 2 bad usage, 3 relay unreachable
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === 'relay') {
+    const { runRelay } = await import('@roamlink/relay');
+    return runRelay(rest);
+  }
+  if (cmd === 'keygen') {
+    const { values } = parseArgs({
+      args: rest,
+      options: {
+        'data-dir': { type: 'string', default: '.roamlink/client' },
+        out: { type: 'string' },
+        help: { type: 'boolean', default: false },
+      },
+    });
+    if (values.help) {
+      process.stdout.write('usage: roamlink keygen [--data-dir dir | --out file]\n');
+      return EXIT.OK;
+    }
+    const file = values.out ?? `${values['data-dir']}/client.key`;
+    const { keypair, created } = loadOrCreateKey(file);
+    process.stderr.write(`${created ? 'created' : 'using'} ${file}; public key:\n`);
+    process.stdout.write(`${toHex(keypair.publicKey)}\n`);
+    return EXIT.OK;
+  }
+  if (cmd === 'connect') {
+    let parsed: ReturnType<typeof parseConnect>;
+    try {
+      parsed = parseConnect(rest);
+    } catch (e) {
+      process.stderr.write(`roamlink connect: ${(e as Error).message}\n\n${USAGE}`);
+      return EXIT.USAGE;
+    }
+    if (parsed === 'help') {
+      process.stdout.write(USAGE);
+      return EXIT.OK;
+    }
+    return connect(parsed);
+  }
+  if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    process.stdout.write(USAGE);
+    return cmd === undefined ? EXIT.USAGE : EXIT.OK;
+  }
+  process.stderr.write(`roamlink: unknown command "${cmd}"\n\n${USAGE}`);
+  return EXIT.USAGE;
+}
+
+function parseConnect(args: string[]): Parameters<typeof connect>[0] | 'help' {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      'relay-key': { type: 'string' },
+      socks: { type: 'string' },
+      forward: { type: 'string', short: 'L', multiple: true, default: [] },
+      proxy: { type: 'string' },
+      'no-proxy': { type: 'boolean', default: false },
+      'no-udp': { type: 'boolean', default: false },
+      'no-tcp': { type: 'boolean', default: false },
+      'no-ws': { type: 'boolean', default: false },
+      'no-http': { type: 'boolean', default: false },
+      'relay-tcp': { type: 'string' },
+      'relay-http': { type: 'string' },
+      'data-dir': { type: 'string', default: '.roamlink/client' },
+      suite: { type: 'string' },
+      'rekey-after-ms': { type: 'string' },
+      'outage-ms': { type: 'string' },
+      'json-log': { type: 'boolean', default: false },
+      control: { type: 'boolean', default: false },
+      quiet: { type: 'boolean', default: false },
+      'duration-s': { type: 'string', default: '0' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) return 'help';
+  if (positionals.length !== 1) throw new Error('expected one relay address');
+  if (!values['relay-key']) throw new Error('--relay-key is required');
+  const num = (name: string, v: string | undefined): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`${name} expects a number, got "${v}"`);
+    return n;
+  };
+  const disabled: TransportKind[] = [];
+  for (const k of ['udp', 'tcp', 'ws', 'http'] as const) if (values[`no-${k}`]) disabled.push(k);
+  if (disabled.length === 4) throw new Error('every encapsulation is turned off');
+  return {
+    relay: positionals[0]!,
+    relayKey: values['relay-key'],
+    relayTcp: values['relay-tcp'],
+    relayHttp: values['relay-http'],
+    socks: values.socks,
+    forwards: values.forward,
+    dataDir: values['data-dir'],
+    disabled,
+    suite: values.suite,
+    rekeyAfterMs: num('--rekey-after-ms', values['rekey-after-ms']),
+    outageMs: num('--outage-ms', values['outage-ms']),
+    proxy: values['no-proxy'] ? false : values.proxy,
+    control: values.control,
+    jsonLog: values['json-log'],
+    quiet: values.quiet,
+    durationS: num('--duration-s', values['duration-s']) ?? 0,
+  };
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    process.stderr.write(`roamlink: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(EXIT.FAILED);
+  },
+);

@@ -1,0 +1,245 @@
+/**
+ * `roamlink connect <relay>`: one tunnel to the relay, a SOCKS5 port (RFC 1928: CONNECT and UDP
+ * ASSOCIATE) and `-L` forwards on top of it, a live status line on stderr and a JSON summary on
+ * stdout at exit.
+ *
+ * Moves need no user action: a transport that dies is dropped and dialled again, a silent path is
+ * noticed by the session's dead-path detection, and the local interfaces are watched (an address
+ * that appears or goes is a move). With `--control`, lines on stdin steer it (for tests and
+ * demos): `drop udp|tcp|ws|http`, `disable <kind>`, `enable <kind>`, `only <kind>`, `all`.
+ */
+import { networkInterfaces } from 'node:os';
+import { createInterface } from 'node:readline';
+import type { MuxEvent, SessionEvent, Suite } from '@roamlink/core';
+import { ENCAPSULATION_NAMES, SUITE_NAMES, VERDICT_NAMES } from '@roamlink/core';
+import { keyLogWriter, selectProvider } from '@roamlink/crypto-node';
+import {
+  loadOrCreateKey,
+  parseEndpoint,
+  parseForward,
+  parseProxyUrl,
+  parsePublicKey,
+  startForward,
+  startSocksServer,
+} from '@roamlink/node';
+import { TRANSPORT_KINDS, type TransportKind, TunnelClient } from './tunnel.ts';
+
+export interface ConnectOptions {
+  relay: string;
+  relayKey: string;
+  relayTcp?: string | undefined;
+  relayHttp?: string | undefined;
+  socks?: string | undefined;
+  forwards: string[];
+  dataDir: string;
+  disabled: TransportKind[];
+  suite?: string | undefined;
+  rekeyAfterMs?: number | undefined;
+  outageMs?: number | undefined;
+  /** An HTTP proxy URL; false: never use one (not even from the environment). */
+  proxy?: string | false | undefined;
+  control: boolean;
+  jsonLog: boolean;
+  quiet: boolean;
+  durationS: number;
+}
+
+export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, UNREACHABLE: 3 } as const;
+
+export async function connect(o: ConnectOptions): Promise<number> {
+  const { keypair } = loadOrCreateKey(`${o.dataDir}/client.key`);
+  const crypto = selectProvider();
+  const suiteByName = new Map(
+    Object.entries(SUITE_NAMES).map(([code, name]) => [name, Number(code) as Suite]),
+  );
+  const only = o.suite === undefined ? undefined : suiteByName.get(o.suite);
+  if (o.suite !== undefined && (only === undefined || !crypto.suites.includes(only))) {
+    process.stderr.write(`roamlink: unknown or unavailable suite "${o.suite}"\n`);
+    return EXIT.USAGE;
+  }
+  if (o.proxy) {
+    try {
+      // Checked now, so that a typo is a usage error, not a path that fails later.
+      parseProxyUrl(o.proxy);
+    } catch (e) {
+      process.stderr.write(`roamlink: --proxy: ${(e as Error).message}\n`);
+      return EXIT.USAGE;
+    }
+  }
+  const relay = parseEndpoint(o.relay.includes(':') ? o.relay : `${o.relay}:51820`);
+  const writeKey = keyLogWriter();
+  const started = performance.now();
+  const log = (level: string, msg: string, fields: Record<string, unknown> = {}): void => {
+    if (o.jsonLog) {
+      process.stdout.write(
+        `${JSON.stringify({ ts: new Date().toISOString(), level, msg, ...fields })}\n`,
+      );
+    }
+  };
+  let lastEvent = '';
+  const onSessionEvent = (e: SessionEvent): void => {
+    if (e.type === 'registered') {
+      lastEvent = `registered (round ${e.round})`;
+      log('info', 'registered', {
+        round: e.round,
+        encapsulation: ENCAPSULATION_NAMES[e.encapsulation],
+        verdict: VERDICT_NAMES[e.verdict],
+        rttMs: e.rttMs,
+      });
+    } else if (e.type === 'established') {
+      lastEvent = e.rekey ? 'rekeyed' : 'established';
+      log('info', e.rekey ? 'rekeyed' : 'established', { suite: SUITE_NAMES[e.suite] });
+    } else if (e.type === 'path-dead' || e.type === 'path-data-blocked') {
+      lastEvent = e.type;
+      log('warn', e.type, {});
+    } else if (e.type === 'handshake-failed') {
+      lastEvent = `handshake failed: ${e.reason}`;
+      log('error', 'handshake-failed', { reason: e.reason });
+    }
+  };
+  const onMuxEvent = (e: MuxEvent): void => {
+    if (e.type === 'goaway') {
+      lastEvent = 'relay going away';
+      log('warn', 'goaway', { code: e.code });
+    } else if (e.type === 'dead') {
+      lastEvent = 'tunnel dead';
+      log('error', 'tunnel-dead', { silentMs: e.silentMs });
+    }
+  };
+
+  let tunnel: TunnelClient;
+  try {
+    tunnel = await TunnelClient.start({
+      relay,
+      ...(o.relayTcp ? { relayTcp: parseEndpoint(o.relayTcp) } : {}),
+      ...(o.relayHttp ? { relayHttp: parseEndpoint(o.relayHttp) } : {}),
+      relayKey: parsePublicKey(o.relayKey),
+      keypair,
+      provider: crypto.provider,
+      suites: only === undefined ? crypto.suites : [only],
+      enabled: Object.fromEntries(o.disabled.map((k) => [k, false])),
+      ...(o.rekeyAfterMs ? { rekeyAfterMs: o.rekeyAfterMs } : {}),
+      ...(o.outageMs ? { outageMs: o.outageMs } : {}),
+      ...(o.proxy !== undefined ? { proxy: o.proxy } : {}),
+      ...(writeKey ? { keyLog: writeKey } : {}),
+      onSessionEvent,
+      onMuxEvent,
+      onLog: (msg, fields) => {
+        lastEvent = msg;
+        log('info', msg, fields);
+      },
+    });
+  } catch (e) {
+    process.stderr.write(`roamlink: cannot reach the relay at ${o.relay}: ${e}\n`);
+    return EXIT.UNREACHABLE;
+  }
+
+  const closers: (() => Promise<void>)[] = [];
+  if (o.socks) {
+    const e = parseEndpoint(o.socks, true);
+    const s = await startSocksServer({ host: e.address, port: e.port, dialer: tunnel.dialer });
+    closers.push(() => s.close());
+    log('info', 'socks-listening', { address: `${s.address.host}:${s.address.port}` });
+    if (!o.jsonLog && !o.quiet) {
+      process.stderr.write(`SOCKS5 on ${s.address.host}:${s.address.port}\n`);
+    }
+  }
+  for (const spec of o.forwards) {
+    const f = await startForward({ spec: parseForward(spec), dialer: tunnel.dialer });
+    closers.push(() => f.close());
+    log('info', 'forward-listening', { spec, address: `${f.address.host}:${f.address.port}` });
+  }
+
+  // Interfaces that change under us are a move (Wi-Fi to cellular shows as an address change).
+  const addrs = (): string =>
+    Object.values(networkInterfaces())
+      .flat()
+      .map((i) => i?.address)
+      .sort()
+      .join(',');
+  let knownAddrs = addrs();
+  const watch = setInterval(() => {
+    const now = addrs();
+    if (now !== knownAddrs) {
+      knownAddrs = now;
+      log('info', 'interfaces-changed', {});
+      // Every transport's socket may be bound to an address that is gone: dial them all again.
+      for (const k of TRANSPORT_KINDS) if (tunnel.enabled[k]) tunnel.drop(k, 'interfaces-changed');
+    }
+  }, 1000);
+  watch.unref();
+
+  if (o.control) {
+    createInterface({ input: process.stdin }).on('line', (line) => {
+      const [cmd, arg] = line.trim().split(/\s+/);
+      const kind = arg as TransportKind;
+      if (cmd === 'drop' && TRANSPORT_KINDS.includes(kind)) tunnel.drop(kind);
+      else if (cmd === 'disable' && TRANSPORT_KINDS.includes(kind)) tunnel.setEnabled(kind, false);
+      else if (cmd === 'enable' && TRANSPORT_KINDS.includes(kind)) tunnel.setEnabled(kind, true);
+      else if (cmd === 'only' && TRANSPORT_KINDS.includes(kind)) {
+        for (const k of TRANSPORT_KINDS) if (k !== kind) tunnel.setEnabled(k, false);
+        tunnel.setEnabled(kind, true);
+      } else if (cmd === 'all') {
+        for (const k of TRANSPORT_KINDS) if (!o.disabled.includes(k)) tunnel.setEnabled(k, true);
+      } else if (cmd === 'status') {
+        process.stdout.write(`${JSON.stringify({ status: summary() })}\n`);
+        return;
+      }
+      log('info', 'control', { line });
+    });
+  }
+
+  let prevBytes = 0;
+  let prevAt = performance.now();
+  let rate = 0;
+  const summary = (): Record<string, unknown> => {
+    const st = tunnel.status();
+    const m = tunnel.host.mux.stats;
+    return {
+      ...st,
+      handshakes: tunnel.session.stats.handshakes,
+      rekeys: tunnel.session.stats.rekeys,
+      registrations: tunnel.session.stats.registrations,
+      moves: tunnel.moves,
+      retransmittedBytes: m.streamBytesRetransmitted,
+      packetsLost: m.packetsLost,
+      espDrops: tunnel.session.stats.espDrops,
+      seconds: Number(((performance.now() - started) / 1000).toFixed(1)),
+    };
+  };
+  const tty = process.stderr.isTTY && !o.quiet;
+  const fmtRate = (bps: number): string =>
+    bps > 1e6 ? `${(bps / 1e6).toFixed(1)} MB/s` : `${(bps / 1e3).toFixed(1)} kB/s`;
+  const status = setInterval(() => {
+    const st = tunnel.status();
+    const now = performance.now();
+    const bytes = st.bytesSent + st.bytesReceived;
+    rate = ((bytes - prevBytes) * 1000) / Math.max(1, now - prevAt);
+    prevBytes = bytes;
+    prevAt = now;
+    if (!tty) return;
+    const line =
+      `${st.state} | ${st.encapsulation ?? '-'} | verdict ${st.verdict ?? '-'} | rtt ${st.rttMs ?? '-'} ms` +
+      ` | ${fmtRate(rate)} | streams ${st.streams} | handovers ${st.handovers} | ${lastEvent}`;
+    process.stderr.write(`\r\x1b[2K${line.slice(0, (process.stderr.columns || 120) - 1)}`);
+  }, 500);
+
+  return await new Promise<number>((resolve) => {
+    let done = false;
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      clearInterval(status);
+      clearInterval(watch);
+      if (tty) process.stderr.write('\n');
+      const s = summary();
+      process.stdout.write(`${JSON.stringify({ summary: s })}\n`);
+      void Promise.all(closers.map((c) => c()))
+        .then(() => tunnel.close())
+        .then(() => resolve(tunnel.session.state === 'established' ? EXIT.OK : EXIT.FAILED));
+    };
+    if (o.durationS > 0) setTimeout(finish, o.durationS * 1000);
+    process.once('SIGINT', finish);
+    process.once('SIGTERM', finish);
+  });
+}

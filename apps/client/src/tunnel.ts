@@ -1,0 +1,555 @@
+/**
+ * The client's whole machine on Node: the transports (UDP, TCP, WebSocket, HTTP streaming, HTTP
+ * polling), the sans-I/O ClientSession that races them, and the stream layer (Mux) on top, with
+ * a TunnelDialer that the SOCKS5 server and `-L` forwards open streams through.
+ *
+ * Transports come and go under it. A transport that dies (closed connection, HTTP error, a proxy
+ * buffering the stream) is dropped from the candidates and the session registers again on what
+ * remains: the same SA, a new registration round, no key exchange. A lost transport is dialled
+ * again in the background with backoff; when it is back, the client registers with it among the
+ * candidates, so the relay can move the session back to a lighter encapsulation. Streams never
+ * notice: the Mux resends what was in flight on the old path (docs/PROTOCOL.md §8).
+ */
+import { createSocket } from 'node:dgram';
+import type {
+  Candidate,
+  CryptoProvider,
+  Keypair,
+  MuxEvent,
+  SaKeyInfo,
+  SessionEvent,
+  StreamTarget,
+  Suite,
+} from '@roamlink/core';
+import {
+  ClientSession,
+  ENCAPSULATION_NAMES,
+  Encapsulation,
+  Mux,
+  NextHeader,
+  VERDICT_NAMES,
+} from '@roamlink/core';
+import type { TunnelDatagrams, TunnelDialer, UdpEndpoint } from '@roamlink/node';
+import {
+  HTTP_BASE,
+  HttpPollClient,
+  HttpStreamClient,
+  isHttpPath,
+  isTcpPath,
+  isWsPath,
+  MuxHost,
+  nodeRandom,
+  SessionDriver,
+  selectProxy,
+  TcpTransport,
+  UdpTransport,
+  WebSocketTransport,
+  WS_PATH,
+  WsCloseCode,
+} from '@roamlink/node';
+
+/** The local address a datagram to `to` would leave from (a connected UDP socket tells). */
+async function sourceAddressFor(to: UdpEndpoint): Promise<string> {
+  const wildcard = to.address.includes(':') ? '::' : '0.0.0.0';
+  const s = createSocket(to.address.includes(':') ? 'udp6' : 'udp4');
+  try {
+    await new Promise<void>((resolve, reject) => {
+      s.once('error', reject);
+      s.connect(to.port, to.address, () => resolve());
+    });
+    return s.address().address;
+  } catch {
+    return wildcard;
+  } finally {
+    s.close();
+  }
+}
+
+export type TransportKind = 'udp' | 'tcp' | 'ws' | 'http';
+export const TRANSPORT_KINDS: readonly TransportKind[] = ['udp', 'tcp', 'ws', 'http'];
+
+export interface TunnelClientOptions {
+  /** The relay's UDP endpoint; TCP defaults to the same address and port. */
+  relay: UdpEndpoint;
+  relayTcp?: UdpEndpoint;
+  /** The relay's HTTP port (WebSocket and HTTP); default: the relay's address, port + 1. */
+  relayHttp?: UdpEndpoint;
+  relayKey: Uint8Array;
+  keypair: Keypair;
+  provider: CryptoProvider;
+  suites: readonly Suite[];
+  enabled?: Partial<Record<TransportKind, boolean>>;
+  rekeyAfterMs?: number;
+  /** Called with each SA's keys when set (the key log). */
+  keyLog?: (info: SaKeyInfo) => void;
+  onSessionEvent?: (e: SessionEvent) => void;
+  onMuxEvent?: (e: MuxEvent) => void;
+  /** Frames that are not the stream layer's (echo replies), decrypted. */
+  onFrame?: (payload: Uint8Array) => void;
+  onLog?: (msg: string, fields?: Record<string, unknown>) => void;
+  /** Per-stream receive window (bytes). */
+  streamWindow?: number;
+  /** How long streams wait through an outage before the session gives up (default 120 s). */
+  outageMs?: number;
+  userAgent?: string;
+  /**
+   * An HTTP proxy for the WebSocket and HTTP paths (CONNECT, basic auth from the URL); false: none.
+   * Default: HTTPS_PROXY / HTTP_PROXY from the environment, honouring NO_PROXY.
+   */
+  proxy?: string | false;
+}
+
+/** Inner payload per packet: datagram paths stay under a common MTU; stream paths carry big records. */
+const UDP_PAYLOAD = 1360;
+const STREAM_PAYLOAD = 60_000;
+const RECONNECT_MIN_MS = 250;
+const RECONNECT_MAX_MS = 8000;
+
+type HttpClient = HttpStreamClient | HttpPollClient;
+
+export interface TunnelStatus {
+  state: string;
+  encapsulation: string | null;
+  verdict: string | null;
+  path: string | null;
+  rttMs: number | null;
+  handovers: number;
+  candidates: string[];
+  streams: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
+export class TunnelClient {
+  readonly session: ClientSession<string>;
+  readonly driver: SessionDriver<string, SessionEvent>;
+  readonly host: MuxHost;
+  readonly #o: TunnelClientOptions;
+  readonly #enabled: Record<TransportKind, boolean>;
+  #candidates: Candidate<string>[] = [];
+  #udp: UdpTransport | undefined;
+  readonly #tcp: TcpTransport;
+  readonly #ws: WebSocketTransport;
+  readonly #http = new Map<string, HttpClient>();
+  readonly #dialing = new Set<TransportKind>();
+  readonly #backoff = new Map<TransportKind, number>();
+  readonly #timers = new Set<NodeJS.Timeout>();
+  #lastPath: string | undefined;
+  #closed = false;
+  handovers = 0;
+  moves = 0;
+
+  private constructor(o: TunnelClientOptions) {
+    this.#o = o;
+    this.#enabled = { udp: true, tcp: true, ws: true, http: true, ...o.enabled };
+    this.session = new ClientSession<string>({
+      staticKeypair: o.keypair,
+      relayStaticKey: o.relayKey,
+      provider: o.provider,
+      suites: o.suites,
+      random: nodeRandom,
+      keyLog: o.keyLog !== undefined,
+      ...(o.rekeyAfterMs
+        ? { limits: { rekeyAfterMs: o.rekeyAfterMs, rejectAfterMs: o.rekeyAfterMs * 1.5 } }
+        : {}),
+    });
+    this.driver = new SessionDriver<string, SessionEvent>(
+      this.session,
+      (p, d) => this.#sendOn(p, d),
+      (e) => this.#sessionEvent(e),
+    );
+    const now = Date.now();
+    this.host = new MuxHost({
+      mux: new Mux({
+        role: 'client',
+        now,
+        ...(o.streamWindow ? { streamWindow: o.streamWindow } : {}),
+        ...(o.outageMs ? { outageMs: o.outageMs } : {}),
+      }),
+      canSend: () => this.#canSend(),
+      send: (payload, t) => {
+        const pkt = this.session.send(payload, NextHeader.ROAMLINK, t);
+        if (pkt) for (const p of this.session.dataPaths) this.#sendOn(p, pkt);
+        this.driver.pump();
+      },
+      ...(o.onMuxEvent ? { onEvent: o.onMuxEvent } : {}),
+    });
+    const onDatagram = (data: Uint8Array, path: string): void => this.#receive(data, path);
+    this.#tcp = new TcpTransport({ onDatagram, onPathClose: (p, r) => this.#lose(p, r, 'tcp') });
+    this.#ws = new WebSocketTransport({
+      onDatagram,
+      onPathClose: (p, r) => this.#lose(p, r, 'ws'),
+    });
+  }
+
+  /** Opens every enabled transport at once and starts the handshake on all of them. */
+  static async start(o: TunnelClientOptions): Promise<TunnelClient> {
+    const c = new TunnelClient(o);
+    await Promise.all(
+      TRANSPORT_KINDS.filter((k) => c.#enabled[k]).map((k) => c.#dial(k).catch(() => {})),
+    );
+    if (c.#candidates.length === 0) throw new Error('no transport to the relay could be opened');
+    c.session.connect([...c.#candidates], c.driver.now());
+    c.driver.pump();
+    for (const k of TRANSPORT_KINDS) if (c.#enabled[k] && !c.#has(k)) c.#redial(k);
+    return c;
+  }
+
+  /** Streams and datagrams through the tunnel, for the SOCKS5 server and forwards. */
+  readonly dialer: TunnelDialer = {
+    connect: (target: StreamTarget) => this.host.open(target),
+    openDatagrams: (): TunnelDatagrams => this.host.openDatagrams(),
+  };
+
+  /** Sends one non-stream frame (an echo request) on the data paths. */
+  sendFrame(payload: Uint8Array): void {
+    const now = this.driver.now();
+    const pkt = this.session.send(payload, NextHeader.ROAMLINK, now);
+    if (pkt) for (const p of this.session.dataPaths) this.#sendOn(p, pkt);
+    this.driver.pump();
+  }
+
+  /** Test and operator hook: drop the live transport(s) of a kind, as if the network killed them. */
+  drop(kind: TransportKind, reason = `${kind}-dropped`): void {
+    for (const c of [...this.#candidates]) {
+      if (this.#kindOfPath(c.path) !== kind) continue;
+      this.#closePath(c.path);
+      this.#lose(c.path, reason, kind);
+    }
+  }
+
+  /** Turns a transport kind on or off (off closes it: "HTTP only" is all but http off). */
+  setEnabled(kind: TransportKind, on: boolean): void {
+    this.#enabled[kind] = on;
+    if (!on) this.drop(kind, `${kind}-disabled`);
+    else if (!this.#has(kind)) this.#redial(kind, 0);
+  }
+
+  get enabled(): Readonly<Record<TransportKind, boolean>> {
+    return this.#enabled;
+  }
+
+  status(): TunnelStatus {
+    const s = this.session;
+    const m = this.host.mux.stats;
+    return {
+      state: s.state,
+      encapsulation:
+        s.encapsulation === undefined ? null : (ENCAPSULATION_NAMES[s.encapsulation] ?? null),
+      verdict: s.verdict === undefined ? null : VERDICT_NAMES[s.verdict],
+      path: s.path ?? null,
+      rttMs: s.srtt === undefined ? null : Number(s.srtt.toFixed(2)),
+      handovers: this.handovers,
+      candidates: this.#candidates.map((c) => ENCAPSULATION_NAMES[c.info.encapsulation] ?? '?'),
+      streams: this.host.streams,
+      bytesSent: m.streamBytesSent,
+      bytesReceived: m.streamBytesDelivered,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const t of this.#timers) clearTimeout(t);
+    this.host.close();
+    this.driver.close();
+    for (const c of this.#http.values()) c.close();
+    this.#http.clear();
+    const udp = this.#udp;
+    this.#udp = undefined;
+    await Promise.all([
+      udp?.close(),
+      this.#tcp.close(),
+      this.#ws.close(WsCloseCode.CLIENT_CLOSING, 'client closing'),
+    ]);
+  }
+
+  #log(msg: string, fields: Record<string, unknown> = {}): void {
+    this.#o.onLog?.(msg, fields);
+  }
+
+  #has(kind: TransportKind): boolean {
+    return this.#candidates.some((c) => this.#kindOfPath(c.path) === kind);
+  }
+
+  #kindOfPath(path: string): TransportKind {
+    if (isTcpPath(path)) return 'tcp';
+    if (isWsPath(path)) return 'ws';
+    if (isHttpPath(path)) return 'http';
+    return 'udp';
+  }
+
+  #sendOn(path: string, data: Uint8Array): void {
+    if (isTcpPath(path)) this.#tcp.send(path, data);
+    else if (isWsPath(path)) this.#ws.send(path, data);
+    else if (isHttpPath(path)) this.#http.get(path)?.send(data);
+    else this.#udp?.send(path, data);
+  }
+
+  /** Keys usable and no transport the packet would go on is backed up. */
+  #canSend(): boolean {
+    if (this.session.state !== 'established') return false;
+    for (const p of this.session.dataPaths) {
+      if (isTcpPath(p) && this.#tcp.congested(p)) return false;
+      if (isWsPath(p) && this.#ws.congested(p)) return false;
+      if (isHttpPath(p) && this.#http.get(p)?.congested) return false;
+    }
+    return true;
+  }
+
+  #receive(data: Uint8Array, path: string): void {
+    const got = this.session.receive(data, path, this.driver.now());
+    if (got && got.nextHeader === NextHeader.ROAMLINK) {
+      if (this.host.mux.isMuxFrame(got.payload)) this.host.receive(got.payload);
+      else this.#o.onFrame?.(got.payload);
+    }
+    this.driver.pump();
+    this.#checkPath();
+  }
+
+  #sessionEvent(e: SessionEvent): void {
+    if (e.type === 'sa-keys') {
+      this.#o.keyLog?.(e.info);
+      return;
+    }
+    this.#o.onSessionEvent?.(e);
+    if (e.type === 'established' || e.type === 'registered') this.host.pump();
+    this.#checkPath();
+  }
+
+  /**
+   * The session's path changed (a registration settled, a probe upgraded, a dead path was left):
+   * the stream layer restarts its RTT and congestion state and resends what was in flight on the
+   * old path (RFC 9000 §9.4), and sizes packets for the new encapsulation.
+   */
+  #checkPath(): void {
+    const p = this.session.path;
+    if (p === undefined || p === this.#lastPath) return;
+    const first = this.#lastPath === undefined;
+    this.#lastPath = p;
+    const enc = this.session.encapsulation;
+    this.host.mux.setMaxPayload(
+      enc === Encapsulation.UDP || enc === undefined ? UDP_PAYLOAD : STREAM_PAYLOAD,
+    );
+    if (!first) {
+      this.handovers++;
+      this.host.mux.pathChanged(this.driver.now(), 'path-changed');
+      this.#log('handover', {
+        path: p,
+        encapsulation: enc === undefined ? null : ENCAPSULATION_NAMES[enc],
+      });
+    }
+    this.host.pump();
+  }
+
+  #closePath(path: string): void {
+    if (isTcpPath(path)) this.#tcp.closePath(path);
+    else if (isWsPath(path)) this.#ws.closePath(path, WsCloseCode.CLIENT_CLOSING, 'dropped');
+    else if (isHttpPath(path)) {
+      this.#http.get(path)?.close();
+      this.#http.delete(path);
+    } else {
+      const udp = this.#udp;
+      this.#udp = undefined;
+      void udp?.close();
+    }
+  }
+
+  /** A transport is gone: register on what remains (same SA, a new round), and dial it again. */
+  #lose(path: string, reason: string, kind: TransportKind): void {
+    if (this.#closed) return;
+    const before = this.#candidates.length;
+    this.#candidates = this.#candidates.filter((c) => c.path !== path);
+    if (this.#candidates.length === before) return;
+    this.#log('transport-lost', { kind, reason, remaining: this.#candidates.length });
+    if (this.#candidates.length > 0 && this.session.state !== 'idle') {
+      this.moves++;
+      this.session.move([...this.#candidates], this.driver.now(), reason);
+      // What was in flight on the dead transport goes again on the new paths at once.
+      this.host.mux.pathChanged(this.driver.now(), reason);
+      this.driver.pump();
+      this.host.pump();
+    }
+    if (this.#enabled[kind] && !this.#has(kind)) this.#redial(kind);
+  }
+
+  /** Dial `kind` again after a backoff that doubles while it keeps failing. */
+  #redial(kind: TransportKind, delayMs?: number): void {
+    if (this.#closed || this.#dialing.has(kind)) return;
+    const wait = delayMs ?? this.#backoff.get(kind) ?? RECONNECT_MIN_MS;
+    this.#backoff.set(kind, Math.min(RECONNECT_MAX_MS, Math.max(RECONNECT_MIN_MS, wait * 2)));
+    this.#dialing.add(kind);
+    const t = setTimeout(() => {
+      this.#timers.delete(t);
+      if (this.#closed || !this.#enabled[kind]) {
+        this.#dialing.delete(kind);
+        return;
+      }
+      this.#dial(kind)
+        .then(() => {
+          this.#backoff.delete(kind);
+          if (this.#closed) return;
+          if (this.session.state === 'established' || this.session.state === 'handshaking') {
+            this.moves++;
+            this.session.move([...this.#candidates], this.driver.now(), `${kind}-up`);
+            this.driver.pump();
+          }
+        })
+        .catch((e: unknown) => {
+          this.#log('dial-failed', { kind, error: String(e) });
+        })
+        .finally(() => {
+          this.#dialing.delete(kind);
+          if (!this.#closed && this.#enabled[kind] && !this.#has(kind)) this.#redial(kind);
+        });
+    }, wait);
+    t.unref();
+    this.#timers.add(t);
+  }
+
+  #fellBack(path: string): void {
+    const c = this.#candidates.find((x) => x.path === path);
+    const client = this.#http.get(path);
+    if (!c || !client) return;
+    const v = client.view();
+    c.info = {
+      encapsulation: Encapsulation.HTTP_POLL,
+      view: { ...c.info.view, url: v.url },
+    };
+    this.#log('http-fallback', { path });
+    if (this.session.state === 'established') {
+      this.moves++;
+      this.session.move([...this.#candidates], this.driver.now(), 'http-fallback');
+      this.driver.pump();
+    }
+  }
+
+  #httpEndpoint(): { address: string; port: number; authority: string } {
+    const r = this.#o.relay;
+    const e = this.#o.relayHttp ?? { address: r.address, port: Math.min(r.port + 1, 65535) };
+    const host = e.address.includes(':') ? `[${e.address}]` : e.address;
+    return { ...e, authority: `${host}:${e.port}` };
+  }
+
+  async #dial(kind: TransportKind): Promise<void> {
+    const ua = this.#o.userAgent ?? 'roamlink-client/0.1';
+    const onDatagram = (data: Uint8Array, path: string): void => this.#receive(data, path);
+    switch (kind) {
+      case 'udp': {
+        const relay = this.#o.relay;
+        // Bound to the address the kernel would route to the relay from, so that the RREQ can
+        // name its own source address (and the verdict can say "none" where nothing translates).
+        const udp = await UdpTransport.bind(
+          { address: await sourceAddressFor(relay), port: 0 },
+          onDatagram,
+        );
+        this.#udp = udp;
+        const path = udp.addEndpoint(relay);
+        udp.socket.on('error', (e: NodeJS.ErrnoException) => {
+          if (this.#udp === udp) this.#udp = undefined;
+          void udp.close();
+          this.#lose(path, `udp-error: ${e.code ?? e.message}`, 'udp');
+        });
+        // The client's own copy of the outer header fields it sends (the RREQ carries it). A
+        // wildcard bind does not know its source address: unknown.
+        const local = udp.local;
+        this.#candidates.push({
+          path,
+          info: {
+            encapsulation: Encapsulation.UDP,
+            view: {
+              ...(local.address === '0.0.0.0' || local.address === '::'
+                ? {}
+                : { srcAddr: local.address }),
+              srcPort: local.port,
+              dstAddr: relay.address,
+              dstPort: relay.port,
+            },
+          },
+        });
+        return;
+      }
+      case 'tcp': {
+        const e = this.#o.relayTcp ?? this.#o.relay;
+        const path = await this.#tcp.connect(e.address, e.port);
+        const ends = this.#tcp.endpoints(path)!;
+        this.#candidates.push({
+          path,
+          info: {
+            encapsulation: Encapsulation.TCP,
+            view: {
+              srcAddr: ends.local.address,
+              srcPort: ends.local.port,
+              dstAddr: ends.remote.address,
+              dstPort: ends.remote.port,
+            },
+          },
+        });
+        return;
+      }
+      case 'ws': {
+        const url = `ws://${this.#httpEndpoint().authority}${WS_PATH}`;
+        const proxy = selectProxy(url, this.#o.proxy);
+        const path = await this.#ws.connect(url, { 'User-Agent': ua }, proxy ? { proxy } : {});
+        const v = this.#ws.view(path)!;
+        this.#candidates.push({
+          path,
+          info: {
+            encapsulation: Encapsulation.WEBSOCKET,
+            view: {
+              srcAddr: v.local.address,
+              srcPort: v.local.port,
+              dstAddr: v.remote.address,
+              dstPort: v.remote.port,
+              url: v.url,
+              ...(v.host === undefined ? {} : { host: v.host }),
+              headers: v.headers,
+            },
+          },
+        });
+        return;
+      }
+      case 'http': {
+        const e = this.#httpEndpoint();
+        const kinds = [
+          [Encapsulation.HTTP_STREAM, HttpStreamClient],
+          [Encapsulation.HTTP_POLL, HttpPollClient],
+        ] as const;
+        const baseUrl = `http://${e.authority}${HTTP_BASE}`;
+        const proxy = selectProxy(baseUrl, this.#o.proxy);
+        for (const [encapsulation, Kind] of kinds) {
+          const c = new Kind({
+            baseUrl,
+            ...(proxy ? { proxy } : {}),
+            headers: { 'User-Agent': ua },
+            onDatagram,
+            onError: (path, reason) => {
+              this.#http.delete(path);
+              this.#lose(path, reason, 'http');
+            },
+            // A proxy buffered the stream: the same path polls now. Register it as what it is.
+            onModeChange: (path) => this.#fellBack(path),
+          });
+          this.#http.set(c.pathId, c);
+          // Nothing to wait for (the first POST leaves with the first datagram): the view is
+          // what the client will send; its own address and port are unknown.
+          const v = c.view();
+          this.#candidates.push({
+            path: c.pathId,
+            info: {
+              encapsulation,
+              view: {
+                dstAddr: v.remote.address,
+                dstPort: v.remote.port,
+                url: v.url,
+                ...(v.host === undefined ? {} : { host: v.host }),
+                headers: v.headers,
+              },
+            },
+          });
+        }
+        return;
+      }
+    }
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * The real `roamlink` processes for end-to-end tests: spawn the CLI, collect its stdout as JSON
+ * lines (anything else as `{ raw }`), wait for a line, write control lines to its stdin. Plus the
+ * usual start-up: a client key, a relay on loopback with ephemeral ports (its first line is
+ * `listening`), and a client connected to it.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+export const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
+
+export type Line = Record<string, unknown>;
+
+export interface Proc {
+  child: ChildProcess;
+  /** Every stdout line so far, parsed. */
+  lines: Line[];
+  stderr: () => string;
+  /** The first line (from the start) that matches; fails after `ms` (default 15 s). */
+  until(pred: (l: Line) => boolean, what: string, ms?: number): Promise<Line>;
+  /** Writes one line to the process's stdin (`--control`). */
+  send(line: string): void;
+  /** The exit code (null when a signal ended it). */
+  exited: Promise<number | null>;
+}
+
+export function run(args: string[]): Proc {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  // A process that exits before reading its stdin must not fail the test with EPIPE.
+  child.stdin!.on('error', () => {});
+  const lines: Line[] = [];
+  const waiters = new Set<() => void>();
+  createInterface({ input: child.stdout! }).on('line', (l) => {
+    try {
+      lines.push(JSON.parse(l) as Line);
+    } catch {
+      lines.push({ raw: l });
+    }
+    for (const w of waiters) w();
+  });
+  const exited = new Promise<number | null>((r) => child.once('exit', r));
+  return {
+    child,
+    lines,
+    stderr: () => err,
+    exited,
+    send: (line) => child.stdin!.write(`${line}\n`),
+    until: (pred, what, ms = 15_000) =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`no ${what} in ${ms} ms: ${err.slice(-2000)}`));
+        }, ms);
+        const check = (): void => {
+          const hit = lines.find(pred);
+          if (hit) {
+            clearTimeout(timer);
+            waiters.delete(check);
+            resolve(hit);
+          }
+        };
+        waiters.add(check);
+        check();
+      }),
+  };
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A fresh directory for one test's keys. */
+export const tempDir = (): string => mkdtempSync(join(tmpdir(), 'roamlink-e2e-'));
+
+/** `roamlink keygen` into `<dir>/client`; returns the printed stdout line (the public key). */
+export async function keygen(dir: string): Promise<string> {
+  const key = run(['keygen', '--data-dir', join(dir, 'client')]);
+  await key.exited;
+  return String((key.lines[0] as { raw?: unknown } | undefined)?.raw);
+}
+
+/** The relay's flags for loopback with ephemeral ports, JSON logs and stdin control. */
+export function relayArgs(dir: string, clientPub: string, extra: string[] = []): string[] {
+  return [
+    'relay',
+    '--udp',
+    '127.0.0.1:0',
+    '--tcp',
+    '127.0.0.1:0',
+    '--http',
+    '127.0.0.1:0',
+    '--data-dir',
+    join(dir, 'relay'),
+    '--allow',
+    clientPub,
+    '--log-format',
+    'json',
+    '--control',
+    ...extra,
+  ];
+}
+
+/** The client's flags for the relay whose `listening` line is given (JSON log, stdin control). */
+export function connectArgs(listening: Line, dir: string, extra: string[] = []): string[] {
+  return [
+    'connect',
+    listening.udp as string,
+    '--relay-key',
+    listening.publicKey as string,
+    '--relay-tcp',
+    listening.tcp as string,
+    '--relay-http',
+    listening.http as string,
+    '--data-dir',
+    join(dir, 'client'),
+    '--json-log',
+    '--control',
+    ...extra,
+  ];
+}
+
+/** Ends a process if it still runs (SIGINT, then SIGKILL after `ms`) and waits for its exit. */
+export async function stop(p: Proc | undefined, ms = 5000): Promise<void> {
+  if (!p || p.child.exitCode !== null || p.child.signalCode !== null) return;
+  p.child.kill('SIGINT');
+  const t = setTimeout(() => p.child.kill('SIGKILL'), ms);
+  await p.exited;
+  clearTimeout(t);
+}

@@ -1,0 +1,182 @@
+/**
+ * End to end with the real processes: `roamlink relay` and `roamlink connect --socks`, `curl
+ * --socks5-hostname` downloading 256 MiB from a local HTTP server through the tunnel while the
+ * test forces moves: the active transport's socket is killed, the relay's UDP listener closes (UDP
+ * blocked), the client goes HTTP-only, and everything comes back. The sha256 of what curl received
+ * must match what the server sent, and the session must never handshake again for a move.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { test } from 'node:test';
+import {
+  connectArgs,
+  keygen,
+  type Line,
+  type Proc,
+  relayArgs,
+  run,
+  sleep,
+  tempDir,
+} from './cli-process.ts';
+
+const TOTAL = 256 * 1024 * 1024;
+/** The server paces itself so that the download spans the moves (≈ 16 s at 16 MiB/s). */
+const RATE = 16 * 1024 * 1024;
+const CHUNK = 256 * 1024;
+
+/** Deterministic bytes: chunk i is a xorshift stream seeded with i, so no two chunks repeat. */
+function chunkBytes(i: number): Buffer {
+  const b = Buffer.allocUnsafe(CHUNK);
+  let x = (i * 2654435761 + 1) >>> 0 || 1;
+  for (let o = 0; o < CHUNK; o += 4) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b.writeUInt32LE(x >>> 0, o);
+  }
+  return b;
+}
+
+function origin(): Promise<{ server: Server; port: number; sha256: Promise<string> }> {
+  let resolveSha: (h: string) => void = () => {};
+  const sha256 = new Promise<string>((r) => (resolveSha = r));
+  const server = createServer((req, res) => {
+    if (req.url !== '/data') {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-length': TOTAL, 'content-type': 'application/octet-stream' });
+    const h = createHash('sha256');
+    let i = 0;
+    const started = performance.now();
+    const next = (): void => {
+      while (i * CHUNK < TOTAL) {
+        // Pace: no further ahead than RATE allows.
+        const due = started + ((i * CHUNK) / RATE) * 1000;
+        if (performance.now() < due) {
+          setTimeout(next, Math.max(1, due - performance.now()));
+          return;
+        }
+        const c = chunkBytes(i++);
+        h.update(c);
+        if (!res.write(c)) {
+          res.once('drain', next);
+          return;
+        }
+      }
+      res.end();
+      resolveSha(h.digest('hex'));
+    };
+    next();
+  });
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve({ server, port: (server.address() as AddressInfo).port, sha256 }),
+    ),
+  );
+}
+
+test('curl downloads 256 MiB through the SOCKS5 port across five moves, sha256 intact, one handshake', {
+  timeout: 180_000,
+}, async () => {
+  const dir = tempDir();
+  const src = await origin();
+  const clientPub = await keygen(dir);
+  assert.match(clientPub, /^[0-9a-f]{64}$/);
+
+  const relay = run(relayArgs(dir, clientPub, ['--egress-allow', '127.0.0.1/32']));
+  let client: Proc | undefined;
+  let curl: ChildProcess | undefined;
+  try {
+    const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
+    const client_ = run(connectArgs(listening, dir, ['--socks', '127.0.0.1:0']));
+    client = client_;
+    const socks = await client_.until((l) => l.msg === 'socks-listening', 'SOCKS port');
+    await client_.until((l) => l.msg === 'registered', 'registration');
+
+    // curl's output is hashed as it arrives; nothing is written to disk.
+    curl = spawn(
+      'curl',
+      [
+        '--silent',
+        '--show-error',
+        '--fail',
+        '--socks5-hostname',
+        socks.address as string,
+        `http://127.0.0.1:${src.port}/data`,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const got = createHash('sha256');
+    let bytes = 0;
+    curl.stdout!.on('data', (d: Buffer) => {
+      bytes += d.length;
+      got.update(d);
+    });
+    let curlErr = '';
+    curl.stderr!.on('data', (d) => (curlErr += d));
+    const curlExit = new Promise<number | null>((r) => curl!.once('exit', r));
+
+    const status = async (): Promise<Line> => {
+      const n = client_.lines.length;
+      client_.send('status');
+      const l = await client_.until(
+        (x) => x.status !== undefined && client_.lines.indexOf(x) >= n,
+        'status',
+      );
+      return l.status as Line;
+    };
+    const active = async (): Promise<string> => {
+      const s = await status();
+      const enc = String(s.encapsulation);
+      return enc.startsWith('http') ? 'http' : enc === 'websocket' ? 'ws' : enc;
+    };
+    // Five moves, 2 s apart, while the download runs.
+    await sleep(1500);
+    client_.send(`drop ${await active()}`); // 1: kill the active transport's socket
+    await sleep(2000);
+    relay.send('udp off'); // 2: UDP blocked: the relay's UDP listener is gone
+    client_.send(`drop ${await active()}`);
+    await sleep(2000);
+    client_.send('only http'); // 3: HTTP only
+    await sleep(2500);
+    client_.send('all'); // 4: everything back (UDP still blocked at the relay)
+    await sleep(2000);
+    relay.send('udp on'); // 5: UDP back: the session may return to it
+    client_.send(`drop ${await active()}`);
+    await sleep(2000);
+    client_.send(`drop ${await active()}`); // 6: once more for good measure
+
+    assert.equal(await curlExit, 0, `curl failed: ${curlErr}`);
+    assert.equal(bytes, TOTAL, 'every byte arrived');
+    assert.equal(got.digest('hex'), await src.sha256, 'sha256 of what arrived matches');
+
+    const s = await status();
+    client_.child.kill('SIGINT');
+    assert.equal(await client_.exited, 0, client_.stderr());
+    const summary = client_.lines.find((l) => l.summary !== undefined)?.summary as Line;
+    // Handovers the moves caused: after the first control line (start-up races do not count).
+    const firstMove = client_.lines.findIndex((l) => l.msg === 'control');
+    const handovers = client_.lines.slice(firstMove).filter((l) => l.msg === 'handover');
+    const visited = new Set(handovers.map((h) => h.encapsulation));
+    const detail = JSON.stringify({ s, summary, handovers });
+    assert.ok(handovers.length >= 5, `at least five handovers: ${detail}`);
+    assert.ok(
+      [...visited].some((e) => String(e).startsWith('http')),
+      `went HTTP-only: ${detail}`,
+    );
+    assert.ok(visited.size >= 3, `several encapsulations: ${detail}`);
+    assert.equal(summary.handshakes, 1, `no new key exchange for any move: ${detail}`);
+    assert.equal(summary.state, 'established', detail);
+    console.log(`# handovers: ${handovers.map((h) => h.encapsulation).join(' -> ')}`);
+  } finally {
+    curl?.kill();
+    client?.child.kill('SIGINT');
+    relay.child.kill('SIGINT');
+    src.server.close();
+    await relay.exited;
+  }
+});

@@ -1,0 +1,496 @@
+/**
+ * The relay on Node: UDP (RFC 3948), TCP (RFC 8229 framing), WebSocket (RFC 6455) and plain HTTP
+ * (RLHTTP/1: streaming and long polling) at once, the sans-I/O RelaySessions behind them, and per
+ * client a stream layer (Mux) whose streams go out as TCP connections and whose datagrams go out
+ * as UDP, each checked against the egress policy first.
+ *
+ * Paths are strings: "addr:port" for UDP, "tcp:<n>" for a TCP connection, "ws:<n>" for a
+ * WebSocket, "hs:<token>"/"hp:<token>" for an HTTP streaming/polling session; a transmit goes to
+ * the transport its path's prefix names. The HTTP port is one Node HTTP server: requests under
+ * /rl/ go to the HTTP encapsulations, WebSocket upgrades on /rl/ws to `ws`, everything else to the
+ * hono app (createRelayApp).
+ *
+ * A client's mux lives as long as its peer entry (keyed by its static key), not as long as one SA
+ * or one path: a move, a rekey or an outage leaves its streams where they are.
+ */
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { createServer, type Server } from 'node:http';
+import { connect as tcpConnect } from 'node:net';
+import { getRequestListener } from '@hono/node-server';
+import type {
+  Authorization,
+  CryptoProvider,
+  Encapsulation as EncapsulationT,
+  Keypair,
+  MuxEvent,
+  OuterView,
+  PathInfo,
+  RelayEvent,
+  RelayPeer,
+  SaKeyInfo,
+  StreamTarget,
+  Suite,
+} from '@roamlink/core';
+import {
+  decodeEcho,
+  ENCAPSULATION_NAMES,
+  Encapsulation,
+  echoReplyInPlace,
+  FrameType,
+  Mux,
+  NextHeader,
+  RelaySessions,
+  StreamError,
+  toHex,
+} from '@roamlink/core';
+import type { UdpEndpoint, WsPathView } from '@roamlink/node';
+import {
+  HttpRelayTransport,
+  isHttpPath,
+  isTcpPath,
+  isWsPath,
+  MuxHost,
+  nodeRandom,
+  SessionDriver,
+  TcpTransport,
+  UdpTransport,
+  WebSocketTransport,
+  WsCloseCode,
+} from '@roamlink/node';
+import { createRelayApp, type RelayAppDeps } from './app.ts';
+
+/** The egress decision for one destination: an address to connect to, or a refusal. */
+export type EgressAnswer = { address: string } | { refused: number; reason: string };
+
+export interface RelayOptions {
+  keypair: Keypair;
+  provider: CryptoProvider;
+  suites: readonly Suite[];
+  /** Listen addresses; undefined turns that listener off. */
+  udp?: UdpEndpoint | undefined;
+  tcp?: UdpEndpoint | undefined;
+  http?: UdpEndpoint | undefined;
+  encapsulations?: readonly EncapsulationT[];
+  authorize: (clientKey: Uint8Array) => Authorization;
+  /** Resolves and checks a destination (DNS, then the policy on the address: no rebinding). */
+  egress: (target: StreamTarget) => Promise<EgressAnswer>;
+  rekeyAfterMs?: number;
+  keyLog?: (info: SaKeyInfo) => void;
+  log: (
+    level: 'debug' | 'info' | 'warn' | 'error',
+    msg: string,
+    fields?: Record<string, unknown>,
+  ) => void;
+  /** Extra routes and data for the HTTP face (metrics, status). */
+  app?: Partial<RelayAppDeps>;
+  /** Called for every session event and mux event (metrics). */
+  observe?: (e: RelayEvent<string> | (MuxEvent & { peer: string })) => void;
+  streamWindow?: number;
+  outageMs?: number;
+  /** Streams one client may hold open (default 1024). */
+  maxStreams?: number;
+  /** Connect timeout for egress TCP (default 10 s). */
+  connectTimeoutMs?: number;
+}
+
+const UDP_PAYLOAD = 1360;
+const STREAM_PAYLOAD = 60_000;
+
+/** What the relay keeps per client beside its RelayPeer: the stream layer and its egress. */
+interface PeerTunnel {
+  peer: RelayPeer<string>;
+  host: MuxHost;
+  lastPath: string | undefined;
+  flows: Map<number, UdpSocket>;
+}
+
+export interface RelayHandle {
+  publicKey: string;
+  udp: UdpEndpoint | undefined;
+  tcp: UdpEndpoint | undefined;
+  http: UdpEndpoint | undefined;
+  sessions: RelaySessions<string>;
+  /** Live tunnels (clients with a stream layer) and their open streams. */
+  tunnels(): { peer: string; path: string | undefined; streams: number }[];
+  /** Test and operator hook: close the UDP listener (true: open it again on the same port). */
+  setUdp(on: boolean): Promise<void>;
+  /** Tells every client (GOAWAY), waits up to `graceMs` for streams to finish, then stops. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
+  const relay = new RelaySessions<string>({
+    staticKeypair: o.keypair,
+    provider: o.provider,
+    suites: o.suites,
+    random: nodeRandom,
+    authorize: o.authorize,
+    keyLog: o.keyLog !== undefined,
+    ...(o.encapsulations ? { encapsulations: o.encapsulations } : {}),
+    ...(o.rekeyAfterMs
+      ? { limits: { rekeyAfterMs: o.rekeyAfterMs, rejectAfterMs: o.rekeyAfterMs * 1.5 } }
+      : {}),
+  });
+  const tunnels = new Map<string, PeerTunnel>();
+  let udp: UdpTransport | undefined;
+  let udpBind: UdpEndpoint | undefined;
+  let closing = false;
+
+  const sendOn = (path: string, data: Uint8Array): void => {
+    if (isTcpPath(path)) tcp.send(path, data);
+    else if (isWsPath(path)) ws.send(path, data);
+    else if (isHttpPath(path)) httpT.send(path, data);
+    else udp?.send(path, data);
+  };
+  const congested = (path: string): boolean =>
+    isTcpPath(path)
+      ? tcp.congested(path)
+      : isWsPath(path)
+        ? ws.congested(path)
+        : isHttpPath(path) && httpT.congested(path);
+
+  const driver = new SessionDriver<string, RelayEvent<string>>(relay, sendOn, (e) => {
+    if (e.type === 'sa-keys') {
+      o.keyLog?.(e.info);
+      return;
+    }
+    o.observe?.(e);
+    o.log(
+      e.type === 'path-changed' || e.type === 'registration-answered' ? 'debug' : 'info',
+      e.type,
+      {
+        peer: e.peer.id.slice(0, 16),
+        path: e.peer.path,
+        ...('suite' in e ? { suite: e.suite } : {}),
+        ...('verdict' in e ? { verdict: e.verdict } : {}),
+        ...('reason' in e ? { reason: e.reason } : {}),
+      },
+    );
+  });
+
+  /** The peer's path may have moved: the stream layer resends what the old path held. */
+  const checkPaths = (): void => {
+    for (const t of tunnels.values()) {
+      const p = t.peer.path;
+      if (p === undefined || p === t.lastPath) continue;
+      const first = t.lastPath === undefined;
+      t.lastPath = p;
+      const enc = t.peer.paths.get(p)?.info?.encapsulation;
+      t.host.mux.setMaxPayload(
+        enc === Encapsulation.UDP || enc === undefined ? UDP_PAYLOAD : STREAM_PAYLOAD,
+      );
+      if (!first) t.host.mux.pathChanged(driver.now(), 'path-changed');
+      t.host.pump();
+    }
+  };
+
+  const tunnelOf = (peer: RelayPeer<string>): PeerTunnel => {
+    let t = tunnels.get(peer.id);
+    if (t) return t;
+    const id = peer.id;
+    const host: MuxHost = new MuxHost({
+      mux: new Mux({
+        role: 'relay',
+        now: Date.now(),
+        ...(o.streamWindow ? { streamWindow: o.streamWindow } : {}),
+        ...(o.outageMs ? { outageMs: o.outageMs } : {}),
+      }),
+      canSend: () =>
+        peer.keys.current !== undefined && peer.path !== undefined && !congested(peer.path),
+      send: (payload, now) => {
+        const pkt = relay.send(peer, payload, NextHeader.ROAMLINK, now);
+        if (pkt && peer.path !== undefined) sendOn(peer.path, pkt);
+        driver.pump();
+      },
+      onEvent: (e) => muxEvent(t!, e),
+      onDatagram: (flow, target, data) => datagramOut(t!, flow, target, data),
+    });
+    t = { peer, host, lastPath: undefined, flows: new Map() };
+    tunnels.set(id, t);
+    return t;
+  };
+
+  const muxEvent = (t: PeerTunnel, e: MuxEvent): void => {
+    o.observe?.({ ...e, peer: t.peer.id });
+    if (e.type === 'stream-open') void openEgress(t, e.id, e.target);
+    else if (e.type === 'dead') {
+      o.log('warn', 'tunnel-dead', { peer: t.peer.id.slice(0, 16), silentMs: e.silentMs });
+      dropTunnel(t);
+    }
+  };
+
+  const dropTunnel = (t: PeerTunnel): void => {
+    t.host.close();
+    for (const s of t.flows.values()) s.close();
+    t.flows.clear();
+    tunnels.delete(t.peer.id);
+  };
+
+  /** A stream the client opened: policy, then a TCP connection, then bytes both ways. */
+  const openEgress = async (t: PeerTunnel, id: number, target: StreamTarget): Promise<void> => {
+    const d = t.host.stream(id);
+    if (!d) return;
+    const refuse = (code: number, reason: string): void => {
+      o.log('info', 'stream-refused', {
+        peer: t.peer.id.slice(0, 16),
+        target: `${target.host}:${target.port}`,
+        code,
+        reason,
+      });
+      o.observe?.({ type: 'stream-refused', id, code, peer: t.peer.id });
+      t.host.refuse(id, code);
+    };
+    if (closing) return refuse(StreamError.SHUTDOWN, 'relay shutting down');
+    if (t.host.streams > (o.maxStreams ?? 1024))
+      return refuse(StreamError.LIMIT, 'too many streams');
+    const decision = await o.egress(target);
+    if ('refused' in decision) return refuse(decision.refused, decision.reason);
+    const sock = tcpConnect({
+      host: decision.address,
+      port: target.port,
+      noDelay: true,
+      timeout: o.connectTimeoutMs ?? 10_000,
+    });
+    let connected = false;
+    sock.once('timeout', () => {
+      if (!connected)
+        sock.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' }));
+    });
+    sock.on('error', (err: NodeJS.ErrnoException) => {
+      if (!connected) refuse(errnoToStreamError(err.code), err.code ?? err.message);
+      else d.destroy(err);
+    });
+    sock.once('connect', () => {
+      connected = true;
+      sock.setTimeout(0);
+      t.host.accept(id);
+      o.log('debug', 'stream-open', {
+        peer: t.peer.id.slice(0, 16),
+        target: `${target.host}:${target.port}`,
+        address: decision.address,
+      });
+      sock.pipe(d);
+      d.pipe(sock);
+      d.on('error', () => sock.destroy());
+      sock.on('close', () => {
+        if (!d.writableEnded) d.destroy();
+      });
+    });
+  };
+
+  /** A datagram for a UDP destination: one socket per flow, the policy for every destination. */
+  const datagramOut = (
+    t: PeerTunnel,
+    flow: number,
+    target: StreamTarget,
+    data: Uint8Array,
+  ): void => {
+    const copy = data.slice();
+    void o.egress(target).then((decision) => {
+      if ('refused' in decision) return;
+      let s = t.flows.get(flow);
+      if (!s) {
+        s = createSocket({ type: decision.address.includes(':') ? 'udp6' : 'udp4' });
+        s.on('error', () => {});
+        s.on('message', (msg, rinfo) => {
+          t.host.mux.sendDatagram(flow, { host: rinfo.address, port: rinfo.port }, msg);
+          t.host.pump();
+        });
+        t.flows.set(flow, s);
+      }
+      s.send(copy, target.port, decision.address);
+    });
+  };
+
+  /** One datagram from any transport, with what the relay observed about its path. */
+  const deliver = (data: Uint8Array, path: string, info: PathInfo): void => {
+    const now = driver.now();
+    const got = relay.receive(data, path, now, info);
+    if (got && got.nextHeader === NextHeader.ROAMLINK && got.payload.length > 0) {
+      const t = tunnelOf(got.peer);
+      if (t.host.mux.isMuxFrame(got.payload)) {
+        t.host.receive(got.payload);
+      } else if (got.payload[0] === FrameType.ECHO_REQUEST) {
+        try {
+          decodeEcho(got.payload);
+          const pkt = relay.send(got.peer, echoReplyInPlace(got.payload), NextHeader.ROAMLINK, now);
+          if (pkt && got.peer.path !== undefined) sendOn(got.peer.path, pkt);
+        } catch {
+          // A malformed frame inside an authentic packet: the peer's bug; drop it.
+        }
+      }
+    }
+    driver.pump();
+    checkPaths();
+  };
+
+  const bindUdp = async (bind: UdpEndpoint): Promise<UdpTransport> => {
+    const u = await UdpTransport.bind(bind, (data, path, from) => {
+      const local = u.local;
+      deliver(data, path, {
+        encapsulation: Encapsulation.UDP,
+        view: {
+          srcAddr: from.address,
+          srcPort: from.port,
+          dstAddr: local.address,
+          dstPort: local.port,
+        },
+      });
+    });
+    return u;
+  };
+  if (o.udp) {
+    udp = await bindUdp(o.udp);
+    udpBind = udp.local;
+  }
+
+  const tcp = new TcpTransport({
+    onDatagram: (data, path) => {
+      const ends = tcp.endpoints(path);
+      if (!ends) return;
+      deliver(data, path, {
+        encapsulation: Encapsulation.TCP,
+        view: {
+          srcAddr: ends.remote.address,
+          srcPort: ends.remote.port,
+          dstAddr: ends.local.address,
+          dstPort: ends.local.port,
+        },
+      });
+    },
+    onPathClose: (path, reason) => o.log('debug', 'tcp-closed', { path, reason }),
+  });
+  const tcpLocal = o.tcp ? await tcp.listen(o.tcp.address, o.tcp.port) : undefined;
+
+  const ws = new WebSocketTransport({
+    onDatagram: (data, path) => {
+      const v = ws.view(path);
+      if (!v) return;
+      deliver(data, path, { encapsulation: Encapsulation.WEBSOCKET, view: requestView(v) });
+    },
+    onPathClose: (path, reason) => o.log('debug', 'ws-closed', { path, reason }),
+  });
+  const httpT = new HttpRelayTransport({
+    onDatagram: (data, path, v) => {
+      deliver(data, path, {
+        // A streaming path that fell back (a proxy buffered it) keeps its id but polls now.
+        encapsulation: v.mode === 'poll' ? Encapsulation.HTTP_POLL : Encapsulation.HTTP_STREAM,
+        view: requestView(v),
+      });
+    },
+    onPathClose: (path, reason) => o.log('debug', 'http-closed', { path, reason }),
+  });
+
+  const startedAt = Date.now();
+  const app = createRelayApp({
+    now: Date.now,
+    startedAt,
+    sessions: () => relay.peers.size,
+    ...o.app,
+  });
+  const honoListener = getRequestListener(app.fetch);
+  let server: Server | undefined;
+  let httpLocal: UdpEndpoint | undefined;
+  if (o.http) {
+    const s = createServer((req, res) => {
+      if (!httpT.handle(req, res)) void honoListener(req, res);
+    });
+    server = s;
+    ws.attach(s);
+    await new Promise<void>((resolve, reject) => {
+      s.once('error', reject);
+      s.listen(o.http!.port, o.http!.address, () => {
+        s.off('error', reject);
+        resolve();
+      });
+    });
+    const a = s.address();
+    if (a && typeof a === 'object') httpLocal = { address: a.address, port: a.port };
+  }
+
+  return {
+    publicKey: toHex(o.keypair.publicKey),
+    udp: udpBind,
+    tcp: tcpLocal,
+    http: httpLocal,
+    sessions: relay,
+    tunnels: () =>
+      [...tunnels.values()].map((t) => ({
+        peer: t.peer.id,
+        path: t.peer.path,
+        streams: t.host.streams,
+      })),
+    async setUdp(on: boolean): Promise<void> {
+      if (!udpBind) return;
+      if (!on && udp) {
+        const u = udp;
+        udp = undefined;
+        await u.close();
+        o.log('info', 'udp-closed', {});
+      } else if (on && !udp) {
+        udp = await bindUdp(udpBind);
+        o.log('info', 'udp-opened', {});
+      }
+    },
+    async close(graceMs = 0): Promise<void> {
+      closing = true;
+      for (const t of tunnels.values()) {
+        t.host.mux.goAway(StreamError.SHUTDOWN);
+        t.host.pump();
+      }
+      const until = Date.now() + graceMs;
+      while (Date.now() < until && [...tunnels.values()].some((t) => t.host.streams > 0)) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      for (const t of [...tunnels.values()]) dropTunnel(t);
+      driver.close();
+      httpT.close();
+      await Promise.all([
+        udp?.close(),
+        tcp.close(),
+        ws.close(WsCloseCode.RELAY_SHUTDOWN, 'relay shutting down'),
+      ]);
+      if (server) {
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server!.close(() => resolve()));
+      }
+    },
+  };
+}
+
+/**
+ * What the relay observed on a WebSocket or HTTP path: the socket's two ends and the request as
+ * it arrived (a proxy shows in its headers).
+ */
+function requestView(v: WsPathView): OuterView {
+  return {
+    srcAddr: v.remote.address,
+    srcPort: v.remote.port,
+    dstAddr: v.local.address,
+    dstPort: v.local.port,
+    url: v.url,
+    ...(v.host === undefined ? {} : { host: v.host }),
+    headers: v.headers,
+  };
+}
+
+/** A failed egress connect, as the client will hear it (and SOCKS will say it). */
+export function errnoToStreamError(code: string | undefined): number {
+  switch (code) {
+    case 'ECONNREFUSED':
+      return StreamError.REFUSED;
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'EADDRNOTAVAIL':
+      return StreamError.UNREACHABLE;
+    case 'ETIMEDOUT':
+      return StreamError.TIMEOUT;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return StreamError.DNS;
+    default:
+      return StreamError.INTERNAL;
+  }
+}
+
+export const encapsulationName = (e: EncapsulationT): string => ENCAPSULATION_NAMES[e];

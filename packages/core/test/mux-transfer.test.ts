@@ -1,0 +1,378 @@
+/**
+ * Bulk transfers between two muxes over the virtual link: exactly-once, in-order delivery across
+ * loss, reordering, duplication, a path change and a long outage; flow control against a slow
+ * reader. Every run is seeded and bounded in virtual time.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { MuxEvent } from '../src/index.ts';
+import { Pair, type PairOptions, pattern, type Side } from './mux-link.ts';
+
+const T = { host: 'files.example', port: 8080 };
+
+interface Flow {
+  id: number;
+  /** Client → relay bytes and relay → client bytes. */
+  up: Uint8Array;
+  down: Uint8Array;
+  upWritten: number;
+  downWritten: number;
+  upGot: number;
+  downGot: number;
+  upEnds: number;
+  downEnds: number;
+}
+
+const same = (a: Uint8Array, b: Uint8Array): boolean =>
+  Buffer.from(a.buffer, a.byteOffset, a.length).equals(
+    Buffer.from(b.buffer, b.byteOffset, b.length),
+  );
+
+/**
+ * Opens `streams` streams; each sends `up` bytes to the relay and gets `down` back, written as
+ * fast as the mux takes them; both readers check every byte against the expected content and
+ * consume at once. Returns the flows and a `done()` predicate.
+ */
+function bulk(p: Pair, streams: number, up: number, down: number) {
+  p.record = false;
+  const flows = new Map<number, Flow>();
+  const firstDataAfter: Record<Side, number[]> = { client: [], relay: [] };
+  const pump = (side: Side, f: Flow): void => {
+    const m = p.mux(side);
+    const buf = side === 'client' ? f.up : f.down;
+    let w = side === 'client' ? f.upWritten : f.downWritten;
+    while (w < buf.length) {
+      const n = m.write(f.id, buf.subarray(w, Math.min(buf.length, w + 256 * 1024)));
+      if (n === 0) break;
+      w += n;
+    }
+    if (side === 'client') f.upWritten = w;
+    else f.downWritten = w;
+    if (w === buf.length) m.end(f.id);
+  };
+  p.onEvent = (side: Side, e: MuxEvent) => {
+    const m = p.mux(side);
+    switch (e.type) {
+      case 'stream-open':
+        m.accept(e.id);
+        pump('relay', flows.get(e.id)!);
+        break;
+      case 'stream-writable':
+        pump(side, flows.get(e.id)!);
+        break;
+      case 'stream-data': {
+        const f = flows.get(e.id)!;
+        const want = side === 'relay' ? f.up : f.down;
+        const at = side === 'relay' ? f.upGot : f.downGot;
+        assert.ok(at + e.data.length <= want.length, 'no byte beyond the end (exactly once)');
+        assert.ok(same(e.data, want.subarray(at, at + e.data.length)), `bytes at ${at} in order`);
+        if (side === 'relay') f.upGot += e.data.length;
+        else f.downGot += e.data.length;
+        firstDataAfter[side].push(p.now);
+        m.consumed(e.id, e.data.length);
+        break;
+      }
+      case 'stream-end': {
+        const f = flows.get(e.id)!;
+        if (side === 'relay') f.upEnds++;
+        else f.downEnds++;
+        break;
+      }
+      case 'stream-reset':
+      case 'stream-refused':
+      case 'dead':
+        assert.fail(`unexpected ${e.type} at ${side}`);
+    }
+  };
+  for (let i = 0; i < streams; i++) {
+    const id = p.client.openStream(T);
+    const f: Flow = {
+      id,
+      up: pattern(i, 0, up),
+      down: pattern(i + 100, 0, down),
+      upWritten: 0,
+      downWritten: 0,
+      upGot: 0,
+      downGot: 0,
+      upEnds: 0,
+      downEnds: 0,
+    };
+    flows.set(id, f);
+    pump('client', f);
+  }
+  const done = (): boolean =>
+    [...flows.values()].every(
+      (f) =>
+        f.upGot === f.up.length &&
+        f.downGot === f.down.length &&
+        f.upEnds === 1 &&
+        f.downEnds === 1,
+    ) &&
+    p.client.stats.streamsActive === 0 &&
+    p.relay.stats.streamsActive === 0;
+  /** Times at which `side` received stream data. */
+  const deliveries = (side: Side): number[] => firstDataAfter[side];
+  return { flows, done, deliveries };
+}
+
+function assertClean(p: Pair): void {
+  for (const m of [p.client, p.relay]) {
+    const d = m.stats.drops;
+    assert.equal(d.internal, 0);
+    assert.equal(d.malformed, 0);
+    assert.equal(d.flow_control, 0);
+    assert.equal(d.final_size, 0);
+    assert.equal(d.stream_state, 0);
+    assert.equal(d.ack_unsent, 0);
+  }
+}
+
+test('4 MiB up and 1 MiB down on 4 streams at 7% loss with reordering and duplication', () => {
+  const opts: PairOptions = {
+    seed: 7,
+    link: {
+      delayMs: 20,
+      jitterMs: 6,
+      loss: 0.07,
+      reorder: 0.1,
+      reorderMs: 25,
+      dup: 0.05,
+      rate: 5_000,
+      queueMs: 80,
+    },
+    client: { maxPayload: 1350 },
+    relay: { maxPayload: 1350 },
+  };
+  const p = new Pair(opts);
+  const b = bulk(p, 4, 1024 * 1024, 256 * 1024);
+  p.runUntilDone(b.done, 600_000);
+  assertClean(p);
+  const cs = p.client.stats;
+  assert.ok(cs.packetsLost > 100, `losses were detected (${cs.packetsLost})`);
+  assert.ok(cs.streamBytesRetransmitted > 100_000, 'lost data was sent again');
+  assert.equal(cs.streamBytesSent, 4 * 1024 * 1024, 'new bytes counted once');
+  assert.ok(cs.congestionReductions > 10, 'NewReno reacted to the losses');
+  assert.ok(p.relay.stats.drops.duplicate > 0, 'duplicated packets were dropped');
+  assert.equal(p.relay.stats.streamBytesDelivered, 4 * 1024 * 1024);
+  assert.equal(p.client.stats.streamBytesDelivered, 1024 * 1024);
+});
+
+test('no loss, big packets: throughput limited only by windows; cwnd grows', () => {
+  const p = new Pair({
+    seed: 3,
+    link: { delayMs: 10 },
+    client: { maxPayload: 65_000 },
+    relay: { maxPayload: 65_000 },
+  });
+  const b = bulk(p, 2, 8 * 1024 * 1024, 1024 * 1024);
+  const t0 = p.now;
+  p.runUntilDone(b.done, 60_000);
+  assertClean(p);
+  assert.equal(p.client.stats.packetsLost, 0);
+  assert.equal(p.client.stats.streamBytesRetransmitted, 0);
+  assert.ok(p.client.stats.cwnd > 1_000_000, `cwnd grew (${p.client.stats.cwnd})`);
+  // 16 MiB in under 2 s of virtual time on a 20 ms RTT path.
+  assert.ok(p.now - t0 < 2000, `took ${p.now - t0} ms`);
+});
+
+test('pathChanged mid-transfer with the old path black-holed: in-flight data goes again at once', () => {
+  const p = new Pair({
+    seed: 11,
+    link: { delayMs: 15, jitterMs: 2, rate: 3_000, queueMs: 60 },
+    client: { maxPayload: 1350 },
+    relay: { maxPayload: 1350 },
+  });
+  const b = bulk(p, 3, 512 * 1024, 512 * 1024);
+  p.runUntil(p.now + 400);
+  assert.ok(!b.done());
+  assert.ok(p.inFlight > 10, 'packets on the wire when the path dies');
+  // The old path dies with everything on it.
+  p.c2r.blackhole = true;
+  p.r2c.blackhole = true;
+  p.dropWire();
+  p.runUntil(p.now + 50);
+  // The client moves to a new, slower path over TCP-sized packets; the relay learns of it a
+  // one-way delay later (its registration).
+  p.c2r.blackhole = false;
+  p.r2c.blackhole = false;
+  p.c2r.o = { delayMs: 40, rate: 2_000, queueMs: 100 };
+  p.r2c.o = { delayMs: 40, rate: 2_000, queueMs: 100 };
+  const moved = p.now;
+  const inFlightBefore = p.client.stats.bytesInFlight;
+  assert.ok(inFlightBefore > 0);
+  p.client.setMaxPayload(16_000);
+  p.client.pathChanged(p.now, 'move');
+  assert.equal(p.client.stats.bytesInFlight, 0, 'nothing counted in flight after the move');
+  const sentBefore = p.client.stats.streamBytesRetransmitted;
+  p.settle();
+  assert.ok(
+    p.client.stats.streamBytesRetransmitted > sentBefore,
+    'in-flight data was sent again on the new path without waiting for a timeout',
+  );
+  p.runUntil(p.now + 40);
+  p.relay.setMaxPayload(16_000);
+  p.relay.pathChanged(p.now, 'registration');
+  p.runUntilDone(b.done, 120_000);
+  assertClean(p);
+  const afterMove = b.deliveries('relay').find((t) => t > moved);
+  assert.ok(
+    afterMove !== undefined && afterMove - moved <= 100,
+    `relay got data ${afterMove! - moved} ms after the move`,
+  );
+  const downAfter = b.deliveries('client').find((t) => t > moved);
+  assert.ok(
+    downAfter !== undefined && downAfter - moved <= 200,
+    `client got data ${downAfter! - moved} ms after`,
+  );
+  assert.equal(p.client.stats.pathChanges, 1);
+  assert.equal(p.client.stats.ptos, 0, 'no probe timeout was needed');
+});
+
+test('a 120 s outage in both directions: nothing lost, resumed within ~1 s of the path returning', () => {
+  const p = new Pair({
+    seed: 5,
+    link: { delayMs: 25, jitterMs: 3, rate: 2_000, queueMs: 80 },
+    client: { maxPayload: 1350, outageMs: 130_000 },
+    relay: { maxPayload: 1350, outageMs: 130_000 },
+  });
+  const b = bulk(p, 2, 1024 * 1024, 1024 * 1024);
+  p.runUntil(p.now + 500);
+  assert.ok(!b.done());
+  p.c2r.blackhole = true;
+  p.r2c.blackhole = true;
+  const start = p.now;
+  const sentAtStart = p.client.stats.packetsSent + p.relay.stats.packetsSent;
+  p.runUntil(start + 120_000);
+  const sentDuring = p.client.stats.packetsSent + p.relay.stats.packetsSent - sentAtStart;
+  // Capped backoff: about one probe a second per side, not a burst and not silence.
+  assert.ok(sentDuring >= 150 && sentDuring < 600, `${sentDuring} packets during the outage`);
+  p.c2r.blackhole = false;
+  p.r2c.blackhole = false;
+  const back = p.now;
+  p.runUntilDone(b.done, 300_000);
+  assertClean(p);
+  const resumedUp = b.deliveries('relay').find((t) => t > back)!;
+  const resumedDown = b.deliveries('client').find((t) => t > back)!;
+  assert.ok(resumedUp - back < 1300, `up resumed after ${resumedUp - back} ms`);
+  assert.ok(resumedDown - back < 1300, `down resumed after ${resumedDown - back} ms`);
+  assert.ok(
+    p.client.stats.persistentCongestion >= 1,
+    'the outage counted as persistent congestion',
+  );
+  assert.ok(!p.events.some((x) => x.e.type === 'dead'));
+});
+
+test("'dead' after outageMs without acknowledgements, once; the mux still recovers after", () => {
+  const p = new Pair({ seed: 9, link: { delayMs: 10 }, client: { outageMs: 10_000 } });
+  p.record = true;
+  const dead: number[] = [];
+  p.onEvent = (side, e) => {
+    if (e.type === 'stream-open') p.relay.accept(e.id);
+    if (e.type === 'stream-data') p.mux(side).consumed(e.id, e.data.length);
+    if (e.type === 'dead') dead.push(e.silentMs);
+  };
+  const id = p.client.openStream(T);
+  p.client.write(id, new Uint8Array(50_000));
+  p.runUntil(p.now + 30);
+  p.c2r.blackhole = true;
+  p.r2c.blackhole = true;
+  p.runUntil(p.now + 25_000);
+  assert.equal(dead.length, 1);
+  assert.ok(dead[0]! >= 10_000 && dead[0]! < 11_000, `silent ${dead[0]} ms`);
+  p.c2r.blackhole = false;
+  p.r2c.blackhole = false;
+  p.client.end(id);
+  p.runUntil(p.now + 5000);
+  assert.equal(p.relay.streamInfo(id)?.delivered, 50_000);
+});
+
+test('slow reader: the sender stops at the stream window; consuming lets it go on', () => {
+  const window = 256 * 1024;
+  const p = new Pair({ seed: 2, link: { delayMs: 10 }, relay: { streamWindow: window } });
+  let delivered = 0;
+  p.onEvent = (side, e) => {
+    if (e.type === 'stream-open') p.relay.accept(e.id);
+    if (side === 'relay' && e.type === 'stream-data') delivered += e.data.length;
+  };
+  const id = p.client.openStream(T);
+  let accepted = 0;
+  const chunk = new Uint8Array(64 * 1024);
+  const writeAll = (): void => {
+    for (let n = p.client.write(id, chunk); n > 0; n = p.client.write(id, chunk)) accepted += n;
+  };
+  writeAll();
+  assert.equal(accepted, 64 * 1024, 'before the relay speaks, the initial credit bounds write()');
+  p.onEvent = (side, e) => {
+    if (e.type === 'stream-open') p.relay.accept(e.id);
+    if (side === 'relay' && e.type === 'stream-data') delivered += e.data.length;
+    if (side === 'client' && e.type === 'stream-writable') writeAll();
+  };
+  p.runUntil(p.now + 10_000);
+  assert.equal(accepted, window, 'write() took exactly the window');
+  assert.equal(delivered, window, 'the relay holds exactly one window');
+  const info = p.relay.streamInfo(id)!;
+  assert.equal(info.received, window);
+  assert.equal(info.heldOutOfOrder, 0);
+  assert.ok(p.client.streamInfo(id)!.sent <= window);
+  assert.equal(p.client.stats.bytesInFlight, 0, 'the sender is idle, not probing');
+  // The reader catches up with half: the sender gets credit again.
+  p.relay.consumed(id, window / 2);
+  p.runUntil(p.now + 10_000);
+  assert.equal(accepted, window + window / 2);
+  assert.equal(delivered, window + window / 2);
+});
+
+test('slow reader across streams: the session window bounds the total', () => {
+  const sessionWindow = 1024 * 1024;
+  const p = new Pair({
+    seed: 4,
+    link: { delayMs: 10 },
+    relay: { streamWindow: 512 * 1024, sessionWindow },
+  });
+  let delivered = 0;
+  const ids: number[] = [];
+  const data = new Uint8Array(1024 * 1024);
+  p.onEvent = (side, e) => {
+    if (e.type === 'stream-open') p.relay.accept(e.id);
+    if (side === 'relay' && e.type === 'stream-data') delivered += e.data.length;
+    if (side === 'client' && e.type === 'stream-writable') p.client.write(e.id, data);
+  };
+  for (let i = 0; i < 4; i++) {
+    const id = p.client.openStream(T);
+    ids.push(id);
+    p.client.write(id, data);
+  }
+  p.runUntil(p.now + 10_000);
+  assert.equal(delivered, sessionWindow);
+  let held = 0;
+  for (const id of ids) held += p.relay.streamInfo(id)!.received;
+  assert.equal(held, sessionWindow);
+});
+
+test('stream limit: the client may have 256 streams open; more wait for MAX_STREAMS', () => {
+  const p = new Pair({ seed: 1, link: { delayMs: 5 } });
+  const opened: number[] = [];
+  p.onEvent = (side, e) => {
+    if (side === 'relay' && e.type === 'stream-open') {
+      opened.push(e.id);
+      p.relay.accept(e.id);
+    }
+  };
+  const ids: number[] = [];
+  for (let i = 0; i < 300; i++) {
+    const id = p.client.openStream(T);
+    p.client.write(id, new Uint8Array([i & 255]));
+    ids.push(id);
+  }
+  p.runUntil(p.now + 2000);
+  assert.equal(opened.length, 256, 'the relay grants 256 concurrent streams');
+  // Finishing 64 streams frees slots.
+  for (const id of ids.slice(0, 64)) {
+    p.client.end(id);
+    p.relay.end(id);
+    p.relay.consumed(id, 1);
+  }
+  p.runUntil(p.now + 2000);
+  assert.equal(opened.length, 300);
+  assert.equal(p.relay.stats.drops.stream_limit, 0);
+});

@@ -1,0 +1,366 @@
+/**
+ * Runs a sans-I/O Mux (the stream layer, docs/PROTOCOL.md §8) on Node's event loop and turns its
+ * streams into Node Duplex streams, so that a SOCKS connection, a `-L` forward or the relay's TCP
+ * egress socket can simply be piped to one.
+ *
+ * The host owns one timer for the mux's next deadline and flushes packets whenever something may
+ * have changed (a packet came in, the app wrote, a transport drained). The app gives it two
+ * functions: `canSend()` (keys usable and the current path's transport not congested: a stream
+ * transport's queue is bounded, and writing past it would only turn into losses) and
+ * `send(payload)` (seal with the SA and put on the wire).
+ */
+import { Duplex } from 'node:stream';
+import type { Mux, MuxEvent, StreamTarget } from '@roamlink/core';
+import { StreamError } from '@roamlink/core';
+import type { TunnelDatagrams, TunnelErrorCode } from './socks5.ts';
+import { TunnelError } from './socks5.ts';
+
+export interface MuxHostOptions {
+  mux: Mux;
+  /** Whether a packet may go now (keys usable, transport not congested). */
+  canSend: () => boolean;
+  /** Seals one mux payload and sends it on the session's current path(s). */
+  send: (payload: Uint8Array, now: number) => void;
+  /** Events the host does not handle itself: stream-open, goaway, dead. */
+  onEvent?: (e: MuxEvent) => void;
+  /** Datagrams for flows the host does not know (the relay's egress side takes them). */
+  onDatagram?: (flow: number, target: StreamTarget, data: Uint8Array) => void;
+  clock?: () => number;
+}
+
+/** Stream error codes on the wire (StreamError) as the SOCKS layer names them. */
+export function tunnelErrorCode(code: number): TunnelErrorCode {
+  switch (code) {
+    case StreamError.POLICY:
+      return 'policy';
+    case StreamError.REFUSED:
+      return 'refused';
+    case StreamError.UNREACHABLE:
+      return 'unreachable';
+    case StreamError.TIMEOUT:
+      return 'timeout';
+    case StreamError.DNS:
+      return 'dns';
+    case StreamError.SHUTDOWN:
+      return 'shutdown';
+    default:
+      return 'internal';
+  }
+}
+
+const STREAM_ERROR_NAMES = new Map<number, string>(
+  Object.entries(StreamError).map(([k, v]) => [v, k.toLowerCase()]),
+);
+export const streamErrorName = (code: number): string => STREAM_ERROR_NAMES.get(code) ?? `${code}`;
+
+/** One mux stream as a Node Duplex. Reading frees the peer's flow-control credit. */
+export class MuxDuplex extends Duplex {
+  readonly id: number;
+  readonly target: StreamTarget;
+  readonly #host: MuxHost;
+  /** Delivered bytes not yet handed back as credit (the reader is behind). */
+  #unconsumed = 0;
+  #resumeWrite: (() => void) | undefined;
+  #peerDone = false;
+  #resetByPeer = false;
+
+  constructor(host: MuxHost, id: number, target: StreamTarget) {
+    super({ allowHalfOpen: true, readableHighWaterMark: 256 * 1024 });
+    this.#host = host;
+    this.id = id;
+    this.target = target;
+  }
+
+  /** Data delivered by the mux, in order. */
+  deliver(data: Uint8Array): void {
+    if (this.destroyed) {
+      this.#host.mux.consumed(this.id, data.length);
+      return;
+    }
+    if (this.push(data)) this.#host.mux.consumed(this.id, data.length);
+    else this.#unconsumed += data.length;
+  }
+
+  peerEnded(): void {
+    this.#peerDone = true;
+    if (!this.destroyed) this.push(null);
+  }
+
+  /** Destroyed without a word to the peer (the stream was refused). */
+  forget(): void {
+    this.#resetByPeer = true;
+    this.destroy();
+  }
+
+  peerReset(code: number): void {
+    this.#resetByPeer = true;
+    this.destroy(
+      new TunnelError(tunnelErrorCode(code), `stream reset by peer (${streamErrorName(code)})`),
+    );
+  }
+
+  writable_(): void {
+    const resume = this.#resumeWrite;
+    this.#resumeWrite = undefined;
+    resume?.();
+  }
+
+  override _read(): void {
+    if (this.#unconsumed > 0) {
+      const n = this.#unconsumed;
+      this.#unconsumed = 0;
+      this.#host.mux.consumed(this.id, n);
+      this.#host.pump();
+    }
+  }
+
+  override _write(chunk: Uint8Array, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    let off = 0;
+    const attempt = (): void => {
+      if (this.destroyed) {
+        cb(new Error('stream destroyed'));
+        return;
+      }
+      off += this.#host.mux.write(this.id, off === 0 ? chunk : chunk.subarray(off));
+      this.#host.pump();
+      if (off >= chunk.length) cb();
+      else this.#resumeWrite = attempt;
+    };
+    attempt();
+  }
+
+  override _final(cb: (e?: Error | null) => void): void {
+    this.#host.mux.end(this.id);
+    this.#host.pump();
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    // Bytes delivered but never read: hand their credit back, or the stream can never close.
+    if (this.#unconsumed > 0) {
+      const n = this.#unconsumed;
+      this.#unconsumed = 0;
+      this.#host.mux.consumed(this.id, n);
+    }
+    if (!this.#resetByPeer && (err || !this.#peerDone || !this.writableFinished)) {
+      this.#host.mux.reset(this.id, StreamError.RESET);
+      this.#host.pump();
+    }
+    cb(err);
+  }
+}
+
+export class MuxHost {
+  readonly mux: Mux;
+  readonly #o: MuxHostOptions;
+  readonly #clock: () => number;
+  readonly #streams = new Map<number, MuxDuplex>();
+  readonly #opening = new Map<
+    number,
+    { resolve: (d: MuxDuplex) => void; reject: (e: Error) => void }
+  >();
+  readonly #flows = new Map<number, (from: StreamTarget, data: Uint8Array) => void>();
+  #nextFlow = 1;
+  #timer: NodeJS.Timeout | undefined;
+  #timerAt = Number.POSITIVE_INFINITY;
+  #retry: NodeJS.Timeout | undefined;
+  #pumping = false;
+  #again = false;
+  #closed = false;
+
+  constructor(o: MuxHostOptions) {
+    this.mux = o.mux;
+    this.#o = o;
+    this.#clock = o.clock ?? Date.now;
+  }
+
+  get streams(): number {
+    return this.#streams.size;
+  }
+
+  /** A payload of the mux's frame range arrived (already authenticated and decrypted). */
+  receive(payload: Uint8Array): void {
+    this.mux.receive(payload, this.#clock());
+    this.pump();
+  }
+
+  /** Client: opens a stream; resolves when the relay accepted it, rejects with a TunnelError. */
+  open(target: StreamTarget): Promise<MuxDuplex> {
+    const id = this.mux.openStream(target);
+    const d = new MuxDuplex(this, id, target);
+    this.#streams.set(id, d);
+    const p = new Promise<MuxDuplex>((resolve, reject) =>
+      this.#opening.set(id, { resolve, reject }),
+    );
+    this.pump();
+    return p;
+  }
+
+  /** Relay: the Duplex of a stream the peer opened ('stream-open'); accept or refuse it. */
+  stream(id: number): MuxDuplex | undefined {
+    return this.#streams.get(id);
+  }
+
+  /** Relay: the stream's destination is connected; bytes may flow. */
+  accept(id: number): void {
+    this.mux.accept(id);
+    this.pump();
+  }
+
+  /** Relay: the stream cannot be served (policy, connect failure); the client hears `code`. */
+  refuse(id: number, code: number): void {
+    const d = this.#streams.get(id);
+    this.#streams.delete(id);
+    this.mux.refuse(id, code);
+    // Quietly: the refusal already tells the client; no reset follows it.
+    d?.forget();
+    this.pump();
+  }
+
+  /** Client: a datagram association (SOCKS UDP ASSOCIATE) carried as mux datagrams. */
+  openDatagrams(): TunnelDatagrams {
+    const flow = this.#nextFlow++;
+    let cb: (from: StreamTarget, data: Uint8Array) => void = () => {};
+    this.#flows.set(flow, (from, data) => cb(from, data));
+    return {
+      send: (target, data) => {
+        this.mux.sendDatagram(flow, target, data);
+        this.pump();
+      },
+      onMessage: (f) => {
+        cb = f;
+      },
+      close: () => {
+        this.#flows.delete(flow);
+      },
+    };
+  }
+
+  /** Drain events, flush packets, re-arm the timer. Re-entrant calls fold into one more pass. */
+  pump(): void {
+    if (this.#closed) return;
+    if (this.#pumping) {
+      this.#again = true;
+      return;
+    }
+    this.#pumping = true;
+    try {
+      do {
+        this.#again = false;
+        for (let e = this.mux.pollEvent(); e; e = this.mux.pollEvent()) this.#event(e);
+        this.#flush();
+      } while (this.#again);
+    } finally {
+      this.#pumping = false;
+    }
+    this.#arm();
+  }
+
+  close(): void {
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#retry) clearTimeout(this.#retry);
+    for (const o of this.#opening.values()) o.reject(new TunnelError('shutdown', 'tunnel closed'));
+    this.#opening.clear();
+    for (const s of this.#streams.values()) s.destroy(new TunnelError('shutdown', 'tunnel closed'));
+    this.#streams.clear();
+  }
+
+  #flush(): void {
+    const now = this.#clock();
+    for (;;) {
+      if (!this.#o.canSend()) {
+        // A transport queue is full (or keys are not ready): look again shortly.
+        this.#retry ??= setTimeout(() => {
+          this.#retry = undefined;
+          this.pump();
+        }, 1);
+        return;
+      }
+      const p = this.mux.pollPacket(now);
+      if (!p) return;
+      this.#o.send(p, now);
+    }
+  }
+
+  #arm(): void {
+    const at = this.mux.nextTimeout();
+    if (at === this.#timerAt) return;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerAt = at ?? Number.POSITIVE_INFINITY;
+    if (at === undefined) return;
+    this.#timer = setTimeout(
+      () => {
+        this.#timer = undefined;
+        this.#timerAt = Number.POSITIVE_INFINITY;
+        this.mux.handleTimeout(this.#clock());
+        this.pump();
+      },
+      Math.max(0, at - this.#clock()),
+    );
+    this.#timer.unref();
+  }
+
+  #event(e: MuxEvent): void {
+    switch (e.type) {
+      case 'stream-open': {
+        this.#streams.set(e.id, new MuxDuplex(this, e.id, e.target));
+        this.#o.onEvent?.(e);
+        return;
+      }
+      case 'stream-accepted': {
+        const o = this.#opening.get(e.id);
+        this.#opening.delete(e.id);
+        const d = this.#streams.get(e.id);
+        if (o && d) o.resolve(d);
+        return;
+      }
+      case 'stream-refused': {
+        const o = this.#opening.get(e.id);
+        this.#opening.delete(e.id);
+        const d = this.#streams.get(e.id);
+        this.#streams.delete(e.id);
+        const err = new TunnelError(
+          tunnelErrorCode(e.code),
+          `relay refused the stream (${streamErrorName(e.code)})`,
+        );
+        if (o) o.reject(err);
+        d?.destroy();
+        return;
+      }
+      case 'stream-data': {
+        const d = this.#streams.get(e.id);
+        // Nobody to read it (the stream was destroyed here): give the credit back at once.
+        if (d) d.deliver(e.data);
+        else this.mux.consumed(e.id, e.data.length);
+        return;
+      }
+      case 'stream-end':
+        this.#streams.get(e.id)?.peerEnded();
+        return;
+      case 'stream-reset': {
+        const o = this.#opening.get(e.id);
+        this.#opening.delete(e.id);
+        o?.reject(new TunnelError(tunnelErrorCode(e.code), 'stream reset before it was accepted'));
+        this.#streams.get(e.id)?.peerReset(e.code);
+        this.#streams.delete(e.id);
+        return;
+      }
+      case 'stream-writable':
+        this.#streams.get(e.id)?.writable_();
+        return;
+      case 'stream-closed':
+        this.#streams.delete(e.id);
+        return;
+      case 'datagram': {
+        const f = this.#flows.get(e.flow);
+        if (f) f(e.target, e.data);
+        else this.#o.onDatagram?.(e.flow, e.target, e.data);
+        return;
+      }
+      default:
+        this.#o.onEvent?.(e);
+    }
+  }
+}
