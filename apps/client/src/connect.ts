@@ -236,7 +236,16 @@ export async function connect(o: ConnectOptions): Promise<number> {
       process.stdout.write(`${JSON.stringify({ summary: s })}\n`);
       void Promise.all(closers.map((c) => c()))
         .then(() => tunnel.close())
-        .then(() => resolve(tunnel.session.state === 'established' ? EXIT.OK : EXIT.FAILED));
+        .then(() =>
+          resolve(
+            tunnel.session.state === 'established'
+              ? EXIT.OK
+              : // Never established at all: nothing answered (a dead port, a wrong key).
+                tunnel.session.stats.handshakes === 0
+                ? EXIT.UNREACHABLE
+                : EXIT.FAILED,
+          ),
+        );
     };
     if (o.durationS > 0) setTimeout(finish, o.durationS * 1000);
     process.once('SIGINT', finish);

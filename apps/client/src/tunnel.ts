@@ -25,8 +25,11 @@ import {
   ClientSession,
   ENCAPSULATION_NAMES,
   Encapsulation,
+  ESP_PAYLOAD_OFFSET,
+  ESP_TAIL_RESERVE,
   Mux,
   NextHeader,
+  StreamError,
   VERDICT_NAMES,
 } from '@roamlink/core';
 import type { TunnelDatagrams, TunnelDialer, UdpEndpoint } from '@roamlink/node';
@@ -162,13 +165,17 @@ export class TunnelClient {
     this.host = new MuxHost({
       mux: new Mux({
         role: 'client',
+        // Room for the ESP header and trailer: the SA seals each packet where the mux built it.
+        reserve: { head: ESP_PAYLOAD_OFFSET, tail: ESP_TAIL_RESERVE },
+        // Socket reads are never reused: the send buffer keeps them instead of copying.
+        adoptWrites: true,
         now,
         ...(o.streamWindow ? { streamWindow: o.streamWindow } : {}),
         ...(o.outageMs ? { outageMs: o.outageMs } : {}),
       }),
       canSend: () => this.#canSend(),
       send: (payload, t) => {
-        const pkt = this.session.send(payload, NextHeader.ROAMLINK, t);
+        const pkt = this.session.sendReserved(payload, NextHeader.ROAMLINK, t);
         if (pkt) for (const p of this.session.dataPaths) this.#sendOn(p, pkt);
         this.driver.pump();
       },
@@ -251,6 +258,13 @@ export class TunnelClient {
     if (this.#closed) return;
     this.#closed = true;
     for (const t of this.#timers) clearTimeout(t);
+    if (this.session.state === 'established') {
+      // Tell the relay we are leaving, so that it frees our streams now rather than after the
+      // outage timeout; then give the packet a moment to leave before the sockets close.
+      this.host.mux.goAway(StreamError.SHUTDOWN);
+      this.host.pump();
+      await new Promise((r) => setTimeout(r, 20));
+    }
     this.host.close();
     this.driver.close();
     for (const c of this.#http.values()) c.close();

@@ -35,6 +35,8 @@ import {
   decodeEcho,
   ENCAPSULATION_NAMES,
   Encapsulation,
+  ESP_PAYLOAD_OFFSET,
+  ESP_TAIL_RESERVE,
   echoReplyInPlace,
   FrameType,
   Mux,
@@ -191,6 +193,10 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
     const host: MuxHost = new MuxHost({
       mux: new Mux({
         role: 'relay',
+        // Room for the ESP header and trailer: the SA seals each packet where the mux built it.
+        reserve: { head: ESP_PAYLOAD_OFFSET, tail: ESP_TAIL_RESERVE },
+        // Socket reads are never reused: the send buffer keeps them instead of copying.
+        adoptWrites: true,
         now: Date.now(),
         ...(o.streamWindow ? { streamWindow: o.streamWindow } : {}),
         ...(o.outageMs ? { outageMs: o.outageMs } : {}),
@@ -198,7 +204,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       canSend: () =>
         peer.keys.current !== undefined && peer.path !== undefined && !congested(peer.path),
       send: (payload, now) => {
-        const pkt = relay.send(peer, payload, NextHeader.ROAMLINK, now);
+        const pkt = relay.sendReserved(peer, payload, NextHeader.ROAMLINK, now);
         if (pkt && peer.path !== undefined) sendOn(peer.path, pkt);
         driver.pump();
       },
@@ -213,7 +219,11 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
   const muxEvent = (t: PeerTunnel, e: MuxEvent): void => {
     o.observe?.({ ...e, peer: t.peer.id });
     if (e.type === 'stream-open') void openEgress(t, e.id, e.target);
-    else if (e.type === 'dead') {
+    else if (e.type === 'goaway') {
+      // The client is leaving: its streams end now, not after the outage timeout.
+      o.log('info', 'client-goaway', { peer: t.peer.id.slice(0, 16) });
+      dropTunnel(t);
+    } else if (e.type === 'dead') {
       o.log('warn', 'tunnel-dead', { peer: t.peer.id.slice(0, 16), silentMs: e.silentMs });
       dropTunnel(t);
     }

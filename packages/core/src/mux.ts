@@ -103,6 +103,17 @@ export interface MuxOptions {
   maxPtoMs?: number;
   /** Pace packets (RFC 9002 §7.7), default true. */
   pacing?: boolean;
+  /**
+   * Scratch bytes to leave before and after each payload `pollPacket` returns (the payload is a
+   * view into a larger buffer): room for the ESP header and trailer, so that the SA can seal the
+   * packet where it was built (ESP_PAYLOAD_OFFSET and ESP_TAIL_RESERVE). Default none.
+   */
+  reserve?: { head: number; tail: number };
+  /**
+   * `write` may keep large buffers by reference instead of copying them: the caller promises
+   * never to modify bytes it has written (true of Node's socket reads). Default false.
+   */
+  adoptWrites?: boolean;
   now: number;
 }
 
@@ -278,6 +289,9 @@ export class Mux {
   readonly #outageMs: number;
   readonly #maxStreams: number;
   readonly #pacing: boolean;
+  readonly #adopt: boolean;
+  readonly #head: number;
+  readonly #tail: number;
   #maxPayload: number;
   #now: number;
 
@@ -396,6 +410,9 @@ export class Mux {
     this.#maxStreams = Math.max(MUX_INITIAL_MAX_STREAMS, num(o.maxStreams, 256, 1, 'maxStreams'));
     this.#maxPayload = this.#checkPayload(o.maxPayload ?? MUX_MIN_PAYLOAD);
     this.#pacing = o.pacing ?? true;
+    this.#adopt = o.adoptWrites ?? false;
+    this.#head = o.reserve?.head ?? 0;
+    this.#tail = o.reserve?.tail ?? 0;
     this.#now = o.now;
     this.#rec = new Recovery<Item[]>({
       maxDatagramSize: this.#maxPayload,
@@ -525,7 +542,10 @@ export class Mux {
     // Write the packet.
     let size = header + ackLen;
     for (const it of plan) size += it.size;
-    const buf = new Uint8Array(size);
+    const buf =
+      this.#head + this.#tail === 0
+        ? new Uint8Array(size)
+        : new Uint8Array(this.#head + size + this.#tail).subarray(this.#head, this.#head + size);
     buf[0] = MuxFrameType.PACKET;
     let o = writeVarint(buf, 1, pn);
     if (ackLen > 0) {
@@ -671,7 +691,7 @@ export class Mux {
       this.accept(id);
     }
     const space = Math.min(this.#sendBufferLimit - s.send.buffered, s.sendMax - s.send.writeOffset);
-    const n = s.send.write(data, Math.max(0, space));
+    const n = s.send.write(data, Math.max(0, space), this.#adopt);
     if (n < data.length) s.writeBlocked = true;
     if (n > 0) this.#enqueue(s);
     return n;

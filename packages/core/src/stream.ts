@@ -16,6 +16,8 @@ import { RangeSet } from './ack-ranges.ts';
 
 /** Smallest chunk allocated for written data (small writes are packed into it). */
 const CHUNK_BYTES = 16 * 1024;
+/** Writes at least this large are adopted rather than copied, where the caller allows it. */
+const ADOPT_MIN_BYTES = 8 * 1024;
 /** Most out-of-order pieces kept per stream; a frame that would add more is refused. */
 export const MAX_SEGMENTS = 8192;
 
@@ -78,11 +80,25 @@ export class SendBuffer {
     return this.#discarded;
   }
 
-  /** Copies up to `max` bytes of `data` in; returns how many. */
-  write(data: Uint8Array, max: number): number {
+  /**
+   * Copies up to `max` bytes of `data` in; returns how many. With `adopt`, a large write is kept
+   * by reference instead (no copy): the caller promises never to modify those bytes again.
+   */
+  write(data: Uint8Array, max: number, adopt = false): number {
     if (this.finWritten || this.#discarded) return 0;
     const n = Math.min(data.length, max);
     if (n <= 0) return 0;
+    if (adopt && n >= ADOPT_MIN_BYTES) {
+      const last = this.#chunks.length - 1;
+      if (last >= this.#head && this.#tailUsed < this.#chunks[last]!.length) {
+        this.#chunks[last] = this.#chunks[last]!.subarray(0, this.#tailUsed);
+      }
+      this.#chunks.push(n === data.length ? data : data.subarray(0, n));
+      this.#starts.push(this.writeOffset);
+      this.#tailUsed = n;
+      this.writeOffset += n;
+      return n;
+    }
     let done = 0;
     const last = this.#chunks.length - 1;
     if (last >= this.#head) {

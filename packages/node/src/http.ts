@@ -76,6 +76,23 @@ export const ACK_HEADER = 'Roamlink-Ack';
 /** Response field: the number of the first datagram in this body (stream, POST and poll answers). */
 export const SEQ_HEADER = 'Roamlink-Seq';
 
+/**
+ * CORS (the Fetch standard's): a page from any origin may use these routes, without credentials
+ * (`*`), and read `Roamlink-Seq`. Every answer under the base carries these fields; an OPTIONS
+ * preflight for a known route is answered 204 with the methods and the request fields a client
+ * sends (Content-Type, Roamlink-Ack), cached for 10 minutes. The WebSocket route checks no Origin
+ * either: any page may connect; the Noise handshake, not the origin, authenticates a client.
+ */
+export const CORS_HEADERS: readonly [string, string][] = [
+  ['Access-Control-Allow-Origin', '*'],
+  ['Access-Control-Expose-Headers', SEQ_HEADER],
+];
+const PREFLIGHT_HEADERS: readonly [string, string][] = [
+  ['Access-Control-Allow-Methods', 'GET, POST'],
+  ['Access-Control-Allow-Headers', `Content-Type, ${ACK_HEADER}, Cache-Control`],
+  ['Access-Control-Max-Age', '600'],
+];
+
 export const HttpMode = { STREAM: 'stream', POLL: 'poll' } as const;
 export type HttpMode = (typeof HttpMode)[keyof typeof HttpMode];
 
@@ -315,6 +332,11 @@ export class HttpRelayTransport {
       this.#reject(req, res, 426, [['Upgrade', 'websocket']]);
     } else if (want === '') {
       this.#reject(req, res, 404);
+    } else if (req.method === 'OPTIONS') {
+      // A cross-origin page's preflight (CORS_HEADERS).
+      req.resume();
+      res.writeHead(204, [...CORS_HEADERS, ...PREFLIGHT_HEADERS, ['Cache-Control', 'no-store']]);
+      res.end();
     } else if (req.method !== want) {
       this.#reject(req, res, 405, [['Allow', want]]);
     } else if (route === '/up') {
@@ -384,7 +406,12 @@ export class HttpRelayTransport {
   ): void {
     this.stats.rejected++;
     req.resume();
-    res.writeHead(status, [['Content-Length', '0'], ['Cache-Control', 'no-store'], ...extra]);
+    res.writeHead(status, [
+      ['Content-Length', '0'],
+      ['Cache-Control', 'no-store'],
+      ...CORS_HEADERS,
+      ...extra,
+    ]);
     res.end();
   }
 
@@ -506,12 +533,13 @@ export class HttpRelayTransport {
           ? this.#answerUp(s)
           : undefined;
       if (answer === undefined || answer.datagrams.length === 0) {
-        res.writeHead(204, [['Cache-Control', 'no-store']]);
+        res.writeHead(204, [['Cache-Control', 'no-store'], ...CORS_HEADERS]);
         res.end();
         return;
       }
       const body = encodeRecords(answer.datagrams);
       res.writeHead(200, [
+        ...CORS_HEADERS,
         ['Content-Type', 'application/octet-stream'],
         ['Content-Length', String(body.length)],
         ['Cache-Control', 'no-store'],
@@ -579,6 +607,7 @@ export class HttpRelayTransport {
     };
     res.socket?.setNoDelay(true);
     res.writeHead(200, [
+      ...CORS_HEADERS,
       ['Content-Type', 'application/octet-stream'],
       ['Cache-Control', 'no-store'],
       // Asks reverse proxies that honour it (nginx) not to buffer; a hint, never relied on.
@@ -609,13 +638,14 @@ export class HttpRelayTransport {
       finish();
       if (res.writableEnded || res.destroyed) return;
       if (empty || s.queue.length === 0) {
-        res.writeHead(204, [['Cache-Control', 'no-store']]);
+        res.writeHead(204, [['Cache-Control', 'no-store'], ...CORS_HEADERS]);
         res.end();
         return;
       }
       const first = s.headSeq;
       const body = encodeRecords(this.#take(s, this.#maxPoll));
       res.writeHead(200, [
+        ...CORS_HEADERS,
         ['Content-Type', 'application/octet-stream'],
         ['Content-Length', String(body.length)],
         ['Cache-Control', 'no-store'],

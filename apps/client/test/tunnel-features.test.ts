@@ -1,0 +1,504 @@
+/**
+ * The tunnel's features with the real `roamlink relay` and `roamlink connect` processes on
+ * loopback: SOCKS5 UDP ASSOCIATE (RFC 1928 §7) to a UDP echo server, a `-L` forward carrying
+ * 8 MiB, the relay's egress policy as SOCKS replies (§6), Prometheus metrics, graceful shutdown
+ * (GOAWAY), the CLI's usage and exit codes, and a 5 s UDP outage that a stream rides out.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { once } from 'node:events';
+import {
+  type AddressInfo,
+  createServer,
+  type Server,
+  type Socket,
+  connect as tcpConnect,
+} from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import {
+  connectArgs,
+  keygen,
+  type Line,
+  type Proc,
+  relayArgs,
+  run,
+  sleep,
+  stop,
+  tempDir,
+} from './cli-process.ts';
+
+// --- Local servers ------------------------------------------------------------------------------
+
+/** A TCP echo server on 127.0.0.1 (half-close passed back). */
+async function tcpEcho(): Promise<{ server: Server; port: number }> {
+  const server = createServer((s) => {
+    s.on('error', () => {});
+    s.pipe(s);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, port: (server.address() as AddressInfo).port };
+}
+
+/** A UDP echo server on 127.0.0.1. */
+async function udpEcho(): Promise<{ socket: UdpSocket; port: number }> {
+  const socket = createSocket('udp4');
+  socket.on('message', (msg, from) => socket.send(msg, from.port, from.address));
+  socket.bind(0, '127.0.0.1');
+  await once(socket, 'listening');
+  return { socket, port: socket.address().port };
+}
+
+// --- Processes ----------------------------------------------------------------------------------
+
+interface Pair {
+  relay: Proc;
+  client: Proc;
+  listening: Line;
+}
+
+/** A relay and a client connected to it, the client registered. */
+async function startPair(relayExtra: string[], clientExtra: string[]): Promise<Pair> {
+  const dir = tempDir();
+  const pub = await keygen(dir);
+  const relay = run(relayArgs(dir, pub, relayExtra));
+  const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
+  const client = run(connectArgs(listening, dir, clientExtra));
+  await client.until((l) => l.msg === 'registered', 'registration');
+  return { relay, client, listening };
+}
+
+/**
+ * The relay first: its graceful shutdown waits for open streams, and a stream whose last ACK the
+ * client never sent (it exited first) would hold it for the whole grace period.
+ */
+async function stopPair(p: Pair | undefined): Promise<void> {
+  await stop(p?.relay);
+  await stop(p?.client);
+}
+
+/** The client's `status` answer (control line), after the lines already seen. */
+async function clientStatus(client: Proc): Promise<Line> {
+  const n = client.lines.length;
+  client.send('status');
+  const l = await client.until(
+    (x) => x.status !== undefined && client.lines.indexOf(x) >= n,
+    'status',
+  );
+  return l.status as Line;
+}
+
+const hostPort = (a: string): { host: string; port: number } => {
+  const i = a.lastIndexOf(':');
+  return { host: a.slice(0, i), port: Number(a.slice(i + 1)) };
+};
+
+// --- A hand-built SOCKS5 client (RFC 1928) -------------------------------------------------------
+
+/** Reads exact byte counts off a socket. */
+function byteReader(s: Socket): (n: number) => Promise<Buffer> {
+  let buf = Buffer.alloc(0);
+  let want: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
+  const pump = (): void => {
+    if (want && buf.length >= want.n) {
+      const w = want;
+      want = undefined;
+      const out = buf.subarray(0, w.n);
+      buf = buf.subarray(w.n);
+      w.resolve(out);
+    }
+  };
+  s.on('data', (d: Buffer) => {
+    buf = Buffer.concat([buf, d]);
+    pump();
+  });
+  const fail = (): void => want?.reject(new Error(`socket closed with ${buf.length} bytes unread`));
+  s.on('close', fail);
+  s.on('error', fail);
+  return (n) =>
+    new Promise((resolve, reject) => {
+      want = { n, resolve, reject };
+      pump();
+    });
+}
+
+function socksAddress(host: string, port: number): Buffer {
+  const p = Buffer.alloc(2);
+  p.writeUInt16BE(port);
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(host)) {
+    return Buffer.concat([Buffer.from([0x01]), Buffer.from(host.split('.').map(Number)), p]);
+  }
+  const name = Buffer.from(host);
+  return Buffer.concat([Buffer.from([0x03, name.length]), name, p]);
+}
+
+/**
+ * Greets (no authentication), sends one request (`cmd` 0x01 CONNECT or 0x03 UDP ASSOCIATE) and
+ * reads the reply; the control socket stays open for the caller.
+ */
+async function socksRequest(
+  socks: string,
+  cmd: number,
+  host: string,
+  port: number,
+): Promise<{ rep: number; bound: { host: string; port: number }; socket: Socket }> {
+  const { host: sh, port: sp } = hostPort(socks);
+  const socket = tcpConnect(sp, sh);
+  socket.on('error', () => {});
+  const read = byteReader(socket);
+  await once(socket, 'connect');
+  socket.write(Buffer.from([0x05, 0x01, 0x00]));
+  assert.deepEqual([...(await read(2))], [0x05, 0x00], 'method: no authentication');
+  socket.write(Buffer.concat([Buffer.from([0x05, cmd, 0x00]), socksAddress(host, port)]));
+  const head = await read(4);
+  assert.equal(head[0], 0x05, 'reply version');
+  assert.equal(head[3], 0x01, 'bound address is IPv4');
+  const rest = await read(6);
+  return {
+    rep: head[1]!,
+    bound: { host: [...rest.subarray(0, 4)].join('.'), port: rest.readUInt16BE(4) },
+    socket,
+  };
+}
+
+// --- Features through one relay and client --------------------------------------------------------
+
+describe('one relay and client: SOCKS5 UDP ASSOCIATE, -L forward, metrics', () => {
+  let pair: Pair | undefined;
+  let tcp: { server: Server; port: number };
+  let udp: { socket: UdpSocket; port: number };
+  let socks: string;
+  let forward: string;
+
+  before(async () => {
+    tcp = await tcpEcho();
+    udp = await udpEcho();
+    pair = await startPair(
+      ['--egress-allow', '127.0.0.1/32', '--metrics'],
+      ['--socks', '127.0.0.1:0', '-L', `127.0.0.1:0:127.0.0.1:${tcp.port}`],
+    );
+    socks = String((await pair.client.until((l) => l.msg === 'socks-listening', 'SOCKS')).address);
+    const fwd = await pair.client.until((l) => l.msg === 'forward-listening', 'forward');
+    assert.equal(fwd.spec, `127.0.0.1:0:127.0.0.1:${tcp.port}`);
+    assert.match(String(fwd.address), /^127\.0\.0\.1:[1-9]\d*$/, 'the bound port is logged');
+    forward = String(fwd.address);
+  });
+
+  after(async () => {
+    await stopPair(pair);
+    tcp?.server.close();
+    udp?.socket.close();
+  });
+
+  test('UDP ASSOCIATE: datagrams reach a UDP echo server through the relay and come back', async () => {
+    const { rep, bound, socket } = await socksRequest(socks, 0x03, '0.0.0.0', 0);
+    assert.equal(rep, 0x00, 'UDP ASSOCIATE succeeded');
+    assert.equal(bound.host, '127.0.0.1');
+    assert.ok(bound.port > 0, 'a relay port for the datagrams');
+    const u = createSocket('udp4');
+    u.bind(0, '127.0.0.1');
+    await once(u, 'listening');
+    const replies: Buffer[] = [];
+    u.on('message', (m) => replies.push(m));
+    try {
+      const header = Buffer.concat([Buffer.from([0, 0, 0]), socksAddress('127.0.0.1', udp.port)]);
+      const sizes = [1, 64, 300, 512, 1000, 1200];
+      for (let i = 0; i < sizes.length; i++) {
+        const payload = randomBytes(sizes[i]!);
+        let got: Buffer | undefined;
+        // Datagrams are unreliable: up to three tries, each waiting 1.5 s for the echo.
+        for (let attempt = 0; attempt < 3 && !got; attempt++) {
+          const before = replies.length;
+          u.send(Buffer.concat([header, payload]), bound.port, bound.host);
+          const until = Date.now() + 1500;
+          while (!got && Date.now() < until) {
+            await sleep(10);
+            got = replies.slice(before).find((r) => r.subarray(10).equals(payload));
+          }
+        }
+        assert.ok(got, `echo of the ${sizes[i]}-byte datagram came back`);
+        // RSV 0, FRAG 0, then the sender: the echo server's address and port.
+        assert.deepEqual(got.subarray(0, 10), header, 'reply header names the echo server');
+      }
+    } finally {
+      u.close();
+      socket.destroy();
+    }
+  });
+
+  test('-L forward carries 8 MiB to a TCP echo server and back, sha256 intact', async () => {
+    const TOTAL = 8 * 1024 * 1024;
+    const data = randomBytes(TOTAL);
+    const { host, port } = hostPort(forward);
+    const s = tcpConnect(port, host);
+    const h = createHash('sha256');
+    let got = 0;
+    s.on('data', (d: Buffer) => {
+      got += d.length;
+      h.update(d);
+    });
+    const ended = once(s, 'end');
+    await once(s, 'connect');
+    const started = performance.now();
+    s.end(data);
+    await ended;
+    const ms = performance.now() - started;
+    s.destroy();
+    assert.equal(got, TOTAL, 'every byte came back');
+    assert.equal(
+      h.digest('hex'),
+      createHash('sha256').update(data).digest('hex'),
+      'sha256 of the echo matches what was sent',
+    );
+    console.log(`# 8 MiB each way through -L in ${ms.toFixed(0)} ms`);
+  });
+
+  test('GET /metrics: Prometheus text with one session and counted TCP streams', async () => {
+    const url = `http://${String(pair!.listening.http)}/metrics`;
+    const scrape = async (): Promise<string> => {
+      const r = await fetch(url);
+      assert.equal(r.status, 200);
+      assert.match(r.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+      return r.text();
+    };
+    const opened = (text: string): number => {
+      const m = /^roamlink_streams_opened_total\{protocol="tcp"\} (\d+)$/m.exec(text);
+      return m ? Number(m[1]) : 0;
+    };
+    const first = await scrape();
+    assert.match(first, /^# TYPE roamlink_sessions gauge$/m);
+    assert.match(first, /^roamlink_sessions 1$/m, 'the one client is a session');
+    const before = opened(first);
+
+    // One more stream: a round trip through the forward.
+    const { host, port } = hostPort(forward);
+    const s = tcpConnect(port, host);
+    await once(s, 'connect');
+    s.write('ping');
+    const [echo] = (await once(s, 'data')) as [Buffer];
+    assert.equal(echo.toString(), 'ping');
+    s.destroy();
+
+    const second = await scrape();
+    assert.equal(opened(second), before + 1, `one more TCP stream counted:\n${second}`);
+    assert.match(second, /^roamlink_sessions 1$/m);
+  });
+});
+
+// --- Egress policy --------------------------------------------------------------------------------
+
+test('egress: private ranges are refused by default (0x02), unresolvable names get 0x04', async () => {
+  const tcp = await tcpEcho();
+  let pair: Pair | undefined;
+  try {
+    // No --egress-allow: 127.0.0.1 is in a special-purpose range, denied by default.
+    pair = await startPair([], ['--socks', '127.0.0.1:0']);
+    const { client, relay } = pair;
+    const socks = String((await client.until((l) => l.msg === 'socks-listening', 'SOCKS')).address);
+
+    const denied = await socksRequest(socks, 0x01, '127.0.0.1', tcp.port);
+    assert.equal(denied.rep, 0x02, 'connection not allowed by ruleset');
+    denied.socket.destroy();
+    const refused = await relay.until(
+      (l) => l.msg === 'stream-refused' && l.target === `127.0.0.1:${tcp.port}`,
+      'stream-refused for 127.0.0.1',
+    );
+    assert.equal(refused.code, 1, 'StreamError.POLICY');
+    assert.ok(typeof refused.reason === 'string' && refused.reason.length > 0, 'with a reason');
+
+    const unknown = await socksRequest(socks, 0x01, 'no-such-host.invalid', 80);
+    assert.equal(unknown.rep, 0x04, 'host unreachable');
+    unknown.socket.destroy();
+    const dns = await relay.until(
+      (l) => l.msg === 'stream-refused' && l.target === 'no-such-host.invalid:80',
+      'stream-refused for the unresolvable name',
+    );
+    assert.equal(dns.code, 8, 'StreamError.DNS');
+    assert.ok(typeof dns.reason === 'string' && dns.reason.length > 0, 'with a reason');
+
+    // The client lives on and still answers.
+    assert.equal(client.child.exitCode, null, 'client still running');
+    assert.equal((await clientStatus(client)).state, 'established');
+  } finally {
+    await stopPair(pair);
+    tcp.server.close();
+  }
+});
+
+// --- Graceful shutdown ----------------------------------------------------------------------------
+
+test('SIGTERM: the relay sends GOAWAY (the client logs it) and exits 0 within its grace period', async () => {
+  const GRACE = 1500;
+  const tcp = await tcpEcho();
+  let pair: Pair | undefined;
+  let s: Socket | undefined;
+  try {
+    pair = await startPair(
+      ['--egress-allow', '127.0.0.1/32', '--shutdown-grace-ms', String(GRACE)],
+      ['-L', `127.0.0.1:0:127.0.0.1:${tcp.port}`],
+    );
+    const { client, relay } = pair;
+    const fwd = await client.until((l) => l.msg === 'forward-listening', 'forward');
+    const { host, port } = hostPort(String(fwd.address));
+    s = tcpConnect(port, host);
+    s.on('error', () => {});
+    await once(s, 'connect');
+    s.write('open');
+    await once(s, 'data'); // the stream is open end to end
+
+    const started = performance.now();
+    relay.child.kill('SIGTERM');
+    const goaway = await client.until((l) => l.msg === 'goaway', 'goaway', GRACE + 2000);
+    assert.equal(goaway.level, 'warn');
+    // Within the grace period the open stream still carries data.
+    s.write('still');
+    const [late] = (await once(s, 'data')) as [Buffer];
+    assert.equal(late.toString(), 'still', 'the open stream works after GOAWAY');
+    const code = await Promise.race([relay.exited, sleep(GRACE + 3000).then(() => 'timeout')]);
+    const ms = performance.now() - started;
+    assert.equal(code, 0, `relay exit: ${relay.stderr()}`);
+    assert.ok(ms < GRACE + 3000, `relay exited after ${ms.toFixed(0)} ms`);
+    assert.ok(
+      relay.lines.some((l) => l.msg === 'shutdown' && l.graceMs === GRACE),
+      'relay logged its shutdown',
+    );
+    console.log(`# relay exited ${ms.toFixed(0)} ms after SIGTERM (grace ${GRACE} ms)`);
+  } finally {
+    s?.destroy();
+    await stopPair(pair);
+    tcp.server.close();
+  }
+});
+
+// --- CLI ------------------------------------------------------------------------------------------
+
+test('CLI: --help, usage errors and a relay that does not answer', async () => {
+  const help = run(['--help']);
+  assert.equal(await help.exited, 0);
+  assert.match(help.lines.map((l) => l.raw).join('\n'), /^usage:/);
+  assert.ok(help.lines.some((l) => String(l.raw).includes('roamlink connect')));
+
+  const noArgs = run(['connect']);
+  assert.equal(await noArgs.exited, 2, 'connect without a relay is a usage error');
+  assert.match(noArgs.stderr(), /expected one relay address/);
+
+  const bogus = run(['relay', '--bogus']);
+  assert.equal(await bogus.exited, 2, 'an unknown relay flag is a usage error');
+  assert.match(bogus.stderr(), /--bogus/);
+
+  // UDP only, nothing listening: the socket opens (UDP has no connection to fail), the handshake
+  // never completes, and --duration-s ends the client: exit 3, "relay unreachable" (nothing ever
+  // answered: a dead port and a wrong key look the same), with the summary saying it was still
+  // handshaking. Exit 1 is for a session that was up and then failed.
+  const dir = tempDir();
+  const started = performance.now();
+  const dead = run([
+    'connect',
+    '127.0.0.1:1',
+    '--relay-key',
+    'ab'.repeat(32),
+    '--no-tcp',
+    '--no-ws',
+    '--no-http',
+    '--duration-s',
+    '2',
+    '--data-dir',
+    dir,
+    '--json-log',
+  ]);
+  assert.equal(await dead.exited, 3, dead.stderr());
+  const ms = performance.now() - started;
+  const summary = dead.lines.find((l) => l.summary !== undefined)?.summary as Line | undefined;
+  assert.equal(summary?.state, 'handshaking', JSON.stringify(summary));
+  assert.equal(summary?.handshakes, 0);
+  assert.ok(ms >= 2000 && ms < 8000, `stopped after --duration-s (${ms.toFixed(0)} ms)`);
+});
+
+// --- An outage --------------------------------------------------------------------------------------
+
+test('a 5 s UDP outage: a UDP-only stream resumes, every byte once and in order, one handshake', async () => {
+  const tcp = await tcpEcho();
+  let pair: Pair | undefined;
+  let s: Socket | undefined;
+  let pacer: NodeJS.Timeout | undefined;
+  try {
+    pair = await startPair(
+      ['--egress-allow', '127.0.0.1/32'],
+      ['--no-tcp', '--no-ws', '--no-http', '-L', `127.0.0.1:0:127.0.0.1:${tcp.port}`],
+    );
+    const { client, relay } = pair;
+    const fwd = await client.until((l) => l.msg === 'forward-listening', 'forward');
+    const { host, port } = hostPort(String(fwd.address));
+    const sock = tcpConnect(port, host);
+    s = sock;
+    await once(sock, 'connect');
+
+    // 1 KiB every 50 ms (20 KiB/s) before, during and after the outage; the echo is timed.
+    const CHUNK = 1024;
+    const sent: Buffer[] = [];
+    const received: Buffer[] = [];
+    const arrivals: { at: number; bytes: number }[] = [];
+    let receivedBytes = 0;
+    sock.on('data', (d: Buffer) => {
+      received.push(d);
+      receivedBytes += d.length;
+      arrivals.push({ at: performance.now(), bytes: d.length });
+    });
+    const closed = once(sock, 'close');
+    let seq = 0;
+    pacer = setInterval(() => {
+      const c = Buffer.alloc(CHUNK);
+      for (let o = 0; o < CHUNK; o += 4) c.writeUInt32BE(seq * (CHUNK / 4) + o / 4, o);
+      seq++;
+      sent.push(c);
+      sock.write(c);
+    }, 50);
+
+    await sleep(1500);
+    assert.ok(receivedBytes > 0, 'data flows before the outage');
+    relay.send('udp off');
+    await relay.until((l) => l.msg === 'udp-closed', 'udp-closed');
+    const offAt = performance.now();
+    await sleep(5000);
+    relay.send('udp on');
+    await relay.until((l) => l.msg === 'udp-opened', 'udp-opened');
+    const onAt = performance.now();
+    await sleep(2000);
+    clearInterval(pacer);
+    pacer = undefined;
+    const total = sent.length * CHUNK;
+
+    // Everything sent comes back: wait (bounded) for the stream to catch up.
+    const deadline = performance.now() + 15_000;
+    while (receivedBytes < total && performance.now() < deadline) await sleep(50);
+    const during = arrivals
+      .filter((a) => a.at > offAt + 500 && a.at < onAt)
+      .reduce((n, a) => n + a.bytes, 0);
+    const resumedMs = (arrivals.find((a) => a.at > onAt)?.at ?? Number.NaN) - onAt;
+    const status = await clientStatus(client);
+    const detail = JSON.stringify({ total, receivedBytes, during, status });
+
+    assert.equal(receivedBytes, total, `every byte arrived, none twice: ${detail}`);
+    assert.ok(Buffer.concat(received).equals(Buffer.concat(sent)), 'in order, intact');
+    assert.equal(during, 0, `nothing got through while UDP was off: ${detail}`);
+    assert.equal(status.handshakes, 1, `no new key exchange: ${detail}`);
+    assert.equal(status.state, 'established', detail);
+    assert.equal(status.encapsulation, 'udp', detail);
+    assert.deepEqual(status.candidates, ['udp'], `UDP only: ${detail}`);
+    assert.equal(sock.destroyed, false, 'the stream was never reset');
+    const events = client.lines
+      .filter((l) => typeof l.msg === 'string' && l.msg !== 'control')
+      .map((l) => l.msg);
+    console.log(
+      `# stream resumed ${resumedMs.toFixed(0)} ms after UDP came back (${total} bytes); client: ${events.join(', ')}`,
+    );
+    sock.end();
+    await closed;
+  } finally {
+    if (pacer) clearInterval(pacer);
+    s?.destroy();
+    await stopPair(pair);
+    tcp.server.close();
+  }
+});
