@@ -105,6 +105,8 @@ export interface TunnelClientOptions {
 /** Inner payload per packet: datagram paths stay under a common MTU; stream paths carry big records. */
 const UDP_PAYLOAD = 1360;
 const STREAM_PAYLOAD = 60_000;
+/** The largest payload a UDP path is probed for: an IPv4 UDP datagram's limit, less ESP. */
+const UDP_CEILING = 65_000;
 const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 8000;
 
@@ -353,6 +355,10 @@ export class TunnelClient {
         encapsulation: enc === undefined ? null : ENCAPSULATION_NAMES[enc],
       });
     }
+    // On UDP, look for the path's real MTU (RFC 8899): loopback and jumbo-frame LANs carry far
+    // more than the 1360 bytes every path takes, and per-packet cost is what limits speed.
+    this.host.mux.setPacing(enc === Encapsulation.UDP);
+    if (enc === Encapsulation.UDP) this.host.mux.probeMaxPayload(UDP_CEILING);
     this.host.pump();
   }
 

@@ -97,6 +97,8 @@ export interface RelayOptions {
 
 const UDP_PAYLOAD = 1360;
 const STREAM_PAYLOAD = 60_000;
+/** The largest payload a UDP path is probed for: an IPv4 UDP datagram's limit, less ESP. */
+const UDP_CEILING = 65_000;
 
 /** What the relay keeps per client beside its RelayPeer: the stream layer and its egress. */
 interface PeerTunnel {
@@ -182,6 +184,9 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
         enc === Encapsulation.UDP || enc === undefined ? UDP_PAYLOAD : STREAM_PAYLOAD,
       );
       if (!first) t.host.mux.pathChanged(driver.now(), 'path-changed');
+      // RFC 8899: each direction finds its own path MTU on UDP.
+      t.host.mux.setPacing(enc === Encapsulation.UDP);
+      if (enc === Encapsulation.UDP) t.host.mux.probeMaxPayload(UDP_CEILING);
       t.host.pump();
     }
   };

@@ -128,7 +128,9 @@ export type MuxEvent =
   | { type: 'stream-closed'; id: number }
   | { type: 'datagram'; flow: number; target: StreamTarget; data: Uint8Array }
   | { type: 'goaway'; code: number }
-  | { type: 'dead'; silentMs: number };
+  | { type: 'dead'; silentMs: number }
+  /** A path-MTU probe of this payload size was acknowledged: `maxPayload` is now that. */
+  | { type: 'max-payload'; bytes: number };
 
 /** Why a received payload was dropped (it changed nothing). */
 export type MuxDropReason =
@@ -205,6 +207,10 @@ const K_MAX_STREAMS = 6;
 const K_GOAWAY = 7;
 const K_PING = 8;
 const K_DATAGRAM = 9;
+/** A path-MTU probe: PING and PADDING to the size under test (`a`). */
+const K_PMTU = 10;
+/** Sizes a PMTU search tries, largest first (below the path's ceiling): RFC 8899 §5.3's search. */
+const PMTU_STEPS = [65_000, 32_000, 16_000, 8952, 4000, 1452];
 
 interface QueuedDatagram {
   flow: number;
@@ -288,8 +294,11 @@ export class Mux {
   readonly #sendBufferLimit: number;
   readonly #outageMs: number;
   readonly #maxStreams: number;
-  readonly #pacing: boolean;
+  #pacing: boolean;
   readonly #adopt: boolean;
+  /** The PMTU search in progress: sizes still to try (largest first), and whether one is due. */
+  #pmtuSizes: number[] = [];
+  #pmtuDue = false;
   readonly #head: number;
   readonly #tail: number;
   #maxPayload: number;
@@ -490,6 +499,10 @@ export class Mux {
     const pn = this.#nextPn;
     const header = 1 + varintLength(pn);
     const probe = this.#probes > 0;
+    if (this.#pmtuDue && !probe) {
+      const size = this.#pmtuSizes[0];
+      if (size !== undefined) return this.#pmtuPacket(now, size);
+    }
 
     // The ACK frame, if one is owed.
     let ackLen = 0;
@@ -631,6 +644,65 @@ export class Mux {
   }
 
   /**
+   * Pacing on or off (RFC 9002 §7.7). A path over TCP (TCP, WebSocket, HTTP) is paced by the
+   * kernel's own congestion control already; pacing it again only adds timer wake-ups.
+   */
+  setPacing(on: boolean): void {
+    this.#pacing = on;
+    this.#pacerWake = undefined;
+  }
+
+  /**
+   * Datagram paths (RFC 8899, DPLPMTUD): looks for the largest payload up to `ceiling` that
+   * reaches the peer, by sending probe packets (PING + PADDING) of decreasing size. A probe is
+   * ack-eliciting but not in flight, so its loss is no congestion signal (§4.3); the first probe
+   * acknowledged sets `maxPayload` and ends the search ('max-payload' event). Each direction
+   * probes for itself. A path change cancels the search; probe the new path after it.
+   */
+  probeMaxPayload(ceiling: number): void {
+    const top = Math.min(ceiling, 65_535);
+    this.#pmtuSizes = PMTU_STEPS.filter((n) => n <= top && n > this.#maxPayload);
+    if (top > this.#maxPayload && !this.#pmtuSizes.includes(top) && top < PMTU_STEPS[0]!) {
+      this.#pmtuSizes.unshift(top);
+    }
+    this.#pmtuDue = this.#pmtuSizes.length > 0;
+  }
+
+  #pmtuPacket(now: number, size: number): Uint8Array {
+    const pn = this.#nextPn++;
+    const header = 1 + varintLength(pn);
+    // PING, then PADDING whose varint length field is part of the size.
+    let pad = size - header - 2;
+    while (pad > 0 && header + 2 + varintLength(pad) + pad > size) pad--;
+    const total = header + 2 + varintLength(pad) + pad;
+    const buf =
+      this.#head + this.#tail === 0
+        ? new Uint8Array(total)
+        : new Uint8Array(this.#head + total + this.#tail).subarray(this.#head, this.#head + total);
+    buf[0] = MuxFrameType.PACKET;
+    let o = writeVarint(buf, 1, pn);
+    buf[o++] = MuxFrameType.PING;
+    buf[o++] = MuxFrameType.PADDING;
+    writeVarint(buf, o, pad);
+    const it = new Item(K_PMTU, undefined);
+    it.a = size;
+    this.#pmtuDue = false;
+    this.#rec.onPacketSent({
+      pn,
+      timeSent: now,
+      size: total,
+      ackEliciting: true,
+      inFlight: false,
+      state: 0,
+      lostBy: 0,
+      items: [it],
+    });
+    this.#counters.packetsSent++;
+    this.#counters.bytesSent += total;
+    return buf;
+  }
+
+  /**
    * RFC 9000 §9.4: the path changed. The congestion controller, RTT estimate and PTO backoff start
    * over, and everything in flight is declared lost, so its data goes again at once on the new
    * path. An ACK goes with the first packet. Set the new path's `maxPayload` first.
@@ -638,6 +710,8 @@ export class Mux {
   pathChanged(now: number, _reason: string): void {
     if (now > this.#now) this.#now = now;
     this.#rec.pathChanged(this.#hooks);
+    this.#pmtuSizes = [];
+    this.#pmtuDue = false;
     this.#pacer.reset();
     this.#pacerWake = undefined;
     this.#probes = 0;
@@ -1035,6 +1109,7 @@ export class Mux {
           }
           break;
         case 'ping':
+        case 'padding':
           break;
       }
     }
@@ -1286,6 +1361,15 @@ export class Mux {
         case K_GOAWAY:
           this.#goAwayPending = false;
           break;
+        case K_PMTU:
+          // Only the size under test counts (a late ack of an abandoned, larger one counts too).
+          if (it.a > this.#maxPayload && this.#pmtuSizes.length > 0) {
+            this.#pmtuSizes = [];
+            this.#pmtuDue = false;
+            this.setMaxPayload(it.a);
+            this.#emit({ type: 'max-payload', bytes: it.a });
+          }
+          break;
         default:
           break;
       }
@@ -1301,6 +1385,13 @@ export class Mux {
     for (const it of items) {
       const s = it.s;
       switch (it.k) {
+        case K_PMTU:
+          // Lost (not a congestion signal): try the next size down.
+          if (budget === Number.POSITIVE_INFINITY && this.#pmtuSizes[0] === it.a) {
+            this.#pmtuSizes.shift();
+            this.#pmtuDue = this.#pmtuSizes.length > 0;
+          }
+          break;
         case K_STREAM: {
           if (!s || s.freed || s.local) break;
           if (it.open && !s.openAcked) s.openPending = true;

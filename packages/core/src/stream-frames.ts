@@ -34,6 +34,8 @@ export const MuxFrameType = {
   MAX_STREAMS: 0x2c,
   DATAGRAM: 0x2d,
   GOAWAY: 0x2e,
+  /** u8 type | varint n | n zero bytes: fills a path-MTU probe (RFC 8899 §4.1) to its size. */
+  PADDING: 0x2f,
 } as const;
 export type MuxFrameType = (typeof MuxFrameType)[keyof typeof MuxFrameType];
 
@@ -257,6 +259,7 @@ export type MuxFrame =
   | AckFrame
   | StreamFrame
   | { type: 'ping' }
+  | { type: 'padding'; length: number }
   | { type: 'accept'; id: number }
   | { type: 'refuse'; id: number; code: number }
   | { type: 'reset'; id: number; code: number; finalSize: number }
@@ -305,6 +308,11 @@ export function readFrame(r: FrameReader): MuxFrame {
       return readAck(r);
     case MuxFrameType.PING:
       return { type: 'ping' };
+    case MuxFrameType.PADDING: {
+      const length = r.varint();
+      r.bytes(length);
+      return { type: 'padding', length };
+    }
     case MuxFrameType.ACCEPT:
       return { type: 'accept', id: r.varint() };
     case MuxFrameType.REFUSE:
@@ -526,6 +534,12 @@ export function encodeFrame(f: MuxFrame): Uint8Array {
   switch (f.type) {
     case 'ping':
       return new Uint8Array([MuxFrameType.PING]);
+    case 'padding': {
+      const out = new Uint8Array(1 + varintLength(f.length) + f.length);
+      out[0] = MuxFrameType.PADDING;
+      writeVarint(out, 1, f.length);
+      return out;
+    }
     case 'accept':
       return varints(MuxFrameType.ACCEPT, f.id);
     case 'refuse':

@@ -33,6 +33,8 @@ export interface LinkOptions {
   /** Bottleneck rate in bytes per ms (unlimited if absent) and its queue in ms. */
   rate?: number;
   queueMs?: number;
+  /** Packets longer than this are dropped (a path MTU), if set. */
+  mtu?: number;
 }
 
 export type Side = 'client' | 'relay';
@@ -60,6 +62,10 @@ export class Link {
   schedule(now: number, size: number): number[] {
     this.sent++;
     const r = this.#rng;
+    if (this.o.mtu !== undefined && size > this.o.mtu) {
+      this.dropped++;
+      return [];
+    }
     if (this.blackhole || r.next() < (this.o.loss ?? 0)) {
       this.dropped++;
       return [];

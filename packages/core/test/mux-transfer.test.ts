@@ -376,3 +376,32 @@ test('stream limit: the client may have 256 streams open; more wait for MAX_STRE
   assert.equal(opened.length, 300);
   assert.equal(p.relay.stats.drops.stream_limit, 0);
 });
+
+test('RFC 8899 probing: each side finds the largest payload the path carries; lost probes are no congestion signal', () => {
+  const p = new Pair({
+    seed: 11,
+    link: { delayMs: 5, mtu: 9000 },
+    client: { maxPayload: 1350 },
+    relay: { maxPayload: 1350 },
+  });
+  const b = bulk(p, 1, 1024 * 1024, 4 * 1024 * 1024);
+  const found: Record<Side, number[]> = { client: [], relay: [] };
+  const inner = p.onEvent;
+  p.onEvent = (side, e) => {
+    if (e.type === 'max-payload') found[side].push(e.bytes);
+    inner(side, e);
+  };
+  p.client.probeMaxPayload(65_000);
+  p.relay.probeMaxPayload(65_000);
+  p.runUntilDone(b.done, 60_000);
+  assertClean(p);
+  // 65 000, 32 000 and 16 000 are lost on a 9000-byte path; 8952 is the largest step that fits.
+  assert.deepEqual(found.client, [8952]);
+  assert.deepEqual(found.relay, [8952]);
+  for (const m of [p.client, p.relay]) {
+    assert.equal(m.stats.congestionReductions, 0, 'probe losses did not cut the window');
+    assert.equal(m.stats.streamBytesRetransmitted, 0, 'no data was lost with the probes');
+  }
+  assert.equal(p.c2r.dropped, 3, "the client's three big probes were dropped");
+  assert.equal(p.r2c.dropped, 3, "the relay's three big probes were dropped");
+});
