@@ -1,0 +1,74 @@
+/**
+ * The README's run command (`./dev run` = apps/client/src/demo.ts) gives a working SOCKS5 tunnel:
+ * the demo starts a relay and a client, prints the curl line, and that curl line, run as printed,
+ * fetches the relay's /health through the tunnel.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const DEMO = fileURLToPath(new URL('../src/demo.ts', import.meta.url));
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+test('./dev run: the curl line it prints fetches /health through its SOCKS5 port', {
+  timeout: 60_000,
+}, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'roamlink-run-'));
+  const socks = `127.0.0.1:${await freePort()}`;
+  const demo = spawn(
+    process.execPath,
+    [DEMO, '--port', '0', '--socks', socks, '--dir', dir, '--duration-s', '20'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let err = '';
+  let out = '';
+  demo.stdout.on('data', (d) => (out += d));
+  const curlLine = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no curl line in 20 s: ${err}`)), 20_000);
+    demo.stderr.on('data', (d) => {
+      err += d;
+      const m = /curl --socks5-hostname (\S+) (\S+)/.exec(err);
+      // The client's own line (not the demo's banner): its SOCKS port is open.
+      if (m && new RegExp(`^SOCKS5 on ${socks}$`, 'm').test(err)) {
+        clearTimeout(timer);
+        resolve(m[0]);
+      }
+    });
+  });
+  try {
+    const [, proxy, url] = /curl --socks5-hostname (\S+) (\S+)/.exec(curlLine)!;
+    assert.equal(proxy, socks);
+    const body = await new Promise<string>((resolve, reject) =>
+      execFile(
+        'curl',
+        ['-sS', '--fail', '--max-time', '10', '--socks5-hostname', proxy!, url!],
+        (e, stdout, stderr) => (e ? reject(new Error(`${e.message}: ${stderr}`)) : resolve(stdout)),
+      ),
+    );
+    const health = JSON.parse(body) as { ok: boolean; sessions: number };
+    assert.equal(health.ok, true);
+    assert.equal(health.sessions, 1, 'the demo client is the one session');
+  } finally {
+    demo.kill('SIGINT');
+  }
+  const code = await new Promise<number | null>((r) => demo.once('exit', r));
+  assert.equal(code, 0, err);
+  const summary = JSON.parse(out.trim().split('\n').at(-1)!) as {
+    summary: { state: string; handshakes: number };
+  };
+  assert.equal(summary.summary.state, 'established');
+  assert.equal(summary.summary.handshakes, 1);
+});
