@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 test('relay and client processes: echoes and rekeys over real UDP', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'roamlink-udp-'));
   const keylog = join(dir, 'keys');
-  const demo = fileURLToPath(new URL('../src/demo.ts', import.meta.url));
+  const demo = fileURLToPath(new URL('../src/echo-demo.ts', import.meta.url));
   const child = spawn(
     process.execPath,
     // UDP alone: racing other encapsulations (TCP, WebSocket, HTTP) costs a duplicate handshake answer
