@@ -283,6 +283,17 @@ describe('one relay and client: SOCKS5 UDP ASSOCIATE, -L forward, metrics', () =
     const second = await scrape();
     assert.equal(opened(second), before + 1, `one more TCP stream counted:\n${second}`);
     assert.match(second, /^roamlink_sessions 1$/m);
+    // Bytes by encapsulation: the client's traffic shows on the one it registered on.
+    const bytes = (text: string, dir: string): number =>
+      [
+        ...text.matchAll(
+          new RegExp(`^roamlink_${dir}_bytes_total\\{encapsulation="[a-z-]+"\\} (\\d+)$`, 'gm'),
+        ),
+      ]
+        .map((m) => Number(m[1]))
+        .reduce((a, b) => a + b, 0);
+    assert.ok(bytes(second, 'received') > bytes(first, 'received'), 'bytes received counted');
+    assert.ok(bytes(second, 'sent') > bytes(first, 'sent'), 'bytes sent counted');
   });
 });
 

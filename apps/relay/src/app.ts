@@ -6,6 +6,7 @@
  *
  *   GET /health  → 200 {"ok": true, "uptime": <seconds>, "sessions": <peers with keys>}
  *   GET /metrics → 200 Prometheus text exposition, when the relay runs with metrics on
+ *   ANY /rl/*    → `encapsulations`, when the runtime serves them through the app (Workers)
  */
 import { Hono } from 'hono';
 
@@ -18,6 +19,11 @@ export interface RelayAppDeps {
   sessions: () => number;
   /** Prometheus text exposition (0.0.4) of the relay's metrics; absent: no /metrics route. */
   metrics?: () => string;
+  /**
+   * Serves every request under /rl/ (the WebSocket and HTTP encapsulations) where the runtime
+   * hands those to the app (Workers: `env` is the runtime's bindings); absent: not the app's.
+   */
+  encapsulations?: (request: Request, env: unknown) => Response | Promise<Response>;
 }
 
 export interface Health {
@@ -47,5 +53,7 @@ export function createRelayApp(deps: RelayAppDeps): Hono {
       return c.body(metrics());
     });
   }
+  const encapsulations = deps.encapsulations;
+  if (encapsulations) app.all('/rl/*', (c) => encapsulations(c.req.raw, c.env));
   return app;
 }

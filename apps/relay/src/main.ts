@@ -65,6 +65,19 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
   let sessionsNow = (): number => 0;
   const metrics = relayMetrics(registry, { sessions: () => sessionsNow() });
 
+  // Bound series for the per-datagram byte counters: no label lookup on the hot path.
+  const bytesIn = Object.fromEntries(
+    Object.entries(ENCAPSULATION_NAMES).map(([code, name]) => [
+      code,
+      metrics.receivedBytes.labels({ encapsulation: name }),
+    ]),
+  );
+  const bytesOut = Object.fromEntries(
+    Object.entries(ENCAPSULATION_NAMES).map(([code, name]) => [
+      code,
+      metrics.sentBytes.labels({ encapsulation: name }),
+    ]),
+  );
   const egress = async (t: StreamTarget): Promise<EgressAnswer> => {
     const r = await policy.resolveAndCheck(t.host, t.port, lookup);
     if (r.ok) return { address: r.address };
@@ -94,6 +107,9 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
     maxStreams: c.maxStreamsPerSession,
     log: (level, msg, fields) => log[level](msg, fields),
     app: c.metrics ? { metrics: () => registry.render() } : {},
+    onBytes: (direction, encapsulation, n) => {
+      (direction === 'in' ? bytesIn : bytesOut)[encapsulation]?.inc(n);
+    },
     observe: (e) => {
       switch (e.type) {
         case 'registered':

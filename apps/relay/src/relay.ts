@@ -89,6 +89,8 @@ export interface RelayOptions {
   observe?: (e: RelayEvent<string> | (MuxEvent & { peer: string })) => void;
   streamWindow?: number;
   outageMs?: number;
+  /** Every datagram's size as it arrives or leaves, by encapsulation (metrics). */
+  onBytes?: (direction: 'in' | 'out', encapsulation: EncapsulationT, bytes: number) => void;
   /** Streams one client may hold open (default 1024). */
   maxStreams?: number;
   /** Connect timeout for egress TCP (default 10 s). */
@@ -140,11 +142,22 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
   let udpBind: UdpEndpoint | undefined;
   let closing = false;
 
+  const bytes = o.onBytes;
   const sendOn = (path: string, data: Uint8Array): void => {
-    if (isTcpPath(path)) tcp.send(path, data);
-    else if (isWsPath(path)) ws.send(path, data);
-    else if (isHttpPath(path)) httpT.send(path, data);
-    else udp?.send(path, data);
+    if (isTcpPath(path)) {
+      tcp.send(path, data);
+      bytes?.('out', Encapsulation.TCP, data.length);
+    } else if (isWsPath(path)) {
+      ws.send(path, data);
+      bytes?.('out', Encapsulation.WEBSOCKET, data.length);
+    } else if (isHttpPath(path)) {
+      httpT.send(path, data);
+      const polling = httpT.mode(path) === 'poll';
+      bytes?.('out', polling ? Encapsulation.HTTP_POLL : Encapsulation.HTTP_STREAM, data.length);
+    } else if (udp) {
+      udp.send(path, data);
+      bytes?.('out', Encapsulation.UDP, data.length);
+    }
   };
   const congested = (path: string): boolean =>
     isTcpPath(path)
@@ -319,6 +332,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
 
   /** One datagram from any transport, with what the relay observed about its path. */
   const deliver = (data: Uint8Array, path: string, info: PathInfo): void => {
+    bytes?.('in', info.encapsulation, data.length);
     const now = driver.now();
     const got = relay.receive(data, path, now, info);
     if (got && got.nextHeader === NextHeader.ROAMLINK && got.payload.length > 0) {
