@@ -13,15 +13,21 @@ import { fileURLToPath } from 'node:url';
 
 const CLI = fileURLToPath(new URL('../../apps/client/src/cli.ts', import.meta.url));
 const KINDS = ['udp', 'tcp', 'ws', 'http'] as const;
-type Kind = (typeof KINDS)[number];
+type Kind = (typeof KINDS)[number] | 'udp-1400';
 
 type Line = Record<string, unknown>;
 
-function spawnCli(args: string[]): {
+function spawnCli(
+  args: string[],
+  env: Record<string, string> = {},
+): {
   child: ChildProcess;
   next: (pred: (l: Line) => boolean, what: string) => Promise<Line>;
 } {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
   let err = '';
   child.stderr!.on('data', (d) => (err = (err + d).slice(-4000)));
   const lines: Line[] = [];
@@ -72,25 +78,32 @@ export async function startRoamlinkTunnel(
   encapsulation: Kind,
 ): Promise<{ socksPort: number; stop(): Promise<void>; info?: Record<string, unknown> }> {
   const dir = mkdtempSync(join(tmpdir(), 'roamlink-bench-'));
+  // udp-1400: UDP held at the common 1400-byte packet (no path-MTU search), on both sides.
+  const kind: (typeof KINDS)[number] = encapsulation === 'udp-1400' ? 'udp' : encapsulation;
+  const env: Record<string, string> =
+    encapsulation === 'udp-1400' ? { ROAMLINK_UDP_MAX_PAYLOAD: '1360' } : {};
   const key = spawnCli(['keygen', '--data-dir', join(dir, 'client')]);
   const clientKey = String((await key.next((l) => typeof l.raw === 'string', 'client key')).raw);
-  const relay = spawnCli([
-    'relay',
-    '--udp',
-    '127.0.0.1:0',
-    '--tcp',
-    '127.0.0.1:0',
-    '--http',
-    '127.0.0.1:0',
-    '--data-dir',
-    join(dir, 'relay'),
-    '--allow',
-    clientKey,
-    '--egress-allow',
-    '127.0.0.1/32',
-    '--log-format',
-    'json',
-  ]);
+  const relay = spawnCli(
+    [
+      'relay',
+      '--udp',
+      '127.0.0.1:0',
+      '--tcp',
+      '127.0.0.1:0',
+      '--http',
+      '127.0.0.1:0',
+      '--data-dir',
+      join(dir, 'relay'),
+      '--allow',
+      clientKey,
+      '--egress-allow',
+      '127.0.0.1/32',
+      '--log-format',
+      'json',
+    ],
+    env,
+  );
   let client: ReturnType<typeof spawnCli> | undefined;
   const stop = async (): Promise<void> => {
     await Promise.all([client ? stopChild(client.child) : undefined, stopChild(relay.child)]);
@@ -98,22 +111,25 @@ export async function startRoamlinkTunnel(
   };
   try {
     const l = await relay.next((x) => x.msg === 'listening', 'relay listening');
-    client = spawnCli([
-      'connect',
-      String(l.udp),
-      '--relay-key',
-      String(l.publicKey),
-      '--relay-tcp',
-      String(l.tcp),
-      '--relay-http',
-      String(l.http),
-      '--data-dir',
-      join(dir, 'client'),
-      '--socks',
-      '127.0.0.1:0',
-      '--json-log',
-      ...KINDS.filter((k) => k !== encapsulation).map((k) => `--no-${k}`),
-    ]);
+    client = spawnCli(
+      [
+        'connect',
+        String(l.udp),
+        '--relay-key',
+        String(l.publicKey),
+        '--relay-tcp',
+        String(l.tcp),
+        '--relay-http',
+        String(l.http),
+        '--data-dir',
+        join(dir, 'client'),
+        '--socks',
+        '127.0.0.1:0',
+        '--json-log',
+        ...KINDS.filter((k) => k !== kind).map((k) => `--no-${k}`),
+      ],
+      env,
+    );
     const socks = await client.next((x) => x.msg === 'socks-listening', 'SOCKS port');
     const reg = await client.next((x) => x.msg === 'registered', 'registration');
     const port = Number(String(socks.address).split(':').pop());

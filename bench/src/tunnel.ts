@@ -21,8 +21,11 @@ import { type Origin, SMALL_BODY_BYTES, startOrigin } from './tunnel-origin.ts';
 import { startRoamlinkTunnel } from './tunnel-roamlink.ts';
 import { type SocksTunnel, startSshSocks } from './tunnel-ssh.ts';
 
-export type Encapsulation = 'udp' | 'tcp' | 'ws' | 'http';
-export const ENCAPSULATIONS: readonly Encapsulation[] = ['udp', 'tcp', 'ws', 'http'];
+/** `udp-1400`: UDP with the payload held at 1360 bytes (no path-MTU search): packets of 1400. */
+export type Encapsulation = 'udp' | 'udp-1400' | 'tcp' | 'ws' | 'http';
+export const ENCAPSULATIONS: readonly Encapsulation[] = ['udp', 'udp-1400', 'tcp', 'ws', 'http'];
+/** Stream bytes in one 1400-byte packet of the `udp-1400` row (ESP and mux framing take the rest). */
+const STREAM_BYTES_PER_1400 = 1340;
 
 export interface Measured {
   /** Bytes of one download (checked against the requested size and the origin's count). */
@@ -52,6 +55,8 @@ export interface TunnelRow {
   sshP99ms: number | null;
   /** p50ms - directP50ms: what the tunnel adds to a small request. */
   addedP50ms: number | null;
+  /** udp-1400 only: packets per second (of 1400 bytes on the wire) the download took. */
+  pps: number | null;
   bytes: number;
   requests: number;
   runs: number;
@@ -219,6 +224,7 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
         sshP50ms: s?.p50ms ?? null,
         sshP99ms: s?.p99ms ?? null,
         addedP50ms: m ? m.p50ms - direct.p50ms : null,
+        pps: m && enc === 'udp-1400' ? Math.round((m.MBps * 1e6) / STREAM_BYTES_PER_1400) : null,
         bytes: o.size,
         requests: o.requests,
         runs: o.runs ?? 1,

@@ -105,8 +105,15 @@ export interface TunnelClientOptions {
 /** Inner payload per packet: datagram paths stay under a common MTU; stream paths carry big records. */
 const UDP_PAYLOAD = 1360;
 const STREAM_PAYLOAD = 60_000;
-/** The largest payload a UDP path is probed for: an IPv4 UDP datagram's limit, less ESP. */
-const UDP_CEILING = 65_000;
+/**
+ * The largest payload a UDP path is probed for: an IPv4 UDP datagram's limit, less ESP.
+ * ROAMLINK_UDP_MAX_PAYLOAD caps it (at most 1360 turns the search off), e.g. to measure
+ * packets per second at the common 1400-byte packet.
+ */
+const UDP_CEILING = Math.max(
+  1200,
+  Math.min(65_000, Number(process.env.ROAMLINK_UDP_MAX_PAYLOAD) || 65_000),
+);
 const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 8000;
 

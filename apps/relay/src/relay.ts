@@ -47,6 +47,7 @@ import {
 } from '@roamlink/core';
 import type { UdpEndpoint, WsPathView } from '@roamlink/node';
 import {
+  corkedPipe,
   HttpRelayTransport,
   isHttpPath,
   isTcpPath,
@@ -99,8 +100,15 @@ export interface RelayOptions {
 
 const UDP_PAYLOAD = 1360;
 const STREAM_PAYLOAD = 60_000;
-/** The largest payload a UDP path is probed for: an IPv4 UDP datagram's limit, less ESP. */
-const UDP_CEILING = 65_000;
+/**
+ * The largest payload a UDP path is probed for: an IPv4 UDP datagram's limit, less ESP.
+ * ROAMLINK_UDP_MAX_PAYLOAD caps it (at most 1360 turns the search off), e.g. to measure
+ * packets per second at the common 1400-byte packet.
+ */
+const UDP_CEILING = Math.max(
+  1200,
+  Math.min(65_000, Number(process.env.ROAMLINK_UDP_MAX_PAYLOAD) || 65_000),
+);
 
 /** What the relay keeps per client beside its RelayPeer: the stream layer and its egress. */
 interface PeerTunnel {
@@ -248,6 +256,17 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
   };
 
   const dropTunnel = (t: PeerTunnel): void => {
+    const m = t.host.mux.stats;
+    o.log('debug', 'tunnel-closed', {
+      peer: t.peer.id.slice(0, 16),
+      packetsSent: m.packetsSent,
+      packetsLost: m.packetsLost,
+      retransmittedBytes: m.streamBytesRetransmitted,
+      ptos: m.ptos,
+      congestionReductions: m.congestionReductions,
+      rttMs: m.rttMs,
+      cwnd: m.cwnd,
+    });
     t.host.close();
     for (const s of t.flows.values()) s.close();
     t.flows.clear();
@@ -298,7 +317,8 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
         address: decision.address,
       });
       sock.pipe(d);
-      d.pipe(sock);
+      // Many small chunks per loop turn come out of the tunnel: corked, they leave in one writev.
+      corkedPipe(d, sock);
       d.on('error', () => sock.destroy());
       sock.on('close', () => {
         if (!d.writableEnded) d.destroy();

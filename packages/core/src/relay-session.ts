@@ -109,6 +109,11 @@ export interface RelayPathState {
   bytesOut: number;
   validated: boolean;
   challenge: { data: Uint8Array; sentAt: number; tries: number } | undefined;
+  /**
+   * The latest RREQ that came on this path (read-only for observers: status pages): its round,
+   * when it arrived, and the client's own view of the path's outer fields.
+   */
+  rreq: { round: number; at: number; view: OuterView } | undefined;
 }
 
 /** One client, as the relay knows it. */
@@ -357,6 +362,7 @@ export class RelaySessions<P> {
         bytesOut: 0,
         validated: validatedByTransport(info),
         challenge: undefined,
+        rreq: undefined,
       };
       peer.paths.set(path, ps);
       // Bound the table: forget the oldest paths that are not in use.
@@ -553,6 +559,7 @@ export class RelaySessions<P> {
       this.stats.controlDrops.stale_registration++;
       return;
     }
+    ps.rreq = { round: rreq.round, at: now, view: rreq.view };
     const enc = ps.info?.encapsulation ?? rreq.encapsulation;
     let chosen: boolean;
     if (rreq.round > peer.round) {

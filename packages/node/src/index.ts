@@ -3,6 +3,7 @@ export * from './forward.ts';
 export * from './http.ts';
 export * from './keys.ts';
 export * from './mux-host.ts';
+export * from './pipe.ts';
 export * from './proxy.ts';
 export * from './socks5.ts';
 export * from './tcp.ts';

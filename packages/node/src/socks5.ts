@@ -21,6 +21,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, isIPv4, isIPv6, type Server, Socket } from 'node:net';
 import { type Duplex, finished } from 'node:stream';
 import { ErrorCode, RoamlinkError } from '@roamlink/core';
+import { corkedPipe } from './pipe.ts';
 
 /** Where a tunnelled stream or datagram goes: an IP literal or a domain name, never resolved here. */
 export interface TunnelTarget {
@@ -284,7 +285,8 @@ export function spliceStreams(client: Duplex, tunnel: Duplex, done?: (err?: Erro
   finished(client, onFinished);
   finished(tunnel, onFinished);
   client.pipe(tunnel);
-  tunnel.pipe(client);
+  // Many small chunks per loop turn come out of the tunnel: corked, they leave in one writev.
+  corkedPipe(tunnel, client);
 }
 
 /**
