@@ -513,3 +513,42 @@ test('a 5 s UDP outage: a UDP-only stream resumes, every byte once and in order,
     tcp.server.close();
   }
 });
+
+// --- A client that starts over ----------------------------------------------------------------------
+
+test('a client restarted with the same key gets a new session at once, and its streams work', async () => {
+  const tcp = await tcpEcho();
+  const dir = tempDir();
+  const pub = await keygen(dir);
+  const relay = run(relayArgs(dir, pub, ['--egress-allow', '127.0.0.1/32']));
+  let client: Proc | undefined;
+  try {
+    const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
+    const forward = ['-L', `127.0.0.1:0:127.0.0.1:${tcp.port}`];
+    for (const round of [1, 2, 3]) {
+      // Killed, not stopped: the relay hears no GOAWAY and still holds the old session.
+      client = run(connectArgs(listening, dir, forward));
+      await client.until((l) => l.msg === 'registered', `registration of start ${round}`, 5000);
+      const fwd = await client.until((l) => l.msg === 'forward-listening', 'forward');
+      const { host, port } = hostPort(String(fwd.address));
+      const s = tcpConnect(port, host);
+      await once(s, 'connect');
+      s.write(`hello ${round}`);
+      const [echo] = (await once(s, 'data')) as [Buffer];
+      assert.equal(echo.toString(), `hello ${round}`, `a stream of start ${round} works`);
+      s.destroy();
+      client.child.kill('SIGKILL');
+      await client.exited;
+    }
+    // Each start was a new session (a handshake that is no rekey), not an error.
+    const fresh = relay.lines.filter((l) => l.msg === 'established' && l.rekey === false);
+    assert.ok(
+      fresh.length >= 3,
+      JSON.stringify(relay.lines.filter((l) => l.msg === 'established')),
+    );
+  } finally {
+    await stop(relay);
+    await stop(client);
+    tcp.server.close();
+  }
+});

@@ -23,6 +23,7 @@ import type {
   Encapsulation as EncapsulationT,
   Keypair,
   MuxEvent,
+  MuxStats,
   OuterView,
   PathInfo,
   RelayEvent,
@@ -116,6 +117,8 @@ interface PeerTunnel {
   host: MuxHost;
   lastPath: string | undefined;
   flows: Map<number, UdpSocket>;
+  /** The peer's session this stream layer belongs to (RelayPeer.generation). */
+  generation: number;
 }
 
 export interface RelayHandle {
@@ -124,8 +127,8 @@ export interface RelayHandle {
   tcp: UdpEndpoint | undefined;
   http: UdpEndpoint | undefined;
   sessions: RelaySessions<string>;
-  /** Live tunnels (clients with a stream layer) and their open streams. */
-  tunnels(): { peer: string; path: string | undefined; streams: number }[];
+  /** Live tunnels (clients with a stream layer), their open streams and stream-layer stats. */
+  tunnels(): { peer: string; path: string | undefined; streams: number; stats: MuxStats }[];
   /** Test and operator hook: close the UDP listener (true: open it again on the same port). */
   setUdp(on: boolean): Promise<void>;
   /** Tells every client (GOAWAY), waits up to `graceMs` for streams to finish, then stops. */
@@ -189,6 +192,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
         ...('suite' in e ? { suite: e.suite } : {}),
         ...('verdict' in e ? { verdict: e.verdict } : {}),
         ...('reason' in e ? { reason: e.reason } : {}),
+        ...('rekey' in e ? { rekey: e.rekey } : {}),
       },
     );
   });
@@ -214,7 +218,10 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
 
   const tunnelOf = (peer: RelayPeer<string>): PeerTunnel => {
     let t = tunnels.get(peer.id);
-    if (t) return t;
+    if (t && t.generation === peer.generation) return t;
+    // The client started over (a restart, a new handshake that is no rekey): its old streams
+    // belong to a session that is gone.
+    if (t) dropTunnel(t);
     const id = peer.id;
     const host: MuxHost = new MuxHost({
       mux: new Mux({
@@ -237,7 +244,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       onEvent: (e) => muxEvent(t!, e),
       onDatagram: (flow, target, data) => datagramOut(t!, flow, target, data),
     });
-    t = { peer, host, lastPath: undefined, flows: new Map() };
+    t = { peer, host, lastPath: undefined, flows: new Map(), generation: peer.generation };
     tunnels.set(id, t);
     return t;
   };
@@ -468,6 +475,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
         peer: t.peer.id,
         path: t.peer.path,
         streams: t.host.streams,
+        stats: t.host.mux.stats,
       })),
     async setUdp(on: boolean): Promise<void> {
       if (!udpBind) return;

@@ -133,6 +133,8 @@ export class RelayPeer<P> {
         paths: Set<P>;
         pair: SaPair;
         payload: InitPayload;
+        /** A first handshake (it carries candidates) from a client the relay already knew. */
+        restart: boolean;
       }
     | undefined;
   readonly staged: { payload: Uint8Array; nextHeader: number }[] = [];
@@ -147,7 +149,14 @@ export class RelayPeer<P> {
   chosenEncapsulation: Encapsulation | undefined;
   roundStartedAt = 0;
   verdict: Verdict | undefined;
+  /**
+   * The client's sessions so far: a fresh handshake (the client started over: a restart, a page
+   * reload), not a rekey, adds one when its keys are confirmed. What lives above the SA for one
+   * session (the stream layer) starts over when this changes.
+   */
+  generation = 0;
   /** BINDING_ACKs not yet due, oldest first (a handful at most: `maxBindingTests`). */
+
   readonly bindingAcks: PendingBindingAck<P>[] = [];
 
   constructor(publicKey: Uint8Array) {
@@ -625,7 +634,14 @@ export class RelaySessions<P> {
   }
 
   #confirm(peer: RelayPeer<P>, pair: SaPair, now: number): void {
-    const rekey = peer.keys.current !== undefined;
+    const fresh =
+      peer.keys.current === undefined || (peer.lastInit?.pair === pair && peer.lastInit.restart);
+    const rekey = !fresh;
+    if (fresh) {
+      peer.generation++;
+      // What waited for the old session's keys belongs to the old session.
+      if (peer.keys.current) peer.staged.length = 0;
+    }
     const dropped = peer.keys.rotate(pair);
     if (dropped) this.#bySpi.delete(dropped.localSpi);
     this.stats.handshakes++;
@@ -689,6 +705,15 @@ export class RelaySessions<P> {
     }
     const peer = known ?? new RelayPeer<P>(hs.remoteStaticKey);
     if (!known) this.peers.set(id, peer);
+    // A client that starts over (its first handshake again: it carries candidates) numbers its
+    // registration rounds from 1 again: the old session's round must not make them stale.
+    const restart = known !== undefined && (hs.payload.candidates?.length ?? 0) > 0;
+    if (restart) {
+      peer.round = 0;
+      peer.roundNonce = undefined;
+      peer.chosenEncapsulation = undefined;
+      peer.verdict = undefined;
+    }
     const pair = new SaPair(answer.result, o.provider, now, {
       replayWindow: o.replayWindow,
       limits: o.limits,
@@ -704,6 +729,7 @@ export class RelaySessions<P> {
       paths: new Set([path]),
       pair,
       payload: hs.payload,
+      restart,
     };
     if (o.keyLog) for (const k of pair.keyInfo()) this.#event(peer, { type: 'sa-keys', info: k });
     this.#out.transmit(path, answer.message);
@@ -725,7 +751,9 @@ export class RelaySessions<P> {
     size: number,
   ): void {
     const init = peer.lastInit;
-    if (!init?.payload.candidates || peer.round > 1 || peer.keys.current) return;
+    if (!init?.payload.candidates || peer.round > 1 || (peer.keys.current && !init.restart)) {
+      return;
+    }
     const enc = info?.encapsulation;
     const cand = init.payload.candidates.find((c) => c.encapsulation === enc);
     if (!cand || enc === undefined) return;
