@@ -68,6 +68,11 @@ export interface ProviderSelection {
 }
 
 const DEFAULT_PACKET_BYTES = 1400;
+/**
+ * The size the tunnel apps measure at: the stream layer fills packets of up to 60 000 bytes on
+ * TCP, WebSocket, HTTP and MTU-probed UDP paths, and per-call cost no longer dominates at 16 KiB.
+ */
+export const BULK_PACKET_BYTES = 16_384;
 const DEFAULT_BUDGET_MS = 30;
 /**
  * Each pair is timed in this many short slices, interleaved with the other pairs; a pair's score
