@@ -16,6 +16,7 @@ import {
   connect as tcpConnect,
 } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { hasNcsaAuth, hasSquid, startSquid } from '../../../packages/node/test/squid.ts';
 import {
   connectArgs,
   keygen,
@@ -549,6 +550,58 @@ test('a client restarted with the same key gets a new session at once, and its s
   } finally {
     await stop(relay);
     await stop(client);
+    tcp.server.close();
+  }
+});
+
+// --- Through an HTTP proxy ----------------------------------------------------------------------------
+
+const noSquid =
+  (!hasSquid || !hasNcsaAuth) && !process.env.CI && 'needs squid (scripts/system-deps.sh)';
+
+test('--proxy: with only WebSocket and HTTP allowed, the client goes through squid (CONNECT, basic auth) and streams work', {
+  skip: noSquid,
+}, async () => {
+  const tcp = await tcpEcho();
+  const squid = await startSquid({ auth: { user: 'roam', password: 'p@ss w0rd' } });
+  const dir = tempDir();
+  const pub = await keygen(dir);
+  const relay = run(relayArgs(dir, pub, ['--egress-allow', '127.0.0.1/32']));
+  let client: Proc | undefined;
+  try {
+    const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
+    const proxy = `http://roam:${encodeURIComponent('p@ss w0rd')}@127.0.0.1:${squid.port}`;
+    client = run(
+      connectArgs(listening, dir, [
+        '--no-udp',
+        '--no-tcp',
+        '--proxy',
+        proxy,
+        '-L',
+        `127.0.0.1:0:127.0.0.1:${tcp.port}`,
+      ]),
+    );
+    const reg = await client.until((l) => l.msg === 'registered', 'registration through squid');
+    assert.equal(reg.encapsulation, 'websocket', 'WebSocket through the proxy is the choice');
+    const fwd = await client.until((l) => l.msg === 'forward-listening', 'forward');
+    const { host, port } = hostPort(String(fwd.address));
+    const s = tcpConnect(port, host);
+    await once(s, 'connect');
+    s.write('via squid');
+    const [echo] = (await once(s, 'data')) as [Buffer];
+    assert.equal(echo.toString(), 'via squid');
+    s.destroy();
+    // The tunnels really went through squid: its access log has the CONNECTs to the relay's port
+    // (squid logs a tunnel when it ends).
+    await stop(client);
+    const httpPort = String(listening.http).split(':').pop();
+    for (let i = 0; i < 40 && !squid.accessLog().includes('CONNECT'); i++) await sleep(50);
+    assert.match(squid.accessLog(), new RegExp(`CONNECT 127\\.0\\.0\\.1:${httpPort}`));
+    assert.ok(!squid.accessLog().includes('p@ss'), 'no credentials in the proxy log');
+  } finally {
+    await stop(relay);
+    await stop(client);
+    await squid.stop();
     tcp.server.close();
   }
 });
