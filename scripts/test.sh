@@ -8,3 +8,5 @@ echo "== lint and type-check"
 pnpm run check
 echo "== tests"
 pnpm run test:unit
+echo "== browser end-to-end (Playwright, Debian chromium)"
+pnpm run test:e2e

@@ -1,6 +1,7 @@
 /** `pnpm bench <name> [--json] [--quick]`: runs one benchmark, or all of them with `all`. */
 const benches: Record<string, () => Promise<{ run: (args: string[]) => void | Promise<void> }>> = {
   sa: () => import('./sa.ts'),
+  browser: () => import('./browser.ts'),
   tunnel: () => import('./tunnel.ts'),
 };
 

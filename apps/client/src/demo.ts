@@ -58,6 +58,7 @@ const relay = spawn(
     '--rekey-after-ms',
     values['rekey-after-ms'],
     '--metrics',
+    '--status-page',
     '--log-format',
     'json',
   ],
@@ -77,6 +78,7 @@ const listening = await new Promise<Record<string, string>>((resolve, reject) =>
 });
 process.stderr.write(
   `relay   udp ${listening.udp}  tcp ${listening.tcp}  http ${listening.http}  key ${listening.publicKey}\n` +
+    `        status page http://${listening.http}/status\n` +
     `        health http://${listening.http}/health  metrics http://${listening.http}/metrics  log ${relayLog}\n` +
     `client  SOCKS5 on ${values.socks}; try:\n` +
     `        curl --socks5-hostname ${values.socks} http://${listening.http}/health\n`,

@@ -143,6 +143,11 @@ export class TunnelClient {
   readonly #tcp: TcpTransport;
   readonly #ws: WebSocketTransport;
   readonly #http = new Map<string, HttpClient>();
+  /**
+   * The session routing id (docs/PROTOCOL.md §7, "Session routing id"): on every WebSocket and
+   * HTTP request, so that a relay spread over servers (Workers) routes them to one place.
+   */
+  readonly #sid = Buffer.from(nodeRandom(16)).toString('hex');
   readonly #dialing = new Set<TransportKind>();
   readonly #backoff = new Map<TransportKind, number>();
   readonly #timers = new Set<NodeJS.Timeout>();
@@ -515,7 +520,7 @@ export class TunnelClient {
         return;
       }
       case 'ws': {
-        const url = `ws://${this.#httpEndpoint().authority}${WS_PATH}`;
+        const url = `ws://${this.#httpEndpoint().authority}${WS_PATH}?sid=${this.#sid}`;
         const proxy = selectProxy(url, this.#o.proxy);
         const path = await this.#ws.connect(url, { 'User-Agent': ua }, proxy ? { proxy } : {});
         const v = this.#ws.view(path)!;
@@ -548,7 +553,8 @@ export class TunnelClient {
           const c = new Kind({
             baseUrl,
             ...(proxy ? { proxy } : {}),
-            headers: { 'User-Agent': ua },
+            // The clients build their own request targets: the routing id goes as a header.
+            headers: { 'User-Agent': ua, 'Roamlink-Session': this.#sid },
             onDatagram,
             onError: (path, reason) => {
               this.#http.delete(path);

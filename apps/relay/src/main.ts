@@ -142,7 +142,13 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
   });
   sessionsNow = () => relay.sessions.peers.size;
   if (status) {
-    status.setRelay({ publicKey: relay.publicKey });
+    const at = (e: typeof relay.udp): string | null => (e ? formatEndpoint(e) : null);
+    status.setRelay({
+      publicKey: relay.publicKey,
+      udp: at(relay.udp),
+      tcp: at(relay.tcp),
+      http: at(relay.http),
+    });
     sampleTunnels(status, relay);
   }
   registry.onCollect(() => metrics.syncStats(relay.sessions.stats));

@@ -24,6 +24,8 @@ import {
   DEFAULT_ENCAPSULATION_PREFERENCE,
   ENCAPSULATION_NAMES,
   type Encapsulation,
+  INITIAL_RTT_MS,
+  StreamError,
   SUITE_NAMES,
   type Suite,
   VERDICT_NAMES,
@@ -39,7 +41,7 @@ export interface MuxSample {
   bytesReceived: number;
   /** Smoothed RTT (RFC 9002 §5.3). */
   rttMs: number;
-  /** 0 until the first RTT sample (then `rttMs` is only the initial guess). */
+  /** 0 until the first RTT sample (and then `rttMs` is the initial guess, INITIAL_RTT_MS). */
   minRttMs: number;
   streamsActive: number;
 }
@@ -64,6 +66,10 @@ export interface RelayInfo {
   startedAt: number;
   publicKey: string | null;
   encapsulations: string[];
+  /** Where the relay listens ("addr:port"; null: that listener is off or not known). */
+  udp: string | null;
+  tcp: string | null;
+  http: string | null;
 }
 
 export type SessionState = 'connecting' | 'connected' | 'left' | 'dead';
@@ -217,6 +223,8 @@ interface SessionRecord {
   changed: boolean;
   /** The latest round whose choice is on the timeline. */
   announced: number;
+  /** The round the session connected in: its upgrades finish the first race, no moves. */
+  connectRound: number;
 }
 
 const encName = (e: Encapsulation | undefined): string | null =>
@@ -288,11 +296,12 @@ const copyView = (v: OuterView | undefined): OuterView | null =>
         ...(v.headers ? { headers: v.headers.map(([k, x]) => [k, x] as [string, string]) } : {}),
       };
 
+/** GOAWAY codes as a person reads them (0: a plain goodbye; else the stream-layer error). */
 const GOAWAY_REASONS: Record<number, string> = {
   0: 'no error',
-  5: 'shutting down',
-  6: 'reset',
-  7: 'internal error',
+  [StreamError.SHUTDOWN]: 'shutting down',
+  [StreamError.RESET]: 'reset',
+  [StreamError.INTERNAL]: 'internal error',
 };
 
 export class StatusRecorder {
@@ -317,6 +326,9 @@ export class StatusRecorder {
       startedAt: o.now(),
       publicKey: null,
       encapsulations: this.#preference.map((e) => encName(e)!),
+      udp: null,
+      tcp: null,
+      http: null,
     };
   }
 
@@ -362,13 +374,20 @@ export class StatusRecorder {
       let rtt: number | null = null;
       if (st) {
         const last = rec.last;
-        if (last && now > last.t && st.bytesSent >= last.sent && st.bytesReceived >= last.received) {
+        if (
+          last &&
+          now > last.t &&
+          st.bytesSent >= last.sent &&
+          st.bytesReceived >= last.received
+        ) {
           const dt = (now - last.t) / 1000;
           tx = Math.round((st.bytesSent - last.sent) / dt);
           rx = Math.round((st.bytesReceived - last.received) / dt);
         }
         rec.last = { t: now, sent: st.bytesSent, received: st.bytesReceived };
-        rtt = st.minRttMs > 0 ? Math.round(st.rttMs * 100) / 100 : null;
+        // Before its first sample the estimator holds the RFC 9002 initial guess (min 0).
+        const none = st.minRttMs === 0 && st.rttMs === INITIAL_RTT_MS;
+        rtt = none ? null : Math.round(st.rttMs * 100) / 100;
         rec.summary.streamsActive = st.streamsActive;
       } else {
         rec.last = undefined;
@@ -433,6 +452,7 @@ export class StatusRecorder {
         last: undefined,
         changed: true,
         announced: 0,
+        connectRound: 1,
       };
       this.#sessions.set(id, rec);
       this.#bound();
@@ -467,6 +487,20 @@ export class StatusRecorder {
       case 'established': {
         s.suite = SUITE_NAMES[e.suite as Suite] ?? String(e.suite);
         s.handshakes++;
+        if (!e.rekey && s.handshakes > 1) {
+          rec.connectRound = 1;
+          // A fresh handshake from a key already known: the client started over.
+          this.#entry(
+            rec,
+            now,
+            'connect',
+            'New session: the client started over',
+            'handshake',
+            null,
+            s.encapsulation,
+            null,
+          );
+        }
         if (e.rekey) {
           s.rekeys++;
           this.#entry(rec, now, 'rekey', `Rekeyed (${s.suite})`, 'rekey', null, null, null);
@@ -490,7 +524,7 @@ export class StatusRecorder {
           `Path validated: PATH_CHALLENGE answered in ${v} ms`,
           'path validation',
           null,
-          s.path,
+          s.encapsulation,
           v,
         );
         return;
@@ -503,7 +537,10 @@ export class StatusRecorder {
   /** Where the peer is now: its path and that path's encapsulation. */
   #where(peer: RelayPeer<string>): { path: string | null; enc: string | null } {
     const path = peer.path ?? null;
-    return { path, enc: encName(path === null ? undefined : peer.paths.get(path)?.info?.encapsulation) };
+    return {
+      path,
+      enc: encName(path === null ? undefined : peer.paths.get(path)?.info?.encapsulation),
+    };
   }
 
   #rank(enc: string | null): number {
@@ -526,6 +563,7 @@ export class StatusRecorder {
     s.encapsulation = w.enc;
     rec.changed = true;
     if (fromPath === null) {
+      rec.connectRound = peer.round;
       if (peer.keys.current) s.state = 'connected';
       this.#entry(rec, now, 'connect', `Registered on ${w.enc ?? '?'}`, reason, null, w.enc, null);
       return true;
@@ -538,9 +576,11 @@ export class StatusRecorder {
       s.fallbacks++;
       this.#entry(rec, now, 'fallback', `Fell back ${from} → ${w.enc}`, reason, from, w.enc, null);
     } else {
-      s.moves++;
+      if (peer.round !== rec.connectRound) s.moves++;
       const title =
-        from === w.enc ? `Moved to a new ${w.enc} path` : `Moved ${from ?? '?'} → ${w.enc ?? '?'}`;
+        from === w.enc
+          ? `Moved to a new ${w.enc} path`
+          : `${reason === 'upgrade' ? 'Upgraded' : 'Moved'} ${from ?? '?'} → ${w.enc ?? '?'}`;
       this.#entry(rec, now, 'move', title, reason, from, w.enc, null);
     }
     return true;
@@ -615,9 +655,19 @@ export class StatusRecorder {
       // An HTTP path that fell back to polling registers again on the same path.
       const why = enc === 'http-poll' ? 'http-poll fallback' : 'registration';
       if (!this.#moved(rec, peer, why, now) && rec.announced < e.round) {
-        // A round that kept the session where it was (a transport came back, a refresh).
+        // A round whose first answer kept the session where it was (a transport came back, a
+        // refresh); a preferred one may still upgrade it within the grace window.
         rec.announced = e.round;
-        this.#entry(rec, now, 'registration', `Registered again on ${enc}`, 'no move', null, enc, null);
+        this.#entry(
+          rec,
+          now,
+          'registration',
+          `Round ${e.round}: ${enc} answered first`,
+          'registration',
+          null,
+          enc,
+          null,
+        );
       }
     }
     rec.changed = true;

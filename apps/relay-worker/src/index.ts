@@ -1,0 +1,5 @@
+export * from './config.ts';
+export * from './http-relay.ts';
+export * from './mux-resume.ts';
+export * from './relay-state.ts';
+export * from './routing.ts';

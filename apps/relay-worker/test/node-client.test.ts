@@ -1,0 +1,83 @@
+/**
+ * The Node client (`roamlink connect`'s TunnelClient, apps/client/src/tunnel.ts) against the
+ * Workers relay on workerd: it names its session on every request (`?sid=` on the WebSocket URL,
+ * `Roamlink-Session` on its HTTP requests), so the Worker routes them all to one Durable Object.
+ * Once racing WebSocket and HTTP (the relay picks WebSocket), once over HTTP alone (only the
+ * header routes it); each time 256 KiB through a stream to a TCP echo server, byte for byte.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { nobleProvider, Suite } from '@roamlink/core';
+import type { Miniflare } from 'miniflare';
+import { TunnelClient } from '../../client/src/tunnel.ts';
+import {
+  buildWorker,
+  echoServer,
+  echoThrough,
+  makeKeys,
+  type RelayKeys,
+  sha256,
+  startWorker,
+  until,
+} from './worker-harness.ts';
+
+let keys: RelayKeys;
+let persist = '';
+let mf: Miniflare;
+let port = 0;
+let echo: Awaited<ReturnType<typeof echoServer>>;
+
+before(async () => {
+  const { code } = await buildWorker();
+  keys = makeKeys();
+  persist = mkdtempSync(join(tmpdir(), 'roamlink-worker-client-'));
+  ({ mf, port } = await startWorker({ code, keys, persist }));
+  echo = await echoServer();
+});
+
+after(async () => {
+  await mf?.dispose();
+  echo?.server.close();
+  rmSync(persist, { recursive: true, force: true });
+});
+
+async function session(http: 'race' | 'alone'): Promise<void> {
+  const relay = { address: '127.0.0.1', port };
+  const t = await TunnelClient.start({
+    relay,
+    relayHttp: relay,
+    relayKey: keys.relay.publicKey,
+    keypair: keys.client,
+    provider: nobleProvider,
+    suites: [Suite.CHACHA20_POLY1305],
+    // A Workers relay has neither UDP nor TCP.
+    enabled: { udp: false, tcp: false, ws: http === 'race', http: true },
+    proxy: false,
+  });
+  try {
+    await until(() => t.status().encapsulation !== null, 10_000, 'registration');
+    assert.equal(t.status().encapsulation, http === 'race' ? 'websocket' : 'http-stream');
+    const data = new Uint8Array(randomBytes(256 * 1024));
+    const s = await t.dialer.connect({ host: '127.0.0.1', port: echo.port });
+    const back = await echoThrough(s, data, 20_000);
+    assert.equal(sha256(back), sha256(data), 'every byte back, in order');
+    s.destroy();
+    assert.equal(
+      t.status().encapsulation,
+      http === 'race' ? 'websocket' : 'http-stream',
+      'no move',
+    );
+  } finally {
+    await t.close();
+  }
+}
+
+test('the Node client races WebSocket and HTTP against a Workers relay: one object, WebSocket chosen', () =>
+  session('race'));
+
+test('the Node client over HTTP alone: the Roamlink-Session header routes every request', () =>
+  session('alone'));
