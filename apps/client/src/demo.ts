@@ -12,6 +12,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -34,6 +35,16 @@ const { values } = parseArgs({
 const cli = fileURLToPath(new URL('./cli.ts', import.meta.url));
 const port = Number(values.port);
 const client = loadOrCreateKey(`${values.dir}/client/client.key`).keypair;
+// The status page's in-browser demo connects as a second client, with a key of its own (handed
+// to the page in the URL's fragment, which never leaves the browser), to a local echo service.
+const browser = loadOrCreateKey(`${values.dir}/browser/client.key`).keypair;
+const echo = createServer((s) => {
+  s.on('error', () => {});
+  s.pipe(s);
+});
+await new Promise<void>((r) => echo.listen(0, '127.0.0.1', () => r()));
+echo.unref();
+const echoAddr = `127.0.0.1:${(echo.address() as AddressInfo).port}`;
 mkdirSync(values.dir, { recursive: true });
 const relayLog = `${values.dir}/relay.log`;
 const logFile = createWriteStream(relayLog, { flags: 'a' });
@@ -53,6 +64,8 @@ const relay = spawn(
     `${values.dir}/relay`,
     '--allow',
     toHex(client.publicKey),
+    '--allow',
+    toHex(browser.publicKey),
     '--egress-allow',
     '127.0.0.1/32',
     '--rekey-after-ms',
@@ -78,7 +91,8 @@ const listening = await new Promise<Record<string, string>>((resolve, reject) =>
 });
 process.stderr.write(
   `relay   udp ${listening.udp}  tcp ${listening.tcp}  http ${listening.http}  key ${listening.publicKey}\n` +
-    `        status page http://${listening.http}/status\n` +
+    `        status page http://${listening.http}/status#key=${toHex(browser.secretKey)}&echo=${echoAddr}\n` +
+    `                    (its "Connect this browser" joins as a second client; the echo service is local)\n` +
     `        health http://${listening.http}/health  metrics http://${listening.http}/metrics  log ${relayLog}\n` +
     `client  SOCKS5 on ${values.socks}; try:\n` +
     `        curl --socks5-hostname ${values.socks} http://${listening.http}/health\n`,

@@ -5,8 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -61,6 +62,17 @@ test('./dev run: the curl line it prints fetches /health through its SOCKS5 port
     const health = JSON.parse(body) as { ok: boolean; sessions: number };
     assert.equal(health.ok, true);
     assert.equal(health.sessions, 1, 'the demo client is the one session');
+    // The status page's URL carries the in-browser demo's key and a live local echo service.
+    const m = /status page (http:\/\/\S+\/status)#key=([0-9a-f]{64})&echo=(\S+):(\d+)/.exec(err);
+    assert.ok(m, `status page line: ${err}`);
+    const api = (await (await fetch(`${m[1]}/api`)).json()) as { sessions: unknown[] };
+    assert.equal(api.sessions.length, 1, 'the status API shows the demo session');
+    const echo = connect(Number(m[4]), m[3]!);
+    await once(echo, 'connect');
+    echo.write('ping');
+    const [back] = (await once(echo, 'data')) as [Buffer];
+    assert.equal(back.toString(), 'ping');
+    echo.destroy();
   } finally {
     demo.kill('SIGINT');
   }
