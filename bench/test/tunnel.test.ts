@@ -103,7 +103,8 @@ test('sizes, --only and the percentile', () => {
   assert.throws(() => parseSize('lots'), /cannot read size/);
   assert.throws(() => parseSize('0'), /out of range/);
   assert.deepEqual(parseOnly('udp,tcp'), ['udp', 'tcp']);
-  assert.deepEqual(parseOnly(undefined), ['udp', 'tcp', 'ws', 'http']);
+  assert.deepEqual(parseOnly(undefined), ['udp', 'udp-1400', 'tcp', 'ws', 'http']);
+  assert.deepEqual(parseOnly('udp-1400'), ['udp-1400']);
   assert.throws(() => parseOnly('udp,quic'), /unknown encapsulation "quic"/);
   assert.throws(() => parseOnly(','), /at least one/);
   const xs = Array.from({ length: 100 }, (_, i) => 100 - i);
