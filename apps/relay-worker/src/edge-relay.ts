@@ -21,6 +21,7 @@ import {
   FrameType,
   Mux,
   type MuxEvent,
+  type MuxStats,
   NextHeader,
   nobleProvider,
   type OuterView,
@@ -77,6 +78,11 @@ export interface EdgeRelayOptions {
   shortTimerMs?: number;
   /** After every event: the state changed (Workers save `exportState()` now). */
   onEvent?: () => void;
+  /**
+   * Hears every session event (but key material) and every stream-layer event with its peer's
+   * id: what the status page's recorder is fed (apps/relay/src/status.ts, StatusInput).
+   */
+  observe?: (e: RelayEvent<string> | (MuxEvent & { peer: string })) => void;
 }
 
 export interface SavedPeer {
@@ -291,6 +297,11 @@ export class EdgeRelay {
     };
   }
 
+  /** Each tunnel's stream-layer stats (the status page samples them once a second). */
+  tunnels(): { peer: string; stats: MuxStats }[] {
+    return [...this.#tunnels.values()].map((t) => ({ peer: t.peer.id, stats: t.mux.stats }));
+  }
+
   /** Ends every stream, connection and held request. */
   close(): void {
     for (const id of [...this.#tunnels.keys()]) this.#dropTunnel(id);
@@ -351,6 +362,7 @@ export class EdgeRelay {
   }
 
   #relayEvent(e: RelayEvent<string>): void {
+    if (e.type !== 'sa-keys') this.#o.observe?.(e);
     if (e.type === 'keys-expired' && !e.peer.keys.current && !e.peer.keys.next) {
       this.#dropTunnel(e.peer.id);
     }
@@ -445,6 +457,7 @@ export class EdgeRelay {
   }
 
   #muxEvent(t: Tunnel, e: MuxEvent): void {
+    this.#o.observe?.({ ...e, peer: t.peer.id });
     switch (e.type) {
       case 'stream-open':
         this.#openEgress(t, e.id, e.target);

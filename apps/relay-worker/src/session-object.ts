@@ -27,8 +27,10 @@
 import { connect } from 'cloudflare:sockets';
 import { DurableObject } from 'cloudflare:workers';
 import type { OuterView } from '@roamlink/core';
+import type { Hono } from 'hono';
 import { parseConfig, type RelayEnvVars, type WorkerRelayConfig } from './config.ts';
 import { EdgeRelay, observedView, type SavedState, WS_MAX_PAYLOAD } from './edge-relay.ts';
+import { edgeRecorder, sampleWhileWatched, statusApp } from './status-edge.ts';
 
 const STATE_KEY = 'state';
 
@@ -54,10 +56,15 @@ export class RoamlinkSession extends DurableObject<SessionEnv> {
   readonly #relay: EdgeRelay;
   readonly #ws = new Map<string, WebSocket>();
   readonly #bornAt = Date.now();
+  /** What the status page shows of this session (status-edge.ts); memory only. */
+  readonly #statusApp: Hono;
+  readonly #sampling: { check(): void };
 
   constructor(ctx: DurableObjectState, env: SessionEnv) {
     super(ctx, env);
     this.#cfg = parseConfig(env);
+    const recorder = edgeRecorder(this.#cfg.keypair);
+    this.#statusApp = statusApp(recorder);
     this.#relay = new EdgeRelay({
       config: this.#cfg,
       random,
@@ -78,7 +85,9 @@ export class RoamlinkSession extends DurableObject<SessionEnv> {
       },
       longTimer: (at) => void ctx.storage.setAlarm(at),
       onEvent: () => this.#save(),
+      observe: (e) => recorder.observe(e),
     });
+    this.#sampling = sampleWhileWatched(recorder, () => this.#relay.tunnels());
     // WebSockets that outlived the last instance (hibernation): their paths, as they were.
     for (const ws of ctx.getWebSockets()) {
       const a = ws.deserializeAttachment() as WsAttachment | null;
@@ -94,7 +103,13 @@ export class RoamlinkSession extends DurableObject<SessionEnv> {
   }
 
   override async fetch(req: Request): Promise<Response> {
-    const route = new URL(req.url).pathname.slice('/rl'.length);
+    const url = new URL(req.url);
+    if (url.pathname === '/status/api' || url.pathname === '/status/events') {
+      const res = await this.#statusApp.fetch(req);
+      this.#sampling.check();
+      return res;
+    }
+    const route = url.pathname.slice('/rl'.length);
     if (route === '/ws') return this.#upgrade(req);
     if (route === '/state') {
       if (!this.#cfg.debug) return new Response(null, { status: 404 });

@@ -7,7 +7,6 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import type { Candidate, SaKeyInfo, SessionEvent } from '@roamlink/core';
 import {
   ClientSession,
@@ -32,33 +31,21 @@ import {
   WebSocketTransport,
   WsCloseCode,
 } from '@roamlink/node';
-import { build } from 'esbuild';
 import { Miniflare } from 'miniflare';
+import { bundleWorker } from '../scripts/bundle.ts';
 
-const ENTRY = fileURLToPath(new URL('../src/worker.ts', import.meta.url));
 /** The workerd build miniflare ships supports dates up to its own. */
 export const COMPATIBILITY_DATE = '2026-07-30';
 
 const rnd = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
 export const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
-/** The Worker as one ES module (what `wrangler deploy` uploads), and how long the build took. */
-export async function buildWorker(): Promise<{ code: string; ms: number; bytes: number }> {
-  const t0 = performance.now();
-  const out = await build({
-    entryPoints: [ENTRY],
-    bundle: true,
-    format: 'esm',
-    platform: 'neutral',
-    target: 'es2022',
-    conditions: ['workerd', 'worker', 'browser'],
-    mainFields: ['module', 'main'],
-    external: ['cloudflare:*'],
-    write: false,
-    logLevel: 'silent',
-  });
-  const code = out.outputFiles[0]!.text;
-  return { code, ms: performance.now() - t0, bytes: code.length };
+/**
+ * The Worker as one ES module (what `wrangler deploy` uploads, scripts/bundle.ts: the status
+ * page's files in it), and how long the build took.
+ */
+export function buildWorker(): Promise<{ code: string; ms: number; bytes: number }> {
+  return bundleWorker();
 }
 
 export interface RelayKeys {

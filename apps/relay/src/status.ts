@@ -70,6 +70,11 @@ export interface RelayInfo {
   udp: string | null;
   tcp: string | null;
   http: string | null;
+  /**
+   * True where the relay has no view of all its sessions at once (Workers: each session lives in
+   * its own Durable Object): a page shows one session, named by its routing id (`?sid=`).
+   */
+  sessionScoped?: boolean;
 }
 
 export type SessionState = 'connecting' | 'connected' | 'left' | 'dead';

@@ -18,6 +18,8 @@ type Lib = typeof import('./demo-client.ts');
 export interface DemoHooks {
   /** The page's own public key is known (the session list marks it). */
   onKey: (publicHex: string) => void;
+  /** Connected: the session's routing id (a relay that shows one session per page shows it). */
+  onSession?: (sid: string) => void;
 }
 
 const ECHO_KEY = 'roamlink.status.echo';
@@ -162,6 +164,7 @@ export class Demo {
       this.#session = s;
       this.#state = 'connected';
       const st = s.status();
+      this.#hooks.onSession?.(st.sid);
       this.#note(`Connected over ${encLabel(st.encapsulation)} (verdict ${st.verdict ?? '—'})`);
       let on = st.encapsulation;
       s.addEventListener('handover', (e) => {

@@ -2,6 +2,11 @@
  * The relay's status page: one snapshot and then live updates over Server-Sent Events
  * (`events` beside the page; EventSource reconnects by itself and gets a fresh snapshot), drawn
  * into fixed sections that redraw only what an update touched, at most once a frame.
+ *
+ * `sid=<routing id>` (in the query or the fragment) names one session: the page asks for that
+ * session's data only (`api?sid=`, `events?sid=`). A relay with no view of all its sessions at once
+ * (Workers: `relay.sessionScoped`) needs one; the in-browser demo, once connected there, switches
+ * the page to its own session.
  */
 import './style.css';
 import { Demo } from './demo.ts';
@@ -19,6 +24,20 @@ import {
 } from './view.ts';
 
 const base = location.pathname.endsWith('/') ? location.pathname : `${location.pathname}/`;
+
+const isSid = (v: string | null): v is string => v !== null && /^[A-Za-z0-9_-]{16,128}$/.test(v);
+/** The one session this page shows (by its routing id), if one is named. */
+let sid: string | undefined = [
+  new URLSearchParams(location.search).get('sid'),
+  new URLSearchParams(location.hash.slice(1)).get('sid'),
+].find(isSid);
+/** `api` or `events` beside the page, for the named session if there is one. */
+const dataUrl = (what: 'api' | 'events'): string => {
+  const u = new URL(what, new URL(base, location.href));
+  if (sid) u.searchParams.set('sid', sid);
+  return u.pathname + u.search;
+};
+let events: EventSource | undefined;
 
 let snap: StatusSnapshot | null = null;
 let live: 'live' | 'connecting' | 'down' = 'connecting';
@@ -75,6 +94,10 @@ const demo = new Demo({
     dirty.add('sessions');
     schedule();
   },
+  onSession: (id) => {
+    // A relay that shows one session per page: show this browser's own.
+    if (snap?.relay.sessionScoped && id !== sid && isSid(id)) watch(id);
+  },
 });
 const sessionArea = h(
   'div',
@@ -88,19 +111,19 @@ const sessionArea = h(
   h('div', { class: 'side' }, demo.el),
 );
 const app = document.getElementById('app')!;
-fill(
-  app,
-  header,
-  h('main', { class: 'wrap' }, tabs, empty, sessionArea),
-  h(
-    'footer',
-    { class: 'foot' },
+const footer = h('footer', { class: 'foot' });
+function renderFooter(): void {
+  fill(
+    footer,
     'roamlink · data: ',
-    h('a', { href: `${base}api` }, 'status/api'),
+    h('a', { href: dataUrl('api') }, 'status/api'),
     ' · live: ',
-    h('a', { href: `${base}events` }, 'status/events'),
-  ),
-);
+    h('a', { href: dataUrl('events') }, 'status/events'),
+    sid ? h('span', { 'data-testid': 'sid' }, ` · session ${sid}`) : '',
+  );
+}
+renderFooter();
+fill(app, header, h('main', { class: 'wrap' }, tabs, empty, sessionArea), footer);
 
 // --- Rendering ----------------------------------------------------------------------------------
 
@@ -125,12 +148,27 @@ function flush(): void {
     return;
   }
   if (s.relay.publicKey) document.documentElement.dataset.relayKey = s.relay.publicKey;
+  document.documentElement.dataset.sessionScoped = String(s.relay.sessionScoped === true);
   const sel = (picked && s.sessions.find((x) => x.id === picked)) || defaultSession(s) || undefined;
   const noSessions = s.sessions.length === 0;
   empty.hidden = !noSessions;
   sessionArea.classList.toggle('no-session', noSessions);
   tabs.hidden = s.sessions.length === 0;
-  if (noSessions) {
+  if (noSessions && s.relay.sessionScoped) {
+    // Workers: each session lives apart; the page shows one, named by its routing id.
+    fill(
+      empty,
+      h('h2', null, sid ? 'No session with this id yet' : 'One session per page on this relay'),
+      h(
+        'p',
+        null,
+        'This relay keeps each session apart, so this page shows one, by its routing id: ',
+        h('code', null, `${base.replace(/\/$/, '')}?sid=<id>`),
+        ' (a client’s id: the browser client’s session.status().sid).',
+      ),
+      h('p', { class: 'hint' }, 'Or connect this browser with the card below: it shows its own.'),
+    );
+  } else if (noSessions) {
     fill(
       empty,
       h('h2', null, 'No sessions yet'),
@@ -170,8 +208,24 @@ function connectCommand(s: StatusSnapshot): string {
 
 // --- Live data ----------------------------------------------------------------------------------
 
+/** Shows the session `id` from now on: its id in the address, its data fresh. */
+function watch(id: string): void {
+  sid = id;
+  const u = new URL(location.href);
+  u.searchParams.set('sid', id);
+  history.replaceState(null, '', u);
+  snap = null;
+  lastSeq = 0;
+  live = 'connecting';
+  renderFooter();
+  connectEvents();
+  renderAll();
+}
+
 function connectEvents(): void {
-  const es = new EventSource(new URL('events', new URL(base, location.href)));
+  events?.close();
+  const es = new EventSource(dataUrl('events'));
+  events = es;
   es.addEventListener('open', () => {
     live = 'live';
     dirty.add('header');

@@ -75,13 +75,16 @@ export const DEFAULT_STREAM_TRUST_MS = 10_000;
 export const ACK_HEADER = 'Roamlink-Ack';
 /** Response field: the number of the first datagram in this body (stream, POST and poll answers). */
 export const SEQ_HEADER = 'Roamlink-Seq';
+/** Request field: the session routing id (docs/PROTOCOL.md §7.5); this relay ignores it. */
+const SESSION_HEADER = 'Roamlink-Session';
 
 /**
  * CORS (the Fetch standard's): a page from any origin may use these routes, without credentials
  * (`*`), and read `Roamlink-Seq`. Every answer under the base carries these fields; an OPTIONS
  * preflight for a known route is answered 204 with the methods and the request fields a client
- * sends (Content-Type, Roamlink-Ack), cached for 10 minutes. The WebSocket route checks no Origin
- * either: any page may connect; the Noise handshake, not the origin, authenticates a client.
+ * sends (Content-Type, Roamlink-Ack, Roamlink-Session as the Workers relay allows it), cached
+ * for 10 minutes. The WebSocket route checks no Origin either: any page may connect; the Noise
+ * handshake, not the origin, authenticates a client.
  */
 export const CORS_HEADERS: readonly [string, string][] = [
   ['Access-Control-Allow-Origin', '*'],
@@ -89,7 +92,7 @@ export const CORS_HEADERS: readonly [string, string][] = [
 ];
 const PREFLIGHT_HEADERS: readonly [string, string][] = [
   ['Access-Control-Allow-Methods', 'GET, POST'],
-  ['Access-Control-Allow-Headers', `Content-Type, ${ACK_HEADER}, Cache-Control`],
+  ['Access-Control-Allow-Headers', `Content-Type, ${ACK_HEADER}, ${SESSION_HEADER}, Cache-Control`],
   ['Access-Control-Max-Age', '600'],
 ];
 

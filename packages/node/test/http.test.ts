@@ -1,9 +1,9 @@
 /**
  * RLHTTP/1 on loopback: an HttpRelayTransport on a Node HTTP server that echoes every datagram,
  * and the two clients. Datagrams both ways over streaming and polling, batching in both
- * directions, 4xx answers, session expiry, and a buffering reverse proxy (it reads each upstream
- * response whole before forwarding it): the stream falls back to polling on the same path, polling
- * through it works. The fallback's wire format in detail: http-fallback.test.ts.
+ * directions, 4xx answers, CORS preflights, session expiry, and a buffering reverse proxy (it
+ * reads each upstream response whole before forwarding it): the stream falls back to polling on
+ * the same path, polling through it works. The fallback's wire format in detail: http-fallback.test.ts.
  */
 import assert from 'node:assert/strict';
 import { createServer, request, type Server } from 'node:http';
@@ -255,6 +255,40 @@ test('bad token, route, method, mode or body: 4xx', async () => {
     assert.equal((await fetch(`${base}/health`)).status, 418);
     assert.equal(relay.transport.stats.rejected, 9);
     assert.equal(relay.received.length, 1);
+  } finally {
+    await relay.close();
+  }
+});
+
+test('CORS: a preflight for a known route is 204 and allows the fields clients send', async () => {
+  const relay = await startRelay();
+  const base = `http://127.0.0.1:${relay.port}`;
+  const preflight = (path: string) =>
+    fetch(`${base}${path}`, {
+      method: 'OPTIONS',
+      headers: {
+        Origin: 'http://page.example',
+        'Access-Control-Request-Method': path === '/rl/up' ? 'POST' : 'GET',
+        'Access-Control-Request-Headers': 'content-type, roamlink-ack, roamlink-session',
+      },
+    });
+  try {
+    for (const path of ['/rl/up', '/rl/down', '/rl/poll']) {
+      const r = await preflight(path);
+      assert.equal(r.status, 204, path);
+      assert.equal(r.headers.get('access-control-allow-origin'), '*');
+      assert.equal(r.headers.get('access-control-allow-methods'), 'GET, POST');
+      const allowed = (r.headers.get('access-control-allow-headers') ?? '')
+        .split(',')
+        .map((h) => h.trim().toLowerCase());
+      // Every field a client sends: the Workers relay routes by Roamlink-Session (PROTOCOL §7.5).
+      for (const h of ['content-type', 'roamlink-ack', 'roamlink-session']) {
+        assert.ok(allowed.includes(h), `${path}: ${h} in ${allowed.join(', ')}`);
+      }
+    }
+    assert.equal((await preflight('/rl/nope')).status, 404);
+    assert.equal((await preflight('/rl/ws')).status, 426);
+    assert.equal(relay.received.length, 0);
   } finally {
     await relay.close();
   }
