@@ -145,7 +145,8 @@ test('relay --status-page: /status/api shows the session, race, both views; a mo
   const s = snap.sessions[0]!;
   assert.equal(s.id, pub, 'the session is the client key');
   assert.ok(s.round, 'a registration round');
-  assert.equal(s.round.round, 1);
+  // Round 1, or a later one if a transport came up late and the client registered again with it.
+  assert.ok(s.round.round >= 1, `round ${s.round.round}`);
   assert.equal(s.round.chosen, 'udp');
   const raced = s.round.raced.map((r) => r.encapsulation);
   assert.ok(raced.includes('udp') && raced.includes('tcp'), `raced: ${raced}`);
