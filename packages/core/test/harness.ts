@@ -32,7 +32,7 @@ export interface Received {
 
 export class Net {
   now = 1_700_000_000_000;
-  readonly client: ClientSession<string>;
+  client: ClientSession<string>;
   readonly relay: RelaySessions<string>;
   readonly clientKeys: Keypair;
   readonly relayKeys: Keypair;
@@ -46,6 +46,15 @@ export class Net {
   filter: (d: InFlight) => boolean = () => true;
   #flight: InFlight[] = [];
   #order = 0;
+  readonly #newClient: () => ClientSession<string>;
+
+  /**
+   * The client starts over (a restart, a page reload): a new ClientSession with the same static
+   * key. What was in flight to the old one reaches the new one (and finds no SA).
+   */
+  restartClient(): void {
+    this.client = this.#newClient();
+  }
 
   constructor(
     o: {
@@ -60,14 +69,16 @@ export class Net {
     this.clientKeys = generateKeypair(random);
     this.relayKeys = generateKeypair(random);
     const clientPub = this.clientKeys.publicKey;
-    this.client = new ClientSession<string>({
-      staticKeypair: this.clientKeys,
-      relayStaticKey: this.relayKeys.publicKey,
-      provider: o.clientProvider ?? nobleProvider,
-      random,
-      ...(o.clientPsk ? { psk: o.clientPsk } : {}),
-      ...o.client,
-    });
+    this.#newClient = () =>
+      new ClientSession<string>({
+        staticKeypair: this.clientKeys,
+        relayStaticKey: this.relayKeys.publicKey,
+        provider: o.clientProvider ?? nobleProvider,
+        random,
+        ...(o.clientPsk ? { psk: o.clientPsk } : {}),
+        ...o.client,
+      });
+    this.client = this.#newClient();
     this.relay = new RelaySessions<string>({
       staticKeypair: this.relayKeys,
       provider: o.relayProvider ?? nobleProvider,

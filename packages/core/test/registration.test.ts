@@ -247,6 +247,35 @@ describe('round 1 rides on the handshake', () => {
     assert.equal(net.relay.stats.registrations, 1);
   });
 
+  test('a client that starts over with the same key registers at once, in one round trip', () => {
+    const net = established(['a', 'b']);
+    const peer = [...net.relay.peers.values()][0]!;
+    // Several rounds later (moves), the relay's round is well past 1.
+    for (const paths of [['b'], ['a'], ['b']]) {
+      net.client.move(net.candidates(paths), net.now, 'test');
+      net.runUntil(net.now + 200);
+    }
+    assert.ok(peer.round >= 4, `relay round ${peer.round}`);
+    assert.equal(peer.generation, 1);
+    // The client restarts: a new session, rounds from 1 again, the same static key.
+    net.restartClient();
+    const t0 = net.now;
+    net.connect(['a', 'b']);
+    while (!net.client.registered && net.now < t0 + 2000) net.runUntil(net.now + 1);
+    assert.ok(net.client.registered, 'registered again');
+    assert.equal(net.now - t0, 20, 'in one round trip of path a: round 1 rode on the handshake');
+    assert.equal(net.relay.peers.size, 1, 'the same peer');
+    // Data both ways under the new keys; the relay counts a second session, not a rekey.
+    net.clientSend(numbered(7));
+    net.runUntil(net.now + 100);
+    assert.equal(indexOf(net.atRelay.at(-1)!.payload), 7);
+    assert.equal(peer.generation, 2, 'a new session');
+    assert.equal(net.relay.stats.rekeys, 0, 'not counted as a rekey');
+    net.relaySend(numbered(8));
+    net.runUntil(net.now + 100);
+    assert.equal(indexOf(net.atClient.at(-1)!.payload), 8);
+  });
+
   test('views too large for message 1 are left out; round 1 then goes as RREQs', () => {
     const net = new Net();
     const big = { srcAddr: '198.18.0.2', srcPort: 1, url: `http://relay.test/${'x'.repeat(450)}` };
