@@ -100,6 +100,11 @@ export interface TunnelClientOptions {
    * Default: HTTPS_PROXY / HTTP_PROXY from the environment, honouring NO_PROXY.
    */
   proxy?: string | false;
+  /**
+   * Dial a lost transport again (default true). Off, a loss is final: what a test of one move
+   * wants, and nothing a user would.
+   */
+  redial?: boolean;
 }
 
 /** Inner payload per packet: datagram paths stay under a common MTU; stream paths carry big records. */
@@ -407,7 +412,7 @@ export class TunnelClient {
 
   /** Dial `kind` again after a backoff that doubles while it keeps failing. */
   #redial(kind: TransportKind, delayMs?: number): void {
-    if (this.#closed || this.#dialing.has(kind)) return;
+    if (this.#closed || this.#dialing.has(kind) || this.#o.redial === false) return;
     const wait = delayMs ?? this.#backoff.get(kind) ?? RECONNECT_MIN_MS;
     this.#backoff.set(kind, Math.min(RECONNECT_MAX_MS, Math.max(RECONNECT_MIN_MS, wait * 2)));
     this.#dialing.add(kind);
