@@ -390,3 +390,58 @@ export async function screenshot(page: Page, name: string): Promise<string> {
   await page.screenshot({ path: file, fullPage: true });
   return file;
 }
+
+/**
+ * What a page spec sets up before its tests: a relay of `kind` that allows one client key, a TCP
+ * echo server, the static site serving the test page (with `proxied`, a reverse proxy to the relay
+ * that refuses WebSocket upgrades, which the page then reaches the relay through) and a page open
+ * on it. `stop` undoes all of it; a setup that fails halfway stops what it had started.
+ */
+export interface PageSetup {
+  key: ClientKey;
+  relay: TestRelay;
+  echo: { server: TcpServer; port: number };
+  site: StaticServer;
+  b: Browsing;
+  /** What `pageConnect` needs to reach the relay (through the site when proxied). */
+  connect: { relay: string; relayKey: string; clientKey: string };
+  stop(): Promise<void>;
+}
+
+export async function startPageSetup(
+  kind: RelayKind,
+  o: { proxied?: boolean } = {},
+): Promise<PageSetup> {
+  ensureBundle();
+  const key = clientKey();
+  const parts: {
+    relay?: TestRelay;
+    echo?: { server: TcpServer; port: number };
+    site?: StaticServer;
+    b?: Browsing;
+  } = {};
+  const stop = async (): Promise<void> => {
+    await parts.b?.close();
+    await parts.site?.close();
+    parts.echo?.server.close();
+    await parts.relay?.stop();
+  };
+  try {
+    const [relay, echo] = await Promise.all([startRelayOf(kind, [key]), startEcho()]);
+    parts.relay = relay;
+    parts.echo = echo;
+    const site = await startStatic(o.proxied ? relay : undefined);
+    parts.site = site;
+    const b = await openPage(site.url);
+    parts.b = b;
+    const connect = {
+      relay: o.proxied ? site.url : relay.url,
+      relayKey: relay.publicKey,
+      clientKey: key.secretHex,
+    };
+    return { key, relay, echo, site, b, connect, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}

@@ -12,19 +12,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
-  type Browsing,
-  clientKey,
-  ensureBundle,
   LOOPBACK,
-  openPage,
+  type PageSetup,
   relayKinds,
-  type StaticServer,
   screenshot,
   sleep,
-  startEcho,
-  startRelayOf,
-  startStatic,
-  type TestRelay,
+  startPageSetup,
 } from '../src/harness.ts';
 import {
   pageConnect,
@@ -40,42 +33,33 @@ const RATE = 4 * 1024 * 1024;
 
 for (const kind of relayKinds()) {
   describe(`${kind} relay`, () => {
-    const key = clientKey();
-    let relay: TestRelay;
-    let echo: Awaited<ReturnType<typeof startEcho>>;
-    let site: StaticServer;
-    let b: Browsing;
+    let s: PageSetup;
 
     before(async () => {
-      ensureBundle();
-      [relay, echo] = await Promise.all([startRelayOf(kind, [key]), startEcho()]);
-      site = await startStatic();
-      b = await openPage(site.url);
+      s = await startPageSetup(kind);
     });
 
     after(async () => {
-      await b?.close();
-      await site?.close();
-      echo?.server.close();
-      await relay?.stop();
+      await s?.stop();
     });
 
     test('frozen for 2 s mid-transfer and resumed: same SA, registered again, every byte once', async (t) => {
-      const { status: before } = await pageConnect(b.page, {
-        relay: relay.url,
-        relayKey: relay.publicKey,
-        clientKey: key.secretHex,
+      const { status: before } = await pageConnect(s.b.page, s.connect);
+      await pageStartEcho(s.b.page, {
+        host: LOOPBACK,
+        port: s.echo.port,
+        total: TOTAL,
+        rate: RATE,
       });
-      await pageStartEcho(b.page, { host: LOOPBACK, port: echo.port, total: TOTAL, rate: RATE });
       const deadline = Date.now() + 30_000;
       for (;;) {
-        const p = await pageProgress(b.page);
+        const p = await pageProgress(s.b.page);
         assert.ok(p && !p.error, `transfer failed early: ${p?.error}`);
         if (p.received >= TOTAL / 4) break;
         assert.ok(Date.now() < deadline, 'the transfer did not get going');
         await sleep(20);
       }
-      await b.page.evaluate((ms) => {
+      await s.b.page.evaluate((ms) => {
         document.dispatchEvent(new Event('freeze'));
         const until = Date.now() + ms;
         while (Date.now() < until) {
@@ -83,10 +67,10 @@ for (const kind of relayKinds()) {
         }
         document.dispatchEvent(new Event('resume'));
       }, 2000);
-      const p = await pageFinish(b.page);
-      await screenshot(b.page, `freeze-resumed-${kind}`);
-      const after = await pageStatus(b.page);
-      const events = await pageEvents(b.page);
+      const p = await pageFinish(s.b.page);
+      await screenshot(s.b.page, `freeze-resumed-${kind}`);
+      const after = await pageStatus(s.b.page);
+      const events = await pageEvents(s.b.page);
       t.diagnostic(
         `after resume: ${after.moves} moves, ${after.handovers} handovers, ${after.bytesRetransmitted} bytes sent again; transfer ${p.ms.toFixed(0)} ms`,
       );

@@ -6,19 +6,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
-  type Browsing,
-  clientKey,
-  ensureBundle,
   LOOPBACK,
-  openPage,
+  type PageSetup,
   relayKinds,
-  type StaticServer,
   screenshot,
   sleep,
-  startEcho,
-  startRelayOf,
-  startStatic,
-  type TestRelay,
+  startPageSetup,
 } from '../src/harness.ts';
 import {
   pageConnect,
@@ -36,61 +29,52 @@ const OFFLINE_MS = 3000;
 
 for (const kind of relayKinds()) {
   describe(`${kind} relay`, () => {
-    const key = clientKey();
-    let relay: TestRelay;
-    let echo: Awaited<ReturnType<typeof startEcho>>;
-    let site: StaticServer;
-    let b: Browsing;
+    let s: PageSetup;
 
     before(async () => {
-      ensureBundle();
-      [relay, echo] = await Promise.all([startRelayOf(kind, [key]), startEcho()]);
-      site = await startStatic();
-      b = await openPage(site.url);
+      s = await startPageSetup(kind);
     });
 
     after(async () => {
-      await b?.close();
-      await site?.close();
-      echo?.server.close();
-      await relay?.stop();
+      await s?.stop();
     });
 
     test('offline for 3 s mid-transfer and back: same SA, no new handshake, every byte once, in order', async (t) => {
-      const { status: before } = await pageConnect(b.page, {
-        relay: relay.url,
-        relayKey: relay.publicKey,
-        clientKey: key.secretHex,
-      });
+      const { status: before } = await pageConnect(s.b.page, s.connect);
       assert.equal(before.state, 'connected');
-      await pageStartEcho(b.page, { host: LOOPBACK, port: echo.port, total: TOTAL, rate: RATE });
+      await pageStartEcho(s.b.page, {
+        host: LOOPBACK,
+        port: s.echo.port,
+        total: TOTAL,
+        rate: RATE,
+      });
       // Wait until a quarter has come back: the outage falls mid-transfer.
       const deadline = Date.now() + 30_000;
       for (;;) {
-        const p = await pageProgress(b.page);
+        const p = await pageProgress(s.b.page);
         assert.ok(p && !p.error, `transfer failed early: ${p?.error}`);
         if (p.received >= TOTAL / 4) break;
         assert.ok(Date.now() < deadline, 'the transfer did not get going');
         await sleep(20);
       }
       const wentOffline = performance.now();
-      await b.context.setOffline(true);
+      await s.b.context.setOffline(true);
       await sleep(OFFLINE_MS / 2);
-      const during = await pageStatus(b.page);
-      const mid = await pageProgress(b.page);
-      await screenshot(b.page, `offline-during-${kind}`);
+      const during = await pageStatus(s.b.page);
+      const mid = await pageProgress(s.b.page);
+      await screenshot(s.b.page, `offline-during-${kind}`);
       await sleep(OFFLINE_MS / 2);
-      await b.context.setOffline(false);
+      await s.b.context.setOffline(false);
       const back = performance.now();
       t.diagnostic(
         `offline ${(back - wentOffline).toFixed(0)} ms at ${mid?.received} bytes back; during it: ${during.state} on ${during.encapsulation}, online=${during.online}`,
       );
 
-      const p = await pageFinish(b.page);
+      const p = await pageFinish(s.b.page);
       const done = performance.now();
-      await screenshot(b.page, `offline-after-${kind}`);
-      const after = await pageStatus(b.page);
-      const events = await pageEvents(b.page);
+      await screenshot(s.b.page, `offline-after-${kind}`);
+      const after = await pageStatus(s.b.page);
+      const events = await pageEvents(s.b.page);
       t.diagnostic(
         `finished ${(done - back).toFixed(0)} ms after coming back; ${after.handovers} handovers, ${after.moves} moves, ${after.bytesRetransmitted} bytes sent again; now ${after.encapsulation}`,
       );

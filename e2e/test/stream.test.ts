@@ -6,18 +6,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
-  type Browsing,
-  clientKey,
-  ensureBundle,
   LOOPBACK,
-  openPage,
+  type PageSetup,
   relayKinds,
-  type StaticServer,
   screenshot,
-  startEcho,
-  startRelayOf,
-  startStatic,
-  type TestRelay,
+  startPageSetup,
 } from '../src/harness.ts';
 import { pageConnect, pageFinish, pageStartEcho, pageStatus } from '../src/page.ts';
 
@@ -25,44 +18,30 @@ const TOTAL = 16 * 1024 * 1024;
 
 for (const kind of relayKinds()) {
   describe(`${kind} relay`, () => {
-    const key = clientKey();
-    let relay: TestRelay;
-    let echo: Awaited<ReturnType<typeof startEcho>>;
-    let site: StaticServer;
-    let b: Browsing;
+    let s: PageSetup;
 
     before(async () => {
-      ensureBundle();
-      [relay, echo] = await Promise.all([startRelayOf(kind, [key]), startEcho()]);
-      site = await startStatic();
-      b = await openPage(site.url);
+      s = await startPageSetup(kind);
     });
 
     after(async () => {
-      await b?.close();
-      await site?.close();
-      echo?.server.close();
-      await relay?.stop();
+      await s?.stop();
     });
 
     test('a page connects, opens a stream to a TCP echo server, sends and verifies 16 MiB', async (t) => {
-      const { ms, status } = await pageConnect(b.page, {
-        relay: relay.url,
-        relayKey: relay.publicKey,
-        clientKey: key.secretHex,
-      });
+      const { ms, status } = await pageConnect(s.b.page, s.connect);
       assert.equal(status.state, 'connected');
       assert.equal(status.encapsulation, 'websocket', 'the relay picks WebSocket over HTTP');
       assert.equal(status.handshakes, 1);
       assert.match(status.sid, /^[0-9a-f]{32}$/, 'a session routing id');
       t.diagnostic(`connected in ${ms.toFixed(0)} ms over ${status.encapsulation}`);
 
-      await pageStartEcho(b.page, { host: LOOPBACK, port: echo.port, total: TOTAL });
-      const p = await pageFinish(b.page);
-      await screenshot(b.page, `stream-16mib-${kind}`);
-      assert.equal(p.error, undefined, `transfer failed: ${p.error} ${b.errors.join('; ')}`);
+      await pageStartEcho(s.b.page, { host: LOOPBACK, port: s.echo.port, total: TOTAL });
+      const p = await pageFinish(s.b.page);
+      await screenshot(s.b.page, `stream-16mib-${kind}`);
+      assert.equal(p.error, undefined, `transfer failed: ${p.error} ${s.b.errors.join('; ')}`);
       assert.equal(p.received, TOTAL);
-      const after = await pageStatus(b.page);
+      const after = await pageStatus(s.b.page);
       assert.equal(after.handshakes, 1);
       assert.equal(after.localSpi, status.localSpi);
       assert.ok(after.bytesReceived >= TOTAL);
@@ -75,7 +54,7 @@ for (const kind of relayKinds()) {
       t.diagnostic(
         `16 MiB echoed in ${p.ms.toFixed(0)} ms (${((2 * TOTAL) / 1e6 / (p.ms / 1000)).toFixed(1)} MB/s both ways); retransmitted ${after.bytesRetransmitted} bytes`,
       );
-      assert.deepEqual(b.errors, []);
+      assert.deepEqual(s.b.errors, []);
     });
   });
 }

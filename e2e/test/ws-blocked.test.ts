@@ -9,53 +9,32 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
-  type Browsing,
-  clientKey,
-  ensureBundle,
   LOOPBACK,
-  openPage,
+  type PageSetup,
   relayKinds,
-  type StaticServer,
   screenshot,
-  startEcho,
-  startRelayOf,
-  startStatic,
-  type TestRelay,
+  startPageSetup,
 } from '../src/harness.ts';
 import { pageConnect, pageFinish, pageStartEcho, pageStatus } from '../src/page.ts';
 
 for (const kind of relayKinds()) {
   describe(`${kind} relay`, () => {
-    const key = clientKey();
-    let relay: TestRelay;
-    let echo: Awaited<ReturnType<typeof startEcho>>;
-    let proxy: StaticServer;
-    let b: Browsing;
+    let s: PageSetup;
 
     before(async () => {
-      ensureBundle();
-      [relay, echo] = await Promise.all([startRelayOf(kind, [key]), startEcho()]);
-      proxy = await startStatic(relay);
-      b = await openPage(proxy.url);
+      s = await startPageSetup(kind, { proxied: true });
     });
 
     after(async () => {
-      await b?.close();
-      await proxy?.close();
-      echo?.server.close();
-      await relay?.stop();
+      await s?.stop();
     });
 
     test('WebSocket refused by a proxy: connected over HTTP in under 1 s, and the verdict shows the proxy', async (t) => {
-      const { ms, status } = await pageConnect(b.page, {
-        relay: proxy.url,
-        relayKey: relay.publicKey,
-        clientKey: key.secretHex,
-      });
+      const { ms, status } = await pageConnect(s.b.page, s.connect);
       t.diagnostic(
-        `connected in ${ms.toFixed(0)} ms over ${status.encapsulation}; verdict ${status.verdict}; ${proxy.upgradesRefused} upgrade(s) refused`,
+        `connected in ${ms.toFixed(0)} ms over ${status.encapsulation}; verdict ${status.verdict}; ${s.site.upgradesRefused} upgrade(s) refused`,
       );
-      assert.ok(proxy.upgradesRefused >= 1, 'the page tried WebSocket');
+      assert.ok(s.site.upgradesRefused >= 1, 'the page tried WebSocket');
       assert.equal(status.state, 'connected');
       assert.equal(status.encapsulation, 'http-stream');
       assert.ok(ms < 1000, `connected in ${ms.toFixed(0)} ms`);
@@ -63,12 +42,12 @@ for (const kind of relayKinds()) {
       assert.equal(status.verdict, 'protocol');
 
       // The HTTP path carries a stream too.
-      await pageStartEcho(b.page, { host: LOOPBACK, port: echo.port, total: 1024 * 1024 });
-      const p = await pageFinish(b.page);
-      await screenshot(b.page, `ws-blocked-http-${kind}`);
+      await pageStartEcho(s.b.page, { host: LOOPBACK, port: s.echo.port, total: 1024 * 1024 });
+      const p = await pageFinish(s.b.page);
+      await screenshot(s.b.page, `ws-blocked-http-${kind}`);
       assert.equal(p.error, undefined, `transfer failed: ${p.error}`);
       assert.equal(p.received, 1024 * 1024);
-      const after = await pageStatus(b.page);
+      const after = await pageStatus(s.b.page);
       assert.equal(after.encapsulation, 'http-stream');
       assert.equal(after.handshakes, 1);
       t.diagnostic(`1 MiB echoed over HTTP through the proxy in ${p.ms.toFixed(0)} ms`);
