@@ -53,6 +53,7 @@ import {
   isHttpPath,
   isTcpPath,
   isWsPath,
+  listenOn,
   MuxHost,
   nodeRandom,
   SessionDriver,
@@ -453,15 +454,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
     });
     server = s;
     ws.attach(s);
-    await new Promise<void>((resolve, reject) => {
-      s.once('error', reject);
-      s.listen(o.http!.port, o.http!.address, () => {
-        s.off('error', reject);
-        resolve();
-      });
-    });
-    const a = s.address();
-    if (a && typeof a === 'object') httpLocal = { address: a.address, port: a.port };
+    httpLocal = await listenOn(s, o.http.address, o.http.port);
   }
 
   return {

@@ -9,6 +9,7 @@
 import { createServer, isIPv4, isIPv6, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ErrorCode, RoamlinkError } from '@roamlink/core';
+import { listenOn } from './listen.ts';
 import {
   DEFAULT_MAX_LOCAL_CONNECTIONS,
   DEFAULT_TUNNEL_CONNECT_TIMEOUT_MS,
@@ -261,18 +262,8 @@ export async function startForward(o: ForwardOptions): Promise<Forward> {
     },
   );
   server.on('error', () => {});
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(spec.bindPort, spec.bindHost, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const a = server.address();
-  const address =
-    a && typeof a === 'object'
-      ? { host: a.address, port: a.port }
-      : { host: spec.bindHost, port: spec.bindPort };
+  const bound = await listenOn(server, spec.bindHost, spec.bindPort);
+  const address = { host: bound.address, port: bound.port };
   return {
     address,
     target,

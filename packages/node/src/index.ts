@@ -2,6 +2,7 @@ export * from './driver.ts';
 export * from './forward.ts';
 export * from './http.ts';
 export * from './keys.ts';
+export * from './listen.ts';
 export * from './mux-host.ts';
 export * from './pipe.ts';
 export * from './proxy.ts';

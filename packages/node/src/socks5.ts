@@ -21,6 +21,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, isIPv4, isIPv6, type Server, Socket } from 'node:net';
 import { type Duplex, finished } from 'node:stream';
 import { ErrorCode, RoamlinkError } from '@roamlink/core';
+import { listenOn } from './listen.ts';
 import { corkedPipe } from './pipe.ts';
 
 /** Where a tunnelled stream or datagram goes: an IP literal or a domain name, never resolved here. */
@@ -861,18 +862,8 @@ export async function startSocksServer(o: SocksServerOptions): Promise<SocksServ
     });
   });
   server.on('error', () => {});
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port, o.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const a = server.address();
-  const address =
-    a && typeof a === 'object'
-      ? { host: unmapV4(a.address), port: a.port }
-      : { host: o.host, port: o.port };
+  const bound = await listenOn(server, o.host, o.port);
+  const address = { host: bound.address, port: bound.port };
 
   return {
     address,

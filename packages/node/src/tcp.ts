@@ -17,6 +17,7 @@ import {
   RecordReader,
   TCP_PREFACE,
 } from '@roamlink/core';
+import { listenOn } from './listen.ts';
 import type { UdpEndpoint } from './udp.ts';
 
 // The framing lives in the core (shared with the simulator); re-exported for this transport's users.
@@ -129,14 +130,7 @@ export class TcpTransport {
     if (this.#server) throw new Error('already listening');
     const server = createServer({ noDelay: true }, (s) => this.#accept(s));
     this.#server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    return this.listening!;
+    return listenOn(server, host, port);
   }
 
   /**
