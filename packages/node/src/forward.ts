@@ -6,15 +6,14 @@
  * on, an error on either side destroys both (the client's socket with an RST, which is also how a
  * refused dial shows).
  */
-import { createServer, isIPv4, isIPv6, type Server, type Socket } from 'node:net';
+import { isIPv4, isIPv6, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ErrorCode, RoamlinkError } from '@roamlink/core';
-import { listenOn } from './listen.ts';
+import { LocalServer } from './local-server.ts';
 import {
   DEFAULT_MAX_LOCAL_CONNECTIONS,
   DEFAULT_TUNNEL_CONNECT_TIMEOUT_MS,
   dialTunnel,
-  formatEndpoint,
   spliceStreams,
   type TunnelDialer,
   TunnelError,
@@ -184,9 +183,6 @@ export async function startForward(o: ForwardOptions): Promise<Forward> {
     },
     overLimit: 0,
   };
-  const sockets = new Set<Socket>();
-  const tunnels = new Set<Duplex>();
-  let closing = false;
   const log = (e: ForwardLogEvent): void => {
     if (!o.onLog) return;
     try {
@@ -213,16 +209,16 @@ export async function startForward(o: ForwardOptions): Promise<Forward> {
       if (!s.destroyed) s.resetAndDestroy();
       return;
     }
-    if (s.destroyed || closing) {
+    if (s.destroyed || listener.closing) {
       stream.on('error', () => {});
       stream.destroy();
       return;
     }
     stats.connects++;
-    tunnels.add(stream);
+    listener.tunnels.add(stream);
     log({ event: 'connect', remote, target });
     spliceStreams(s, stream, (err) => {
-      tunnels.delete(stream);
+      listener.tunnels.delete(stream);
       log({
         event: 'close',
         remote,
@@ -235,47 +231,26 @@ export async function startForward(o: ForwardOptions): Promise<Forward> {
     });
   };
 
-  const server: Server = createServer(
-    { allowHalfOpen: true, noDelay: true, pauseOnConnect: true },
-    (s) => {
-      s.on('error', () => {});
-      const remote = formatEndpoint(s.remoteAddress, s.remotePort);
-      if (closing || sockets.size >= maxConns) {
-        stats.overLimit++;
-        log({ event: 'reject', remote, target, message: 'too many connections' });
-        s.destroy();
-        return;
-      }
-      sockets.add(s);
-      s.once('close', () => sockets.delete(s));
+  const listener: LocalServer = new LocalServer({
+    serverOptions: { allowHalfOpen: true, noDelay: true, pauseOnConnect: true },
+    maxConnections: maxConns,
+    onRefused: (remote) => {
+      stats.overLimit++;
+      log({ event: 'reject', remote, target, message: 'too many connections' });
+    },
+    onAccepted: (remote) => {
       stats.accepted++;
       log({ event: 'accept', remote, target });
-      carry(s, remote).catch((e: unknown) => {
-        log({
-          event: 'close',
-          remote,
-          target,
-          message: e instanceof Error ? e.message : String(e),
-        });
-        s.destroy();
-      });
     },
-  );
-  server.on('error', () => {});
-  const bound = await listenOn(server, spec.bindHost, spec.bindPort);
-  const address = { host: bound.address, port: bound.port };
+    handle: carry,
+    onFailed: (remote, message) => log({ event: 'close', remote, target, message }),
+  });
+  const address = await listener.listen(spec.bindHost, spec.bindPort);
   return {
     address,
     target,
     stats,
-    connections: () => sockets.size,
-    close: async () => {
-      if (closing) return;
-      closing = true;
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const t of tunnels) t.destroy();
-      for (const s of sockets) s.destroy();
-      await closed;
-    },
+    connections: () => listener.sockets.size,
+    close: () => listener.close(),
   };
 }

@@ -18,10 +18,10 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { createServer, isIPv4, isIPv6, type Server, Socket } from 'node:net';
+import { isIPv4, isIPv6, Socket } from 'node:net';
 import { type Duplex, finished } from 'node:stream';
 import { ErrorCode, RoamlinkError } from '@roamlink/core';
-import { listenOn } from './listen.ts';
+import { formatEndpoint, LocalServer, unmapV4 } from './local-server.ts';
 import { corkedPipe } from './pipe.ts';
 
 /** Where a tunnelled stream or datagram goes: an IP literal or a domain name, never resolved here. */
@@ -102,9 +102,6 @@ export function socksReplyFor(err: unknown): number {
 // ---------------------------------------------------------------------------------------------
 // Address codec (RFC 1928 §4-§5, §7)
 
-const MAPPED_V4 = /^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i;
-/** An IPv4-mapped IPv6 address as the IPv4 address it stands for. */
-const unmapV4 = (a: string): string => a.replace(MAPPED_V4, '');
 const stripZone = (a: string): string => {
   const z = a.indexOf('%');
   return z < 0 ? a : a.slice(0, z);
@@ -347,10 +344,7 @@ export function dialTunnel(
   });
 }
 
-export const formatEndpoint = (host: string | undefined, port: number | undefined): string => {
-  const h = unmapV4(host ?? '?');
-  return h.includes(':') ? `[${h}]:${port ?? 0}` : `${h}:${port ?? 0}`;
-};
+export { formatEndpoint };
 
 // ---------------------------------------------------------------------------------------------
 // The server
@@ -577,9 +571,6 @@ export async function startSocksServer(o: SocksServerOptions): Promise<SocksServ
     udpMalformedDropped: 0,
     udpUndeliverable: 0,
   };
-  const sockets = new Set<Socket>();
-  const tunnels = new Set<Duplex>();
-  let closing = false;
 
   const log = (e: SocksLogEvent): void => {
     if (!o.onLog) return;
@@ -687,17 +678,17 @@ export async function startSocksServer(o: SocksServerOptions): Promise<SocksServ
       endWith(s, reply(rep));
       return;
     }
-    if (s.destroyed || closing) {
+    if (s.destroyed || listener.closing) {
       stream.on('error', () => {});
       stream.destroy();
       return;
     }
     stats.connects++;
-    tunnels.add(stream);
+    listener.tunnels.add(stream);
     log({ event: 'connect', remote, target });
     s.write(reply(SocksReply.SUCCEEDED));
     spliceStreams(s, stream, (err) => {
-      tunnels.delete(stream);
+      listener.tunnels.delete(stream);
       log({
         event: 'close',
         remote,
@@ -754,7 +745,7 @@ export async function startSocksServer(o: SocksServerOptions): Promise<SocksServ
       }
       log({ event: 'udp-close', remote });
     };
-    if (s.destroyed || closing) {
+    if (s.destroyed || listener.closing) {
       teardown();
       return;
     }
@@ -841,41 +832,26 @@ export async function startSocksServer(o: SocksServerOptions): Promise<SocksServ
     else await doUdp(s, remote, req.target);
   };
 
-  const server: Server = createServer({ allowHalfOpen: true, noDelay: true }, (s) => {
-    // Errors show up through the handshake reader, the splice or the close event; this listener
-    // keeps a late one from ever being unhandled.
-    s.on('error', () => {});
-    const remote = formatEndpoint(s.remoteAddress, s.remotePort);
-    if (closing || sockets.size >= maxConns) {
+  const listener: LocalServer = new LocalServer({
+    serverOptions: { allowHalfOpen: true, noDelay: true },
+    maxConnections: maxConns,
+    onRefused: (remote) => {
       stats.rejected['too-many-connections']++;
       log({ event: 'reject', remote, reason: 'too-many-connections' });
-      s.destroy();
-      return;
-    }
-    sockets.add(s);
-    s.once('close', () => sockets.delete(s));
-    stats.accepted++;
-    log({ event: 'accept', remote });
-    session(s, remote).catch((e: unknown) => {
-      log({ event: 'close', remote, message: e instanceof Error ? e.message : String(e) });
-      s.destroy();
-    });
+    },
+    onAccepted: (remote) => {
+      stats.accepted++;
+      log({ event: 'accept', remote });
+    },
+    handle: session,
+    onFailed: (remote, message) => log({ event: 'close', remote, message }),
   });
-  server.on('error', () => {});
-  const bound = await listenOn(server, o.host, o.port);
-  const address = { host: bound.address, port: bound.port };
+  const address = await listener.listen(o.host, o.port);
 
   return {
     address,
     stats,
-    connections: () => sockets.size,
-    close: async () => {
-      if (closing) return;
-      closing = true;
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const t of tunnels) t.destroy();
-      for (const s of sockets) s.destroy();
-      await closed;
-    },
+    connections: () => listener.sockets.size,
+    close: () => listener.close(),
   };
 }
