@@ -45,6 +45,7 @@ import {
   SessionDriver,
   selectProxy,
   TcpTransport,
+  UDP_PAYLOAD_CEILING,
   UdpTransport,
   WebSocketTransport,
   WS_PATH,
@@ -107,18 +108,6 @@ export interface TunnelClientOptions {
   redial?: boolean;
 }
 
-/** Inner payload per packet: datagram paths stay under a common MTU; stream paths carry big records. */
-const UDP_PAYLOAD = 1360;
-const STREAM_PAYLOAD = 60_000;
-/**
- * The largest payload a UDP path is probed for: an IPv4 UDP datagram's limit, less ESP.
- * ROAMLINK_UDP_MAX_PAYLOAD caps it (at most 1360 turns the search off), e.g. to measure
- * packets per second at the common 1400-byte packet.
- */
-const UDP_CEILING = Math.max(
-  1200,
-  Math.min(65_000, Number(process.env.ROAMLINK_UDP_MAX_PAYLOAD) || 65_000),
-);
 const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 8000;
 
@@ -361,21 +350,21 @@ export class TunnelClient {
     const first = this.#lastPath === undefined;
     this.#lastPath = p;
     const enc = this.session.encapsulation;
-    this.host.mux.setMaxPayload(
-      enc === Encapsulation.UDP || enc === undefined ? UDP_PAYLOAD : STREAM_PAYLOAD,
-    );
+    // On UDP the path's real MTU is looked for (RFC 8899): loopback and jumbo-frame LANs carry
+    // far more than the 1360 bytes every path takes, and per-packet cost is what limits speed.
+    this.host.mux.usePath({
+      datagram: enc === Encapsulation.UDP || enc === undefined,
+      changed: !first,
+      now: this.driver.now(),
+      datagramCeiling: UDP_PAYLOAD_CEILING,
+    });
     if (!first) {
       this.handovers++;
-      this.host.mux.pathChanged(this.driver.now(), 'path-changed');
       this.#log('handover', {
         path: p,
         encapsulation: enc === undefined ? null : ENCAPSULATION_NAMES[enc],
       });
     }
-    // On UDP, look for the path's real MTU (RFC 8899): loopback and jumbo-frame LANs carry far
-    // more than the 1360 bytes every path takes, and per-packet cost is what limits speed.
-    this.host.mux.setPacing(enc === Encapsulation.UDP);
-    if (enc === Encapsulation.UDP) this.host.mux.probeMaxPayload(UDP_CEILING);
     this.host.pump();
   }
 

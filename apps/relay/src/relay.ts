@@ -58,6 +58,7 @@ import {
   nodeRandom,
   SessionDriver,
   TcpTransport,
+  UDP_PAYLOAD_CEILING,
   UdpTransport,
   WebSocketTransport,
   WsCloseCode,
@@ -99,18 +100,6 @@ export interface RelayOptions {
   /** Connect timeout for egress TCP (default 10 s). */
   connectTimeoutMs?: number;
 }
-
-const UDP_PAYLOAD = 1360;
-const STREAM_PAYLOAD = 60_000;
-/**
- * The largest payload a UDP path is probed for: an IPv4 UDP datagram's limit, less ESP.
- * ROAMLINK_UDP_MAX_PAYLOAD caps it (at most 1360 turns the search off), e.g. to measure
- * packets per second at the common 1400-byte packet.
- */
-const UDP_CEILING = Math.max(
-  1200,
-  Math.min(65_000, Number(process.env.ROAMLINK_UDP_MAX_PAYLOAD) || 65_000),
-);
 
 /** What the relay keeps per client beside its RelayPeer: the stream layer and its egress. */
 interface PeerTunnel {
@@ -206,13 +195,13 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       const first = t.lastPath === undefined;
       t.lastPath = p;
       const enc = t.peer.paths.get(p)?.info?.encapsulation;
-      t.host.mux.setMaxPayload(
-        enc === Encapsulation.UDP || enc === undefined ? UDP_PAYLOAD : STREAM_PAYLOAD,
-      );
-      if (!first) t.host.mux.pathChanged(driver.now(), 'path-changed');
-      // RFC 8899: each direction finds its own path MTU on UDP.
-      t.host.mux.setPacing(enc === Encapsulation.UDP);
-      if (enc === Encapsulation.UDP) t.host.mux.probeMaxPayload(UDP_CEILING);
+      // On UDP each direction finds its own path MTU (RFC 8899).
+      t.host.mux.usePath({
+        datagram: enc === Encapsulation.UDP || enc === undefined,
+        changed: !first,
+        now: driver.now(),
+        datagramCeiling: UDP_PAYLOAD_CEILING,
+      });
       t.host.pump();
     }
   };

@@ -207,6 +207,12 @@ const K_MAX_STREAMS = 6;
 const K_GOAWAY = 7;
 const K_PING = 8;
 const K_DATAGRAM = 9;
+/** Payload a datagram (UDP) path starts with: fits a 1400-byte packet under common MTUs. */
+export const DATAGRAM_PATH_PAYLOAD = 1360;
+/** Payload on a path over TCP: one record of RFC 8229 framing holds up to 65 533 bytes. */
+export const STREAM_PATH_PAYLOAD = 60_000;
+/** The largest payload a datagram path is probed for: an IPv4 UDP datagram's limit, less ESP. */
+export const DATAGRAM_PATH_CEILING = 65_000;
 /** A path-MTU probe: PING and PADDING to the size under test (`a`). */
 const K_PMTU = 10;
 /** Sizes a PMTU search tries, largest first (below the path's ceiling): RFC 8899 §5.3's search. */
@@ -641,6 +647,20 @@ export class Mux {
     this.#maxPayload = this.#checkPayload(bytes);
     this.#rec.cc.setMaxDatagramSize(bytes);
     this.#pacer.setCapacity(initialWindow(bytes));
+  }
+
+  /**
+   * The session is on a new path (or its first): fits the stream layer to its kind. Over UDP
+   * (`datagram`) packets start at DATAGRAM_PATH_PAYLOAD, are paced, and the path's MTU is searched
+   * up to `datagramCeiling` (RFC 8899); over TCP, WebSocket or HTTP they carry
+   * STREAM_PATH_PAYLOAD bytes, unpaced (the kernel's TCP paces those). `changed`: not the first
+   * path, so what was in flight goes again at once (`pathChanged`, RFC 9000 §9.4).
+   */
+  usePath(o: { datagram: boolean; changed: boolean; now: number; datagramCeiling?: number }): void {
+    this.setMaxPayload(o.datagram ? DATAGRAM_PATH_PAYLOAD : STREAM_PATH_PAYLOAD);
+    if (o.changed) this.pathChanged(o.now, 'path-changed');
+    this.setPacing(o.datagram);
+    if (o.datagram) this.probeMaxPayload(o.datagramCeiling ?? DATAGRAM_PATH_CEILING);
   }
 
   /**

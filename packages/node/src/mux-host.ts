@@ -11,7 +11,7 @@
  */
 import { Duplex } from 'node:stream';
 import type { Mux, MuxEvent, StreamTarget } from '@roamlink/core';
-import { StreamError } from '@roamlink/core';
+import { DATAGRAM_PATH_CEILING, StreamError } from '@roamlink/core';
 import type { TunnelDatagrams, TunnelErrorCode } from './socks5.ts';
 import { TunnelError } from './socks5.ts';
 
@@ -27,6 +27,19 @@ export interface MuxHostOptions {
   onDatagram?: (flow: number, target: StreamTarget, data: Uint8Array) => void;
   clock?: () => number;
 }
+
+/**
+ * The payload ceiling for the path-MTU search on UDP: DATAGRAM_PATH_CEILING unless
+ * ROAMLINK_UDP_MAX_PAYLOAD caps it (at most 1360 turns the search off), e.g. to measure packets
+ * per second at the common 1400-byte packet.
+ */
+export const UDP_PAYLOAD_CEILING = Math.max(
+  1200,
+  Math.min(
+    DATAGRAM_PATH_CEILING,
+    Number(process.env.ROAMLINK_UDP_MAX_PAYLOAD) || DATAGRAM_PATH_CEILING,
+  ),
+);
 
 /** Stream error codes on the wire (StreamError) as the SOCKS layer names them. */
 export function tunnelErrorCode(code: number): TunnelErrorCode {
