@@ -30,6 +30,7 @@ import {
   type RelayEvent,
   type RelayPeer,
   RelaySessions,
+  STREAM_PATH_PAYLOAD,
   StreamError,
   type StreamTarget,
 } from '@roamlink/core';
@@ -53,8 +54,6 @@ export const EDGE_ENCAPSULATIONS = [
   Encapsulation.HTTP_POLL,
 ] as const;
 
-/** Inner payload per packet: every path here is a stream transport. */
-const STREAM_PAYLOAD = 60_000;
 /** The largest WebSocket message taken (as on Node); larger closes with 1009. */
 export const WS_MAX_PAYLOAD = 65_535;
 
@@ -387,7 +386,8 @@ export class EdgeRelay {
     const mux = new Mux({
       role: 'relay',
       now: Date.now(),
-      maxPayload: STREAM_PAYLOAD,
+      // Every path here is a stream transport.
+      maxPayload: STREAM_PATH_PAYLOAD,
       pacing: false,
     });
     t = {

@@ -37,6 +37,7 @@ import {
   Mux,
   NextHeader,
   nobleProvider,
+  STREAM_PATH_PAYLOAD,
   StreamError,
   SUITE_NAMES,
   Suite,
@@ -198,8 +199,6 @@ export interface SessionStatus {
   sid: string;
 }
 
-/** Inner payload per packet: every browser encapsulation is a stream transport. */
-const STREAM_PAYLOAD = 60_000;
 const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 8000;
 /** Hidden at least this long: register again when visible. */
@@ -339,7 +338,8 @@ export class RoamlinkSession extends TypedEventTarget {
       // does on its stream paths; browsers clamp timers anyway.
       pacing: false,
       now: Date.now(),
-      maxPayload: STREAM_PAYLOAD,
+      // Every path here is a stream transport.
+      maxPayload: STREAM_PATH_PAYLOAD,
       ...(o.streamWindow ? { streamWindow: o.streamWindow } : {}),
       ...(o.outageMs ? { outageMs: o.outageMs } : {}),
     });
