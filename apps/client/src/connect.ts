@@ -21,6 +21,7 @@ import {
   parsePublicKey,
   startForward,
   startSocksServer,
+  tuneHeapForTunnel,
 } from '@roamlink/node';
 import { TRANSPORT_KINDS, type TransportKind, TunnelClient } from './tunnel.ts';
 
@@ -47,6 +48,7 @@ export interface ConnectOptions {
 export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, UNREACHABLE: 3 } as const;
 
 export async function connect(o: ConnectOptions): Promise<number> {
+  tuneHeapForTunnel();
   const { keypair } = loadOrCreateKey(`${o.dataDir}/client.key`);
   // Measured at the stream layer's packet size (tens of KB on every path but a small-MTU UDP
   // one): there AES-GCM with AES-NI outruns ChaCha20 where at 1400 bytes it does not.

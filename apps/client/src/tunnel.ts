@@ -146,6 +146,7 @@ export class TunnelClient {
   readonly #backoff = new Map<TransportKind, number>();
   readonly #timers = new Set<NodeJS.Timeout>();
   #lastPath: string | undefined;
+  #lastEnc: Encapsulation | undefined;
   #closed = false;
   handovers = 0;
   moves = 0;
@@ -346,24 +347,25 @@ export class TunnelClient {
    */
   #checkPath(): void {
     const p = this.session.path;
-    if (p === undefined || p === this.#lastPath) return;
-    const first = this.#lastPath === undefined;
-    this.#lastPath = p;
     const enc = this.session.encapsulation;
+    // Fitted once the relay has named the encapsulation (the first RREP): the path the handshake
+    // went out on is often the one that wins, so the path alone does not show the change.
+    if (p === undefined || enc === undefined) return;
+    if (p === this.#lastPath && enc === this.#lastEnc) return;
+    const moved = this.#lastPath !== undefined && p !== this.#lastPath;
+    this.#lastPath = p;
+    this.#lastEnc = enc;
     // On UDP the path's real MTU is looked for (RFC 8899): loopback and jumbo-frame LANs carry
     // far more than the 1360 bytes every path takes, and per-packet cost is what limits speed.
     this.host.mux.usePath({
-      datagram: enc === Encapsulation.UDP || enc === undefined,
-      changed: !first,
+      datagram: enc === Encapsulation.UDP,
+      changed: moved,
       now: this.driver.now(),
       datagramCeiling: UDP_PAYLOAD_CEILING,
     });
-    if (!first) {
+    if (moved) {
       this.handovers++;
-      this.#log('handover', {
-        path: p,
-        encapsulation: enc === undefined ? null : ENCAPSULATION_NAMES[enc],
-      });
+      this.#log('handover', { path: p, encapsulation: ENCAPSULATION_NAMES[enc] });
     }
     this.host.pump();
   }

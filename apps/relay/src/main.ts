@@ -15,6 +15,7 @@ import { createInterface } from 'node:readline';
 import type { StreamTarget } from '@roamlink/core';
 import { ENCAPSULATION_NAMES, StreamError, toHex } from '@roamlink/core';
 import { BULK_PACKET_BYTES, keyLogWriter, selectProvider } from '@roamlink/crypto-node';
+import { tuneHeapForTunnel } from '@roamlink/node';
 import {
   ConfigError,
   egressPolicyOf,
@@ -32,6 +33,7 @@ import { loadStatusAssets, sampleTunnels } from './status-node.ts';
 
 /** Runs the relay until a signal; resolves with the exit code. */
 export async function runRelay(argv: readonly string[]): Promise<number> {
+  tuneHeapForTunnel();
   const control = argv.includes('--control');
   let loaded: ReturnType<typeof loadConfig>;
   try {

@@ -57,6 +57,14 @@ export const MUX_INITIAL_STREAM_CREDIT = 64 * 1024;
 export const MUX_INITIAL_SESSION_CREDIT = 1024 * 1024;
 /** Streams the client may open before the relay's first MAX_STREAMS. */
 export const MUX_INITIAL_MAX_STREAMS = 100;
+/**
+ * Ack-eliciting packets after which an ACK goes at once (else at max_ack_delay): every second one
+ * on UDP, as RFC 9000 §13.2.2 recommends, so loss is detected early; on a path over TCP nothing
+ * is lost between the ends and ACKs only release buffers and credit, so one per eight packets
+ * (up to ~480 KB) spares both ends most ACK packets (a draft-ietf-quic-ack-frequency threshold).
+ */
+const ACK_THRESHOLD_DATAGRAM = 2;
+const ACK_THRESHOLD_STREAM = 8;
 /** The longest a receiver holds an ACK for an ack-eliciting packet (max_ack_delay). */
 export const MUX_MAX_ACK_DELAY_MS = 25;
 /** Smallest and largest `maxPayload`. */
@@ -91,7 +99,11 @@ export interface MuxOptions {
   maxStreamWindow?: number;
   /** Per-session receive window, default 16 MiB. */
   sessionWindow?: number;
-  /** Per-stream bytes (unacknowledged + unsent) that `write()` accepts, default `streamWindow`. */
+  /**
+   * Per-stream bytes (unacknowledged + unsent) that `write()` always accepts, default
+   * `streamWindow`; more as the peer's credit grows, up to `maxStreamWindow` per stream and
+   * `sessionWindow` for all streams together.
+   */
   sendBufferLimit?: number;
   /** Inner payload bytes per packet, default 1200. */
   maxPayload?: number;
@@ -353,6 +365,8 @@ export class Mux {
   #largestReceivedAt = 0;
   #ackPending = false;
   #ackImmediate = false;
+  /** Ack-eliciting packets received before an ACK is owed at once (setPacing sets it). */
+  #ackThreshold = ACK_THRESHOLD_DATAGRAM;
   #ackElicitingSince = 0;
   #ackDeadline: number | undefined;
 
@@ -520,7 +534,7 @@ export class Mux {
     const ackDue =
       ackLen > 0 &&
       (this.#ackImmediate ||
-        this.#ackElicitingSince >= 2 ||
+        this.#ackElicitingSince >= this.#ackThreshold ||
         (this.#ackDeadline !== undefined && now >= this.#ackDeadline));
 
     // How much ack-eliciting content may go.
@@ -669,6 +683,7 @@ export class Mux {
    */
   setPacing(on: boolean): void {
     this.#pacing = on;
+    this.#ackThreshold = on ? ACK_THRESHOLD_DATAGRAM : ACK_THRESHOLD_STREAM;
     this.#pacerWake = undefined;
   }
 
@@ -784,8 +799,7 @@ export class Mux {
       if (!s.announced) return 0;
       this.accept(id);
     }
-    const space = Math.min(this.#sendBufferLimit - s.send.buffered, s.sendMax - s.send.writeOffset);
-    const n = s.send.write(data, Math.max(0, space), this.#adopt);
+    const n = s.send.write(data, this.#sendSpace(s), this.#adopt);
     if (n < data.length) s.writeBlocked = true;
     if (n > 0) this.#enqueue(s);
     return n;
@@ -1334,15 +1348,33 @@ export class Mux {
     }
   }
 
+  /**
+   * Bytes `write` may take on `s` now. Never beyond the peer's credit. Up to `sendBufferLimit`
+   * held (unacknowledged + unsent) always; beyond that, as the peer's credit grows (its receive
+   * window auto-tunes up to `maxStreamWindow`), so the bytes in flight can fill the window the
+   * receiver offers, while the session's streams together hold at most `sessionWindow`. Holding
+   * only 1 MiB while the receiver offers 8 left a fast path idle for every ACK's round trip.
+   */
+  #sendSpace(s: MuxStreamState): number {
+    const send = s.send;
+    const credit = s.sendMax - send.writeOffset;
+    let room = this.#sendBufferLimit - send.buffered;
+    if (room < credit && send.buffered + room < this.#maxStreamWindow) {
+      let held = 0;
+      for (const t of this.#streams.values()) held += t.send.buffered;
+      room = Math.max(
+        room,
+        Math.min(this.#maxStreamWindow - send.buffered, this.#sessionWindow - held),
+      );
+    }
+    return Math.max(0, Math.min(room, credit));
+  }
+
   /** After ACKs or losses: writable events for streams whose buffers or credit grew. */
   #afterAcksOrLosses(): void {
     for (const s of this.#writableCheck) {
       if (!s.writeBlocked || s.freed || s.local) continue;
-      const space = Math.min(
-        this.#sendBufferLimit - s.send.buffered,
-        s.sendMax - s.send.writeOffset,
-      );
-      if (space > 0) {
+      if (this.#sendSpace(s) > 0) {
         s.writeBlocked = false;
         this.#emit({ type: 'stream-writable', id: s.id });
       }

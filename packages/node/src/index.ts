@@ -1,5 +1,6 @@
 export * from './driver.ts';
 export * from './forward.ts';
+export * from './heap.ts';
 export * from './http.ts';
 export * from './keys.ts';
 export * from './listen.ts';

@@ -135,7 +135,7 @@ export class MuxDuplex extends Duplex {
         return;
       }
       off += this.#host.mux.write(this.id, off === 0 ? chunk : chunk.subarray(off));
-      this.#host.pump();
+      this.#host.pumpSoon();
       if (off >= chunk.length) cb();
       else this.#resumeWrite = attempt;
     };
@@ -177,6 +177,7 @@ export class MuxHost {
   #timer: NodeJS.Timeout | undefined;
   #timerAt = Number.POSITIVE_INFINITY;
   #retry: NodeJS.Timeout | undefined;
+  #soon: NodeJS.Immediate | undefined;
   #pumping = false;
   #again = false;
   #closed = false;
@@ -249,6 +250,20 @@ export class MuxHost {
     };
   }
 
+  /**
+   * Pumps once the current I/O phase is over (setImmediate runs right after it, in the same turn
+   * of the event loop). An app's socket delivers 64 KiB reads, several per turn when it is
+   * busy: pumping after each one would send a full packet and a small remainder per read, twice
+   * the packets (and their per-packet work, here and at the peer) for the same bytes.
+   */
+  pumpSoon(): void {
+    if (this.#soon || this.#closed) return;
+    this.#soon = setImmediate(() => {
+      this.#soon = undefined;
+      this.pump();
+    });
+  }
+
   /** Drain events, flush packets, re-arm the timer. Re-entrant calls fold into one more pass. */
   pump(): void {
     if (this.#closed) return;
@@ -273,6 +288,7 @@ export class MuxHost {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
     if (this.#retry) clearTimeout(this.#retry);
+    if (this.#soon) clearImmediate(this.#soon);
     for (const o of this.#opening.values()) o.reject(new TunnelError('shutdown', 'tunnel closed'));
     this.#opening.clear();
     for (const s of this.#streams.values()) s.destroy(new TunnelError('shutdown', 'tunnel closed'));
