@@ -677,6 +677,11 @@ export class Mux {
     if (o.datagram) this.probeMaxPayload(o.datagramCeiling ?? DATAGRAM_PATH_CEILING);
   }
 
+  /** Whether packets are paced: on datagram paths, off on paths over TCP (`usePath`). */
+  get pacing(): boolean {
+    return this.#pacing;
+  }
+
   /**
    * Pacing on or off (RFC 9002 §7.7). A path over TCP (TCP, WebSocket, HTTP) is paced by the
    * kernel's own congestion control already; pacing it again only adds timer wake-ups.

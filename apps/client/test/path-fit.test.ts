@@ -1,0 +1,83 @@
+/**
+ * The client fits its stream layer to the encapsulation the relay chose, also when the winning
+ * path is the one its handshake went out on (the path does not change, only what it is known to
+ * be). Over TCP that means stream-sized packets, unpaced, and an ACK per eight packets: a client
+ * left at its pre-registration (UDP) settings paced its packets and acknowledged every second
+ * one over TCP. Relay and client in this process, 4 MiB uploaded through a stream to a TCP sink.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { type AddressInfo, createServer } from 'node:net';
+import { test } from 'node:test';
+import { DATAGRAM_PATH_PAYLOAD, generateKeypair, nobleProvider, Suite } from '@roamlink/core';
+import { nodeRandom } from '@roamlink/node';
+import { startRelay } from '../../relay/src/relay.ts';
+import { TunnelClient } from '../src/tunnel.ts';
+
+const BYTES = 4 * 1024 * 1024;
+
+test('a TCP-only client fits its stream layer to TCP: unpaced, stream-sized packets', async () => {
+  let got = 0;
+  const hash = createHash('sha256');
+  const done = Promise.withResolvers<void>();
+  const sink = createServer((s) => {
+    s.on('data', (d: Buffer) => {
+      got += d.length;
+      hash.update(d);
+      if (got >= BYTES) done.resolve();
+    });
+    s.on('error', () => {});
+  });
+  sink.listen(0, '127.0.0.1');
+  await once(sink, 'listening');
+  const sinkPort = (sink.address() as AddressInfo).port;
+
+  const relayKeys = generateKeypair(nodeRandom);
+  const relay = await startRelay({
+    keypair: relayKeys,
+    provider: nobleProvider,
+    suites: [Suite.CHACHA20_POLY1305],
+    udp: { address: '127.0.0.1', port: 0 },
+    tcp: { address: '127.0.0.1', port: 0 },
+    authorize: () => ({ allowed: true }),
+    egress: async () => ({ address: '127.0.0.1' }),
+    log: () => {},
+  });
+  const client = await TunnelClient.start({
+    relay: relay.udp!,
+    relayTcp: relay.tcp!,
+    relayKey: relayKeys.publicKey,
+    keypair: generateKeypair(nodeRandom),
+    provider: nobleProvider,
+    suites: [Suite.CHACHA20_POLY1305],
+    enabled: { udp: false, tcp: true, ws: false, http: false },
+    proxy: false,
+  });
+  try {
+    const stream = await client.dialer.connect({ host: '127.0.0.1', port: sinkPort });
+    let streamError: Error | undefined;
+    stream.on('error', (e) => (streamError = e));
+    const data = randomBytes(BYTES);
+    const before = client.host.mux.stats;
+    stream.end(data);
+    await done.promise;
+    const after = client.host.mux.stats;
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(streamError, undefined);
+    assert.equal(createHash('sha256').update(data).digest('hex'), hash.digest('hex'));
+    const packets = after.packetsSent - before.packetsSent;
+    const bytes = after.bytesSent - before.bytesSent;
+    assert.equal(client.status().encapsulation, 'tcp');
+    assert.equal(client.host.mux.pacing, false, 'packets over TCP are not paced');
+    // At UDP settings every packet would be at most DATAGRAM_PATH_PAYLOAD bytes: > 3000 packets.
+    assert.ok(
+      bytes / packets > 4 * DATAGRAM_PATH_PAYLOAD,
+      `${packets} packets for ${bytes} bytes: ${Math.round(bytes / packets)} bytes each`,
+    );
+  } finally {
+    await client.close();
+    await relay.close(0);
+    sink.close();
+  }
+});
