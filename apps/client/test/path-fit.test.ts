@@ -20,12 +20,13 @@ const BYTES = 4 * 1024 * 1024;
 test('a TCP-only client fits its stream layer to TCP: unpaced, stream-sized packets', async () => {
   let got = 0;
   const hash = createHash('sha256');
-  const done = Promise.withResolvers<void>();
+  let arrived = (): void => {};
+  const done = new Promise<void>((r) => (arrived = r));
   const sink = createServer((s) => {
     s.on('data', (d: Buffer) => {
       got += d.length;
       hash.update(d);
-      if (got >= BYTES) done.resolve();
+      if (got >= BYTES) arrived();
     });
     s.on('error', () => {});
   });
@@ -61,7 +62,7 @@ test('a TCP-only client fits its stream layer to TCP: unpaced, stream-sized pack
     const data = randomBytes(BYTES);
     const before = client.host.mux.stats;
     stream.end(data);
-    await done.promise;
+    await done;
     const after = client.host.mux.stats;
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(streamError, undefined);
