@@ -677,6 +677,14 @@ export class Mux {
     if (o.datagram) this.probeMaxPayload(o.datagramCeiling ?? DATAGRAM_PATH_CEILING);
   }
 
+  /**
+   * Nothing sent is waiting for an acknowledgement: the path is idle, so what is written now is
+   * likely a lone request that should leave at once rather than wait to fill a packet.
+   */
+  get idle(): boolean {
+    return this.#rec.cc.bytesInFlight === 0;
+  }
+
   /** Whether packets are paced: on datagram paths, off on paths over TCP (`usePath`). */
   get pacing(): boolean {
     return this.#pacing;

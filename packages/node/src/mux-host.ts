@@ -135,7 +135,10 @@ export class MuxDuplex extends Duplex {
         return;
       }
       off += this.#host.mux.write(this.id, off === 0 ? chunk : chunk.subarray(off));
-      this.#host.pumpSoon();
+      // A write to an idle path is sent at once (a request: latency counts); while data is in
+      // flight, writes of the same turn are gathered into full packets (bulk: packets count).
+      if (this.#host.mux.idle) this.#host.pump();
+      else this.#host.pumpSoon();
       if (off >= chunk.length) cb();
       else this.#resumeWrite = attempt;
     };
