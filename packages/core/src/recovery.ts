@@ -105,6 +105,8 @@ export class Recovery<T> {
   #head = 0;
   /** Index at or before the first OUTSTANDING packet. */
   #scan = 0;
+  /** ACKED packets at or after `#head` (held behind an older one still outstanding or lost). */
+  #ackedBehind = 0;
   #lossTime: number | undefined;
   #lastAckElicitingAt: number | undefined;
   #ackElicitingInFlight = 0;
@@ -167,6 +169,7 @@ export class Recovery<T> {
         newly++;
         if (p.state === PacketState.LOST) {
           p.state = PacketState.ACKED;
+          this.#ackedBehind++;
           this.stats.spuriousLosses++;
           // Reordered, not lost: tolerate that much reordering from now on.
           if (p.lostBy & LOST_BY_PACKETS) {
@@ -185,6 +188,7 @@ export class Recovery<T> {
           continue;
         }
         p.state = PacketState.ACKED;
+        this.#ackedBehind++;
         this.stats.packetsAcked++;
         if (p.inFlight) this.cc.onPacketAcked(p.size, p.timeSent);
         if (p.ackEliciting) {
@@ -359,15 +363,35 @@ export class Recovery<T> {
     this.#ackElicitingInFlight = 0;
   }
 
-  /** Forgets acknowledged packets, and lost ones older than 3 PTOs, from the head. */
+  /**
+   * Forgets acknowledged packets, and lost ones older than 3 PTOs, from the head. Acknowledged
+   * packets held behind an older one (a loss kept for late ACKs, a gap) are removed once they
+   * are most of what is tracked: every ACK frame repeats the old ranges, and walking past the
+   * same acknowledged packets again for each one cost more than the rest of the ACK's work (on
+   * a lossy fast path, ~1000 per ACK).
+   */
   #compact(now: number): void {
     const keepLostAfter = now - 3 * this.basePto();
     const sent = this.#sent;
     while (this.#head < sent.length) {
       const p = sent[this.#head]!;
-      if (p.state === PacketState.ACKED) this.#head++;
-      else if (p.state === PacketState.LOST && p.timeSent < keepLostAfter) this.#head++;
+      if (p.state === PacketState.ACKED) {
+        this.#head++;
+        this.#ackedBehind--;
+      } else if (p.state === PacketState.LOST && p.timeSent < keepLostAfter) this.#head++;
       else break;
+    }
+    if (this.#ackedBehind > 256 && this.#ackedBehind * 2 > sent.length - this.#head) {
+      let w = 0;
+      for (let i = this.#head; i < sent.length; i++) {
+        const p = sent[i]!;
+        if (p.state !== PacketState.ACKED) sent[w++] = p;
+      }
+      sent.length = w;
+      this.#head = 0;
+      this.#scan = 0;
+      this.#ackedBehind = 0;
+      return;
     }
     if (this.#head > 1024 && this.#head * 2 > sent.length) {
       sent.splice(0, this.#head);

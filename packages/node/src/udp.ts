@@ -26,6 +26,7 @@ export function parseEndpoint(s: string, forBind = false): UdpEndpoint {
 export class UdpTransport {
   readonly socket: Socket;
   readonly #endpoints = new Map<string, UdpEndpoint>();
+  #local: UdpEndpoint | undefined;
   keepalivesReceived = 0;
 
   private constructor(socket: Socket) {
@@ -63,9 +64,13 @@ export class UdpTransport {
     return t;
   }
 
+  /** The bound address (asked of the socket once: every received datagram's view names it). */
   get local(): UdpEndpoint {
-    const a = this.socket.address();
-    return { address: a.address, port: a.port };
+    if (!this.#local) {
+      const a = this.socket.address();
+      this.#local = { address: a.address, port: a.port };
+    }
+    return this.#local;
   }
 
   /** Registers an endpoint we may send to before hearing from it (the relay, for a client). */
