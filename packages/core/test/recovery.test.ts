@@ -170,3 +170,25 @@ test('spurious losses raise the reordering thresholds (RFC 9002 §6.1.1, §6.1.2
   t.ack(1250, 1, 1);
   assert.ok(t.r.timeThreshold > 9 / 8 && t.r.timeThreshold <= 2, `${t.r.timeThreshold}`);
 });
+
+test('acknowledged packets behind a kept loss are forgotten; a late ACK of the loss still counts', () => {
+  const { r, send, ack, lost, late } = setup();
+  // pn 0 is lost (never acknowledged); then 3000 packets are acknowledged two at a time, every
+  // ACK repeating the whole received history as its ranges (as a receiver does).
+  for (let i = 0; i < 3002; i++) send(i * 0.01);
+  let high = 0;
+  for (let n = 2; n <= 3000; n += 2) {
+    high = n;
+    assert.equal(ack(40, high, 1), 2);
+  }
+  assert.deepEqual(lost, [0]);
+  // Without forgetting them, all 3000 acknowledged packets stay behind pn 0 until it ages out.
+  assert.ok(r.tracked < 600, `${r.tracked} packets tracked`);
+  // pn 0 arrives late after all: a spurious loss, reported once.
+  assert.equal(ack(41, high, 0), 1);
+  assert.deepEqual(late, [0]);
+  assert.equal(r.stats.spuriousLosses, 1);
+  // pn 3001 is still outstanding and is acknowledged normally.
+  assert.equal(ack(42, 3001, 0), 1);
+  assert.deepEqual(late, [0]);
+});
