@@ -167,11 +167,14 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
         ? ws.congested(path)
         : isHttpPath(path) && httpT.congested(path);
 
+  /** Peers whose path may have moved since their stream layer last looked (checkPaths). */
+  const pathsToCheck = new Set<string>();
   const driver = new SessionDriver<string, RelayEvent<string>>(relay, sendOn, (e) => {
     if (e.type === 'sa-keys') {
       o.keyLog?.(e.info);
       return;
     }
+    pathsToCheck.add(e.peer.id);
     o.observe?.(e);
     o.log(
       e.type === 'path-changed' || e.type === 'registration-answered' ? 'debug' : 'info',
@@ -187,11 +190,15 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
     );
   });
 
-  /** The peer's path may have moved: the stream layer resends what the old path held. */
+  /**
+   * A peer's path may have moved (an event about it, or a datagram from it): its stream layer
+   * resends what the old path held. Only those peers are looked at, not every tunnel per packet.
+   */
   const checkPaths = (): void => {
-    for (const t of tunnels.values()) {
-      const p = t.peer.path;
-      if (p === undefined || p === t.lastPath) continue;
+    for (const id of pathsToCheck) {
+      const t = tunnels.get(id);
+      const p = t?.peer.path;
+      if (!t || p === undefined || p === t.lastPath) continue;
       const first = t.lastPath === undefined;
       t.lastPath = p;
       const enc = t.peer.paths.get(p)?.info?.encapsulation;
@@ -204,6 +211,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       });
       t.host.pump();
     }
+    pathsToCheck.clear();
   };
 
   const tunnelOf = (peer: RelayPeer<string>): PeerTunnel => {
@@ -352,6 +360,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
     bytes?.('in', info.encapsulation, data.length);
     const now = driver.now();
     const got = relay.receive(data, path, now, info);
+    if (got) pathsToCheck.add(got.peer.id);
     if (got && got.nextHeader === NextHeader.ROAMLINK && got.payload.length > 0) {
       const t = tunnelOf(got.peer);
       if (t.host.mux.isMuxFrame(got.payload)) {
