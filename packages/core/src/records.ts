@@ -56,11 +56,14 @@ export function encodeRecords(datagrams: readonly Uint8Array[]): Uint8Array {
  * size. A record that lies whole inside a chunk is copied out of it, unless `zeroCopy` is set:
  * then it is handed up as a view of the chunk. The core decrypts in place, so zeroCopy is only for
  * producers that never look at a chunk again (Node's socket reads and HTTP bodies), not for the
- * simulator, whose TCP model keeps what it sent for retransmission.
+ * simulator, whose TCP model keeps what it sent for retransmission. With zeroCopy, records
+ * shorter than `copyBelow` are still copied, so that a small record kept for long (data a slow
+ * reader has not taken yet) never holds a large read buffer alive.
  */
 export class RecordReader {
   onRecord: (datagram: Uint8Array) => void = () => {};
   readonly #zeroCopy: boolean;
+  readonly #copyBelow: number;
   /** The first byte of a Length split across two chunks. */
   #headerByte = -1;
   /** A record being gathered across chunks, and how much of it has arrived. */
@@ -68,8 +71,9 @@ export class RecordReader {
   #filled = 0;
   #failed = false;
 
-  constructor(o: { zeroCopy?: boolean } = {}) {
+  constructor(o: { zeroCopy?: boolean; copyBelow?: number } = {}) {
     this.#zeroCopy = o.zeroCopy ?? false;
+    this.#copyBelow = o.copyBelow ?? 0;
   }
 
   get failed(): boolean {
@@ -118,9 +122,10 @@ export class RecordReader {
       const body = len - RECORD_HEADER_BYTES;
       if (n - o >= body) {
         // A plain Uint8Array view (not a Buffer's subarray) or a copy.
-        const d = this.#zeroCopy
-          ? new Uint8Array(bytes.buffer, bytes.byteOffset + o, body)
-          : Uint8Array.prototype.slice.call(bytes, o, o + body);
+        const d =
+          this.#zeroCopy && body >= this.#copyBelow
+            ? new Uint8Array(bytes.buffer, bytes.byteOffset + o, body)
+            : new Uint8Array(bytes.subarray(o, o + body));
         o += body;
         this.onRecord(d);
         if (this.#failed) return false;

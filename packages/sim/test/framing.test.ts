@@ -48,6 +48,20 @@ describe('records (RFC 8229 §3 framing)', () => {
     }
   });
 
+  test('zeroCopy: large records are views of the chunk, those below copyBelow are copies', () => {
+    const small = new Uint8Array(10).fill(1);
+    const large = new Uint8Array(5000).fill(2);
+    const wire = encodeRecords([small, large]);
+    const got: Uint8Array[] = [];
+    const r = new RecordReader({ zeroCopy: true, copyBelow: 4096 });
+    r.onRecord = (d) => got.push(d);
+    assert.ok(r.push(wire));
+    assert.deepEqual(got, [small, large]);
+    assert.notEqual(got[0]!.buffer, wire.buffer, 'a small record holds no reference to the chunk');
+    assert.equal(got[1]!.buffer, wire.buffer, 'a large record is a view');
+    assert.equal(got[1]!.byteOffset, 2 + 10 + 2);
+  });
+
   test('a Length below 2 is a framing error; a truncated body is not a whole body', () => {
     const r = new RecordReader();
     assert.equal(r.push(new Uint8Array([0, 1, 5])), false);
