@@ -56,6 +56,7 @@ import {
   listenOn,
   MuxHost,
   nodeRandom,
+  ReadArena,
   SessionDriver,
   TcpTransport,
   UDP_PAYLOAD_CEILING,
@@ -297,11 +298,25 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       return refuse(StreamError.LIMIT, 'too many streams');
     const decision = await o.egress(target);
     if ('refused' in decision) return refuse(decision.refused, decision.reason);
+    const arena = new ReadArena();
     const sock = tcpConnect({
       host: decision.address,
       port: target.port,
       noDelay: true,
       timeout: o.connectTimeoutMs ?? 10_000,
+      // Up to 256 KiB per read, handed to the stream as views (it keeps them until acknowledged);
+      // false pauses the socket until the stream drains.
+      onread: {
+        buffer: () => arena.next(),
+        callback: (n: number, buf: Uint8Array): boolean => {
+          arena.used(n);
+          if (d.destroyed) {
+            sock.destroy();
+            return false;
+          }
+          return d.write(buf.subarray(0, n));
+        },
+      },
     });
     let connected = false;
     sock.once('timeout', () => {
@@ -321,7 +336,8 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
         target: `${target.host}:${target.port}`,
         address: decision.address,
       });
-      sock.pipe(d);
+      d.on('drain', () => sock.resume());
+      sock.once('end', () => d.end());
       // Many small chunks per loop turn come out of the tunnel: corked, they leave in one writev.
       corkedPipe(d, sock);
       d.on('error', () => sock.destroy());

@@ -7,6 +7,7 @@ export * from './listen.ts';
 export * from './mux-host.ts';
 export * from './pipe.ts';
 export * from './proxy.ts';
+export * from './read-arena.ts';
 export * from './socks5.ts';
 export * from './tcp.ts';
 export * from './udp.ts';

@@ -18,6 +18,7 @@ import {
   TCP_PREFACE,
 } from '@roamlink/core';
 import { listenOn } from './listen.ts';
+import { ReadArena } from './read-arena.ts';
 import type { UdpEndpoint } from './udp.ts';
 
 // The framing lives in the core (shared with the simulator); re-exported for this transport's users.
@@ -31,32 +32,6 @@ export {
 
 /** Records below this are copied out of the read buffer rather than viewed (RecordReader). */
 const SMALL_RECORD_BYTES = 4096;
-const ARENA_BYTES = 256 * 1024;
-const MIN_READ_BYTES = 64 * 1024;
-
-/**
- * Where a client connection's reads land: consecutive slices of one 256 KiB buffer, a new one
- * when less than 64 KiB is left. Records are handed up as views of it (zero copy), so a slice is
- * never written twice; the buffer is freed when the last record viewing it is.
- */
-class ReadArena {
-  #buf = new Uint8Array(0);
-  #pos = 0;
-
-  next(): Uint8Array {
-    if (this.#buf.length - this.#pos < MIN_READ_BYTES) {
-      // Not zeroed: only what a read wrote is ever looked at.
-      this.#buf = Buffer.allocUnsafeSlow(ARENA_BYTES);
-      this.#pos = 0;
-    }
-    return this.#buf.subarray(this.#pos);
-  }
-
-  used(n: number): void {
-    this.#pos += n;
-  }
-}
-
 /** Default bound on the bytes queued in one connection before `send` drops (1 MiB). */
 export const DEFAULT_MAX_QUEUED_BYTES = 1 << 20;
 
@@ -173,8 +148,7 @@ export class TcpTransport {
       host,
       port,
       noDelay: true,
-      // Reads land in an arena of our own instead of a fresh 64 KiB buffer each: up to 256 KiB
-      // per read syscall, and a record split between two reads only once per arena.
+      // Reads land in an arena (up to 256 KiB per read syscall, fewer records split).
       onread: {
         buffer: () => arena.next(),
         callback: (n: number, buf: Uint8Array): boolean => {

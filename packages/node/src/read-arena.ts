@@ -1,0 +1,30 @@
+/**
+ * Where a socket's reads land when it is opened with Node's `onread`: consecutive slices of one
+ * 256 KiB buffer, a fresh one when less than 64 KiB is left. Without it every read is a fresh
+ * 64 KiB buffer: more read syscalls for the same bytes and, for records, more of them split
+ * between two reads. The slices are handed on as views (the stream layer keeps them until the
+ * peer acknowledges them; records are decrypted in place), so a slice is never written twice; a
+ * buffer is freed with the last view of it.
+ */
+const ARENA_BYTES = 256 * 1024;
+const MIN_READ_BYTES = 64 * 1024;
+
+export class ReadArena {
+  #buf: Uint8Array = new Uint8Array(0);
+  #pos = 0;
+
+  /** The buffer for the next read (`onread.buffer`). */
+  next(): Uint8Array {
+    if (this.#buf.length - this.#pos < MIN_READ_BYTES) {
+      // Not zeroed: only what a read wrote is ever looked at.
+      this.#buf = Buffer.allocUnsafeSlow(ARENA_BYTES);
+      this.#pos = 0;
+    }
+    return this.#buf.subarray(this.#pos);
+  }
+
+  /** A read filled `n` bytes of the last buffer: they are the caller's now. */
+  used(n: number): void {
+    this.#pos += n;
+  }
+}
