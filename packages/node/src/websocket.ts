@@ -364,11 +364,15 @@ export class WebSocketTransport {
       }
       c.idle?.refresh();
       this.stats.datagramsReceived++;
-      // A copy in a plain Uint8Array: the core decrypts in place, and `ws` may hand out views
-      // into its receive buffers (or, for fragmented messages, a list of them).
+      // A plain Uint8Array view, no copy (as the TCP transport's records): `ws` hands out a
+      // message as a slice of the socket read it arrived in (unmasked in place on the relay),
+      // or a buffer of its own when it had to gather it, and never writes to it again; the
+      // core decrypts it in place. A fragmented message comes as a list and is joined.
       const d = Array.isArray(data)
         ? new Uint8Array(Buffer.concat(data))
-        : new Uint8Array(data instanceof ArrayBuffer ? data.slice(0) : data);
+        : data instanceof ArrayBuffer
+          ? new Uint8Array(data)
+          : new Uint8Array(data.buffer, data.byteOffset, data.length);
       this.#o.onDatagram(d, id);
     });
     // `ws` closes the connection itself after an error (1009 for an oversize message, 1002 for a
