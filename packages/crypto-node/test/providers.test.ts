@@ -152,6 +152,34 @@ describe('selectProvider', () => {
     }
   });
 
+  test('a backend far behind another of its suite stops taking budget; the contenders get it', () => {
+    // A 2 ms-per-packet backend beside a fast one: after two samples it is out of the running,
+    // so the fast one is measured over nearly the whole budget (not a handful of packets).
+    const slow: CryptoProvider = {
+      name: 'slow',
+      suites: [Suite.CHACHA20_POLY1305],
+      aead(suite, key) {
+        const inner = sodiumProvider.aead(suite, key);
+        return {
+          suite,
+          seal(n, a, b, st, e) {
+            const until = performance.now() + 2;
+            while (performance.now() < until) {
+              // busy-wait: a slow backend
+            }
+            inner.seal(n, a, b, st, e);
+          },
+          open: (n, a, b, st, e) => inner.open(n, a, b, st, e),
+        };
+      },
+    };
+    const ms = measureProviders({ providers: [slow, sodiumProvider], budgetMs: 60 });
+    const bySlow = ms.find((m) => m.provider === 'slow')!;
+    const byFast = ms.find((m) => m.provider === 'sodium')!;
+    assert.ok(bySlow.ops <= 6, `the slow backend ran ${bySlow.ops} timed packets`);
+    assert.ok(byFast.elapsedMs > 30, `the fast backend was timed for ${byFast.elapsedMs} ms`);
+  });
+
   test('leaves out a provider that fails to round-trip', () => {
     const broken: CryptoProvider = {
       name: 'broken',
