@@ -23,6 +23,9 @@ export function parseEndpoint(s: string, forBind = false): UdpEndpoint {
   return { address: m[1]!, port };
 }
 
+/** What a UDP socket asks of the kernel for each of its buffers. */
+const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
+
 export class UdpTransport {
   readonly socket: Socket;
   readonly #endpoints = new Map<string, UdpEndpoint>();
@@ -38,7 +41,13 @@ export class UdpTransport {
     bind: UdpEndpoint,
     onDatagram: (data: Uint8Array, path: string, from: UdpEndpoint) => void,
   ): Promise<UdpTransport> {
-    const socket = createSocket({ type: bind.address.includes(':') ? 'udp6' : 'udp4' });
+    const socket = createSocket({
+      type: bind.address.includes(':') ? 'udp6' : 'udp4',
+      // The default receive buffer (~208 KiB on Linux) holds three 64 KiB datagrams: a reader
+      // busy for a moment loses the rest. The kernel caps these at net.core.[rw]mem_max.
+      recvBufferSize: SOCKET_BUFFER_BYTES,
+      sendBufferSize: SOCKET_BUFFER_BYTES,
+    });
     const t = new UdpTransport(socket);
     socket.on('message', (msg, rinfo) => {
       // RFC 3948 §2.3: a single 0xFF byte is a NAT keepalive, nothing more.
