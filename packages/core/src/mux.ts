@@ -58,12 +58,17 @@ export const MUX_INITIAL_SESSION_CREDIT = 1024 * 1024;
 /** Streams the client may open before the relay's first MAX_STREAMS. */
 export const MUX_INITIAL_MAX_STREAMS = 100;
 /**
- * Ack-eliciting packets after which an ACK goes at once (else at max_ack_delay): every second one
- * on UDP, as RFC 9000 §13.2.2 recommends, so loss is detected early; on a path over TCP nothing
- * is lost between the ends and ACKs only release buffers and credit, so one per eight packets
- * (up to ~480 KB) spares both ends most ACK packets (a draft-ietf-quic-ack-frequency threshold).
+ * Ack-eliciting packets after which an ACK goes at once (else at max_ack_delay). On UDP every
+ * second one, as RFC 9000 §13.2.2 recommends, while the flow starts or after a gap, so that slow
+ * start and loss recovery hear at once; after 100 in a row in order, every tenth ("ACK
+ * decimation", as large QUIC deployments do): at 1400-byte packets an ACK per two packets was a
+ * third of both ends' packets. A gap still brings an ACK at once. On a path over TCP nothing is
+ * lost between the ends and ACKs only release buffers and credit: one per eight packets (up to
+ * ~480 KB). Thresholds as in draft-ietf-quic-ack-frequency.
  */
 const ACK_THRESHOLD_DATAGRAM = 2;
+const ACK_THRESHOLD_DECIMATED = 10;
+const ACK_DECIMATE_AFTER = 100;
 const ACK_THRESHOLD_STREAM = 8;
 /** The longest a receiver holds an ACK for an ack-eliciting packet (max_ack_delay). */
 export const MUX_MAX_ACK_DELAY_MS = 25;
@@ -367,6 +372,8 @@ export class Mux {
   #ackImmediate = false;
   /** Ack-eliciting packets received before an ACK is owed at once (setPacing sets it). */
   #ackThreshold = ACK_THRESHOLD_DATAGRAM;
+  /** Ack-eliciting packets received in order since the last gap or path change. */
+  #inOrderRun = 0;
   #ackElicitingSince = 0;
   #ackDeadline: number | undefined;
 
@@ -534,7 +541,10 @@ export class Mux {
     const ackDue =
       ackLen > 0 &&
       (this.#ackImmediate ||
-        this.#ackElicitingSince >= this.#ackThreshold ||
+        this.#ackElicitingSince >=
+          (this.#ackThreshold === ACK_THRESHOLD_DATAGRAM && this.#inOrderRun >= ACK_DECIMATE_AFTER
+            ? ACK_THRESHOLD_DECIMATED
+            : this.#ackThreshold) ||
         (this.#ackDeadline !== undefined && now >= this.#ackDeadline));
 
     // How much ack-eliciting content may go.
@@ -697,6 +707,7 @@ export class Mux {
   setPacing(on: boolean): void {
     this.#pacing = on;
     this.#ackThreshold = on ? ACK_THRESHOLD_DATAGRAM : ACK_THRESHOLD_STREAM;
+    this.#inOrderRun = 0;
     this.#pacerWake = undefined;
   }
 
@@ -767,6 +778,7 @@ export class Mux {
       this.#ackPending = true;
       this.#ackImmediate = true;
     }
+    this.#inOrderRun = 0;
     this.#counters.pathChanges++;
     this.#afterAcksOrLosses();
   }
@@ -1084,7 +1096,10 @@ export class Mux {
     if (eliciting) {
       this.#ackElicitingSince++;
       // Out of order (a gap appeared or is being filled): acknowledge at once.
-      if (!inOrder) this.#ackImmediate = true;
+      if (!inOrder) {
+        this.#ackImmediate = true;
+        this.#inOrderRun = 0;
+      } else this.#inOrderRun++;
       this.#ackDeadline ??= now + MUX_MAX_ACK_DELAY_MS;
     }
 

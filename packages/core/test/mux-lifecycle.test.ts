@@ -301,3 +301,39 @@ test('API misuse throws typed errors; unknown stream ids are ignored', () => {
   assert.equal(client.pollPacket(0), undefined, 'nothing to send');
   assert.equal(client.pollEvent(), undefined);
 });
+
+test('ACKs on a datagram path: every 2nd packet at first, every 10th after 100 in order, at once on a gap', () => {
+  const client = new Mux({ role: 'client', now: 0, maxPayload: 1200 });
+  const relay = new Mux({ role: 'relay', now: 0, maxPayload: 1200 });
+  const id = client.openStream(T);
+  const chunk = new Uint8Array(64 * 1024);
+  let now = 0;
+  /** Client packets to the relay (dropping `skip`), then the relay's ACK-only packets counted. */
+  const run = (packets: number, skip = -1): number => {
+    let acks = 0;
+    for (let i = 0; i < packets; ) {
+      now += 0.5;
+      client.write(id, chunk); // as much as credit and buffer take
+      while (client.pollEvent()) {}
+      const pkt = client.pollPacket(now);
+      if (!pkt) continue; // paced, or waiting for the window
+      if (i++ !== skip) relay.receive(pkt, now);
+      for (let e = relay.pollEvent(); e; e = relay.pollEvent()) {
+        if (e.type === 'stream-open') relay.accept(e.id);
+        if (e.type === 'stream-data') relay.consumed(e.id, e.data.length);
+      }
+      for (let a = relay.pollPacket(now); a; a = relay.pollPacket(now)) {
+        acks++;
+        client.receive(a, now);
+      }
+    }
+    return acks;
+  };
+  // 100 packets in order, ACKed every second one.
+  assert.equal(run(100), 50);
+  // From then on, every tenth.
+  assert.equal(run(100), 10);
+  // A gap (one packet lost) brings an ACK at once, and the count starts over.
+  const afterGap = run(30, 5);
+  assert.ok(afterGap >= 11, `${afterGap} ACKs for 29 packets after a gap (decimated: ~3)`);
+});
