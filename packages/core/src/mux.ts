@@ -118,7 +118,7 @@ export interface MuxOptions {
   maxStreams?: number;
   /** Cap on the backed-off probe timeout, default 1000 ms. */
   maxPtoMs?: number;
-  /** Pace packets (RFC 9002 §7.7), default true. */
+  /** Pace packets (RFC 9002 §7.7), default true: a datagram path (see `setPacing`). */
   pacing?: boolean;
   /**
    * Scratch bytes to leave before and after each payload `pollPacket` returns (the payload is a
@@ -446,6 +446,7 @@ export class Mux {
     this.#maxStreams = Math.max(MUX_INITIAL_MAX_STREAMS, num(o.maxStreams, 256, 1, 'maxStreams'));
     this.#maxPayload = this.#checkPayload(o.maxPayload ?? MUX_MIN_PAYLOAD);
     this.#pacing = o.pacing ?? true;
+    this.#ackThreshold = this.#pacing ? ACK_THRESHOLD_DATAGRAM : ACK_THRESHOLD_STREAM;
     this.#adopt = o.adoptWrites ?? false;
     this.#head = o.reserve?.head ?? 0;
     this.#tail = o.reserve?.tail ?? 0;
