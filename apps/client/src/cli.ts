@@ -37,6 +37,7 @@ connect options:
   --data-dir <dir>          where the client key lives (default .roamlink/client)
   --suite <name>            offer one suite only (chacha20-poly1305 | aes-256-gcm)
   --outage-ms <n>           how long streams wait through an outage (default 120000)
+  --keepalive-ms <n>        a PING after this long idle while streams are open (default 30000)
   --json-log                JSON lines on stdout instead of the status line
   --control                 read control lines on stdin (drop|disable|enable|only <kind>, all, status)
   --duration-s <n>          stop after n seconds (default: run until Ctrl-C)
@@ -111,6 +112,7 @@ function parseConnect(args: string[]): Parameters<typeof connect>[0] | 'help' {
       suite: { type: 'string' },
       'rekey-after-ms': { type: 'string' },
       'outage-ms': { type: 'string' },
+      'keepalive-ms': { type: 'string' },
       'json-log': { type: 'boolean', default: false },
       control: { type: 'boolean', default: false },
       quiet: { type: 'boolean', default: false },
@@ -142,6 +144,7 @@ function parseConnect(args: string[]): Parameters<typeof connect>[0] | 'help' {
     suite: values.suite,
     rekeyAfterMs: num('--rekey-after-ms', values['rekey-after-ms']),
     outageMs: num('--outage-ms', values['outage-ms']),
+    keepaliveMs: num('--keepalive-ms', values['keepalive-ms']),
     proxy: values['no-proxy'] ? false : values.proxy,
     control: values.control,
     jsonLog: values['json-log'],

@@ -37,6 +37,7 @@ export interface ConnectOptions {
   suite?: string | undefined;
   rekeyAfterMs?: number | undefined;
   outageMs?: number | undefined;
+  keepaliveMs?: number | undefined;
   /** An HTTP proxy URL; false: never use one (not even from the environment). */
   proxy?: string | false | undefined;
   control: boolean;
@@ -124,6 +125,7 @@ export async function connect(o: ConnectOptions): Promise<number> {
       enabled: Object.fromEntries(o.disabled.map((k) => [k, false])),
       ...(o.rekeyAfterMs ? { rekeyAfterMs: o.rekeyAfterMs } : {}),
       ...(o.outageMs ? { outageMs: o.outageMs } : {}),
+      ...(o.keepaliveMs ? { keepaliveMs: o.keepaliveMs } : {}),
       ...(o.proxy !== undefined ? { proxy: o.proxy } : {}),
       ...(writeKey ? { keyLog: writeKey } : {}),
       onSessionEvent,

@@ -95,6 +95,8 @@ export interface TunnelClientOptions {
   streamWindow?: number;
   /** How long streams wait through an outage before the session gives up (default 120 s). */
   outageMs?: number;
+  /** A PING after this long without sending while streams are open (default STREAM_KEEPALIVE_MS). */
+  keepaliveMs?: number;
   userAgent?: string;
   /**
    * An HTTP proxy for the WebSocket and HTTP paths (CONNECT, basic auth from the URL); false: none.
@@ -108,6 +110,8 @@ export interface TunnelClientOptions {
   redial?: boolean;
 }
 
+/** A PING while streams are open and idle this long (the relay forgets silent clients). */
+export const STREAM_KEEPALIVE_MS = 30_000;
 const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 8000;
 
@@ -178,6 +182,8 @@ export class TunnelClient {
         reserve: { head: ESP_PAYLOAD_OFFSET, tail: ESP_TAIL_RESERVE },
         // Socket reads are never reused: the send buffer keeps them instead of copying.
         adoptWrites: true,
+        // Idle streams must not look like a vanished client to the relay (its --peer-idle-ms).
+        keepaliveMs: o.keepaliveMs ?? STREAM_KEEPALIVE_MS,
         now,
         ...(o.streamWindow ? { streamWindow: o.streamWindow } : {}),
         ...(o.outageMs ? { outageMs: o.outageMs } : {}),

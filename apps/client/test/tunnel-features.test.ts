@@ -554,6 +554,82 @@ test('a client restarted with the same key gets a new session at once, and its s
   }
 });
 
+test('a client gone without a word is forgotten after --peer-idle-ms: its egress socket closes; a live idle one stays', async () => {
+  // Two clients, each with a connection through a -L forward to a TCP echo server. One is killed
+  // (no GOAWAY); the other stays, idle, its stream layer sending keepalives.
+  const closed: number[] = [];
+  const tcp = await tcpEcho();
+  tcp.server.on('connection', (s) => s.on('close', () => closed.push(s.remotePort ?? 0)));
+  const dir = tempDir();
+  const pubLive = await keygen(dir);
+  const dirGone = tempDir();
+  const pubGone = await keygen(dirGone);
+  const relay = run(
+    relayArgs(dir, pubLive, [
+      '--allow',
+      pubGone,
+      '--egress-allow',
+      '127.0.0.1/32',
+      '--outage-ms',
+      '2000',
+      '--peer-idle-ms',
+      '3000',
+      '--log-level',
+      'debug',
+    ]),
+  );
+  const clients: Proc[] = [];
+  try {
+    const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
+    const open = async (d: string): Promise<{ c: Proc; s: Socket }> => {
+      const c = run(
+        connectArgs(listening, d, [
+          '-L',
+          `127.0.0.1:0:127.0.0.1:${tcp.port}`,
+          '--keepalive-ms',
+          '500',
+        ]),
+      );
+      clients.push(c);
+      const fwd = await c.until((l) => l.msg === 'forward-listening', 'forward');
+      const { host, port } = hostPort(String(fwd.address));
+      const s = tcpConnect(port, host);
+      await once(s, 'connect');
+      s.write('ping');
+      const [echo] = (await once(s, 'data')) as [Buffer];
+      assert.equal(echo.toString(), 'ping');
+      return { c, s };
+    };
+    const live = await open(dir);
+    const gone = await open(dirGone);
+    // Everything acknowledged first: with data outstanding the relay's stream layer would give
+    // up on its own after --outage-ms ('dead'); here nothing is owed, only silence.
+    await sleep(300);
+    gone.c.child.kill('SIGKILL');
+    await gone.c.exited;
+    const forgotten = await relay.until(
+      (l) => l.msg === 'peer-forgotten',
+      'the killed client forgotten',
+      10_000,
+    );
+    assert.equal(forgotten.peer, pubGone.slice(0, 16));
+    assert.equal(forgotten.streams, 1);
+    await sleep(300);
+    assert.equal(closed.length, 1, "the killed client's egress connection is closed");
+    // The live client, idle all along, was not forgotten and its stream still works.
+    await sleep(2000);
+    assert.equal(relay.lines.filter((l) => l.msg === 'peer-forgotten').length, 1);
+    live.s.write('still here');
+    const [echo] = (await once(live.s, 'data')) as [Buffer];
+    assert.equal(echo.toString(), 'still here');
+    live.s.destroy();
+  } finally {
+    await stop(relay);
+    for (const c of clients) await stop(c);
+    tcp.server.close();
+  }
+});
+
 // --- Through an HTTP proxy ----------------------------------------------------------------------------
 
 const noSquid =

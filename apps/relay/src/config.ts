@@ -57,6 +57,8 @@ export interface RelayConfig {
   /** undefined: the core's default. */
   readonly rekeyAfterMs: number | undefined;
   readonly outageMs: number;
+  /** A client not heard from for this long is forgotten (its streams and sockets closed). */
+  readonly peerIdleMs: number;
   readonly logLevel: LogThreshold;
   readonly logFormat: LogFormat;
   readonly metrics: boolean;
@@ -367,6 +369,18 @@ export const SETTINGS: readonly AnySetting[] = [
     default: () => 120_000,
     parse: intParser(0),
     fromJson: jsonNumber(intParser(0)),
+  }),
+  def({
+    key: 'peerIdleMs',
+    flag: 'peer-idle-ms',
+    env: 'ROAMLINK_PEER_IDLE_MS',
+    kind: 'value',
+    form: 'MS ≥ 1000',
+    help: 'A client silent this long is forgotten, its streams closed (keepalives: 30 s). ≥ --outage-ms.',
+    defaultText: 'max(600000, 2 × outage-ms)',
+    default: (r) => Math.max(600_000, 2 * (r.outageMs ?? 120_000)),
+    parse: intParser(1000),
+    fromJson: jsonNumber(intParser(1000)),
   }),
   def({
     key: 'logLevel',
@@ -736,6 +750,12 @@ export function loadConfig(o: LoadConfigOptions): LoadConfigResult {
     }
     resolved[s.key] = value;
     sources[s.key] = source;
+  }
+  if ((resolved.peerIdleMs as number) < (resolved.outageMs as number)) {
+    throw new ConfigError(
+      `peer-idle-ms (${resolved.peerIdleMs}) must be at least outage-ms (${resolved.outageMs}): ` +
+        'a client riding out an outage would be forgotten, and its streams with it',
+    );
   }
   resolved.configFile = configFile;
   sources.configFile = configFile === undefined ? 'default' : parsed.configFile ? 'flag' : 'env';

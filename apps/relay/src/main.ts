@@ -113,6 +113,7 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
     ...(c.rekeyAfterMs ? { rekeyAfterMs: c.rekeyAfterMs } : {}),
     ...(writeKey ? { keyLog: writeKey } : {}),
     outageMs: c.outageMs,
+    peerIdleMs: c.peerIdleMs,
     maxStreams: c.maxStreamsPerSession,
     log: (level, msg, fields) => log[level](msg, fields),
     app: {

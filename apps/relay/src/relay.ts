@@ -100,6 +100,11 @@ export interface RelayOptions {
   maxStreams?: number;
   /** Connect timeout for egress TCP (default 10 s). */
   connectTimeoutMs?: number;
+  /**
+   * A client not heard from for this long is forgotten (RelaySessions.forgetIdle): its stream
+   * layer, streams and egress sockets go. Default 10 minutes.
+   */
+  peerIdleMs?: number;
 }
 
 /** What the relay keeps per client beside its RelayPeer: the stream layer and its egress. */
@@ -471,6 +476,26 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
     httpLocal = await listenOn(s, o.http.address, o.http.port);
   }
 
+  // Clients gone without a word (no GOAWAY: a closed lid, a lost network) are forgotten once
+  // silent for peerIdleMs: without it their egress sockets stayed open and their sessions counted
+  // against the session limit for ever. Live clients with open streams send keepalives.
+  const peerIdleMs = o.peerIdleMs ?? 600_000;
+  const sweep = setInterval(
+    () => {
+      for (const peer of relay.forgetIdle(driver.now(), peerIdleMs)) {
+        const t = tunnels.get(peer.id);
+        o.log('info', 'peer-forgotten', {
+          peer: peer.id.slice(0, 16),
+          silentMs: driver.now() - peer.lastSeen,
+          streams: t?.host.streams ?? 0,
+        });
+        if (t) dropTunnel(t);
+      }
+    },
+    Math.min(30_000, Math.max(250, peerIdleMs / 4)),
+  );
+  sweep.unref();
+
   return {
     publicKey: toHex(o.keypair.publicKey),
     udp: udpBind,
@@ -498,6 +523,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
     },
     async close(graceMs = 0): Promise<void> {
       closing = true;
+      clearInterval(sweep);
       for (const t of tunnels.values()) {
         t.host.mux.goAway(StreamError.SHUTDOWN);
         t.host.pump();

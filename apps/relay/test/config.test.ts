@@ -383,3 +383,18 @@ test('identity and psk files on disk', () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('peer-idle-ms: 10 min by default, twice the outage window if that is longer, never below it', () => {
+  assert.equal(load({}).config.peerIdleMs, 600_000);
+  assert.equal(load({ argv: ['--outage-ms', '400000'] }).config.peerIdleMs, 800_000);
+  assert.equal(
+    load({ env: { ROAMLINK_PEER_IDLE_MS: '5000' }, argv: ['--outage-ms', '5000'] }).config
+      .peerIdleMs,
+    5000,
+  );
+  assert.throws(
+    () => load({ argv: ['--peer-idle-ms', '60000'] }),
+    (e: Error) => e instanceof ConfigError && /at least outage-ms \(120000\)/.test(e.message),
+  );
+  assert.throws(() => load({ argv: ['--peer-idle-ms', '10'] }), ConfigError);
+});

@@ -337,6 +337,8 @@ export class RoamlinkSession extends TypedEventTarget {
       // Every browser path is a stream transport (TCP below): no pacing, as the Node client
       // does on its stream paths; browsers clamp timers anyway.
       pacing: false,
+      // Idle streams must not look like a vanished client to the relay: a PING after 30 s.
+      keepaliveMs: 30_000,
       now: Date.now(),
       // Every path here is a stream transport.
       maxPayload: STREAM_PATH_PAYLOAD,

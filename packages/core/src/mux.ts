@@ -114,6 +114,11 @@ export interface MuxOptions {
   maxPayload?: number;
   /** How long without any acknowledgement before the event 'dead', default 120 000 ms. */
   outageMs?: number;
+  /**
+   * While streams are open, a PING goes when nothing ack-eliciting was sent for this long, so a
+   * peer that forgets silent clients (the relay) keeps idle streams; 0 (default) never.
+   */
+  keepaliveMs?: number;
   /** Relay: streams the client may have open at once, default 256 (at least 100). */
   maxStreams?: number;
   /** Cap on the backed-off probe timeout, default 1000 ms. */
@@ -372,6 +377,10 @@ export class Mux {
   #ackImmediate = false;
   /** Ack-eliciting packets received before an ACK is owed at once (setPacing sets it). */
   #ackThreshold = ACK_THRESHOLD_DATAGRAM;
+  readonly #keepaliveMs: number;
+  /** When the last ack-eliciting packet went (keepalive). */
+  #lastElicitingAt = 0;
+  #keepaliveDue = false;
   /** Ack-eliciting packets received in order since the last gap or path change. */
   #inOrderRun = 0;
   #ackElicitingSince = 0;
@@ -443,6 +452,8 @@ export class Mux {
     );
     this.#sendBufferLimit = num(o.sendBufferLimit, this.#streamWindow, 1, 'sendBufferLimit');
     this.#outageMs = num(o.outageMs, 120_000, 1, 'outageMs');
+    this.#keepaliveMs = num(o.keepaliveMs, 0, 0, 'keepaliveMs');
+    this.#lastElicitingAt = o.now;
     this.#maxStreams = Math.max(MUX_INITIAL_MAX_STREAMS, num(o.maxStreams, 256, 1, 'maxStreams'));
     this.#maxPayload = this.#checkPayload(o.maxPayload ?? MUX_MIN_PAYLOAD);
     this.#pacing = o.pacing ?? true;
@@ -575,6 +586,12 @@ export class Mux {
       this.#planStreams();
     }
     let eliciting = plan.length > 0;
+    if (!eliciting && this.#keepaliveDue && room > 0) {
+      const it = new Item(K_PING, undefined);
+      it.size = 1;
+      plan.push(it);
+      eliciting = true;
+    }
     if (!eliciting && probe) {
       const it = new Item(K_PING, undefined);
       it.size = 1;
@@ -621,6 +638,8 @@ export class Mux {
     };
     rec.onPacketSent(sent);
     if (eliciting) {
+      this.#lastElicitingAt = now;
+      this.#keepaliveDue = false;
       if (probe) this.#probes--;
       else if (this.#pacing) this.#pacer.onSent(size);
       this.#silenceStart ??= now;
@@ -641,6 +660,7 @@ export class Mux {
     if (this.#silenceStart !== undefined && !this.#deadEmitted) {
       consider(this.#silenceStart + this.#outageMs);
     }
+    if (!this.#keepaliveDue) consider(this.#keepaliveAt());
     return t;
   }
 
@@ -657,6 +677,8 @@ export class Mux {
       if (p) this.#requeue(p.items, PROBE_REQUEUE_BYTES);
     }
     if (r !== undefined) this.#afterAcksOrLosses();
+    const keepaliveAt = this.#keepaliveAt();
+    if (keepaliveAt !== undefined && now >= keepaliveAt) this.#keepaliveDue = true;
     if (
       this.#silenceStart !== undefined &&
       !this.#deadEmitted &&
@@ -1518,8 +1540,15 @@ export class Mux {
 
   // === Building packets ========================================================================
 
+  /** When a keepalive PING is due: streams open, keepalives on (undefined otherwise). */
+  #keepaliveAt(): number | undefined {
+    if (this.#keepaliveMs === 0 || this.#streams.size === 0) return undefined;
+    return this.#lastElicitingAt + this.#keepaliveMs;
+  }
+
   #hasWork(): boolean {
     return (
+      this.#keepaliveDue ||
       this.#sendList.length > 0 ||
       this.#ctrlStreams.size > 0 ||
       this.#dgrams.length > 0 ||

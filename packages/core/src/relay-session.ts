@@ -140,6 +140,8 @@ export class RelayPeer<P> {
   readonly staged: { payload: Uint8Array; nextHeader: number }[] = [];
   packetsReceived = 0;
   packetsSent = 0;
+  /** When the peer was last heard: an authenticated packet, or a handshake accepted. */
+  lastSeen = 0;
   /** Packets still to be sent twice after a move onto a datagram path. */
   redundantLeft = 0;
   /** Registration: the round in force, its nonce, the decision counter and chosen path. */
@@ -179,6 +181,8 @@ function validatedByTransport(info: PathInfo | undefined): boolean {
 export class RelaySessions<P> {
   readonly stats: SessionStats = newSessionStats();
   readonly peers = new Map<string, RelayPeer<P>>();
+  /** Peers forgotten for silence (`forgetIdle`). */
+  peersForgotten = 0;
   readonly #bySpi = new Map<number, { peer: RelayPeer<P>; pair: SaPair }>();
   readonly #o: RelaySessionsOptions;
   readonly #out = new Outbox<P>();
@@ -224,6 +228,7 @@ export class RelaySessions<P> {
     // Authenticated and fresh: only now may the packet move state (wireguard-go receive.go).
     this.stats.packetsReceived++;
     peer.packetsReceived++;
+    peer.lastSeen = now;
     const ps = this.#pathState(peer, path, info);
     ps.bytesIn += size;
     const { nextHeader, payload, seq } = this.#opened;
@@ -333,6 +338,27 @@ export class RelaySessions<P> {
       }
       this.#sendBindingAcks(peer, now);
     }
+  }
+
+  /**
+   * Forgets every peer not heard from for `idleMs` or more (no authenticated packet, no accepted
+   * handshake): its keys, paths and pending work go, and its SPIs are refused from then on. Without
+   * this a relay that lets any key in keeps state for every key ever seen. Returns the peers
+   * forgotten, so that the app can drop what it keeps for them (streams, sockets). A peer that
+   * comes back is a new one (a fresh handshake, a new session).
+   */
+  forgetIdle(now: number, idleMs: number): RelayPeer<P>[] {
+    const gone: RelayPeer<P>[] = [];
+    for (const peer of this.peers.values()) {
+      if (now - peer.lastSeen < idleMs) continue;
+      this.peers.delete(peer.id);
+      for (const p of [peer.keys.previous, peer.keys.current, peer.keys.next]) {
+        if (p && this.#bySpi.get(p.localSpi)?.peer === peer) this.#bySpi.delete(p.localSpi);
+      }
+      this.peersForgotten++;
+      gone.push(peer);
+    }
+    return gone;
   }
 
   nextTimeout(): number | undefined {
@@ -705,6 +731,7 @@ export class RelaySessions<P> {
     }
     const peer = known ?? new RelayPeer<P>(hs.remoteStaticKey);
     if (!known) this.peers.set(id, peer);
+    peer.lastSeen = now;
     // A client that starts over (its first handshake again: it carries candidates) numbers its
     // registration rounds from 1 again: the old session's round must not make them stale.
     const restart = known !== undefined && (hs.payload.candidates?.length ?? 0) > 0;

@@ -337,3 +337,50 @@ test('ACKs on a datagram path: every 2nd packet at first, every 10th after 100 i
   const afterGap = run(30, 5);
   assert.ok(afterGap >= 11, `${afterGap} ACKs for 29 packets after a gap (decimated: ~3)`);
 });
+
+test('keepalive: with a stream open and nothing sent for keepaliveMs, a PING goes; without streams, nothing', () => {
+  const client = new Mux({ role: 'client', now: 0, keepaliveMs: 30_000 });
+  const relay = new Mux({ role: 'relay', now: 0 });
+  const exchange = (now: number): number => {
+    let packets = 0;
+    for (let moved = true; moved; ) {
+      moved = false;
+      for (let p = client.pollPacket(now); p; p = client.pollPacket(now)) {
+        packets++;
+        moved = true;
+        relay.receive(p, now);
+      }
+      for (let e = relay.pollEvent(); e; e = relay.pollEvent()) {
+        if (e.type === 'stream-open') relay.accept(e.id);
+      }
+      for (let p = relay.pollPacket(now); p; p = relay.pollPacket(now)) {
+        moved = true;
+        client.receive(p, now);
+      }
+      while (client.pollEvent()) {}
+    }
+    return packets;
+  };
+  const id = client.openStream(T);
+  client.write(id, utf8('hello'));
+  assert.ok(exchange(1) > 0);
+  relay.handleTimeout(30);
+  exchange(30); // the relay's delayed ACK
+  // Idle from t=1: the keepalive is the next thing due, at t=1 + 30 s.
+  assert.equal(client.nextTimeout(), 30_001);
+  client.handleTimeout(30_001);
+  const before = relay.stats.packetsReceived;
+  assert.equal(exchange(30_001), 1, 'one PING packet');
+  assert.equal(relay.stats.packetsReceived, before + 1);
+  // No open streams: no keepalive.
+  client.reset(id, StreamError.RESET);
+  exchange(30_002);
+  relay.handleTimeout(30_100);
+  exchange(30_100);
+  client.handleTimeout(30_100);
+  exchange(30_100);
+  const t = client.nextTimeout();
+  assert.ok(t === undefined || t < 60_000, `next timeout ${t}`);
+  client.handleTimeout(100_000);
+  assert.equal(exchange(100_000), 0, 'nothing sent without streams');
+});

@@ -367,3 +367,42 @@ describe('payload codecs and suite choice', () => {
     }
   });
 });
+
+describe('forgetting silent peers', () => {
+  test('a peer silent for idleMs is forgotten: its SPI is refused, a new handshake starts over', () => {
+    const net = new Net();
+    net.connect();
+    net.runUntil(net.now + 100);
+    assert.equal(net.client.state, 'established');
+    const peer = [...net.relay.peers.values()][0]!;
+    assert.equal(peer.lastSeen > 0, true);
+    // Heard recently: kept.
+    assert.deepEqual(net.relay.forgetIdle(net.now, 60_000), []);
+    net.clientSend(numbered(1));
+    net.runUntil(net.now + 20);
+    const heard = peer.lastSeen;
+    assert.equal(heard, net.now - 10, 'the data packet counts as hearing from the peer');
+    // 60 s of silence: forgotten.
+    const gone = net.relay.forgetIdle(heard + 60_000, 60_000);
+    assert.deepEqual(gone, [peer]);
+    assert.equal(net.relay.peers.size, 0);
+    assert.equal(net.relay.peersForgotten, 1);
+    // Its packets now find no SA; nothing is delivered.
+    const badSpi = net.relay.stats.espDrops.bad_spi;
+    const delivered = net.atRelay.length;
+    net.clientSend(numbered(2));
+    net.runUntil(net.now + 20);
+    assert.equal(net.relay.stats.espDrops.bad_spi, badSpi + 1);
+    assert.equal(net.atRelay.length, delivered);
+    // The client starting over gets a fresh peer.
+    net.restartClient();
+    net.connect();
+    net.runUntil(net.now + 100);
+    assert.equal(net.client.state, 'established');
+    const fresh = [...net.relay.peers.values()][0]!;
+    assert.notEqual(fresh, peer);
+    net.clientSend(numbered(3));
+    net.runUntil(net.now + 20);
+    assert.equal(indexOf(net.atRelay.at(-1)!.payload), 3);
+  });
+});
