@@ -837,6 +837,7 @@ export class ClientSession<P> {
       suites: o.suites ?? o.provider.suites,
       encapsulations: o.encapsulations ?? DEFAULT_ENCAPSULATION_PREFERENCE,
       random: o.random,
+      x25519: o.provider.x25519,
       ...(o.psk ? { psk: o.psk } : {}),
       // The first handshake carries every candidate's view: round 1 is answered with it.
       ...(!rekey && !this.#rounds.current

@@ -20,7 +20,7 @@ import { blake2s } from '@noble/hashes/blake2.js';
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { readU16, readU32, utf8, writeU16, writeU32 } from './bytes.ts';
 import { ESP_MIN_SPI, ESP_SALT_BYTES, NON_ESP_MARKER_BYTES } from './constants.ts';
-import { AEAD_KEY_BYTES, Suite } from './crypto/aead.ts';
+import { AEAD_KEY_BYTES, Suite, type X25519 } from './crypto/aead.ts';
 import type { Encapsulation } from './encapsulation.ts';
 import { isEncapsulation } from './encapsulation.ts';
 import { ErrorCode, RoamlinkError } from './errors.ts';
@@ -325,6 +325,8 @@ export interface InitiatorOptions {
   random: RandomBytes;
   /** Fixed ephemeral key: tests only. */
   ephemeralKeypair?: Keypair;
+  /** X25519 backend (the provider's, when it has one); default the core's own. */
+  x25519?: X25519 | undefined;
 }
 
 /** The client's side of one handshake: message 1 out, message 2 in. */
@@ -350,6 +352,7 @@ export class InitiatorHandshake {
       staticKeypair: o.staticKeypair,
       remoteStaticKey: o.relayStaticKey,
       random: o.random,
+      ...(o.x25519 ? { x25519: o.x25519 } : {}),
       ...(o.psk ? { psk: o.psk } : {}),
       ...(o.ephemeralKeypair ? { ephemeralKeypair: o.ephemeralKeypair } : {}),
     });
@@ -424,6 +427,8 @@ export interface ResponderOptions {
   staticKeypair: Keypair;
   random: RandomBytes;
   ephemeralKeypair?: Keypair;
+  /** X25519 backend (the provider's, when it has one); default the core's own. */
+  x25519?: X25519 | undefined;
 }
 
 /**
@@ -462,6 +467,7 @@ export class ResponderHandshake {
       staticKeypair: o.staticKeypair,
       usePsk: (flags & HandshakeFlag.PSK) !== 0,
       random: o.random,
+      ...(o.x25519 ? { x25519: o.x25519 } : {}),
       ...(o.ephemeralKeypair ? { ephemeralKeypair: o.ephemeralKeypair } : {}),
     });
     const payload = decodeInitPayload(noise.readMessage(msg.subarray(HEADER_BYTES)));

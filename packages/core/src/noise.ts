@@ -26,6 +26,7 @@ import { x25519 } from '@noble/curves/ed25519.js';
 import { blake2s } from '@noble/hashes/blake2.js';
 import { hmac } from '@noble/hashes/hmac.js';
 import { concatBytes, utf8 } from './bytes.ts';
+import type { X25519 } from './crypto/aead.ts';
 import { ErrorCode, RoamlinkError } from './errors.ts';
 
 export const NOISE_IK_PROTOCOL = 'Noise_IK_25519_ChaChaPoly_BLAKE2s';
@@ -58,20 +59,20 @@ export interface Keypair {
 /** Returns `n` cryptographically random bytes. */
 export type RandomBytes = (n: number) => Uint8Array;
 
-export function keypairFromSecret(secretKey: Uint8Array): Keypair {
+export function keypairFromSecret(secretKey: Uint8Array, impl: X25519 = nobleX25519): Keypair {
   if (secretKey.length !== NOISE_DH_LEN) {
     throw new RoamlinkError(ErrorCode.INVALID_ARGUMENT, 'X25519 secret key must be 32 bytes');
   }
   const sk = secretKey.slice();
-  return { publicKey: x25519.getPublicKey(sk), secretKey: sk };
+  return { publicKey: impl.publicKey(sk), secretKey: sk };
 }
 
-export function generateKeypair(random: RandomBytes): Keypair {
+export function generateKeypair(random: RandomBytes, impl: X25519 = nobleX25519): Keypair {
   const sk = random(NOISE_DH_LEN);
   if (sk.length !== NOISE_DH_LEN) {
     throw new RoamlinkError(ErrorCode.INVALID_ARGUMENT, 'random() returned the wrong length');
   }
-  const kp = keypairFromSecret(sk);
+  const kp = keypairFromSecret(sk, impl);
   sk.fill(0);
   return kp;
 }
@@ -79,13 +80,19 @@ export function generateKeypair(random: RandomBytes): Keypair {
 // ---------------------------------------------------------------------------------------------
 // Crypto functions (§4, §12)
 
+/** The core's own X25519 (noble, pure JS): what runs where no provider offers a faster one. */
+export const nobleX25519: X25519 = {
+  publicKey: (sk) => x25519.getPublicKey(sk),
+  sharedSecret: (sk, pk) => x25519.getSharedSecret(sk, pk),
+};
+
 /** §12.1 DH(); low-order points are rejected so a peer cannot force a known shared secret. */
-function dh(secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array {
+function dh(impl: X25519, secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array {
   let out: Uint8Array;
   try {
-    out = x25519.getSharedSecret(secretKey, publicKey);
+    out = impl.sharedSecret(secretKey, publicKey);
   } catch (cause) {
-    // noble refuses low-order inputs before running the ladder.
+    // noble refuses low-order inputs before running the ladder; OpenSSL refuses a zero result.
     throw new RoamlinkError(ErrorCode.AUTH_FAILED, 'X25519 with a low-order public key', { cause });
   }
   let acc = 0;
@@ -194,8 +201,8 @@ function mixKeyAndHash(s: Symmetric, ikm: Uint8Array): void {
 }
 
 /** DH then MixKey, wiping the shared secret once it has been absorbed. */
-function mixDh(s: Symmetric, secretKey: Uint8Array, publicKey: Uint8Array): void {
-  const shared = dh(secretKey, publicKey);
+function mixDh(impl: X25519, s: Symmetric, secretKey: Uint8Array, publicKey: Uint8Array): void {
+  const shared = dh(impl, secretKey, publicKey);
   mixKey(s, shared);
   shared.fill(0);
 }
@@ -291,6 +298,8 @@ export interface NoiseOptions {
   ephemeralKeypair?: Keypair;
   /** Source of e when ephemeralKeypair is absent. */
   random: RandomBytes;
+  /** X25519 backend (a provider's native one); default the core's own (noble). */
+  x25519?: X25519;
 }
 
 export type NoiseRole = 'initiator' | 'responder';
@@ -334,6 +343,7 @@ export class NoiseIK {
   #re: Uint8Array | undefined;
   #psk: Uint8Array | undefined;
   readonly #random: RandomBytes;
+  readonly #x25519: X25519;
 
   constructor(role: NoiseRole, opts: NoiseOptions) {
     if (role !== 'initiator' && role !== 'responder') {
@@ -342,6 +352,7 @@ export class NoiseIK {
     this.role = role;
     this.#s = copyKeypair(opts.staticKeypair, 'static');
     this.#random = opts.random;
+    this.#x25519 = opts.x25519 ?? nobleX25519;
     if (opts.ephemeralKeypair !== undefined) {
       this.#fixedE = copyKeypair(opts.ephemeralKeypair, 'ephemeral');
     }
@@ -410,7 +421,7 @@ export class NoiseIK {
 
     const sym = cloneSymmetric(this.#sym);
     const e = this.#fixedE !== undefined ? copyKeypair(this.#fixedE, 'ephemeral') : undefined;
-    const eph = e ?? generateKeypair(this.#random);
+    const eph = e ?? generateKeypair(this.#random, this.#x25519);
     try {
       // Token "e" (§5.3), plus MixKey(e.public_key) in a psk handshake (§9.2).
       const parts: Uint8Array[] = [eph.publicKey];
@@ -418,13 +429,13 @@ export class NoiseIK {
       if (this.usesPsk) mixKey(sym, eph.publicKey);
       if (mine === 0) {
         // -> e, es, s, ss
-        mixDh(sym, eph.secretKey, this.#rs!);
+        mixDh(this.#x25519, sym, eph.secretKey, this.#rs!);
         parts.push(encryptAndHash(sym, this.#s.publicKey));
-        mixDh(sym, this.#s.secretKey, this.#rs!);
+        mixDh(this.#x25519, sym, this.#s.secretKey, this.#rs!);
       } else {
         // <- e, ee, se [, psk]
-        mixDh(sym, eph.secretKey, this.#re!);
-        mixDh(sym, eph.secretKey, this.#rs!);
+        mixDh(this.#x25519, sym, eph.secretKey, this.#re!);
+        mixDh(this.#x25519, sym, eph.secretKey, this.#rs!);
         if (this.usesPsk) mixKeyAndHash(sym, this.#psk!);
       }
       parts.push(encryptAndHash(sym, payload));
@@ -469,15 +480,15 @@ export class NoiseIK {
       let rs = this.#rs;
       if (theirs === 0) {
         // -> e, es, s, ss  (responder side: DH(s, re), decrypt s, DH(s, rs))
-        mixDh(sym, this.#s.secretKey, re);
+        mixDh(this.#x25519, sym, this.#s.secretKey, re);
         const encS = message.subarray(off, off + NOISE_DH_LEN + NOISE_TAG_LEN);
         off += NOISE_DH_LEN + NOISE_TAG_LEN;
         rs = decryptAndHash(sym, encS);
-        mixDh(sym, this.#s.secretKey, rs);
+        mixDh(this.#x25519, sym, this.#s.secretKey, rs);
       } else {
         // <- e, ee, se [, psk]  (initiator side: DH(e, re), DH(s, re))
-        mixDh(sym, this.#e!.secretKey, re);
-        mixDh(sym, this.#s.secretKey, re);
+        mixDh(this.#x25519, sym, this.#e!.secretKey, re);
+        mixDh(this.#x25519, sym, this.#s.secretKey, re);
         if (this.usesPsk) mixKeyAndHash(sym, this.#psk!);
       }
       const payload = decryptAndHash(sym, message.subarray(off));

@@ -691,7 +691,11 @@ export class RelaySessions<P> {
     const o = this.#o;
     let hs: ResponderHandshake;
     try {
-      hs = ResponderHandshake.read(datagram, { staticKeypair: o.staticKeypair, random: o.random });
+      hs = ResponderHandshake.read(datagram, {
+        staticKeypair: o.staticKeypair,
+        random: o.random,
+        x25519: o.provider.x25519,
+      });
     } catch (e) {
       if (isRoamlinkError(e, ErrorCode.AUTH_FAILED)) this.stats.controlDrops.handshake_auth++;
       else this.stats.controlDrops.handshake_malformed++;

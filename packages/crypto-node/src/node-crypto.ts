@@ -10,8 +10,12 @@ import {
   type CipherKey,
   createCipheriv,
   createDecipheriv,
+  createPrivateKey,
+  createPublicKey,
   createSecretKey,
+  diffieHellman,
   getCiphers,
+  type KeyObject,
 } from 'node:crypto';
 import {
   AEAD_TAG_BYTES,
@@ -21,6 +25,7 @@ import {
   copyAeadKey,
   requireSuite,
   Suite,
+  type X25519,
 } from '@roamlink/core';
 
 type Algorithm = 'aes-256-gcm' | 'chacha20-poly1305';
@@ -71,11 +76,45 @@ function nodeAead(suite: Suite, key: CipherKey): Aead {
   };
 }
 
+// RFC 8410 DER wrappings of raw X25519 keys: node:crypto takes keys only as KeyObjects.
+const PKCS8_X25519 = Buffer.from('302e020100300506032b656e04220420', 'hex');
+const SPKI_X25519 = Buffer.from('302a300506032b656e032100', 'hex');
+
+function privateKeyOf(secretKey: Uint8Array): KeyObject {
+  if (secretKey.length !== 32) throw new RangeError('X25519 secret key must be 32 bytes');
+  return createPrivateKey({
+    key: Buffer.concat([PKCS8_X25519, secretKey]),
+    format: 'der',
+    type: 'pkcs8',
+  });
+}
+
+/**
+ * X25519 through OpenSSL (RFC 7748; the scalar is clamped as §5 says, like noble), ~15x faster
+ * than pure JS. OpenSSL refuses a low-order peer key (its all-zero result) by throwing.
+ */
+export const nodeX25519: X25519 = {
+  publicKey(secretKey) {
+    const spki = createPublicKey(privateKeyOf(secretKey)).export({ format: 'der', type: 'spki' });
+    return new Uint8Array(spki.subarray(SPKI_X25519.length));
+  },
+  sharedSecret(secretKey, publicKey) {
+    if (publicKey.length !== 32) throw new RangeError('X25519 public key must be 32 bytes');
+    const pub = createPublicKey({
+      key: Buffer.concat([SPKI_X25519, publicKey]),
+      format: 'der',
+      type: 'spki',
+    });
+    return new Uint8Array(diffieHellman({ privateKey: privateKeyOf(secretKey), publicKey: pub }));
+  },
+};
+
 const available = new Set(getCiphers());
 
 export const nodeCryptoProvider: CryptoProvider = {
   name: 'node',
   suites: [Suite.CHACHA20_POLY1305, Suite.AES_256_GCM].filter((s) => available.has(ALGORITHMS[s])),
+  x25519: nodeX25519,
   aead(suite: Suite, key: Uint8Array): Aead {
     requireSuite(nodeCryptoProvider, suite);
     // Passing a KeyObject instead of raw bytes makes each createCipheriv several times cheaper

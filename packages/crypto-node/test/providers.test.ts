@@ -148,7 +148,7 @@ describe('selectProvider', () => {
       const providers = order === 0 ? [slow, fast] : [fast, slow];
       const { provider, suites } = selectProvider({ providers, budgetMs: 20 });
       assert.deepEqual(suites, [Suite.CHACHA20_POLY1305]);
-      assert.equal(provider.name, 'auto(chacha20-poly1305=fast)');
+      assert.equal(provider.name, 'auto(chacha20-poly1305=fast,x25519=noble)');
     }
   });
 
