@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { createCipheriv, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import {
   fromHex,
@@ -16,33 +15,10 @@ import {
   type NoiseOptions,
   toHex,
 } from '../src/index.ts';
+import { loadNoiseVectors, type NoiseVector } from './noise-vectors.ts';
 
-interface VectorMessage {
-  payload: string;
-  ciphertext: string;
-}
-/** Both published layouts: cacophony uses name/init_psk, snow uses protocol_name/init_psks. */
-interface Vector {
-  name?: string;
-  protocol_name?: string;
-  init_prologue: string;
-  init_psk?: string;
-  init_psks?: string[];
-  init_static: string;
-  init_ephemeral: string;
-  init_remote_static: string;
-  resp_prologue: string;
-  resp_psk?: string;
-  resp_psks?: string[];
-  resp_static: string;
-  resp_ephemeral: string;
-  handshake_hash?: string;
-  messages: VectorMessage[];
-}
-
-const file = JSON.parse(
-  readFileSync(new URL('./vectors/noise-ik.json', import.meta.url), 'utf8'),
-) as { source: string; vectors: Vector[] };
+const file = loadNoiseVectors();
+type Vector = NoiseVector;
 
 const WANTED = new Set([NOISE_IK_PROTOCOL, NOISE_IKPSK2_PROTOCOL]);
 const vectors = file.vectors.filter((v) => WANTED.has(v.name ?? v.protocol_name ?? ''));

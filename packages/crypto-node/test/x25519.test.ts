@@ -4,7 +4,6 @@
  * the selection that puts it in the composite provider.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import {
   fromHex,
@@ -15,6 +14,7 @@ import {
   toHex,
 } from '@roamlink/core';
 import fc from 'fast-check';
+import { loadNoiseVectors } from '../../core/test/noise-vectors.ts';
 import { nodeX25519, selectProvider, selectX25519 } from '../src/index.ts';
 
 test('RFC 7748 §6.1: public keys and the shared secret', () => {
@@ -55,28 +55,8 @@ test('a low-order public key is refused (RFC 7748 §6.1: the all-zero result)', 
   assert.throws(() => nodeX25519.sharedSecret(sk, new Uint8Array(31)), RangeError);
 });
 
-interface Vector {
-  name?: string;
-  protocol_name?: string;
-  init_prologue: string;
-  init_psk?: string;
-  init_psks?: string[];
-  init_static: string;
-  init_ephemeral: string;
-  init_remote_static: string;
-  resp_prologue: string;
-  resp_psk?: string;
-  resp_psks?: string[];
-  resp_static: string;
-  resp_ephemeral: string;
-  handshake_hash?: string;
-  messages: { payload: string; ciphertext: string }[];
-}
-
 test('Noise IK and IKpsk2 published vectors, with node:crypto doing every DH on both sides', () => {
-  const file = JSON.parse(
-    readFileSync(new URL('../../core/test/vectors/noise-ik.json', import.meta.url), 'utf8'),
-  ) as { vectors: Vector[] };
+  const file = loadNoiseVectors();
   const kp = (hex: string) => keypairFromSecret(fromHex(hex), nodeX25519);
   const noRandom = (): Uint8Array => {
     throw new Error('vectors fix every key');
