@@ -576,6 +576,7 @@ test('a client gone without a word is forgotten after --peer-idle-ms: its egress
       '3000',
       '--log-level',
       'debug',
+      '--metrics',
     ]),
   );
   const clients: Proc[] = [];
@@ -619,6 +620,9 @@ test('a client gone without a word is forgotten after --peer-idle-ms: its egress
     // The live client, idle all along, was not forgotten and its stream still works.
     await sleep(2000);
     assert.equal(relay.lines.filter((l) => l.msg === 'peer-forgotten').length, 1);
+    const metrics = await (await fetch(`http://${String(listening.http)}/metrics`)).text();
+    assert.match(metrics, /^roamlink_sessions_forgotten_total 1$/m);
+    assert.match(metrics, /^roamlink_sessions 1$/m);
     live.s.write('still here');
     const [echo] = (await once(live.s, 'data')) as [Buffer];
     assert.equal(echo.toString(), 'still here');

@@ -72,7 +72,11 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
   const status = c.statusPage
     ? new StatusRecorder({ now: Date.now, encapsulations: encapsulationCodes(c) })
     : undefined;
-  const metrics = relayMetrics(registry, { sessions: () => sessionsNow() });
+  let forgottenNow = (): number => 0;
+  const metrics = relayMetrics(registry, {
+    sessions: () => sessionsNow(),
+    forgotten: () => forgottenNow(),
+  });
 
   // Bound series for the per-datagram byte counters: no label lookup on the hot path.
   const bytesIn = Object.fromEntries(
@@ -144,6 +148,7 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
     },
   });
   sessionsNow = () => relay.sessions.peers.size;
+  forgottenNow = () => relay.sessions.peersForgotten;
   if (status) {
     const at = (e: typeof relay.udp): string | null => (e ? formatEndpoint(e) : null);
     status.setRelay({

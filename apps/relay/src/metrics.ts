@@ -434,6 +434,8 @@ export interface RelayMetricsOptions {
   sessions?: () => number;
   /** Read at each render and passed to `syncStats`. */
   stats?: () => SessionStats;
+  /** Read at each render into roamlink_sessions_forgotten_total. */
+  forgotten?: () => number;
 }
 
 /** Declares roamlink's metrics on `registry`, with the known label values pre-created at 0. */
@@ -442,6 +444,10 @@ export function relayMetrics(registry: Registry, o: RelayMetricsOptions = {}): R
   const sessions = registry.gauge({
     name: 'roamlink_sessions',
     help: 'Client sessions the relay holds.',
+  });
+  const forgotten = registry.counter({
+    name: 'roamlink_sessions_forgotten_total',
+    help: 'Client sessions forgotten after --peer-idle-ms of silence.',
   });
   const handshakes = registry.counter({
     name: 'roamlink_handshakes_total',
@@ -547,7 +553,9 @@ export function relayMetrics(registry: Registry, o: RelayMetricsOptions = {}): R
   };
   const sessionsFn = o.sessions;
   const statsFn = o.stats;
+  const forgottenFn = o.forgotten;
   if (sessionsFn) registry.onCollect(() => sessions.set(undefined, sessionsFn()));
+  if (forgottenFn) registry.onCollect(() => forgotten.set(undefined, forgottenFn()));
   if (statsFn) registry.onCollect(() => m.syncStats(statsFn()));
   return m;
 }

@@ -160,7 +160,7 @@ test('roamlink metrics: names, types, units, label values pre-created', () => {
   const r = new Registry();
   let sessions = 7;
   const stats = newSessionStats();
-  const m = relayMetrics(r, { sessions: () => sessions, stats: () => stats });
+  const m = relayMetrics(r, { sessions: () => sessions, stats: () => stats, forgotten: () => 4 });
   stats.handshakes = 5;
   stats.rekeys = 2;
   stats.espDrops.replay = 9;
@@ -177,6 +177,7 @@ test('roamlink metrics: names, types, units, label values pre-created', () => {
   const types = [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((x) => `${x[1]} ${x[2]}`);
   assert.deepEqual(types, [
     'roamlink_sessions gauge',
+    'roamlink_sessions_forgotten_total counter',
     'roamlink_handshakes_total counter',
     'roamlink_rekeys_total counter',
     'roamlink_handovers_total counter',
@@ -193,6 +194,7 @@ test('roamlink metrics: names, types, units, label values pre-created', () => {
   ]);
   for (const line of [
     'roamlink_sessions 7',
+    'roamlink_sessions_forgotten_total 4',
     'roamlink_handshakes_total 5',
     'roamlink_rekeys_total 2',
     'roamlink_handovers_total{cause="rebinding"} 1',
