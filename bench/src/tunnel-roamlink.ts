@@ -74,9 +74,16 @@ const stopChild = (c: ChildProcess): Promise<void> =>
     setTimeout(() => c.kill('SIGKILL'), 3000).unref();
   });
 
+/** `roamlink connect --socks`, plus `-L` to `forwardTo` (the origin) when given. */
 export async function startRoamlinkTunnel(
   encapsulation: Kind,
-): Promise<{ socksPort: number; stop(): Promise<void>; info?: Record<string, unknown> }> {
+  forwardTo?: number,
+): Promise<{
+  socksPort: number;
+  forwardPort?: number;
+  stop(): Promise<void>;
+  info?: Record<string, unknown>;
+}> {
   const dir = mkdtempSync(join(tmpdir(), 'roamlink-bench-'));
   // udp-1400: UDP held at the common 1400-byte packet (no path-MTU search), on both sides.
   const kind: (typeof KINDS)[number] = encapsulation === 'udp-1400' ? 'udp' : encapsulation;
@@ -125,16 +132,22 @@ export async function startRoamlinkTunnel(
         join(dir, 'client'),
         '--socks',
         '127.0.0.1:0',
+        ...(forwardTo === undefined ? [] : ['-L', `127.0.0.1:0:127.0.0.1:${forwardTo}`]),
         '--json-log',
         ...KINDS.filter((k) => k !== kind).map((k) => `--no-${k}`),
       ],
       env,
     );
     const socks = await client.next((x) => x.msg === 'socks-listening', 'SOCKS port');
+    const fwd =
+      forwardTo === undefined
+        ? undefined
+        : await client.next((x) => x.msg === 'forward-listening', 'forward');
     const reg = await client.next((x) => x.msg === 'registered', 'registration');
     const port = Number(String(socks.address).split(':').pop());
     return {
       socksPort: port,
+      ...(fwd ? { forwardPort: Number(String(fwd.address).split(':').pop()) } : {}),
       stop,
       info: { encapsulation: reg.encapsulation, verdict: reg.verdict },
     };

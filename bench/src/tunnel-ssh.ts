@@ -20,6 +20,8 @@ export const SSH_CIPHER = 'aes128-gcm@openssh.com';
 
 export interface SocksTunnel {
   socksPort: number;
+  /** A local forward (`-L`) to the origin through the same tunnel, when the tunnel has one. */
+  forwardPort?: number;
   stop(): Promise<void>;
   info?: Record<string, unknown>;
 }
@@ -117,7 +119,8 @@ function spawnLogged(file: string, args: string[]): { child: ChildProcess; log: 
 }
 
 /** Starts a private sshd and `ssh -D` to it; see the module comment. */
-export async function startSshSocks(timeoutMs = 10_000): Promise<SocksTunnel> {
+/** `ssh -D`, plus `-L` to `forwardTo` (the origin) when given. */
+export async function startSshSocks(timeoutMs = 10_000, forwardTo?: number): Promise<SocksTunnel> {
   if (!existsSync(SSHD)) throw new Error(`${SSHD} not found (install openssh-server)`);
   const { stderr: version } = await run('ssh', ['-V']).catch((e: Error) => {
     throw new Error(`ssh client not usable (install openssh-client): ${e.message}`);
@@ -185,12 +188,16 @@ export async function startSshSocks(timeoutMs = 10_000): Promise<SocksTunnel> {
     await waitForPort(sshdPort, sshd.child, 'sshd', sshd.log, timeoutMs);
 
     const socksPort = await freePort();
+    const forwardPort = forwardTo === undefined ? undefined : await freePort();
     const ssh = spawnLogged('ssh', [
       '-F',
       '/dev/null',
       '-N',
       '-D',
       `127.0.0.1:${socksPort}`,
+      ...(forwardPort === undefined
+        ? []
+        : ['-L', `127.0.0.1:${forwardPort}:127.0.0.1:${forwardTo}`]),
       '-c',
       SSH_CIPHER,
       '-o',
@@ -215,8 +222,12 @@ export async function startSshSocks(timeoutMs = 10_000): Promise<SocksTunnel> {
     ]);
     procs.push(ssh.child);
     await waitForPort(socksPort, ssh.child, 'ssh -D', ssh.log, timeoutMs);
+    if (forwardPort !== undefined) {
+      await waitForPort(forwardPort, ssh.child, 'ssh -L', ssh.log, timeoutMs);
+    }
     return {
       socksPort,
+      ...(forwardPort === undefined ? {} : { forwardPort }),
       stop,
       info: { version: version.trim(), cipher: SSH_CIPHER, user },
     };

@@ -9,7 +9,9 @@
  * client for every row (tunnel-curl.ts), to /dev/null. MB/s = bytes / total transfer time,
  * 1 MB = 10^6 bytes; with `--runs N` the median run counts. Latency: `--requests` sequential
  * GETs of a 100-byte body after one warm-up request on the same connection, nearest-rank p50
- * and p99 of curl's per-transfer time. Direct and ssh are measured once, before the roamlink
+ * and p99 of curl's per-transfer time; the same again through a `-L` forward to the origin
+ * (ssh's `-L`, roamlink's `-L`), which leaves SOCKS and curl's proxy code out of what the tunnel
+ * adds (`fwdP50ms`, `addedFwdP50ms`). Direct and ssh are measured once, before the roamlink
  * rows, and repeated in every row. A roamlink row or ssh that fails records its error in the
  * row and the run goes on; only a failing direct measurement aborts the benchmark.
  */
@@ -36,6 +38,9 @@ export interface Measured {
   requests: number;
   p50ms: number;
   p99ms: number;
+  /** The same small requests through the tunnel's `-L` forward (no SOCKS), when it has one. */
+  fwdP50ms: number | null;
+  fwdP99ms: number | null;
 }
 
 export interface TunnelRow {
@@ -55,6 +60,11 @@ export interface TunnelRow {
   sshP99ms: number | null;
   /** p50ms - directP50ms: what the tunnel adds to a small request. */
   addedP50ms: number | null;
+  /** p50 of the small requests through the tunnel's `-L` forward, and ssh's `-L`. */
+  fwdP50ms: number | null;
+  sshFwdP50ms: number | null;
+  /** fwdP50ms - directP50ms: what the tunnel itself adds, without SOCKS. */
+  addedFwdP50ms: number | null;
   /** udp-1400 only: packets per second (of 1400 bytes on the wire) the download took. */
   pps: number | null;
   bytes: number;
@@ -75,8 +85,8 @@ export interface TunnelBenchOptions {
   runs?: number;
   /** Measure `ssh -D` (default true). */
   ssh?: boolean;
-  /** Starts a roamlink tunnel; default `startRoamlinkTunnel`. */
-  start?: (encapsulation: Encapsulation) => Promise<SocksTunnel>;
+  /** Starts a roamlink tunnel (with a `-L` forward to `originPort`); default `startRoamlinkTunnel`. */
+  start?: (encapsulation: Encapsulation, originPort: number) => Promise<SocksTunnel>;
   /** Progress lines (default: none). */
   log?: (line: string) => void;
   /** Live progress within a download, overwritten in place (default: none). */
@@ -119,6 +129,7 @@ async function measure(
   socksPort: number | null,
   label: string,
   o: TunnelBenchOptions,
+  forwardPort?: number,
 ): Promise<Measured> {
   const runs = o.runs ?? 1;
   const downloadTimeout = 60_000 + o.size / 2e3; // a floor of 2 MB/s
@@ -157,7 +168,26 @@ async function measure(
   o.log?.(
     `  ${label}: ${o.requests} small requests, p50 ${l.p50ms.toFixed(3)} ms, p99 ${l.p99ms.toFixed(3)} ms`,
   );
-  return { bytes: o.size, seconds, MBps, requests: o.requests, p50ms: l.p50ms, p99ms: l.p99ms };
+  let fwd: { p50ms: number; p99ms: number } | null = null;
+  if (forwardPort !== undefined) {
+    o.status?.(`  ${label}: ${o.requests} small requests through -L...`);
+    // The forward leads to the origin: curl talks to it as to the origin itself.
+    fwd = await latency(forwardPort, o.requests, SMALL_BODY_BYTES, null, latencyTimeout);
+    o.status?.('');
+    o.log?.(
+      `  ${label}: ${o.requests} small requests through -L, p50 ${fwd.p50ms.toFixed(3)} ms, p99 ${fwd.p99ms.toFixed(3)} ms`,
+    );
+  }
+  return {
+    bytes: o.size,
+    seconds,
+    MBps,
+    requests: o.requests,
+    p50ms: l.p50ms,
+    p99ms: l.p99ms,
+    fwdP50ms: fwd?.p50ms ?? null,
+    fwdP99ms: fwd?.p99ms ?? null,
+  };
 }
 
 /** Measures through a tunnel that `start` opens, always stopping it. */
@@ -180,7 +210,7 @@ async function throughTunnel(
     return { measured: null, error: `cannot start: ${message(e)}`, info: null };
   }
   try {
-    const measured = await measure(origin, tunnel.socksPort, label, o);
+    const measured = await measure(origin, tunnel.socksPort, label, o, tunnel.forwardPort);
     return { measured, error: null, info: tunnel.info ?? null };
   } catch (e) {
     o.log?.(`${label}: failed: ${message(e)}`);
@@ -203,11 +233,11 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
     const ssh =
       o.ssh === false
         ? { measured: null, error: 'not measured', info: null }
-        : await throughTunnel(origin, 'ssh -D', () => startSshSocks(), o);
+        : await throughTunnel(origin, 'ssh -D', () => startSshSocks(10_000, origin.port), o);
     const start = o.start ?? startRoamlinkTunnel;
     const rows: TunnelRow[] = [];
     for (const enc of o.encapsulations) {
-      const r = await throughTunnel(origin, `roamlink ${enc}`, () => start(enc), o);
+      const r = await throughTunnel(origin, `roamlink ${enc}`, () => start(enc, origin.port), o);
       const m = r.measured;
       const s = ssh.measured;
       rows.push({
@@ -224,6 +254,9 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
         sshP50ms: s?.p50ms ?? null,
         sshP99ms: s?.p99ms ?? null,
         addedP50ms: m ? m.p50ms - direct.p50ms : null,
+        fwdP50ms: m?.fwdP50ms ?? null,
+        sshFwdP50ms: s?.fwdP50ms ?? null,
+        addedFwdP50ms: m?.fwdP50ms != null ? m.fwdP50ms - direct.p50ms : null,
         pps: m && enc === 'udp-1400' ? Math.round((m.MBps * 1e6) / STREAM_BYTES_PER_1400) : null,
         bytes: o.size,
         requests: o.requests,

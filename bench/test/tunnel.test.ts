@@ -136,6 +136,8 @@ test('direct, ssh -D and a stand-in tunnel at 8 MiB, 50 requests', async (t) => 
     if (ssh.measured) {
       assertSane(ssh.measured, 'ssh');
       assert.equal(ssh.error, null);
+      // ssh also forwards -L to the origin: the same small requests without SOCKS.
+      assert.ok(ssh.measured.fwdP50ms! > 0 && ssh.measured.fwdP50ms! <= ssh.measured.fwdP99ms!);
       assert.match(String(ssh.info?.version), /OpenSSH/);
     } else {
       // Without openssh-server the columns are null with a reason; CI installs it.
@@ -155,6 +157,10 @@ test('direct, ssh -D and a stand-in tunnel at 8 MiB, 50 requests', async (t) => 
     assert.equal(tcp!.vsDirect, tcp!.MBps! / direct.MBps);
     if (ssh.measured) assert.equal(tcp!.vsSsh, tcp!.MBps! / ssh.measured.MBps);
     assert.equal(tcp!.addedP50ms, tcp!.p50ms! - direct.p50ms);
+    // The stand-in has no -L forward: those columns are null, ssh's are filled.
+    assert.equal(tcp!.fwdP50ms, null);
+    assert.equal(tcp!.addedFwdP50ms, null);
+    assert.equal(tcp!.sshFwdP50ms, ssh.measured?.fwdP50ms ?? null);
     assert.equal(tcp!.bytes, SIZE);
     assert.deepEqual(tcp!.info, { standIn: true });
     assert.equal(stopped, 1, 'the stand-in tunnel was stopped');
@@ -183,7 +189,17 @@ test('pnpm bench tunnel --json: rows with the documented fields, errors in the r
   assert.equal(rows.length, 1);
   const row = rows[0]!;
   assert.equal(row.encapsulation, 'udp');
-  for (const k of ['MBps', 'directMBps', 'sshMBps', 'p50ms', 'directP50ms', 'sshP50ms'])
+  for (const k of [
+    'MBps',
+    'directMBps',
+    'sshMBps',
+    'p50ms',
+    'directP50ms',
+    'sshP50ms',
+    'fwdP50ms',
+    'sshFwdP50ms',
+    'addedFwdP50ms',
+  ])
     assert.ok(k in row, k);
   assert.ok((row.directMBps as number) > 0);
   assert.ok((row.directP50ms as number) <= (row.directP99ms as number));
@@ -193,6 +209,8 @@ test('pnpm bench tunnel --json: rows with the documented fields, errors in the r
     // Once the roamlink tunnel is wired, its figures must make sense too.
     assert.ok((row.MBps as number) > 0);
     assert.ok((row.p50ms as number) <= (row.p99ms as number));
+    assert.ok((row.fwdP50ms as number) > 0, 'the roamlink -L forward was measured');
+    assert.equal(row.addedFwdP50ms, (row.fwdP50ms as number) - (row.directP50ms as number));
   } else {
     assert.equal(typeof row.error, 'string');
     assert.equal(row.MBps, null);
