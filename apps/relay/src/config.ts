@@ -59,6 +59,8 @@ export interface RelayConfig {
   readonly outageMs: number;
   /** A client not heard from for this long is forgotten (its streams and sockets closed). */
   readonly peerIdleMs: number;
+  /** Handshakes (message 1s) answered per second per source address; 0 = no limit. */
+  readonly handshakeRate: number;
   readonly logLevel: LogThreshold;
   readonly logFormat: LogFormat;
   readonly metrics: boolean;
@@ -381,6 +383,18 @@ export const SETTINGS: readonly AnySetting[] = [
     default: (r) => Math.max(600_000, 2 * (r.outageMs ?? 120_000)),
     parse: intParser(1000),
     fromJson: jsonNumber(intParser(1000)),
+  }),
+  def({
+    key: 'handshakeRate',
+    flag: 'handshake-rate',
+    env: 'ROAMLINK_HANDSHAKE_RATE',
+    kind: 'value',
+    form: 'N ≥ 0',
+    help: 'Handshakes answered per second per source address (as many in a burst); 0: no limit.',
+    defaultText: '50',
+    default: () => 50,
+    parse: intParser(0),
+    fromJson: jsonNumber(intParser(0)),
   }),
   def({
     key: 'logLevel',

@@ -105,6 +105,8 @@ export interface RelayOptions {
    * layer, streams and egress sockets go. Default 10 minutes.
    */
   peerIdleMs?: number;
+  /** Message 1s answered per second per source address (burst the same); 0 = no limit. */
+  handshakeRate?: number;
 }
 
 /** What the relay keeps per client beside its RelayPeer: the stream layer and its egress. */
@@ -140,6 +142,9 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
     authorize: o.authorize,
     keyLog: o.keyLog !== undefined,
     ...(o.encapsulations ? { encapsulations: o.encapsulations } : {}),
+    ...(o.handshakeRate === undefined
+      ? {}
+      : { handshakeRate: { perSecond: o.handshakeRate, burst: Math.max(1, o.handshakeRate) } }),
     ...(o.rekeyAfterMs
       ? { limits: { rekeyAfterMs: o.rekeyAfterMs, rejectAfterMs: o.rekeyAfterMs * 1.5 } }
       : {}),

@@ -398,3 +398,10 @@ test('peer-idle-ms: 10 min by default, twice the outage window if that is longer
   );
   assert.throws(() => load({ argv: ['--peer-idle-ms', '10'] }), ConfigError);
 });
+
+test('handshake-rate: 50 per second per source by default, 0 turns the limit off', () => {
+  assert.equal(load({}).config.handshakeRate, 50);
+  assert.equal(load({ argv: ['--handshake-rate', '0'] }).config.handshakeRate, 0);
+  assert.equal(load({ env: { ROAMLINK_HANDSHAKE_RATE: '200' } }).config.handshakeRate, 200);
+  assert.throws(() => load({ argv: ['--handshake-rate', '-1'] }), ConfigError);
+});

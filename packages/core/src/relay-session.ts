@@ -91,7 +91,20 @@ export interface RelaySessionsOptions {
   redundantAfterMove?: number;
   /** BINDING_ACKs waiting for their delay, per peer (default 4); the oldest gives way. */
   maxBindingTests?: number;
+  /**
+   * Message 1s answered per source address (the path's observed source): a token bucket of
+   * `burst`, refilled at `perSecond` (default 50 per second, burst 50). Each costs two DH
+   * operations before the allow-list is even known; beyond the budget they are dropped unread
+   * and counted (`handshake_rate_limited`). Generous on purpose: a client sends message 1 once
+   * per candidate, and many clients may share one NAT or proxy address; it bounds what one
+   * source can make the relay spend (wireguard-go limits 20 per second under load). `perSecond:
+   * 0` turns it off.
+   */
+  handshakeRate?: { perSecond: number; burst: number };
 }
+
+/** Sources tracked by the handshake rate limit before idle ones are swept. */
+const RATE_SOURCES_MAX = 4096;
 
 /** A BINDING_ACK waiting for its time. */
 export interface PendingBindingAck<P> {
@@ -188,6 +201,8 @@ export class RelaySessions<P> {
   readonly #out = new Outbox<P>();
   readonly #events: RelayEvent<P>[] = [];
   readonly #opened: EspOpened = newEspOpened();
+  /** Handshake budget per source address: tokens left and when last refilled. */
+  readonly #rate = new Map<string, { tokens: number; at: number }>();
 
   constructor(o: RelaySessionsOptions) {
     this.#o = o;
@@ -688,6 +703,10 @@ export class RelaySessions<P> {
       this.stats.controlDrops.unknown_control++;
       return;
     }
+    if (!this.#handshakeBudget(info?.view.srcAddr, now)) {
+      this.stats.controlDrops.handshake_rate_limited++;
+      return;
+    }
     const o = this.#o;
     let hs: ResponderHandshake;
     try {
@@ -774,6 +793,33 @@ export class RelaySessions<P> {
    * it need not wait for their confirmation). The round's nonce is the start of the handshake
    * hash, which only the two ends know.
    */
+  /** Takes one handshake token for `source` (unknown source: no limit); false when none is left. */
+  #handshakeBudget(source: string | undefined, now: number): boolean {
+    const rate = this.#o.handshakeRate ?? { perSecond: 50, burst: 50 };
+    if (source === undefined || rate.perSecond <= 0) return true;
+    const refill = (b: { tokens: number; at: number }): void => {
+      b.tokens = Math.min(rate.burst, b.tokens + ((now - b.at) / 1000) * rate.perSecond);
+      b.at = now;
+    };
+    let b = this.#rate.get(source);
+    if (b) refill(b);
+    else {
+      if (this.#rate.size >= RATE_SOURCES_MAX) {
+        // Sources whose bucket has refilled are forgotten: they are back to a fresh budget anyway.
+        for (const [k, v] of this.#rate) {
+          refill(v);
+          if (v.tokens >= rate.burst) this.#rate.delete(k);
+        }
+        if (this.#rate.size >= RATE_SOURCES_MAX) return false;
+      }
+      b = { tokens: rate.burst, at: now };
+      this.#rate.set(source, b);
+    }
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
   #implicitRound(
     peer: RelayPeer<P>,
     path: P,

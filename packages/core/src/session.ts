@@ -82,6 +82,8 @@ export interface ControlDrops {
   frame_malformed: number;
   stale_registration: number;
   amplification_limited: number;
+  /** Message 1s beyond a source address's handshake budget (RelaySessionsOptions.handshakeRate). */
+  handshake_rate_limited: number;
 }
 
 export interface SessionStats {
@@ -111,6 +113,7 @@ export function newSessionStats(): SessionStats {
       frame_malformed: 0,
       stale_registration: 0,
       amplification_limited: 0,
+      handshake_rate_limited: 0,
     },
     packetsSent: 0,
     packetsReceived: 0,

@@ -5,8 +5,10 @@ import {
   chooseSuite,
   decodeInitPayload,
   decodeRespPayload,
+  Encapsulation,
   encodeInitPayload,
   encodeRespPayload,
+  InitiatorHandshake,
   isRoamlinkError,
   NextHeader,
   Suite,
@@ -404,5 +406,48 @@ describe('forgetting silent peers', () => {
     net.clientSend(numbered(3));
     net.runUntil(net.now + 20);
     assert.equal(indexOf(net.atRelay.at(-1)!.payload), 3);
+  });
+});
+
+describe('handshake rate per source', () => {
+  test("message 1s beyond a source's budget are dropped unread and counted; the budget refills", () => {
+    const net = new Net({ relay: { handshakeRate: { perSecond: 2, burst: 3 } } });
+    const msg1 = (i: number): Uint8Array =>
+      new InitiatorHandshake({
+        staticKeypair: net.clientKeys,
+        relayStaticKey: net.relayKeys.publicKey,
+        spi: 0x1000 + i,
+        timestamp: tai64n(net.now + i),
+        suites: [Suite.CHACHA20_POLY1305],
+        encapsulations: [Encapsulation.UDP],
+        random,
+      }).message;
+    const from = (addr: string, port: number) => ({
+      encapsulation: Encapsulation.UDP,
+      view: { srcAddr: addr, srcPort: port, dstAddr: '198.18.1.1', dstPort: 4500 },
+    });
+    const drops = () => net.relay.stats.controlDrops;
+    const answered = (): number => {
+      let n = 0;
+      while (net.relay.pollTransmit()) n++;
+      return n;
+    };
+    // Five from one address at once: the burst of three is read and answered, two are dropped.
+    for (let i = 0; i < 5; i++)
+      net.relay.receive(msg1(i), `p${i}`, net.now, from('198.18.0.2', 40000 + i));
+    assert.equal(drops().handshake_rate_limited, 2);
+    assert.equal(answered(), 3);
+    // Another address has its own budget.
+    net.relay.receive(msg1(10), 'q', net.now, from('198.18.0.3', 40000));
+    assert.equal(drops().handshake_rate_limited, 2);
+    assert.equal(answered(), 1);
+    // One second later two more tokens.
+    net.now += 1000;
+    for (let i = 20; i < 23; i++)
+      net.relay.receive(msg1(i), `p${i}`, net.now, from('198.18.0.2', 40000 + i));
+    assert.equal(drops().handshake_rate_limited, 3);
+    assert.equal(answered(), 2);
+    // Nothing else was touched by the dropped ones: no handshake counted for them.
+    assert.equal(drops().handshake_malformed + drops().handshake_auth, 0);
   });
 });
