@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { MuxEvent } from '../src/index.ts';
+import { Mux } from '../src/index.ts';
 import { Pair, type PairOptions, pattern, type Side } from './mux-link.ts';
 
 const T = { host: 'files.example', port: 8080 };
@@ -404,4 +405,35 @@ test('RFC 8899 probing: each side finds the largest payload the path carries; lo
   }
   assert.equal(p.c2r.dropped, 3, "the client's three big probes were dropped");
   assert.equal(p.r2c.dropped, 3, "the relay's three big probes were dropped");
+});
+
+test("send buffer: grows with the peer's credit up to 8 MiB a stream, all streams within the session window", () => {
+  const MiB = 1024 * 1024;
+  // The client holds 1 MiB a stream by default; the relay offers 8 MiB a stream, 64 MiB in all.
+  const client = new Mux({ role: 'client', now: 0, pacing: false, maxPayload: 60_000 });
+  const relay = new Mux({
+    role: 'relay',
+    now: 0,
+    pacing: false,
+    maxPayload: 60_000,
+    streamWindow: 8 * MiB,
+    sessionWindow: 64 * MiB,
+  });
+  const ids = [0, 1, 2].map(() => client.openStream({ host: 'example.com', port: 443 }));
+  for (let round = 0; round < 4; round++) {
+    for (let p = client.pollPacket(round); p; p = client.pollPacket(round)) relay.receive(p, round);
+    for (let e = relay.pollEvent(); e; e = relay.pollEvent()) {
+      if (e.type === 'stream-open') relay.accept(e.id);
+    }
+    for (let p = relay.pollPacket(round); p; p = relay.pollPacket(round)) client.receive(p, round);
+    while (client.pollEvent()) {}
+  }
+  assert.ok(ids.every((id) => client.streamInfo(id)!.peerCredit === 8 * MiB));
+  const big = new Uint8Array(10 * MiB);
+  // 8 MiB on the first two (the credit), then the session's 16 MiB is spent: the third gets
+  // only what any stream may always hold (sendBufferLimit, here 1 MiB).
+  assert.deepEqual(
+    ids.map((id) => client.write(id, big)),
+    [8 * MiB, 8 * MiB, 1 * MiB],
+  );
 });
