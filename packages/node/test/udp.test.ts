@@ -1,0 +1,51 @@
+/**
+ * The UDP transport on loopback: datagrams both ways with their paths, RFC 3948 keepalives
+ * counted and not handed up, and socket buffers sized for 64 KiB datagrams (the ~208 KiB Linux
+ * default holds three, and a busy reader loses the rest).
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { UdpTransport } from '../src/index.ts';
+
+test('datagrams both ways with their paths; a 0xFF keepalive is counted, not handed up', async () => {
+  const gotA: [string, number][] = [];
+  const gotB: [string, number][] = [];
+  const a = await UdpTransport.bind({ address: '127.0.0.1', port: 0 }, (d, p) =>
+    gotA.push([p, d.length]),
+  );
+  const b = await UdpTransport.bind({ address: '127.0.0.1', port: 0 }, (d, p) =>
+    gotB.push([p, d.length]),
+  );
+  try {
+    const toB = a.addEndpoint(b.local);
+    assert.equal(toB, `127.0.0.1:${b.local.port}`);
+    a.send(toB, new Uint8Array(60_000));
+    a.send(toB, Uint8Array.of(0xff));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(gotB, [[`127.0.0.1:${a.local.port}`, 60_000]]);
+    assert.equal(b.keepalivesReceived, 1);
+    b.send(gotB[0]![0], new Uint8Array(5));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(gotA, [[toB, 5]]);
+    // The bound address is asked of the socket once and kept.
+    assert.equal(a.local, a.local);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test('socket buffers: 4 MiB asked for, as much as the kernel allows given', async () => {
+  const t = await UdpTransport.bind({ address: '127.0.0.1', port: 0 }, () => {});
+  try {
+    const max = (name: string): number =>
+      Number(readFileSync(`/proc/sys/net/core/${name}`, 'utf8').trim());
+    // Linux doubles what it is asked for (for its bookkeeping) and caps the request at *mem_max.
+    assert.equal(t.socket.getRecvBufferSize(), 2 * Math.min(4 * 1024 * 1024, max('rmem_max')));
+    assert.equal(t.socket.getSendBufferSize(), 2 * Math.min(4 * 1024 * 1024, max('wmem_max')));
+    assert.ok(t.socket.getRecvBufferSize() >= 2 * 212_992);
+  } finally {
+    await t.close();
+  }
+});
