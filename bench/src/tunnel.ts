@@ -8,8 +8,9 @@
  * Method: the origin (tunnel-origin.ts) serves from memory in a worker thread; curl is the one
  * client for every row (tunnel-curl.ts), to /dev/null. MB/s = bytes / total transfer time,
  * 1 MB = 10^6 bytes; with `--runs N` the median run counts. Latency: `--requests` sequential
- * GETs of a 100-byte body after one warm-up request on the same connection (before the
- * downloads: right after one, every tool's first series is slower), nearest-rank p50
+ * GETs of a 100-byte body on one kept-alive connection after the downloads, each series run
+ * twice and the second counted (right after a bulk download every tool's first series is slower
+ * for a while, ssh's too, and a fresh process's code is cold), nearest-rank p50
  * and p99 of curl's per-transfer time; the same again through a `-L` forward to the origin
  * (ssh's `-L`, roamlink's `-L`), which leaves SOCKS and curl's proxy code out of what the tunnel
  * adds (`fwdP50ms`, `addedFwdP50ms`). Direct and ssh are measured once, before the roamlink
@@ -135,24 +136,6 @@ async function measure(
   const runs = o.runs ?? 1;
   const downloadTimeout = 60_000 + o.size / 2e3; // a floor of 2 MB/s
   const latencyTimeout = 60_000 + o.requests * 100;
-  // Small requests first, on a quiet machine: right after a bulk download every tool's first
-  // series is slower for a while (ssh's too), which would favour whichever series runs second.
-  o.status?.(`  ${label}: ${o.requests} small requests...`);
-  const l = await latency(origin.port, o.requests, SMALL_BODY_BYTES, socksPort, latencyTimeout);
-  o.status?.('');
-  o.log?.(
-    `  ${label}: ${o.requests} small requests, p50 ${l.p50ms.toFixed(3)} ms, p99 ${l.p99ms.toFixed(3)} ms`,
-  );
-  let fwd: { p50ms: number; p99ms: number } | null = null;
-  if (forwardPort !== undefined) {
-    o.status?.(`  ${label}: ${o.requests} small requests through -L...`);
-    // The forward leads to the origin: curl talks to it as to the origin itself.
-    fwd = await latency(forwardPort, o.requests, SMALL_BODY_BYTES, null, latencyTimeout);
-    o.status?.('');
-    o.log?.(
-      `  ${label}: ${o.requests} small requests through -L, p50 ${fwd.p50ms.toFixed(3)} ms, p99 ${fwd.p99ms.toFixed(3)} ms`,
-    );
-  }
   const speeds: { MBps: number; seconds: number }[] = [];
   for (let r = 0; r < runs; r++) {
     const before = origin.bytesSent();
@@ -179,6 +162,21 @@ async function measure(
       `  ${label}: ${fmtSize(o.size)} in ${speeds.at(-1)!.seconds.toFixed(2)} s, ${speeds.at(-1)!.MBps.toFixed(1)} MB/s${runs > 1 ? ` (run ${r + 1}/${runs})` : ''}`,
     );
   }
+  // Each series runs twice and the second counts: right after a bulk download every tool's
+  // first series is slower for a while (ssh's too), and a fresh process's code is still cold.
+  const series = async (port: number, proxy: number | null, what: string) => {
+    o.status?.(`  ${label}: ${o.requests} small requests${what}...`);
+    await latency(port, o.requests, SMALL_BODY_BYTES, proxy, latencyTimeout);
+    const l = await latency(port, o.requests, SMALL_BODY_BYTES, proxy, latencyTimeout);
+    o.status?.('');
+    o.log?.(
+      `  ${label}: ${o.requests} small requests${what}, p50 ${l.p50ms.toFixed(3)} ms, p99 ${l.p99ms.toFixed(3)} ms`,
+    );
+    return l;
+  };
+  const l = await series(origin.port, socksPort, '');
+  // The forward leads to the origin: curl talks to it as to the origin itself.
+  const fwd = forwardPort === undefined ? null : await series(forwardPort, null, ' through -L');
   return {
     bytes: o.size,
     seconds: median(speeds.map((s) => s.seconds)),
