@@ -302,14 +302,22 @@ test('API misuse throws typed errors; unknown stream ids are ignored', () => {
   assert.equal(client.pollEvent(), undefined);
 });
 
-test('ACKs on a datagram path: every 2nd packet at first, every 10th after 100 in order, at once on a gap', () => {
-  const client = new Mux({ role: 'client', now: 0, maxPayload: 1200 });
-  const relay = new Mux({ role: 'relay', now: 0, maxPayload: 1200 });
+/**
+ * A client streaming bulk to a relay that accepts and consumes: `run(n, skip)` sends n client
+ * packets (the one numbered `skip` is lost) and counts the relay's packets (its ACKs).
+ */
+function bulkFlow(pacing: boolean | 'setPacing-off') {
+  const paced = pacing === true;
+  const client = new Mux({ role: 'client', now: 0, maxPayload: 1200, pacing: pacing !== false });
+  const relay = new Mux({ role: 'relay', now: 0, maxPayload: 1200, pacing: pacing !== false });
+  if (!paced && pacing !== false) {
+    client.setPacing(false);
+    relay.setPacing(false);
+  }
   const id = client.openStream(T);
   const chunk = new Uint8Array(64 * 1024);
   let now = 0;
-  /** Client packets to the relay (dropping `skip`), then the relay's ACK-only packets counted. */
-  const run = (packets: number, skip = -1): number => {
+  return (packets: number, skip = -1): number => {
     let acks = 0;
     for (let i = 0; i < packets; ) {
       now += 0.5;
@@ -329,6 +337,10 @@ test('ACKs on a datagram path: every 2nd packet at first, every 10th after 100 i
     }
     return acks;
   };
+}
+
+test('ACKs on a datagram path: every 2nd packet at first, every 10th after 100 in order, at once on a gap', () => {
+  const run = bulkFlow(true);
   // 100 packets in order, ACKed every second one.
   assert.equal(run(100), 50);
   // From then on, every tenth.
@@ -336,6 +348,15 @@ test('ACKs on a datagram path: every 2nd packet at first, every 10th after 100 i
   // A gap (one packet lost) brings an ACK at once, and the count starts over.
   const afterGap = run(30, 5);
   assert.ok(afterGap >= 11, `${afterGap} ACKs for 29 packets after a gap (decimated: ~3)`);
+});
+
+test('ACKs on a stream path (unpaced, over TCP): every 8th packet', () => {
+  // Unpaced from the constructor (the browser client, the Workers relay) or by setPacing (Node).
+  for (const pacing of [false, 'setPacing-off'] as const) {
+    const acks = bulkFlow(pacing)(80);
+    // 80 packets in order: an ACK per 8 (a window update riding alone now and then is fine).
+    assert.ok(acks >= 10 && acks <= 14, `${pacing}: ${acks} relay packets for 80`);
+  }
 });
 
 test('keepalive: with a stream open and nothing sent for keepaliveMs, a PING goes; without streams, nothing', () => {
