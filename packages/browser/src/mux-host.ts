@@ -18,8 +18,15 @@
  * back; unreliable, so a reader that falls behind loses datagrams (counted), never memory.
  */
 import type { Mux, MuxEvent, StreamTarget } from '@roamlink/core';
-import { StreamError } from '@roamlink/core';
+import { MuxPump, type PumpTimers, StreamError } from '@roamlink/core';
+
 import { BrowserErrorCode, RoamlinkBrowserError, streamErrorName } from './errors.ts';
+
+/** The page's timers for MuxPump (a page has no process to keep alive). */
+const BROWSER_TIMERS: PumpTimers = {
+  set: (fn, ms) => setTimeout(fn, ms),
+  clear: (t) => clearTimeout(t as ReturnType<typeof setTimeout>),
+};
 
 export interface BrowserStream {
   /** The stream layer's id of this stream. */
@@ -91,16 +98,20 @@ export class BrowserMuxHost {
     { resolve: (s: BrowserStream) => void; reject: (e: Error) => void }
   >();
   #dgramCtl!: ReadableStreamDefaultController<Datagram>;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #timerAt = Number.POSITIVE_INFINITY;
-  #retry: ReturnType<typeof setTimeout> | undefined;
-  #pumping = false;
-  #again = false;
+  readonly #pump: MuxPump;
   #closed = false;
 
   constructor(o: MuxHostOptions) {
     this.mux = o.mux;
     this.#o = o;
+    this.#pump = new MuxPump({
+      mux: o.mux,
+      canSend: o.canSend,
+      send: o.send,
+      onEvent: (e) => this.#event(e),
+      clock: o.clock,
+      timers: BROWSER_TIMERS,
+    });
     this.datagrams = new ReadableStream<Datagram>(
       {
         start: (c) => {
@@ -146,32 +157,16 @@ export class BrowserMuxHost {
     return ok;
   }
 
-  /** Drain events, flush packets, re-arm the timer. Re-entrant calls fold into one more pass. */
+  /** Drain events, flush packets, re-arm the timer (MuxPump). */
   pump(): void {
-    if (this.#closed) return;
-    if (this.#pumping) {
-      this.#again = true;
-      return;
-    }
-    this.#pumping = true;
-    try {
-      do {
-        this.#again = false;
-        for (let e = this.mux.pollEvent(); e; e = this.mux.pollEvent()) this.#event(e);
-        this.#flush();
-      } while (this.#again);
-    } finally {
-      this.#pumping = false;
-    }
-    this.#arm();
+    this.#pump.pump();
   }
 
   /** Ends every stream with `error` and stops. */
   close(error: Error): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    if (this.#retry !== undefined) clearTimeout(this.#retry);
+    this.#pump.close();
     for (const o of this.#opening.values()) o.reject(error);
     this.#opening.clear();
     for (const e of this.#streams.values()) this.#kill(e, error);
@@ -328,41 +323,6 @@ export class BrowserMuxHost {
     e.failWrite?.(err);
     e.failWrite = undefined;
     e.resumeWrite = undefined;
-  }
-
-  #flush(): void {
-    const now = this.#o.clock();
-    for (;;) {
-      if (!this.#o.canSend()) {
-        // A transport's queue is full (or keys are not ready): look again shortly.
-        this.#retry ??= setTimeout(() => {
-          this.#retry = undefined;
-          this.pump();
-        }, 1);
-        return;
-      }
-      const p = this.mux.pollPacket(now);
-      if (!p) return;
-      this.#o.send(p, now);
-    }
-  }
-
-  #arm(): void {
-    const at = this.mux.nextTimeout();
-    if (at === this.#timerAt) return;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#timerAt = at ?? Number.POSITIVE_INFINITY;
-    if (at === undefined) return;
-    this.#timer = setTimeout(
-      () => {
-        this.#timer = undefined;
-        this.#timerAt = Number.POSITIVE_INFINITY;
-        this.mux.handleTimeout(this.#o.clock());
-        this.pump();
-      },
-      Math.max(0, at - this.#o.clock()),
-    );
   }
 
   #event(ev: MuxEvent): void {

@@ -14,6 +14,7 @@ export * from './frames.ts';
 export * from './handshake.ts';
 export * from './keylog.ts';
 export * from './mux.ts';
+export * from './mux-pump.ts';
 export * from './noise.ts';
 export * from './path.ts';
 export * from './records.ts';

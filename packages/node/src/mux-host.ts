@@ -11,7 +11,7 @@
  */
 import { Duplex } from 'node:stream';
 import type { Mux, MuxEvent, StreamTarget } from '@roamlink/core';
-import { DATAGRAM_PATH_CEILING, StreamError } from '@roamlink/core';
+import { DATAGRAM_PATH_CEILING, MuxPump, type PumpTimers, StreamError } from '@roamlink/core';
 import type { TunnelDatagrams, TunnelErrorCode } from './socks5.ts';
 import { TunnelError } from './socks5.ts';
 
@@ -40,6 +40,16 @@ export const UDP_PAYLOAD_CEILING = Math.max(
     Number(process.env.ROAMLINK_UDP_MAX_PAYLOAD) || DATAGRAM_PATH_CEILING,
   ),
 );
+
+/** Node's timers for MuxPump: the deadline timer alone does not keep the process alive. */
+const NODE_TIMERS: PumpTimers = {
+  set: (fn, ms, background) => {
+    const t = setTimeout(fn, ms);
+    if (background) t.unref();
+    return t;
+  },
+  clear: (t) => clearTimeout(t as NodeJS.Timeout),
+};
 
 /** Stream error codes on the wire (StreamError) as the SOCKS layer names them. */
 export function tunnelErrorCode(code: number): TunnelErrorCode {
@@ -177,18 +187,22 @@ export class MuxHost {
   >();
   readonly #flows = new Map<number, (from: StreamTarget, data: Uint8Array) => void>();
   #nextFlow = 1;
-  #timer: NodeJS.Timeout | undefined;
-  #timerAt = Number.POSITIVE_INFINITY;
-  #retry: NodeJS.Timeout | undefined;
+  readonly #pump: MuxPump;
   #soon: NodeJS.Immediate | undefined;
-  #pumping = false;
-  #again = false;
   #closed = false;
 
   constructor(o: MuxHostOptions) {
     this.mux = o.mux;
     this.#o = o;
     this.#clock = o.clock ?? Date.now;
+    this.#pump = new MuxPump({
+      mux: o.mux,
+      canSend: o.canSend,
+      send: o.send,
+      onEvent: (e) => this.#event(e),
+      clock: this.#clock,
+      timers: NODE_TIMERS,
+    });
   }
 
   get streams(): number {
@@ -267,71 +281,19 @@ export class MuxHost {
     });
   }
 
-  /** Drain events, flush packets, re-arm the timer. Re-entrant calls fold into one more pass. */
+  /** Drain events, flush packets, re-arm the timer (MuxPump). */
   pump(): void {
-    if (this.#closed) return;
-    if (this.#pumping) {
-      this.#again = true;
-      return;
-    }
-    this.#pumping = true;
-    try {
-      do {
-        this.#again = false;
-        for (let e = this.mux.pollEvent(); e; e = this.mux.pollEvent()) this.#event(e);
-        this.#flush();
-      } while (this.#again);
-    } finally {
-      this.#pumping = false;
-    }
-    this.#arm();
+    this.#pump.pump();
   }
 
   close(): void {
     this.#closed = true;
-    if (this.#timer) clearTimeout(this.#timer);
-    if (this.#retry) clearTimeout(this.#retry);
+    this.#pump.close();
     if (this.#soon) clearImmediate(this.#soon);
     for (const o of this.#opening.values()) o.reject(new TunnelError('shutdown', 'tunnel closed'));
     this.#opening.clear();
     for (const s of this.#streams.values()) s.destroy(new TunnelError('shutdown', 'tunnel closed'));
     this.#streams.clear();
-  }
-
-  #flush(): void {
-    const now = this.#clock();
-    for (;;) {
-      if (!this.#o.canSend()) {
-        // A transport queue is full (or keys are not ready): look again shortly.
-        this.#retry ??= setTimeout(() => {
-          this.#retry = undefined;
-          this.pump();
-        }, 1);
-        return;
-      }
-      const p = this.mux.pollPacket(now);
-      if (!p) return;
-      this.#o.send(p, now);
-    }
-  }
-
-  #arm(): void {
-    const at = this.mux.nextTimeout();
-    if (at === this.#timerAt) return;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#timerAt = at ?? Number.POSITIVE_INFINITY;
-    if (at === undefined) return;
-    this.#timer = setTimeout(
-      () => {
-        this.#timer = undefined;
-        this.#timerAt = Number.POSITIVE_INFINITY;
-        this.mux.handleTimeout(this.#clock());
-        this.pump();
-      },
-      Math.max(0, at - this.#clock()),
-    );
-    this.#timer.unref();
   }
 
   #event(e: MuxEvent): void {
