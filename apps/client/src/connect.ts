@@ -12,7 +12,12 @@ import { networkInterfaces } from 'node:os';
 import { createInterface } from 'node:readline';
 import type { MuxEvent, SessionEvent, Suite } from '@roamlink/core';
 import { ENCAPSULATION_NAMES, SUITE_NAMES, VERDICT_NAMES } from '@roamlink/core';
-import { BULK_PACKET_BYTES, keyLogWriter, selectProvider } from '@roamlink/crypto-node';
+import {
+  BULK_PACKET_BYTES,
+  keyLogWriter,
+  SMALL_MEASURE_BYTES,
+  selectProvider,
+} from '@roamlink/crypto-node';
 import {
   loadOrCreateKey,
   parseEndpoint,
@@ -53,7 +58,10 @@ export async function connect(o: ConnectOptions): Promise<number> {
   const { keypair } = loadOrCreateKey(`${o.dataDir}/client.key`);
   // Measured at the stream layer's packet size (tens of KB on every path but a small-MTU UDP
   // one): there AES-GCM with AES-NI outruns ChaCha20 where at 1400 bytes it does not.
-  const crypto = selectProvider({ packetBytes: BULK_PACKET_BYTES });
+  const crypto = selectProvider({
+    packetBytes: BULK_PACKET_BYTES,
+    smallPacketBytes: SMALL_MEASURE_BYTES,
+  });
   const suiteByName = new Map(
     Object.entries(SUITE_NAMES).map(([code, name]) => [name, Number(code) as Suite]),
   );

@@ -23,6 +23,8 @@ import {
   ControlType,
   controlType,
   type Encapsulation,
+  type EspReceiver,
+  type EspSender,
   isControl,
   type PathInfo,
   type RandomBytes,
@@ -53,6 +55,9 @@ export interface PairCounters {
   tx: number;
   /** Highest sequence number accepted. */
   rx: number;
+  /** The same for the small-packet SA (docs/PROTOCOL.md §3.7), if the pair has one. */
+  smallTx?: number;
+  smallRx?: number;
 }
 
 /** Everything needed to bring one peer back. */
@@ -168,7 +173,12 @@ export function exportPeer(
     id: peer.id,
     handshakes: records.filter((r) => held.has(r.spi)),
     slots,
-    pairs: k.all().map((p) => ({ spi: p.localSpi, tx: p.tx.seq, rx: p.rx.replay.top })),
+    pairs: k.all().map((p) => ({
+      spi: p.localSpi,
+      tx: p.tx.seq,
+      rx: p.rx.replay.top,
+      ...(p.txSmall && p.rxSmall ? { smallTx: p.txSmall.seq, smallRx: p.rxSmall.replay.top } : {}),
+    })),
     round: peer.round,
     roundNonce: peer.roundNonce,
     decision: peer.decision,
@@ -177,6 +187,13 @@ export function exportPeer(
     verdict: peer.verdict,
     path: peer.path,
   };
+}
+
+/** Moves a rebuilt SA's counters past what the saved one had used and seen. */
+function restoreCounters(tx: EspSender, rx: EspReceiver, sent: number, seen: number): void {
+  tx.seq = Math.max(tx.seq, sent + TX_RESTORE_SKIP);
+  const w = rx.replay;
+  for (let seq = Math.max(1, seen - w.size + 1); seq <= seen; seq++) w.update(seq);
 }
 
 /**
@@ -205,9 +222,10 @@ export function restorePeer(
   for (const c of s.pairs) {
     const pair = peer.keys.bySpi(c.spi);
     if (!pair) continue;
-    pair.tx.seq = Math.max(pair.tx.seq, c.tx + TX_RESTORE_SKIP);
-    const w = pair.rx.replay;
-    for (let seq = Math.max(1, c.rx - w.size + 1); seq <= c.rx; seq++) w.update(seq);
+    restoreCounters(pair.tx, pair.rx, c.tx, c.rx);
+    if (pair.txSmall && pair.rxSmall) {
+      restoreCounters(pair.txSmall, pair.rxSmall, c.smallTx ?? 0, c.smallRx ?? 0);
+    }
   }
   peer.round = s.round;
   peer.roundNonce = s.roundNonce;

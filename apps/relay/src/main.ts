@@ -14,7 +14,12 @@ import { lookup } from 'node:dns/promises';
 import { createInterface } from 'node:readline';
 import type { StreamTarget } from '@roamlink/core';
 import { ENCAPSULATION_NAMES, StreamError, toHex } from '@roamlink/core';
-import { BULK_PACKET_BYTES, keyLogWriter, selectProvider } from '@roamlink/crypto-node';
+import {
+  BULK_PACKET_BYTES,
+  keyLogWriter,
+  SMALL_MEASURE_BYTES,
+  selectProvider,
+} from '@roamlink/crypto-node';
 import { tuneHeapForTunnel } from '@roamlink/node';
 import {
   ConfigError,
@@ -64,7 +69,10 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
   const allowed = c.allowClients === 'any' ? undefined : new Set(c.allowClients);
   // Measured at the stream layer's packet size (tens of KB on every path but a small-MTU UDP
   // one): there AES-GCM with AES-NI outruns ChaCha20 where at 1400 bytes it does not.
-  const crypto = selectProvider({ packetBytes: BULK_PACKET_BYTES });
+  const crypto = selectProvider({
+    packetBytes: BULK_PACKET_BYTES,
+    smallPacketBytes: SMALL_MEASURE_BYTES,
+  });
   const writeKey = keyLogWriter();
   const policy = egressPolicyOf(c);
   const registry = new Registry();

@@ -314,9 +314,10 @@ export class ClientSession<P> {
       this.#stage(payload, nextHeader);
       return undefined;
     }
+    const tx = cur.sender(payload.length);
     const pkt =
-      (reserved ? sealReserved(cur.tx, payload, nextHeader) : undefined) ??
-      cur.tx.seal(payload, nextHeader);
+      (reserved ? sealReserved(tx, payload, nextHeader) : undefined) ??
+      tx.seal(payload, nextHeader);
     this.stats.packetsSent++;
     this.#sent(now);
     if (this.#dataPaths.length > 1 && --this.#duplicatesLeft <= 0) {
@@ -337,12 +338,13 @@ export class ClientSession<P> {
       this.stats.espDrops.too_short++;
       return undefined;
     }
-    const pair = this.#keys.bySpi(readSpi(datagram));
+    const spi = readSpi(datagram);
+    const pair = this.#keys.bySpi(spi);
     if (!pair || pair.expired(now)) {
       this.stats.espDrops.bad_spi++;
       return undefined;
     }
-    const r = pair.rx.open(datagram, this.#opened);
+    const r = pair.receiver(spi)!.open(datagram, this.#opened);
     if (r !== Drop.NONE) {
       this.stats.espDrops[DROP_NAMES[r] as Exclude<(typeof DROP_NAMES)[number], 'none'>]++;
       return undefined;
@@ -827,6 +829,16 @@ export class ClientSession<P> {
     const o = this.#o;
     // A fresh message (new ephemeral, SPI and timestamp) per attempt: a lost one is simply gone.
     const spi = allocateSpi(o.random, (s) => this.#keys.bySpi(s) !== undefined);
+    const suites = o.suites ?? o.provider.suites;
+    // Offer a small-packet SA (docs/PROTOCOL.md §3.7) among the suites we offer at all.
+    const smallSuites = (o.provider.smallSuites ?? []).filter((s) => suites.includes(s));
+    const small =
+      smallSuites.length > 0
+        ? {
+            spi: allocateSpi(o.random, (s) => s === spi || this.#keys.bySpi(s) !== undefined),
+            suites: smallSuites,
+          }
+        : undefined;
     const timestamp = nextTai64n(now, this.#lastTimestamp);
     this.#lastTimestamp = timestamp;
     const hs = new InitiatorHandshake({
@@ -834,7 +846,8 @@ export class ClientSession<P> {
       relayStaticKey: o.relayStaticKey,
       spi,
       timestamp,
-      suites: o.suites ?? o.provider.suites,
+      suites,
+      small,
       encapsulations: o.encapsulations ?? DEFAULT_ENCAPSULATION_PREFERENCE,
       random: o.random,
       x25519: o.provider.x25519,

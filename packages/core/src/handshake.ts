@@ -75,6 +75,17 @@ export interface InitPayload {
    * relay can answer the first registration round with the handshake (docs/PROTOCOL.md §3.2).
    */
   candidates?: CandidateView[];
+  /**
+   * Extension 2, SMALL_SA: the client can run a second SA pair for small packets. Its receive SPI
+   * for it and the suites it runs fastest on small packets (docs/PROTOCOL.md §3.7).
+   */
+  small?: SmallSaOffer;
+}
+
+/** What message 1 offers for the small-packet SA. */
+export interface SmallSaOffer {
+  spi: number;
+  suites: Suite[];
 }
 
 /** One candidate path as message 1 describes it. */
@@ -86,6 +97,12 @@ export interface CandidateView {
 /** Extension types in message 1's payload. */
 export const InitExtension = {
   CANDIDATE_VIEWS: 1,
+  SMALL_SA: 2,
+} as const;
+
+/** Extension types in message 2's payload. */
+export const RespExtension = {
+  SMALL_SA: 1,
 } as const;
 
 export interface RespPayload {
@@ -97,6 +114,8 @@ export interface RespPayload {
   suites: Suite[];
   /** Encapsulations the relay supports, in its order of preference. */
   encapsulations: Encapsulation[];
+  /** Extension 1, SMALL_SA: the relay's receive SPI and the suite of the small-packet SA. */
+  small?: { spi: number; suite: Suite };
 }
 
 /** Keying material for one direction of ESP: RFC 4106 §8.1 / RFC 7634 §4 (key then salt). */
@@ -115,6 +134,17 @@ export interface HandshakeResult {
   /** The Noise handshake hash, a unique name for this exchange (channel binding). */
   handshakeHash: Uint8Array;
   remoteStaticKey: Uint8Array;
+  /** The small-packet SA pair, when both ends agreed on one (docs/PROTOCOL.md §3.7). */
+  small?: SmallSaKeys;
+}
+
+/** Keys and SPIs of the second SA pair, for payloads under SMALL_PACKET_BYTES. */
+export interface SmallSaKeys {
+  suite: Suite;
+  localSpi: number;
+  remoteSpi: number;
+  send: EspKeys;
+  receive: EspKeys;
 }
 
 /** True if the datagram is a control message (starts with the non-ESP marker). */
@@ -194,11 +224,28 @@ export function encodeInitPayload(p: InitPayload): Uint8Array {
       o += 3 + v.length;
     });
   }
-  const out = new Uint8Array(4 + TAI64N_BYTES + tail.length + ext.length);
+  const small = p.small ? encodeSmallOffer(p.small) : new Uint8Array(0);
+  const out = new Uint8Array(4 + TAI64N_BYTES + tail.length + ext.length + small.length);
   writeU32(out, 0, p.spi);
   out.set(p.timestamp, 4);
   out.set(tail, 4 + TAI64N_BYTES);
   out.set(ext, 4 + TAI64N_BYTES + tail.length);
+  out.set(small, 4 + TAI64N_BYTES + tail.length + ext.length);
+  return out;
+}
+
+/** SMALL_SA in message 1: u8 type ‖ u16 length ‖ u32 SPI ‖ u8 n ‖ n suite codes. */
+function encodeSmallOffer(o: SmallSaOffer): Uint8Array {
+  checkSpi(o.spi);
+  if (o.suites.length === 0 || o.suites.length > 255) {
+    throw new RoamlinkError(ErrorCode.INVALID_ARGUMENT, 'small SA needs 1 to 255 suites');
+  }
+  const out = new Uint8Array(3 + 5 + o.suites.length);
+  out[0] = InitExtension.SMALL_SA;
+  writeU16(out, 1, 5 + o.suites.length);
+  writeU32(out, 3, o.spi);
+  out[7] = o.suites.length;
+  out.set(o.suites, 8);
   return out;
 }
 
@@ -226,6 +273,15 @@ function decodeInitExtensions(b: Uint8Array, o: number, into: InitPayload): void
       }
       if (q !== end) throw malformed('candidate list length mismatch');
       into.candidates = candidates;
+    } else if (type === InitExtension.SMALL_SA) {
+      if (len < 5) throw malformed('truncated small SA offer');
+      const spi = readU32(b, o + 3);
+      if (spi < ESP_MIN_SPI || spi === into.spi) throw malformed('bad small SA SPI');
+      const n = b[o + 7]!;
+      if (5 + n !== len) throw malformed('small SA suite list length mismatch');
+      const suites = Array.from(b.subarray(o + 8, end)).filter(isSuite);
+      // An offer with no suite this version knows is no offer.
+      if (suites.length > 0) into.small = { spi, suites };
     }
     o = end;
   }
@@ -257,9 +313,14 @@ export function encodeRespPayload(p: RespPayload): Uint8Array {
   const tail: number[] = [p.suite];
   writeList(tail, p.suites);
   writeList(tail, p.encapsulations);
+  if (p.small) {
+    checkSpi(p.small.spi);
+    tail.push(RespExtension.SMALL_SA, 0, 5, 0, 0, 0, 0, p.small.suite);
+  }
   const out = new Uint8Array(4 + tail.length);
   writeU32(out, 0, p.spi);
   out.set(tail, 4);
+  if (p.small) writeU32(out, out.length - 5, p.small.spi);
   return out;
 }
 
@@ -270,13 +331,30 @@ export function decodeRespPayload(b: Uint8Array): RespPayload {
   const suite = b[4]!;
   if (!isSuite(suite)) throw malformed(`unknown suite ${suite}`);
   const [suites, o1] = readList(b, 5);
-  const [encaps] = readList(b, o1);
-  return {
+  const [encaps, o2] = readList(b, o1);
+  const p: RespPayload = {
     spi,
     suite,
     suites: suites.filter(isSuite),
     encapsulations: encaps.filter(isEncapsulation),
   };
+  // Extensions, as in message 1: u8 type ‖ u16 length ‖ value; unknown types are skipped.
+  for (let o = o2; o < b.length; ) {
+    if (o + 3 > b.length) throw malformed('truncated extension');
+    const type = b[o]!;
+    const end = o + 3 + readU16(b, o + 1);
+    if (end > b.length) throw malformed('truncated extension');
+    if (type === RespExtension.SMALL_SA) {
+      if (end - o !== 8) throw malformed('bad small SA extension');
+      const smallSpi = readU32(b, o + 3);
+      const smallSuite = b[o + 7]!;
+      if (smallSpi < ESP_MIN_SPI || smallSpi === spi) throw malformed('bad small SA SPI');
+      if (!isSuite(smallSuite)) throw malformed(`unknown small SA suite ${smallSuite}`);
+      p.small = { spi: smallSpi, suite: smallSuite };
+    }
+    o = end;
+  }
+  return p;
 }
 
 /**
@@ -305,8 +383,10 @@ export function chooseSuite(clientSuites: readonly Suite[], relaySuites: readonl
  * ESP keying material from a Noise Split() key: HKDF (RFC 5869) over BLAKE2s, info names the
  * protocol and suite, 36 bytes = 32-byte key || 4-byte salt (RFC 4106 §8.1, RFC 7634 §4).
  */
-export function deriveEspKeys(splitKey: Uint8Array, suite: Suite): EspKeys {
-  const info = utf8('roamlink/1 esp keys \0');
+export function deriveEspKeys(splitKey: Uint8Array, suite: Suite, small = false): EspKeys {
+  // The small-packet SA (§3.7) has its own label: its keys are independent of the bulk SA's even
+  // when both run the same suite.
+  const info = utf8(small ? 'roamlink/1 esp small \0' : 'roamlink/1 esp keys \0');
   info[info.length - 1] = suite;
   const km = hkdf(blake2s, splitKey, undefined, info, AEAD_KEY_BYTES + ESP_SALT_BYTES);
   return { key: km.subarray(0, AEAD_KEY_BYTES), salt: km.subarray(AEAD_KEY_BYTES) };
@@ -322,6 +402,8 @@ export interface InitiatorOptions {
   encapsulations: readonly Encapsulation[];
   /** Views of the candidate paths (first handshake only); left out if they would not fit. */
   candidates?: readonly CandidateView[];
+  /** Offer a small-packet SA pair (§3.7): our receive SPI for it and our small-packet order. */
+  small?: SmallSaOffer | undefined;
   random: RandomBytes;
   /** Fixed ephemeral key: tests only. */
   ephemeralKeypair?: Keypair;
@@ -339,13 +421,18 @@ export class InitiatorHandshake {
   readonly #noise: NoiseIK;
   readonly #flags: number;
   readonly #suites: readonly Suite[];
+  readonly #small: SmallSaOffer | undefined;
 
   constructor(o: InitiatorOptions) {
     checkSpi(o.spi);
     if (o.suites.length === 0) throw new RoamlinkError(ErrorCode.NO_COMMON_SUITE, 'no suites');
+    if (o.small && o.small.spi === o.spi) {
+      throw new RoamlinkError(ErrorCode.INVALID_ARGUMENT, 'small SA needs an SPI of its own');
+    }
     this.spi = o.spi;
     this.timestamp = o.timestamp;
     this.#suites = o.suites;
+    this.#small = o.small?.suites.length ? o.small : undefined;
     this.#flags = o.psk ? HandshakeFlag.PSK : 0;
     this.#noise = new NoiseIK('initiator', {
       prologue: prologue(this.#flags),
@@ -361,6 +448,7 @@ export class InitiatorHandshake {
       timestamp: o.timestamp,
       suites: [...o.suites],
       encapsulations: [...o.encapsulations],
+      ...(this.#small ? { small: { spi: this.#small.spi, suites: [...this.#small.suites] } } : {}),
     };
     let payload = encodeInitPayload(base);
     let carriesViews = false;
@@ -407,6 +495,10 @@ export class InitiatorHandshake {
     if (!this.#suites.includes(payload.suite)) {
       throw new RoamlinkError(ErrorCode.NO_COMMON_SUITE, 'relay chose a suite we did not offer');
     }
+    const small = payload.small;
+    if (small && !this.#small?.suites.includes(small.suite)) {
+      throw new RoamlinkError(ErrorCode.NO_COMMON_SUITE, 'relay chose a small SA we did not offer');
+    }
     const { sendKey, receiveKey } = this.#noise.split();
     return {
       payload,
@@ -418,6 +510,17 @@ export class InitiatorHandshake {
         receive: deriveEspKeys(receiveKey, payload.suite),
         handshakeHash: this.#noise.handshakeHash,
         remoteStaticKey: this.#noise.remoteStaticKey!,
+        ...(small && this.#small
+          ? {
+              small: {
+                suite: small.suite,
+                localSpi: this.#small.spi,
+                remoteSpi: small.spi,
+                send: deriveEspKeys(sendKey, small.suite, true),
+                receive: deriveEspKeys(receiveKey, small.suite, true),
+              },
+            }
+          : {}),
       },
     };
   }
@@ -484,9 +587,15 @@ export class ResponderHandshake {
     suites: readonly Suite[];
     encapsulations: readonly Encapsulation[];
     psk?: Uint8Array;
+    /**
+     * Our small-packet order and a second receive SPI (≠ `spi`), for when the client offers a
+     * small-packet SA; it is used only if the choice differs from the bulk suite (§3.7).
+     */
+    small?: { spi: number; suites: readonly Suite[] } | undefined;
   }): { message: Uint8Array; result: HandshakeResult } {
     checkSpi(o.spi);
     const suite = chooseSuite(this.payload.suites, o.suites);
+    const small = this.#chooseSmall(suite, o.spi, o.small);
     if (this.usesPsk) {
       if (!o.psk)
         throw new RoamlinkError(ErrorCode.PEER_NOT_ALLOWED, 'client used a psk, we have none');
@@ -500,6 +609,7 @@ export class ResponderHandshake {
         suite,
         suites: [...o.suites],
         encapsulations: [...o.encapsulations],
+        ...(small ? { small } : {}),
       }),
     );
     const message = new Uint8Array(RESP_HEADER_BYTES + body.length);
@@ -520,7 +630,43 @@ export class ResponderHandshake {
         receive: deriveEspKeys(receiveKey, suite),
         handshakeHash: this.#noise.handshakeHash,
         remoteStaticKey: this.remoteStaticKey,
+        ...(small && this.payload.small
+          ? {
+              small: {
+                suite: small.suite,
+                localSpi: small.spi,
+                remoteSpi: this.payload.small.spi,
+                send: deriveEspKeys(sendKey, small.suite, true),
+                receive: deriveEspKeys(receiveKey, small.suite, true),
+              },
+            }
+          : {}),
       },
     };
+  }
+
+  /**
+   * The small-packet SA (§3.7): chosen from the two small-packet orders as the bulk suite is from
+   * theirs; none if either side did not offer one, nothing is common, or the choice is the bulk
+   * suite itself (one SA then serves all sizes, and a backend may still switch by size locally).
+   */
+  #chooseSmall(
+    bulk: Suite,
+    spi: number,
+    ours: { spi: number; suites: readonly Suite[] } | undefined,
+  ): { spi: number; suite: Suite } | undefined {
+    const theirs = this.payload.small;
+    if (!theirs || !ours || ours.suites.length === 0) return undefined;
+    if (ours.spi === spi) {
+      throw new RoamlinkError(ErrorCode.INVALID_ARGUMENT, 'small SA needs an SPI of its own');
+    }
+    checkSpi(ours.spi);
+    let suite: Suite;
+    try {
+      suite = chooseSuite(theirs.suites, ours.suites);
+    } catch {
+      return undefined;
+    }
+    return suite === bulk ? undefined : { spi: ours.spi, suite };
   }
 }

@@ -227,15 +227,18 @@ export class RelaySessions<P> {
       this.stats.espDrops.too_short++;
       return undefined;
     }
-    const hit = this.#bySpi.get(readSpi(datagram));
+    const spi = readSpi(datagram);
+    const hit = this.#bySpi.get(spi);
     if (!hit || hit.pair.expired(now)) {
       this.stats.espDrops.bad_spi++;
       return undefined;
     }
     const { peer, pair } = hit;
-    const newestBefore = pair.rx.replay.top;
+    // The small-packet SA (§3.7) has its own sequence numbers: "newest" is within the SA it came on.
+    const rx = pair.receiver(spi)!;
+    const newestBefore = rx.replay.top;
     const size = datagram.length;
-    const r = pair.rx.open(datagram, this.#opened);
+    const r = rx.open(datagram, this.#opened);
     if (r !== Drop.NONE) {
       this.stats.espDrops[DROP_NAMES[r] as Exclude<DropName, 'none'>]++;
       return undefined;
@@ -325,9 +328,10 @@ export class RelaySessions<P> {
     }
     this.stats.packetsSent++;
     peer.packetsSent++;
+    const tx = cur.sender(payload.length);
     const pkt =
-      (reserved ? sealReserved(cur.tx, payload, nextHeader) : undefined) ??
-      cur.tx.seal(payload, nextHeader);
+      (reserved ? sealReserved(tx, payload, nextHeader) : undefined) ??
+      tx.seal(payload, nextHeader);
     this.#charge(peer, peer.path, pkt.length);
     if (peer.redundantLeft > 0) {
       // Right after a move onto a datagram path, each packet goes twice (the client's replay
@@ -341,7 +345,7 @@ export class RelaySessions<P> {
   handleTimeout(now: number): void {
     for (const peer of this.peers.values()) {
       for (const p of peer.keys.expire(now)) {
-        this.#bySpi.delete(p.localSpi);
+        this.#unindex(p);
         this.#event(peer, { type: 'keys-expired', localSpi: p.localSpi });
       }
       for (const [path, ps] of peer.paths) {
@@ -353,6 +357,12 @@ export class RelaySessions<P> {
       }
       this.#sendBindingAcks(peer, now);
     }
+  }
+
+  /** Stops accepting a pair's SPIs (both, with a small-packet SA). */
+  #unindex(pair: SaPair): void {
+    this.#bySpi.delete(pair.localSpi);
+    if (pair.smallLocalSpi !== undefined) this.#bySpi.delete(pair.smallLocalSpi);
   }
 
   /**
@@ -368,7 +378,7 @@ export class RelaySessions<P> {
       if (now - peer.lastSeen < idleMs) continue;
       this.peers.delete(peer.id);
       for (const p of [peer.keys.previous, peer.keys.current, peer.keys.next]) {
-        if (p && this.#bySpi.get(p.localSpi)?.peer === peer) this.#bySpi.delete(p.localSpi);
+        if (p && this.#bySpi.get(p.localSpi)?.peer === peer) this.#unindex(p);
       }
       this.peersForgotten++;
       gone.push(peer);
@@ -684,7 +694,7 @@ export class RelaySessions<P> {
       if (peer.keys.current) peer.staged.length = 0;
     }
     const dropped = peer.keys.rotate(pair);
-    if (dropped) this.#bySpi.delete(dropped.localSpi);
+    if (dropped) this.#unindex(dropped);
     this.stats.handshakes++;
     if (rekey) this.stats.rekeys++;
     this.#event(peer, {
@@ -739,12 +749,21 @@ export class RelaySessions<P> {
       return;
     }
     const spi = allocateSpi(o.random, (s) => this.#bySpi.has(s));
+    const suites = o.suites ?? o.provider.suites;
+    const smallSuites = (o.provider.smallSuites ?? []).filter((s) => suites.includes(s));
     let answer: ReturnType<ResponderHandshake['respond']>;
     try {
       answer = hs.respond({
         spi,
-        suites: o.suites ?? o.provider.suites,
+        suites,
         encapsulations: o.encapsulations ?? DEFAULT_ENCAPSULATION_PREFERENCE,
+        small:
+          smallSuites.length > 0 && hs.payload.small
+            ? {
+                spi: allocateSpi(o.random, (s) => s === spi || this.#bySpi.has(s)),
+                suites: smallSuites,
+              }
+            : undefined,
         ...(auth.psk ? { psk: auth.psk } : {}),
       });
     } catch (e) {
@@ -769,9 +788,10 @@ export class RelaySessions<P> {
       limits: o.limits,
     });
     const replaced = peer.keys.next;
-    if (replaced) this.#bySpi.delete(replaced.localSpi);
+    if (replaced) this.#unindex(replaced);
     peer.keys.next = pair;
     this.#bySpi.set(spi, { peer, pair });
+    if (pair.smallLocalSpi !== undefined) this.#bySpi.set(pair.smallLocalSpi, { peer, pair });
     peer.lastTimestamp = hs.payload.timestamp;
     peer.lastInit = {
       ephemeral: hs.remoteEphemeralKey,

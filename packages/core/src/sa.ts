@@ -8,6 +8,7 @@
  * keys: it belongs to the session, changes by signalling, and survives every rekey; a rekey
  * changes keys and never the path. That separation is the point of WO 03/063444.
  */
+import { SMALL_PACKET_BYTES } from './constants.ts';
 import type { CryptoProvider, Suite } from './crypto/aead.ts';
 import { Suite as Suites } from './crypto/aead.ts';
 import { EspReceiver, EspSender } from './esp.ts';
@@ -57,13 +58,24 @@ export interface SaKeyInfo {
   keys: EspKeys;
 }
 
-/** One generation of keys: both directions of ESP from one handshake. */
+/**
+ * One generation of keys: both directions of ESP from one handshake. With a small-packet SA
+ * (docs/PROTOCOL.md §3.7) it holds two SAs per direction, each with its own SPI, key, sequence
+ * numbers and replay window (RFC 4301 §4.1 allows several SAs between the same peers); the sender
+ * picks one by payload size, the receiver by SPI.
+ */
 export class SaPair {
+  /** The bulk SA's sender (the only one without a small-packet SA). */
   readonly tx: EspSender;
   readonly rx: EspReceiver;
   readonly suite: Suite;
   readonly localSpi: number;
   readonly remoteSpi: number;
+  /** The small-packet SA, if the handshake agreed on one. */
+  readonly txSmall: EspSender | undefined;
+  readonly rxSmall: EspReceiver | undefined;
+  readonly smallSuite: Suite | undefined;
+  readonly smallLocalSpi: number | undefined;
   readonly createdAt: number;
   readonly handshakeHash: Uint8Array;
   readonly limits: SaLimits;
@@ -76,7 +88,9 @@ export class SaPair {
     opts: { replayWindow?: number | undefined; limits?: Partial<SaLimits> | undefined } = {},
   ) {
     const replayWindow = opts.replayWindow;
-    this.limits = { ...defaultLimits(r.suite), ...opts.limits };
+    // With two SAs, the stricter suite's limits (AES-GCM's) bound both.
+    const strict = r.small?.suite === Suites.AES_256_GCM ? Suites.AES_256_GCM : r.suite;
+    this.limits = { ...defaultLimits(strict), ...opts.limits };
     this.suite = r.suite;
     this.localSpi = r.localSpi;
     this.remoteSpi = r.remoteSpi;
@@ -97,6 +111,46 @@ export class SaPair {
       { direction: 'outbound', spi: r.remoteSpi, suite: r.suite, keys: r.send },
       { direction: 'inbound', spi: r.localSpi, suite: r.suite, keys: r.receive },
     ];
+    const small = r.small;
+    this.smallSuite = small?.suite;
+    this.smallLocalSpi = small?.localSpi;
+    this.txSmall = small
+      ? new EspSender({
+          spi: small.remoteSpi,
+          aead: provider.aead(small.suite, small.send.key),
+          salt: small.send.salt,
+        })
+      : undefined;
+    this.rxSmall = small
+      ? new EspReceiver({
+          spi: small.localSpi,
+          aead: provider.aead(small.suite, small.receive.key),
+          salt: small.receive.salt,
+          ...(replayWindow === undefined ? {} : { replayWindow }),
+        })
+      : undefined;
+    if (small) {
+      this.#keys.push(
+        { direction: 'outbound', spi: small.remoteSpi, suite: small.suite, keys: small.send },
+        { direction: 'inbound', spi: small.localSpi, suite: small.suite, keys: small.receive },
+      );
+    }
+  }
+
+  /** The sender for a payload of `payloadBytes`: the small-packet SA's below SMALL_PACKET_BYTES. */
+  sender(payloadBytes: number): EspSender {
+    return payloadBytes < SMALL_PACKET_BYTES && this.txSmall ? this.txSmall : this.tx;
+  }
+
+  /** The receiver for an inbound SPI, if it is one of this pair's. */
+  receiver(spi: number): EspReceiver | undefined {
+    if (spi === this.localSpi) return this.rx;
+    return spi === this.smallLocalSpi ? this.rxSmall : undefined;
+  }
+
+  /** True if `spi` is one of this pair's inbound SPIs. */
+  hasSpi(spi: number): boolean {
+    return spi === this.localSpi || spi === this.smallLocalSpi;
   }
 
   /** The key material, for a key log. Sessions only hand it out when asked to (keyLog: true). */
@@ -106,7 +160,9 @@ export class SaPair {
 
   /** Highest sequence number used in either direction (sent, or seen from the peer). */
   get packetsUsed(): number {
-    return Math.max(this.tx.seq, this.rx.replay.top);
+    // One budget for both SAs (`limits` is the stricter suite's).
+    const small = this.txSmall ? Math.max(this.txSmall.seq, this.rxSmall!.replay.top) : 0;
+    return Math.max(this.tx.seq, this.rx.replay.top, small);
   }
 
   /** True once the hard limits forbid any further use. */

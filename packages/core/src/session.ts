@@ -160,11 +160,11 @@ export class KeySlots {
   current: SaPair | undefined;
   next: SaPair | undefined;
 
-  /** The pair whose inbound SPI is `spi`, if any. */
+  /** The pair one of whose inbound SPIs is `spi`, if any. */
   bySpi(spi: number): SaPair | undefined {
-    if (this.current?.localSpi === spi) return this.current;
-    if (this.previous?.localSpi === spi) return this.previous;
-    if (this.next?.localSpi === spi) return this.next;
+    if (this.current?.hasSpi(spi)) return this.current;
+    if (this.previous?.hasSpi(spi)) return this.previous;
+    if (this.next?.hasSpi(spi)) return this.next;
     return undefined;
   }
 

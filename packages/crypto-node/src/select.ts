@@ -22,6 +22,7 @@ import {
   nobleX25519,
   RoamlinkError,
   requireSuite,
+  SMALL_PACKET_BYTES,
   STREAM_PATH_PAYLOAD,
   SUITE_NAMES,
   type Suite,
@@ -46,6 +47,14 @@ export interface MeasureOptions {
   readonly providers?: readonly CryptoProvider[];
   /** Monotonic clock in milliseconds; default `performance.now`. */
   readonly now?: () => number;
+  /**
+   * `selectProvider` only: also measure at this small size (within `smallBudgetMs`), route
+   * payloads under SMALL_PACKET_BYTES of each suite to the backend fastest there, and order
+   * `smallSuites` by it, for the small-packet SA (docs/PROTOCOL.md §3.7). Default: not measured.
+   */
+  readonly smallPacketBytes?: number;
+  /** Budget of the small-packet measurement; default 10 ms. */
+  readonly smallBudgetMs?: number;
 }
 
 export interface ProviderMeasurement {
@@ -68,6 +77,8 @@ export interface ProviderSelection {
   readonly provider: CryptoProvider;
   /** Suites available here, fastest first: the handshake offer order. */
   readonly suites: Suite[];
+  /** With `smallPacketBytes`: the suites fastest first at that size. */
+  readonly smallSuites?: Suite[];
   /** Every measurement taken, in measurement order. */
   readonly measurements: ProviderMeasurement[];
 }
@@ -80,6 +91,11 @@ const DEFAULT_PACKET_BYTES = 1400;
  * (measured 50/50 over relay starts); at 60 000 bytes AES-GCM with AES-NI leads by 2x.
  */
 export const BULK_PACKET_BYTES = STREAM_PATH_PAYLOAD;
+/**
+ * The size the apps measure small packets at: an ACK or a small request with headers. The
+ * small-packet ranking is per-call cost, which this size shows and 1400 bytes already blurs.
+ */
+export const SMALL_MEASURE_BYTES = 256;
 const DEFAULT_BUDGET_MS = 30;
 /**
  * Each pair is timed in this many short slices, interleaved with the other pairs; a pair's score
@@ -261,26 +277,80 @@ function measure(opts: MeasureOptions): Result[] {
  */
 export function selectProvider(opts: MeasureOptions = {}): ProviderSelection {
   const results = measure(opts);
-  const best = new Map<Suite, { provider: CryptoProvider; mbPerSec: number }>();
+  const best = fastest(results);
+  const suites = [...best.entries()].sort((a, b) => b[1].mbPerSec - a[1].mbPerSec).map(([s]) => s);
+  let small: Map<Suite, Fastest> | undefined;
+  let smallSuites: Suite[] | undefined;
+  const smallResults: Result[] = [];
+  if (opts.smallPacketBytes !== undefined) {
+    const { smallPacketBytes, smallBudgetMs, ...rest } = opts;
+    smallResults.push(
+      ...measure({ ...rest, packetBytes: smallPacketBytes, budgetMs: smallBudgetMs ?? 10 }),
+    );
+    small = fastest(smallResults.filter((r) => best.has(r.measurement.suite)));
+    smallSuites = [...small.entries()]
+      .sort((a, b) => b[1].mbPerSec - a[1].mbPerSec)
+      .map(([s]) => s);
+  }
+  const dh = selectX25519(opts.providers ?? ALL_PROVIDERS, opts.now ?? (() => performance.now()));
+  const backend = (s: Suite): string => {
+    const bulk = best.get(s)!.provider.name;
+    const under = small?.get(s)?.provider.name;
+    return under === undefined || under === bulk ? bulk : `${bulk}/small:${under}`;
+  };
+  const name = `auto(${suites.map((s) => `${SUITE_NAMES[s]}=${backend(s)}`).join(',')},x25519=${dh.name})`;
+  const provider: CryptoProvider = {
+    name,
+    suites,
+    ...(smallSuites ? { smallSuites } : {}),
+    aead(suite: Suite, key: Uint8Array): Aead {
+      requireSuite(provider, suite);
+      const bulk = best.get(suite)!.provider;
+      const under = small?.get(suite)?.provider;
+      if (!under || under === bulk) return bulk.aead(suite, key);
+      return bySize(bulk.aead(suite, key), under.aead(suite, key));
+    },
+    x25519: dh.impl,
+  };
+  return {
+    provider,
+    suites: [...suites],
+    ...(smallSuites ? { smallSuites: [...smallSuites] } : {}),
+    measurements: [...results, ...smallResults].map((r) => r.measurement),
+  };
+}
+
+interface Fastest {
+  provider: CryptoProvider;
+  mbPerSec: number;
+}
+
+/** The fastest backend of each suite among `results`. */
+function fastest(results: readonly Result[]): Map<Suite, Fastest> {
+  const best = new Map<Suite, Fastest>();
   for (const { provider, measurement: m } of results) {
     const current = best.get(m.suite);
     if (!current || m.mbPerSec > current.mbPerSec) {
       best.set(m.suite, { provider, mbPerSec: m.mbPerSec });
     }
   }
-  const suites = [...best.entries()].sort((a, b) => b[1].mbPerSec - a[1].mbPerSec).map(([s]) => s);
-  const dh = selectX25519(opts.providers ?? ALL_PROVIDERS, opts.now ?? (() => performance.now()));
-  const name = `auto(${suites.map((s) => `${SUITE_NAMES[s]}=${best.get(s)!.provider.name}`).join(',')},x25519=${dh.name})`;
-  const provider: CryptoProvider = {
-    name,
-    suites,
-    aead(suite: Suite, key: Uint8Array): Aead {
-      requireSuite(provider, suite);
-      return best.get(suite)!.provider.aead(suite, key);
+  return best;
+}
+
+/**
+ * One suite and key over two backends: payloads under SMALL_PACKET_BYTES go to the one with the
+ * cheapest call, the rest to the fastest per byte. Same bytes either way (one suite, one key).
+ */
+function bySize(bulk: Aead, small: Aead): Aead {
+  return {
+    suite: bulk.suite,
+    seal(nonce, aad, buf, start, end) {
+      (end - start < SMALL_PACKET_BYTES ? small : bulk).seal(nonce, aad, buf, start, end);
     },
-    x25519: dh.impl,
+    open(nonce, aad, buf, start, end) {
+      return (end - start < SMALL_PACKET_BYTES ? small : bulk).open(nonce, aad, buf, start, end);
+    },
   };
-  return { provider, suites: [...suites], measurements: results.map((r) => r.measurement) };
 }
 
 // RFC 7748 §6.1: Alice's private key, Bob's public key, and their shared secret.

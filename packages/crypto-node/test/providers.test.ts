@@ -7,6 +7,7 @@ import {
   ErrorCode,
   fromHex,
   nobleProvider,
+  SMALL_PACKET_BYTES,
   SUITE_NAMES,
   Suite,
   toHex,
@@ -178,6 +179,87 @@ describe('selectProvider', () => {
     const byFast = ms.find((m) => m.provider === 'sodium')!;
     assert.ok(bySlow.ops <= 6, `the slow backend ran ${bySlow.ops} timed packets`);
     assert.ok(byFast.elapsedMs > 30, `the fast backend was timed for ${byFast.elapsedMs} ms`);
+  });
+
+  test('small packets: ranked by per-call cost, and each suite routed by size to its backend', () => {
+    // Fakes over real backends: "percall" pays 30 µs per call whatever the size (node:crypto's
+    // cipher objects, exaggerated); "perbyte" pays 4 µs per KiB (a slower cipher, cheap to call).
+    const spin = (us: number): void => {
+      const until = performance.now() + us / 1000;
+      while (performance.now() < until) {
+        // busy-wait: a simulated cost
+      }
+    };
+    const calls = { percall: 0, perbyte: 0 };
+    const fake = (
+      name: 'percall' | 'perbyte',
+      suites: Suite[],
+      cost: (bytes: number) => number,
+    ): CryptoProvider => ({
+      name,
+      suites,
+      aead(suite, key) {
+        const inner = (suite === Suite.AES_256_GCM ? nodeCryptoProvider : sodiumProvider).aead(
+          suite,
+          key,
+        );
+        return {
+          suite,
+          seal(n, a, b, st, e) {
+            calls[name]++;
+            spin(cost(e - st));
+            inner.seal(n, a, b, st, e);
+          },
+          open(n, a, b, st, e) {
+            calls[name]++;
+            spin(cost(e - st));
+            return inner.open(n, a, b, st, e);
+          },
+        };
+      },
+    });
+    const percall = (suites: Suite[]) => fake('percall', suites, () => 30);
+    const perbyte = (suites: Suite[]) => fake('perbyte', suites, (n) => (4 * n) / 1024);
+    const A = Suite.AES_256_GCM;
+    const C = Suite.CHACHA20_POLY1305;
+    const opts = { budgetMs: 30, packetBytes: 16_384, smallPacketBytes: 256, smallBudgetMs: 20 };
+
+    // One suite each: AES-GCM leads on bulk, ChaCha20 on small packets.
+    const two = selectProvider({ ...opts, providers: [percall([A]), perbyte([C])] });
+    assert.deepEqual(two.suites, [A, C]);
+    assert.deepEqual(two.smallSuites, [C, A]);
+    assert.deepEqual(two.provider.smallSuites, [C, A]);
+
+    // Both backends for one suite: one keyed AEAD that sends each size to its backend.
+    const one = selectProvider({ ...opts, providers: [percall([C]), perbyte([C])] });
+    assert.equal(one.provider.name, 'auto(chacha20-poly1305=percall/small:perbyte,x25519=noble)');
+    const key = new Uint8Array(AEAD_KEY_BYTES).fill(3);
+    const aead = one.provider.aead(C, key);
+    const nonce = new Uint8Array(AEAD_NONCE_BYTES);
+    const aad = new Uint8Array(8);
+    for (const [size, who] of [
+      [SMALL_PACKET_BYTES - 1, 'perbyte'],
+      [SMALL_PACKET_BYTES, 'percall'],
+    ] as const) {
+      const buf = new Uint8Array(size + 16).fill(7);
+      calls.percall = 0;
+      calls.perbyte = 0;
+      aead.seal(nonce, aad, buf, 0, size);
+      // The other backend opens what this one sealed: same suite, same key, same bytes.
+      const other = nodeCryptoProvider.aead(C, key);
+      const copy = buf.slice();
+      assert.equal(other.open(nonce, aad, copy, 0, size), true);
+      assert.equal(aead.open(nonce, aad, buf, 0, size), true);
+      assert.deepEqual(buf.subarray(0, size), new Uint8Array(size).fill(7));
+      assert.deepEqual(calls, {
+        percall: who === 'percall' ? 2 : 0,
+        perbyte: who === 'perbyte' ? 2 : 0,
+      });
+    }
+    // Without smallPacketBytes nothing is measured small and no small order is offered.
+    const plain = selectProvider({ budgetMs: 10, providers: [percall([C]), perbyte([C])] });
+    assert.equal(plain.smallSuites, undefined);
+    assert.equal(plain.provider.smallSuites, undefined);
   });
 
   test('leaves out a provider that fails to round-trip', () => {

@@ -63,6 +63,12 @@ export interface CryptoProvider {
   readonly name: string;
   /** Suites this provider implements in this runtime. */
   readonly suites: readonly Suite[];
+  /**
+   * Suites ordered fastest first for small packets (under SMALL_PACKET_BYTES), where per-call
+   * cost rules rather than speed per byte. Present only where it was measured; a session then
+   * offers a second SA for small packets (docs/PROTOCOL.md §3.7).
+   */
+  readonly smallSuites?: readonly Suite[];
   /** Builds a keyed AEAD. Throws ROAMLINK_ERR_UNSUPPORTED for a suite not in `suites`. */
   aead(suite: Suite, key: Uint8Array): Aead;
   /** A faster X25519 for handshakes; absent: the core's own. Same bytes either way. */
