@@ -5,6 +5,8 @@
  * receipt. Paths are "address:port" strings, the remote endpoint as this socket sees it.
  */
 import { createSocket, type Socket } from 'node:dgram';
+import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns';
+import { isIP } from 'node:net';
 
 export interface UdpEndpoint {
   address: string;
@@ -23,6 +25,25 @@ export function parseEndpoint(s: string, forBind = false): UdpEndpoint {
   return { address: m[1]!, port };
 }
 
+/**
+ * dgram resolves the address of every datagram it sends, even a literal IP (which dns.lookup
+ * answers on the next tick). The relay's paths are literals (learnt from datagrams), and so is a
+ * client's relay address unless given as a name: literals are answered at once, names still go
+ * to dns.lookup. One deferral less per packet.
+ */
+export function literalLookup(
+  host: string,
+  family: number | LookupOneOptions,
+  cb: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
+): void {
+  const v = isIP(host);
+  if (v !== 0) cb(null, host, v);
+  else dnsLookup(host, family as LookupOneOptions, cb);
+}
+
+/** Most endpoints a transport keeps resolved at once (see `#remember`). */
+const ENDPOINT_CACHE = 4096;
+
 /** What a UDP socket asks of the kernel for each of its buffers. */
 const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 
@@ -30,16 +51,21 @@ export class UdpTransport {
   readonly socket: Socket;
   readonly #endpoints = new Map<string, UdpEndpoint>();
   #local: UdpEndpoint | undefined;
+  #last: { address: string; port: number; path: string; from: UdpEndpoint } | undefined;
   keepalivesReceived = 0;
 
-  private constructor(socket: Socket) {
+  readonly #cacheSize: number;
+
+  private constructor(socket: Socket, cacheSize: number) {
     this.socket = socket;
+    this.#cacheSize = cacheSize;
   }
 
   /** Binds a UDP socket; `onDatagram` gets every roamlink datagram with its path. */
   static async bind(
     bind: UdpEndpoint,
     onDatagram: (data: Uint8Array, path: string, from: UdpEndpoint) => void,
+    opts: { endpointCache?: number } = {},
   ): Promise<UdpTransport> {
     const socket = createSocket({
       type: bind.address.includes(':') ? 'udp6' : 'udp4',
@@ -47,21 +73,28 @@ export class UdpTransport {
       // busy for a moment loses the rest. The kernel caps these at net.core.[rw]mem_max.
       recvBufferSize: SOCKET_BUFFER_BYTES,
       sendBufferSize: SOCKET_BUFFER_BYTES,
+      lookup: literalLookup,
     });
-    const t = new UdpTransport(socket);
+    const t = new UdpTransport(socket, opts.endpointCache ?? ENDPOINT_CACHE);
     socket.on('message', (msg, rinfo) => {
       // RFC 3948 §2.3: a single 0xFF byte is a NAT keepalive, nothing more.
       if (msg.length === 1 && msg[0] === 0xff) {
         t.keepalivesReceived++;
         return;
       }
-      const path = pathOf(rinfo);
-      let from = t.#endpoints.get(path);
-      if (!from) {
-        from = { address: rinfo.address, port: rinfo.port };
-        t.#endpoints.set(path, from);
+      // Most datagrams come from the sender of the one before: skip building its path string.
+      let last = t.#last;
+      if (last === undefined || last.port !== rinfo.port || last.address !== rinfo.address) {
+        const path = pathOf(rinfo);
+        let from = t.#endpoints.get(path);
+        if (!from) {
+          from = { address: rinfo.address, port: rinfo.port };
+          t.#remember(path, from);
+        }
+        last = { address: rinfo.address, port: rinfo.port, path, from };
+        t.#last = last;
       }
-      onDatagram(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), path, from);
+      onDatagram(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), last.path, last.from);
     });
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
@@ -90,9 +123,26 @@ export class UdpTransport {
   }
 
   send(path: string, data: Uint8Array): void {
-    const e = this.#endpoints.get(path);
-    if (!e) return;
+    let e = this.#endpoints.get(path);
+    if (!e) {
+      // Forgotten from the cache (or never seen): the path names its endpoint.
+      try {
+        e = parseEndpoint(path);
+      } catch {
+        return;
+      }
+      this.#remember(path, e);
+    }
     this.socket.send(data, e.port, e.address);
+  }
+
+  /**
+   * Paths → endpoints is a cache: every datagram from a new source adds one, so a flood from
+   * spoofed sources would grow it without end. Past its size (ENDPOINT_CACHE) it starts over.
+   */
+  #remember(path: string, e: UdpEndpoint): void {
+    if (this.#endpoints.size >= this.#cacheSize) this.#endpoints.clear();
+    this.#endpoints.set(path, e);
   }
 
   close(): Promise<void> {

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { UdpTransport } from '../src/index.ts';
+import { literalLookup } from '../src/udp.ts';
 
 test('datagrams both ways with their paths; a 0xFF keepalive is counted, not handed up', async () => {
   const gotA: [string, number][] = [];
@@ -47,5 +48,60 @@ test('socket buffers: 4 MiB asked for, as much as the kernel allows given', asyn
     assert.ok(t.socket.getRecvBufferSize() >= 2 * 212_992);
   } finally {
     await t.close();
+  }
+});
+
+test('literal addresses resolve at once (no deferral per datagram); names still go to DNS', async () => {
+  const got: [string | null, string, number][] = [];
+  literalLookup('198.18.0.7', 4, (err, address, family) =>
+    got.push([err?.code ?? null, address, family]),
+  );
+  literalLookup('::1', 6, (err, address, family) => got.push([err?.code ?? null, address, family]));
+  // Called back before returning: dns.lookup would answer on a later tick.
+  assert.deepEqual(got, [
+    [null, '198.18.0.7', 4],
+    [null, '::1', 6],
+  ]);
+  const named = await new Promise<[string, number]>((resolve, reject) => {
+    let sync = true;
+    literalLookup('localhost', 4, (err, address, family) =>
+      err
+        ? reject(err)
+        : sync
+          ? reject(new Error('a name was answered synchronously'))
+          : resolve([address, family]),
+    );
+    sync = false;
+  });
+  assert.deepEqual(named, ['127.0.0.1', 4]);
+});
+
+test('the endpoint cache is bounded; a path forgotten from it is still reachable', async () => {
+  const got: string[] = [];
+  const relay = await UdpTransport.bind({ address: '127.0.0.1', port: 0 }, (_d, p) => got.push(p), {
+    endpointCache: 2,
+  });
+  const echoes: number[] = [];
+  const clients = await Promise.all(
+    [0, 1, 2, 3, 4].map((i) =>
+      UdpTransport.bind({ address: '127.0.0.1', port: 0 }, (d) => echoes.push(i * 100 + d[0]!)),
+    ),
+  );
+  try {
+    for (const c of clients) c.send(c.addEndpoint(relay.local), Uint8Array.of(0));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(new Set(got), new Set(clients.map((c) => `127.0.0.1:${c.local.port}`)));
+    // Five sources through a cache of two: most have been forgotten; the answers still arrive.
+    for (const p of got) relay.send(p, Uint8Array.of(7));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(
+      echoes.sort((x, y) => x - y),
+      [7, 107, 207, 307, 407],
+    );
+    // A path that names no endpoint is dropped quietly.
+    relay.send('not a path', Uint8Array.of(1));
+  } finally {
+    await relay.close();
+    for (const c of clients) await c.close();
   }
 });
