@@ -405,18 +405,36 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
     checkPaths();
   };
 
+  // What the relay observed of a path is built once per connection or sender, not per packet:
+  // keyed by the transport's own object for it, which lives as long as the path does.
+  const infos = new WeakMap<object, PathInfo>();
+  const infoOf = (key: object, make: () => PathInfo): PathInfo => {
+    let info = infos.get(key);
+    if (!info) {
+      info = make();
+      infos.set(key, info);
+    }
+    return info;
+  };
+
   const bindUdp = async (bind: UdpEndpoint): Promise<UdpTransport> => {
     const u = await UdpTransport.bind(bind, (data, path, from) => {
-      const local = u.local;
-      deliver(data, path, {
-        encapsulation: Encapsulation.UDP,
-        view: {
-          srcAddr: from.address,
-          srcPort: from.port,
-          dstAddr: local.address,
-          dstPort: local.port,
-        },
-      });
+      deliver(
+        data,
+        path,
+        infoOf(from, () => {
+          const local = u.local;
+          return {
+            encapsulation: Encapsulation.UDP,
+            view: {
+              srcAddr: from.address,
+              srcPort: from.port,
+              dstAddr: local.address,
+              dstPort: local.port,
+            },
+          };
+        }),
+      );
     });
     return u;
   };
@@ -429,15 +447,19 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
     onDatagram: (data, path) => {
       const ends = tcp.endpoints(path);
       if (!ends) return;
-      deliver(data, path, {
-        encapsulation: Encapsulation.TCP,
-        view: {
-          srcAddr: ends.remote.address,
-          srcPort: ends.remote.port,
-          dstAddr: ends.local.address,
-          dstPort: ends.local.port,
-        },
-      });
+      deliver(
+        data,
+        path,
+        infoOf(ends.remote, () => ({
+          encapsulation: Encapsulation.TCP,
+          view: {
+            srcAddr: ends.remote.address,
+            srcPort: ends.remote.port,
+            dstAddr: ends.local.address,
+            dstPort: ends.local.port,
+          },
+        })),
+      );
     },
     onPathClose: (path, reason) => o.log('debug', 'tcp-closed', { path, reason }),
   });
@@ -447,7 +469,11 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
     onDatagram: (data, path) => {
       const v = ws.view(path);
       if (!v) return;
-      deliver(data, path, { encapsulation: Encapsulation.WEBSOCKET, view: requestView(v) });
+      deliver(
+        data,
+        path,
+        infoOf(v, () => ({ encapsulation: Encapsulation.WEBSOCKET, view: requestView(v) })),
+      );
     },
     onPathClose: (path, reason) => o.log('debug', 'ws-closed', { path, reason }),
   });

@@ -95,11 +95,12 @@ export class MuxPump {
   #arm(): void {
     const o = this.#o;
     const at = o.mux.nextTimeout();
-    if (at === this.#timerAt) return;
+    // A deadline that moved later (or went away) keeps the armed timer: it fires early, finds
+    // nothing due and re-arms. Every packet moves the loss and ACK deadlines on, so re-arming on
+    // each would cost a timer cancelled and created per packet.
+    if (at === undefined || at >= this.#timerAt) return;
     if (this.#timer !== undefined) o.timers.clear(this.#timer);
-    this.#timer = undefined;
-    this.#timerAt = at ?? Number.POSITIVE_INFINITY;
-    if (at === undefined) return;
+    this.#timerAt = at;
     this.#timer = o.timers.set(
       () => {
         this.#timer = undefined;

@@ -43,22 +43,21 @@ export class SessionDriver<P, E> {
     for (let t = this.#s.pollTransmit(); t; t = this.#s.pollTransmit()) this.#send(t.path, t.data);
     for (let e = this.#s.pollEvent(); e; e = this.#s.pollEvent()) this.#onEvent(e);
     const at = this.#s.nextTimeout();
-    if (at === undefined) {
-      this.#clear();
-    } else if (at !== this.#timerAt) {
-      this.#clear();
-      this.#timerAt = at;
-      this.#timer = setTimeout(
-        () => {
-          this.#timer = undefined;
-          this.#timerAt = Number.POSITIVE_INFINITY;
-          this.#s.handleTimeout(this.#clock());
-          this.pump();
-        },
-        Math.max(0, at - this.#clock()),
-      );
-      this.#timer.unref();
-    }
+    // As MuxPump does: no deadline, or a later one, keeps an armed timer (it fires early, finds
+    // nothing due and re-arms); only an earlier deadline replaces it.
+    if (at === undefined || at >= this.#timerAt) return;
+    this.#clear();
+    this.#timerAt = at;
+    this.#timer = setTimeout(
+      () => {
+        this.#timer = undefined;
+        this.#timerAt = Number.POSITIVE_INFINITY;
+        this.#s.handleTimeout(this.#clock());
+        this.pump();
+      },
+      Math.max(0, at - this.#clock()),
+    );
+    this.#timer.unref();
   }
 
   close(): void {
