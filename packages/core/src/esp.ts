@@ -235,17 +235,28 @@ export class EspCipher {
     const nonce = this.#nonce;
     for (let i = 0; i < ESP_IV_BYTES; i++) nonce[4 + i] = packet[ESP_HEADER_BYTES + i]!;
     this.#setAad(seqHi, seqLo);
-    const start = ESP_PAYLOAD_OFFSET;
-    const end = packet.length - ESP_ICV_BYTES;
-    if (!this.aead.open(nonce, this.#aad, packet, start, end)) return Drop.BAD_ICV;
-    const padLen = packet[end - 2]!;
+    let start = ESP_PAYLOAD_OFFSET;
+    let end = packet.length - ESP_ICV_BYTES;
+    let plain = packet;
+    const aead = this.aead;
+    if (aead.openOut) {
+      // The backend hands its own output over: no copy back into the packet.
+      const pt = aead.openOut(nonce, this.#aad, packet, start, end);
+      if (!pt) return Drop.BAD_ICV;
+      plain = pt;
+      end -= start;
+      start = 0;
+    } else if (!aead.open(nonce, this.#aad, packet, start, end)) {
+      return Drop.BAD_ICV;
+    }
+    const padLen = plain[end - 2]!;
     const payloadEnd = end - ESP_TRAILER_BYTES - padLen;
     if (payloadEnd < start) return Drop.BAD_PADDING;
     for (let i = 1; i <= padLen; i++) {
-      if (packet[payloadEnd + i - 1] !== i) return Drop.BAD_PADDING;
+      if (plain[payloadEnd + i - 1] !== i) return Drop.BAD_PADDING;
     }
-    out.nextHeader = packet[end - 1]!;
-    out.payload = packet.subarray(start, payloadEnd);
+    out.nextHeader = plain[end - 1]!;
+    out.payload = plain.subarray(start, payloadEnd);
     return Drop.NONE;
   }
 }

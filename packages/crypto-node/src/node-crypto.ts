@@ -4,7 +4,8 @@
  * suites this Node build's OpenSSL offers are listed.
  *
  * node:crypto has no one-shot AEAD and no output-buffer API: every call builds a cipher object
- * and `update` returns a fresh buffer that is copied back into the caller's buffer.
+ * and `update` returns a fresh buffer. `seal` copies it back into the caller's buffer; `openOut`
+ * hands it over instead (the receive path takes it), `open` copies it back.
  */
 import {
   type CipherKey,
@@ -72,6 +73,25 @@ function nodeAead(suite: Suite, key: CipherKey): Aead {
       }
       buf.set(plaintext, start);
       return true;
+    },
+    openOut(nonce, aad, buf, start, end) {
+      checkAeadArgs(nonce, aad, buf, start, end);
+      const decipher =
+        algorithm === 'aes-256-gcm'
+          ? createDecipheriv(algorithm, key, nonce, OPTIONS)
+          : createDecipheriv(algorithm, key, nonce, OPTIONS);
+      decipher.setAuthTag(buf.subarray(end, end + AEAD_TAG_BYTES));
+      if (aad.length > 0) decipher.setAAD(aad);
+      // The plaintext stays in OpenSSL's output buffer; nobody sees it unless the tag verifies.
+      const plaintext = decipher.update(buf.subarray(start, end));
+      try {
+        decipher.final();
+      } catch {
+        plaintext.fill(0);
+        return undefined;
+      }
+      // A plain Uint8Array view: a Buffer's slice() would not copy, unlike every other payload's.
+      return new Uint8Array(plaintext.buffer, plaintext.byteOffset, plaintext.length);
     },
   };
 }

@@ -350,6 +350,11 @@ function bySize(bulk: Aead, small: Aead): Aead {
     open(nonce, aad, buf, start, end) {
       return (end - start < SMALL_PACKET_BYTES ? small : bulk).open(nonce, aad, buf, start, end);
     },
+    openOut(nonce, aad, buf, start, end) {
+      const by = end - start < SMALL_PACKET_BYTES ? small : bulk;
+      if (by.openOut) return by.openOut(nonce, aad, buf, start, end);
+      return by.open(nonce, aad, buf, start, end) ? buf.subarray(start, end) : undefined;
+    },
   };
 }
 

@@ -42,6 +42,19 @@ export interface Aead {
    * contents of `buf[start, end)` are then unspecified.
    */
   open(nonce: Uint8Array, aad: Uint8Array, buf: Uint8Array, start: number, end: number): boolean;
+  /**
+   * Optional, for backends whose decryption produces a new buffer anyway (node:crypto): like
+   * `open`, but returns the plaintext (`end - start` bytes, wherever it lies) instead of copying it
+   * back into `buf`, or undefined on a bad tag. `buf[start, end)` may or may not have been
+   * decrypted in place (a backend may do that for some sizes and return a view of it).
+   */
+  openOut?(
+    nonce: Uint8Array,
+    aad: Uint8Array,
+    buf: Uint8Array,
+    start: number,
+    end: number,
+  ): Uint8Array | undefined;
 }
 
 /**
