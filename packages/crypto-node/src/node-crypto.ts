@@ -55,45 +55,44 @@ function nodeAead(suite: Suite, key: CipherKey): Aead {
       buf.set(cipher.getAuthTag(), end);
     },
     open(nonce, aad, buf, start, end) {
-      checkAeadArgs(nonce, aad, buf, start, end);
-      const decipher =
-        algorithm === 'aes-256-gcm'
-          ? createDecipheriv(algorithm, key, nonce, OPTIONS)
-          : createDecipheriv(algorithm, key, nonce, OPTIONS);
-      decipher.setAuthTag(buf.subarray(end, end + AEAD_TAG_BYTES));
-      if (aad.length > 0) decipher.setAAD(aad);
-      // OpenSSL releases plaintext from `update` before `final` has checked the tag, so it goes to
-      // a scratch buffer and reaches `buf` only once the tag has verified.
-      const plaintext = decipher.update(buf.subarray(start, end));
-      try {
-        decipher.final();
-      } catch {
-        plaintext.fill(0);
-        return false;
-      }
+      const plaintext = decrypt(nonce, aad, buf, start, end);
+      if (!plaintext) return false;
       buf.set(plaintext, start);
       return true;
     },
     openOut(nonce, aad, buf, start, end) {
-      checkAeadArgs(nonce, aad, buf, start, end);
-      const decipher =
-        algorithm === 'aes-256-gcm'
-          ? createDecipheriv(algorithm, key, nonce, OPTIONS)
-          : createDecipheriv(algorithm, key, nonce, OPTIONS);
-      decipher.setAuthTag(buf.subarray(end, end + AEAD_TAG_BYTES));
-      if (aad.length > 0) decipher.setAAD(aad);
-      // The plaintext stays in OpenSSL's output buffer; nobody sees it unless the tag verifies.
-      const plaintext = decipher.update(buf.subarray(start, end));
-      try {
-        decipher.final();
-      } catch {
-        plaintext.fill(0);
-        return undefined;
-      }
+      const plaintext = decrypt(nonce, aad, buf, start, end);
       // A plain Uint8Array view: a Buffer's slice() would not copy, unlike every other payload's.
-      return new Uint8Array(plaintext.buffer, plaintext.byteOffset, plaintext.length);
+      return plaintext && new Uint8Array(plaintext.buffer, plaintext.byteOffset, plaintext.length);
     },
   };
+
+  /** The plaintext in OpenSSL's own output buffer, or undefined if the tag does not verify. */
+  function decrypt(
+    nonce: Uint8Array,
+    aad: Uint8Array,
+    buf: Uint8Array,
+    start: number,
+    end: number,
+  ): Buffer | undefined {
+    checkAeadArgs(nonce, aad, buf, start, end);
+    const decipher =
+      algorithm === 'aes-256-gcm'
+        ? createDecipheriv(algorithm, key, nonce, OPTIONS)
+        : createDecipheriv(algorithm, key, nonce, OPTIONS);
+    decipher.setAuthTag(buf.subarray(end, end + AEAD_TAG_BYTES));
+    if (aad.length > 0) decipher.setAAD(aad);
+    // OpenSSL releases plaintext from `update` before `final` has checked the tag, so it stays in
+    // its own buffer, which nobody sees (and which is wiped) unless the tag verifies.
+    const plaintext = decipher.update(buf.subarray(start, end));
+    try {
+      decipher.final();
+    } catch {
+      plaintext.fill(0);
+      return undefined;
+    }
+    return plaintext;
+  }
 }
 
 // RFC 8410 DER wrappings of raw X25519 keys: node:crypto takes keys only as KeyObjects.
