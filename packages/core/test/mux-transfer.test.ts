@@ -482,5 +482,5 @@ test('alloc: packets built in buffers full of old bytes are byte for byte those 
   const clean = run();
   assert.ok(allocated >= 3, `the mux built its packets with alloc (${allocated})`);
   assert.equal(dirty.length, clean.length);
-  dirty.forEach((p, i) => assert.deepEqual(p, clean[i], `packet ${i}`));
+  for (const [i, p] of dirty.entries()) assert.deepEqual(p, clean[i], `packet ${i}`);
 });
