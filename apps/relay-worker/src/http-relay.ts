@@ -10,14 +10,19 @@
  *
  * One token is one path, "hs:<token>" or "hp:<token>". Numbering (`Roamlink-Seq`), copies kept for
  * a client that has not seen its stream (`Roamlink-Ack`), and the fallback of a streaming token to
- * polling work as on Node. Datagrams queued in one turn share a chunk or a poll answer.
+ * polling are the core's session table (`HttpSessions`), as on Node. Datagrams queued in one turn
+ * share a chunk or a poll answer.
  */
 import {
   decodeRecords,
   EMPTY_RECORD,
   encodeRecords,
+  type HttpDown,
+  HttpMode,
+  type HttpSession,
+  HttpSessions,
   MAX_RECORD_DATAGRAM_BYTES,
-  RECORD_HEADER_BYTES,
+  seqField,
 } from '@roamlink/core';
 
 export const HTTP_BASE = '/rl';
@@ -27,7 +32,7 @@ const MAX_BATCH_BYTES = 65_536;
 const MAX_UP_BODY_BYTES = 1 << 20;
 const MAX_QUEUED_BYTES = 1 << 20;
 
-export type HttpMode = 'stream' | 'poll';
+export { HttpMode };
 
 export interface FetchHttpRelayOptions {
   /** Every datagram that arrives, with its path id, the mode it travels as and its request. */
@@ -43,106 +48,53 @@ export interface FetchHttpRelayOptions {
 
 export const isHttpPath = (p: string): boolean => p.startsWith('hs:') || p.startsWith('hp:');
 
-/** Tokens the relay accepts: URL-safe, 16 to 128 characters. */
-export const isToken = (t: string): boolean => /^[A-Za-z0-9_-]{16,128}$/.test(t);
-
-/** A `Roamlink-Ack` value: undefined when absent, NaN when not 1-15 decimal digits. */
-function seqField(v: string | null): number | undefined {
-  if (v === null) return undefined;
-  const t = v.trim();
-  return /^\d{1,15}$/.test(t) ? Number(t) : Number.NaN;
-}
-
-function batchCount(queue: readonly Uint8Array[], maxBytes: number): number {
-  let n = 0;
-  let bytes = 0;
-  for (const d of queue) {
-    const add = d.length + RECORD_HEADER_BYTES;
-    if (n > 0 && bytes + add > maxBytes) break;
-    n++;
-    bytes += add;
-  }
-  return n;
-}
-
 const empty = (status: number, extra: Record<string, string> = {}): Response =>
   new Response(null, { status, headers: { 'Cache-Control': 'no-store', ...extra } });
 
-interface Down {
-  kick(): void;
-  close(): void;
-  /** A stream: write what is queued now. */
-  drain?(): void;
-}
-
-interface Session {
-  id: string;
-  token: string;
-  mode: HttpMode;
-  queue: Uint8Array[];
-  queuedBytes: number;
-  headSeq: number;
-  kept: Uint8Array[];
-  keptBytes: number;
-  keptSeq: number;
-  confirmed: boolean;
-  polled: boolean;
-  down: Down | undefined;
-  idle: ReturnType<typeof setTimeout> | undefined;
-  trust: ReturnType<typeof setTimeout> | undefined;
-}
-
 export class FetchHttpRelay {
   readonly #o: FetchHttpRelayOptions;
-  readonly #maxQueued: number;
-  readonly #byToken = new Map<string, Session>();
-  readonly #byId = new Map<string, Session>();
+  readonly #sessions: HttpSessions;
 
   constructor(o: FetchHttpRelayOptions) {
     this.#o = o;
-    this.#maxQueued = o.maxQueuedBytes ?? MAX_QUEUED_BYTES;
+    this.#sessions = new HttpSessions({
+      maxQueuedBytes: o.maxQueuedBytes ?? MAX_QUEUED_BYTES,
+      maxBatchBytes: MAX_BATCH_BYTES,
+      sessionIdleMs: o.sessionIdleMs ?? 60_000,
+      streamTrustMs: o.streamTrustMs ?? 10_000,
+      timers: {
+        set: (fn, ms) => setTimeout(fn, ms),
+        clear: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
+      },
+      onExpired: (s) => this.#o.onPathClose?.(s.id, 'closed: session expired'),
+    });
   }
 
   get paths(): string[] {
-    return [...this.#byId.keys()];
+    return this.#sessions.paths;
   }
 
   /** Whether any down request (stream or held poll) is attached: the object must stay up. */
   get holding(): boolean {
-    for (const s of this.#byId.values()) if (s.down) return true;
-    return false;
+    return this.#sessions.holding;
   }
 
   mode(pathId: string): HttpMode | undefined {
-    const s = this.#byId.get(pathId);
-    return s && this.#modeOf(s);
+    const s = this.#sessions.get(pathId);
+    return s && this.#sessions.modeOf(s);
   }
 
   congested(pathId: string): boolean {
-    const s = this.#byId.get(pathId);
-    return s !== undefined && s.queuedBytes > this.#maxQueued / 2;
+    return this.#sessions.congested(pathId);
   }
 
   send(pathId: string, datagram: Uint8Array): boolean {
-    const s = this.#byId.get(pathId);
-    if (!s || datagram.length === 0 || datagram.length > MAX_RECORD_DATAGRAM_BYTES) return false;
-    if (s.queuedBytes + datagram.length > this.#maxQueued) return false;
-    s.queue.push(datagram.slice());
-    s.queuedBytes += datagram.length;
-    s.down?.kick();
-    return true;
+    if (datagram.length === 0 || datagram.length > MAX_RECORD_DATAGRAM_BYTES) return false;
+    return this.#sessions.queue(pathId, datagram) === 'queued';
   }
 
   close(): void {
-    for (const s of this.#byId.values()) {
-      if (s.idle) clearTimeout(s.idle);
-      if (s.trust) clearTimeout(s.trust);
-      const d = s.down;
-      s.down = undefined;
-      d?.close();
-    }
-    this.#byId.clear();
-    this.#byToken.clear();
+    this.#sessions.close();
   }
 
   /** A request for `route` ("/up", "/down" or "/poll"; method already checked). */
@@ -156,44 +108,9 @@ export class FetchHttpRelay {
     return mode === 'stream' ? this.#stream(s) : this.#poll(s);
   }
 
-  #modeOf(s: Session): HttpMode {
-    return s.mode === 'stream' && !s.polled ? 'stream' : 'poll';
-  }
-
-  #session(req: Request, query: URLSearchParams, mode: HttpMode): Session | Response {
-    const token = query.get('s');
-    if (token === null || !isToken(token)) return empty(400);
-    const ack = seqField(req.headers.get(ACK_HEADER));
-    let s = this.#byToken.get(token);
-    if (ack !== undefined && (Number.isNaN(ack) || ack > (s?.headSeq ?? 0))) return empty(400);
-    if (s === undefined) {
-      const id = `${mode === 'stream' ? 'hs' : 'hp'}:${token}`;
-      s = {
-        id,
-        token,
-        mode,
-        queue: [],
-        queuedBytes: 0,
-        headSeq: 0,
-        kept: [],
-        keptBytes: 0,
-        keptSeq: 0,
-        confirmed: mode === 'poll',
-        polled: false,
-        down: undefined,
-        idle: undefined,
-        trust: undefined,
-      };
-      this.#byToken.set(token, s);
-      this.#byId.set(id, s);
-      this.#touch(s);
-    } else if (s.mode === 'stream' && mode === 'poll' && ack !== undefined) {
-      this.#fallBack(s, ack);
-    } else if (s.mode !== mode && !(s.polled && mode === 'poll')) {
-      return empty(409);
-    }
-    if (ack !== undefined && s.mode === 'stream') this.#acked(s, ack);
-    return s;
+  #session(req: Request, query: URLSearchParams, mode: HttpMode): HttpSession | Response {
+    const s = this.#sessions.open(query.get('s'), seqField(req.headers.get(ACK_HEADER)), mode);
+    return typeof s === 'number' ? empty(s) : s;
   }
 
   async #up(req: Request, query: URLSearchParams): Promise<Response> {
@@ -206,19 +123,15 @@ export class FetchHttpRelay {
     if (datagrams === undefined) return empty(400);
     const s = this.#session(req, query, m);
     if (s instanceof Response) return s;
-    this.#touch(s);
-    const mode = this.#modeOf(s);
+    const sessions = this.#sessions;
+    sessions.touch(s);
+    const mode = sessions.modeOf(s);
     for (const d of datagrams) {
       if (d.length === 0) continue;
-      if (!this.#byId.has(s.id)) break;
+      if (!sessions.live(s)) break;
       this.#o.onDatagram(d, s.id, mode, req);
     }
-    const ack = seqField(req.headers.get(ACK_HEADER));
-    if (s.mode === 'stream' && ack === undefined && !s.confirmed) this.#confirm(s);
-    const answer =
-      s.mode === 'stream' && ack !== undefined && this.#byId.has(s.id)
-        ? this.#answerUp(s)
-        : undefined;
+    const answer = sessions.answerPost(s, seqField(req.headers.get(ACK_HEADER)));
     if (answer === undefined || answer.datagrams.length === 0) return empty(204);
     return new Response(encodeRecords(answer.datagrams), {
       status: 200,
@@ -230,19 +143,7 @@ export class FetchHttpRelay {
     });
   }
 
-  #answerUp(s: Session): { first: number; datagrams: Uint8Array[] } {
-    if (s.down !== undefined) {
-      if (s.polled) return { first: s.headSeq, datagrams: [] };
-      s.down.drain?.();
-    } else if (s.queue.length > 0) {
-      const first = s.headSeq;
-      const taken = this.#take(s, MAX_BATCH_BYTES);
-      if (s.confirmed) return { first, datagrams: taken };
-    }
-    return { first: s.keptSeq, datagrams: s.kept.slice(0, batchCount(s.kept, MAX_BATCH_BYTES)) };
-  }
-
-  #stream(s: Session): Response {
+  #stream(s: HttpSession): Response {
     let ended = false;
     let flushing = false;
     let ctl: ReadableStreamDefaultController<Uint8Array> | undefined;
@@ -251,14 +152,14 @@ export class FetchHttpRelay {
       if (ended) return;
       ended = true;
       if (heartbeat) clearInterval(heartbeat);
-      this.#detach(s, down);
+      this.#sessions.detach(s, down);
     };
     const flush = (): void => {
       flushing = false;
       if (ended || !ctl || s.queue.length === 0) return;
-      ctl.enqueue(encodeRecords(this.#take(s, Number.POSITIVE_INFINITY)));
+      ctl.enqueue(encodeRecords(this.#sessions.take(s, Number.POSITIVE_INFINITY)));
     };
-    const down: Down = {
+    const down: HttpDown = {
       kick: () => {
         if (flushing) return;
         flushing = true;
@@ -286,8 +187,8 @@ export class FetchHttpRelay {
     heartbeat = setInterval(() => {
       if (!ended) ctl?.enqueue(EMPTY_RECORD.slice());
     }, this.#o.heartbeatMs ?? 15_000);
-    this.#attach(s, down);
-    this.#streamStarted(s);
+    this.#sessions.attach(s, down);
+    this.#sessions.streamStarted(s);
     if (s.queue.length > 0) down.kick();
     return new Response(body, {
       status: 200,
@@ -300,7 +201,7 @@ export class FetchHttpRelay {
     });
   }
 
-  #poll(s: Session): Promise<Response> {
+  #poll(s: HttpSession): Promise<Response> {
     return new Promise<Response>((resolve) => {
       let ended = false;
       let answering = false;
@@ -308,13 +209,13 @@ export class FetchHttpRelay {
         if (ended) return;
         ended = true;
         clearTimeout(hold);
-        this.#detach(s, down);
+        this.#sessions.detach(s, down);
         if (emptyAnswer || s.queue.length === 0) {
           resolve(empty(204));
           return;
         }
         const first = s.headSeq;
-        const body = encodeRecords(this.#take(s, MAX_BATCH_BYTES));
+        const body = encodeRecords(this.#sessions.take(s));
         resolve(
           new Response(body, {
             status: 200,
@@ -326,7 +227,7 @@ export class FetchHttpRelay {
           }),
         );
       };
-      const down: Down = {
+      const down: HttpDown = {
         kick: () => {
           if (answering) return;
           answering = true;
@@ -335,97 +236,8 @@ export class FetchHttpRelay {
         close: () => answer(true),
       };
       const hold = setTimeout(() => answer(false), this.#o.pollHoldMs ?? 25_000);
-      this.#attach(s, down);
+      this.#sessions.attach(s, down);
       if (s.queue.length > 0) down.kick();
     });
-  }
-
-  #take(s: Session, maxBytes: number): Uint8Array[] {
-    const out = s.queue.splice(0, batchCount(s.queue, maxBytes));
-    s.headSeq += out.length;
-    for (const d of out) s.queuedBytes -= d.length;
-    if (!s.confirmed) {
-      for (const d of out) {
-        s.kept.push(d);
-        s.keptBytes += d.length;
-      }
-      while (s.keptBytes > this.#maxQueued && s.kept.length > 0) {
-        s.keptBytes -= s.kept.shift()!.length;
-        s.keptSeq++;
-      }
-    }
-    return out;
-  }
-
-  #confirm(s: Session): void {
-    s.confirmed = true;
-    if (s.trust) clearTimeout(s.trust);
-    s.trust = undefined;
-    s.keptSeq = s.headSeq;
-    s.kept = [];
-    s.keptBytes = 0;
-  }
-
-  #streamStarted(s: Session): void {
-    if (s.trust) clearTimeout(s.trust);
-    s.trust = undefined;
-    if (s.confirmed) return;
-    s.trust = setTimeout(() => {
-      s.trust = undefined;
-      this.#confirm(s);
-    }, this.#o.streamTrustMs ?? 10_000);
-  }
-
-  #acked(s: Session, ack: number): void {
-    while (s.keptSeq < ack && s.kept.length > 0) {
-      s.keptBytes -= s.kept.shift()!.length;
-      s.keptSeq++;
-    }
-    if (s.kept.length === 0) s.keptSeq = Math.max(s.keptSeq, Math.min(ack, s.headSeq));
-  }
-
-  #fallBack(s: Session, ack: number): void {
-    if (s.polled) return;
-    s.polled = true;
-    this.#acked(s, ack);
-    s.queue = [...s.kept, ...s.queue];
-    s.queuedBytes += s.keptBytes;
-    s.headSeq = s.keptSeq;
-    s.kept = [];
-    s.keptBytes = 0;
-    this.#confirm(s);
-    const old = s.down;
-    s.down = undefined;
-    old?.close();
-  }
-
-  #attach(s: Session, down: Down): void {
-    const old = s.down;
-    s.down = down;
-    if (s.idle) clearTimeout(s.idle);
-    s.idle = undefined;
-    old?.close();
-  }
-
-  #detach(s: Session, down: Down): void {
-    if (s.down !== down) return;
-    s.down = undefined;
-    this.#touch(s);
-  }
-
-  #touch(s: Session): void {
-    if (s.idle) clearTimeout(s.idle);
-    s.idle = undefined;
-    if (s.down !== undefined || !this.#byId.has(s.id)) return;
-    s.idle = setTimeout(() => {
-      if (this.#byId.get(s.id) !== s) return;
-      this.#byId.delete(s.id);
-      this.#byToken.delete(s.token);
-      if (s.trust) clearTimeout(s.trust);
-      s.trust = undefined;
-      s.queue = [];
-      s.kept = [];
-      this.#o.onPathClose?.(s.id, 'closed: session expired');
-    }, this.#o.sessionIdleMs ?? 60_000);
   }
 }

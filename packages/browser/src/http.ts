@@ -33,12 +33,13 @@
  */
 import type { OuterView } from '@roamlink/core';
 import {
+  batchCount,
   decodeRecords,
   Encapsulation,
   encodeRecords,
   MAX_RECORD_DATAGRAM_BYTES,
-  RECORD_HEADER_BYTES,
   RecordReader,
+  seqField,
   toHex,
 } from '@roamlink/core';
 import { browserRandom } from './keys.ts';
@@ -73,25 +74,6 @@ export interface HttpPathStats {
   datagramsReceived: number;
   queueDrops: number;
   duplicatesDropped: number;
-}
-
-/** A `Roamlink-Seq` value: undefined when absent, NaN when malformed. */
-function seqField(v: string | null): number | undefined {
-  if (v === null) return undefined;
-  const t = v.trim();
-  return /^\d{1,15}$/.test(t) ? Number(t) : Number.NaN;
-}
-
-function batchCount(queue: readonly Uint8Array[], maxBytes: number): number {
-  let n = 0;
-  let bytes = 0;
-  for (const d of queue) {
-    const add = d.length + RECORD_HEADER_BYTES;
-    if (n > 0 && bytes + add > maxBytes) break;
-    n++;
-    bytes += add;
-  }
-  return n;
 }
 
 const isAbort = (e: unknown): boolean => e instanceof Error && e.name === 'AbortError';

@@ -12,6 +12,7 @@ export * from './esn.ts';
 export * from './esp.ts';
 export * from './frames.ts';
 export * from './handshake.ts';
+export * from './http-sessions.ts';
 export * from './keylog.ts';
 export * from './mux.ts';
 export * from './mux-pump.ts';

@@ -44,12 +44,18 @@ import {
 } from 'node:http';
 import type { Socket } from 'node:net';
 import {
+  batchCount,
   decodeRecords,
   EMPTY_RECORD,
   encodeRecords,
+  type HttpDown,
+  HttpMode,
+  type HttpSession,
+  HttpSessions,
+  isSessionToken,
   MAX_RECORD_DATAGRAM_BYTES,
-  RECORD_HEADER_BYTES,
   RecordReader,
+  seqField,
 } from '@roamlink/core';
 import { ProxyAgent, type ProxyConfig } from './proxy.ts';
 import { DEFAULT_MAX_QUEUED_BYTES } from './tcp.ts';
@@ -96,8 +102,7 @@ const PREFLIGHT_HEADERS: readonly [string, string][] = [
   ['Access-Control-Max-Age', '600'],
 ];
 
-export const HttpMode = { STREAM: 'stream', POLL: 'poll' } as const;
-export type HttpMode = (typeof HttpMode)[keyof typeof HttpMode];
+export { HttpMode, isSessionToken, seqField };
 
 /** Path-error reasons, stable prefixes (detail after ": "), as the simulator names them. */
 export const HttpPathError = {
@@ -116,22 +121,6 @@ export const isHttpStreamPath = (path: string): boolean => path.startsWith('hs:'
 export const isHttpPollPath = (path: string): boolean => path.startsWith('hp:');
 export const isHttpPath = (path: string): boolean => isHttpStreamPath(path) || isHttpPollPath(path);
 
-/** Tokens the relay accepts: URL-safe, 16 to 128 characters (clients send 32 hex digits). */
-export function isSessionToken(t: string): boolean {
-  return /^[A-Za-z0-9_-]{16,128}$/.test(t);
-}
-
-/**
- * A `Roamlink-Ack`/`Roamlink-Seq` field's value (surrounding spaces ignored, RFC 9110 §5.5):
- * undefined when absent, NaN when malformed (not 1 to 15 decimal digits, or repeated).
- */
-export function seqField(value: string | string[] | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'string') return Number.NaN;
-  const t = value.trim();
-  return /^\d{1,15}$/.test(t) ? Number(t) : Number.NaN;
-}
-
 /**
  * A path's view (the same shape as a WebSocket path's: socket ends, request target, Host,
  * headers), plus what the path's datagrams travel as now: "stream", or "poll" (a polling path,
@@ -139,19 +128,6 @@ export function seqField(value: string | string[] | undefined): number | undefin
  */
 export interface HttpPathView extends WsPathView {
   mode: HttpMode;
-}
-
-/** How many of `queue`'s head fit in `maxBytes` of records (at least one). */
-function batchCount(queue: readonly Uint8Array[], maxBytes: number): number {
-  let n = 0;
-  let bytes = 0;
-  for (const d of queue) {
-    const add = d.length + RECORD_HEADER_BYTES;
-    if (n > 0 && bytes + add > maxBytes) break;
-    n++;
-    bytes += add;
-  }
-  return n;
 }
 
 const endpointOf = (address: string | undefined, port: number | undefined): UdpEndpoint => ({
@@ -198,40 +174,6 @@ export interface HttpRelayStats {
   sessionsExpired: number;
   /** Streaming sessions whose client fell back to polling. */
   fallbacks: number;
-}
-
-interface DownChannel {
-  /** Datagrams were queued: take them now or when possible. */
-  kick(): void;
-  /** Replaced by a newer down request, or the relay closing. */
-  close(): void;
-  /** A stream: write what is queued now, not in a later turn. */
-  drain?(): void;
-}
-
-interface RelaySession {
-  id: string;
-  token: string;
-  /** The mode the token was first seen with. */
-  mode: HttpMode;
-  /** Datagrams waiting for the client; queue[0] is numbered `headSeq`. */
-  queue: Uint8Array[];
-  queuedBytes: number;
-  headSeq: number;
-  /**
-   * Copies of datagrams already written to the stream (numbered `keptSeq` up to `headSeq`), kept
-   * while the client has not seen its stream: it may still ask for them.
-   */
-  kept: Uint8Array[];
-  keptBytes: number;
-  keptSeq: number;
-  /** The client has shown that its stream flows (or it never streams): keep no copies. */
-  confirmed: boolean;
-  /** A streaming session whose client fell back to polling, for good. */
-  polled: boolean;
-  down: DownChannel | undefined;
-  idle: NodeJS.Timeout | undefined;
-  trust: NodeJS.Timeout | undefined;
 }
 
 /** Request headers as [lower-case name, value] pairs, in arrival order, repeats kept. */
@@ -284,30 +226,39 @@ export class HttpRelayTransport {
   };
   readonly #o: HttpRelayOptions;
   readonly #base: string;
-  readonly #maxQueued: number;
-  readonly #idleMs: number;
   readonly #heartbeatMs: number;
   readonly #holdMs: number;
-  readonly #maxPoll: number;
-  readonly #trustMs: number;
-  readonly #byToken = new Map<string, RelaySession>();
-  readonly #byId = new Map<string, RelaySession>();
+  readonly #sessions: HttpSessions;
   #closed = false;
 
   constructor(o: HttpRelayOptions) {
     this.#o = o;
     this.#base = o.base ?? HTTP_BASE;
-    this.#maxQueued = o.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
-    this.#idleMs = o.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS;
     this.#heartbeatMs = o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.#holdMs = o.pollHoldMs ?? DEFAULT_POLL_HOLD_MS;
-    this.#maxPoll = o.maxPollBytes ?? DEFAULT_MAX_BATCH_BYTES;
-    this.#trustMs = o.streamTrustMs ?? DEFAULT_STREAM_TRUST_MS;
+    this.#sessions = new HttpSessions({
+      maxQueuedBytes: o.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES,
+      maxBatchBytes: o.maxPollBytes ?? DEFAULT_MAX_BATCH_BYTES,
+      sessionIdleMs: o.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS,
+      streamTrustMs: o.streamTrustMs ?? DEFAULT_STREAM_TRUST_MS,
+      // A session's timers never keep the process alive.
+      timers: {
+        set: (fn, ms) => setTimeout(fn, ms).unref(),
+        clear: (h) => clearTimeout(h as NodeJS.Timeout),
+      },
+      onExpired: (s) => {
+        this.stats.sessionsExpired++;
+        this.#o.onPathClose?.(s.id, `${HttpPathError.CLOSED}: session expired`);
+      },
+      onFallback: () => {
+        this.stats.fallbacks++;
+      },
+    });
   }
 
   /** The live sessions' path ids. */
   get paths(): string[] {
-    return [...this.#byId.keys()];
+    return this.#sessions.paths;
   }
 
   /**
@@ -315,8 +266,8 @@ export class HttpRelayTransport {
    * sessions that fell back; undefined for an unknown path.
    */
   mode(pathId: string): HttpMode | undefined {
-    const s = this.#byId.get(pathId);
-    return s === undefined ? undefined : this.#modeOf(s);
+    const s = this.#sessions.get(pathId);
+    return s === undefined ? undefined : this.#sessions.modeOf(s);
   }
 
   /**
@@ -363,8 +314,7 @@ export class HttpRelayTransport {
 
   /** Whether the session's queue is over half its bound (a writer that can wait should). */
   congested(pathId: string): boolean {
-    const s = this.#byId.get(pathId);
-    return s !== undefined && s.queuedBytes > this.#maxQueued / 2;
+    return this.#sessions.congested(pathId);
   }
 
   /**
@@ -372,33 +322,18 @@ export class HttpRelayTransport {
    * or the session's queue over its bound (counted in `queueDrops`).
    */
   send(pathId: string, datagram: Uint8Array): boolean {
-    const s = this.#byId.get(pathId);
-    if (s === undefined || datagram.length === 0 || datagram.length > MAX_RECORD_DATAGRAM_BYTES) {
-      return false;
-    }
-    if (s.queuedBytes + datagram.length > this.#maxQueued) {
-      this.stats.queueDrops++;
-      return false;
-    }
-    s.queue.push(datagram.slice());
-    s.queuedBytes += datagram.length;
+    if (datagram.length === 0 || datagram.length > MAX_RECORD_DATAGRAM_BYTES) return false;
+    const r = this.#sessions.queue(pathId, datagram);
+    if (r === 'full') this.stats.queueDrops++;
+    if (r !== 'queued') return false;
     this.stats.datagramsSent++;
-    s.down?.kick();
     return true;
   }
 
   /** Ends every stream and held poll and forgets every session (nothing reported). */
   close(): void {
     this.#closed = true;
-    for (const s of this.#byId.values()) {
-      if (s.idle) clearTimeout(s.idle);
-      if (s.trust) clearTimeout(s.trust);
-      const d = s.down;
-      s.down = undefined;
-      d?.close();
-    }
-    this.#byId.clear();
-    this.#byToken.clear();
+    this.#sessions.close();
   }
 
   #reject(
@@ -418,63 +353,21 @@ export class HttpRelayTransport {
     res.end();
   }
 
-  #modeOf(s: RelaySession): HttpMode {
-    return s.mode === HttpMode.STREAM && !s.polled ? HttpMode.STREAM : HttpMode.POLL;
-  }
-
   /**
    * The session the `s` parameter names, made on first sight; undefined when answered 4xx (a bad
-   * token or `Roamlink-Ack`, or a token already used with the other mode). A streaming token
-   * asked in polling mode with `Roamlink-Ack` is its client falling back: the session switches
-   * to polling for good.
+   * token or `Roamlink-Ack`, or a token already used with the other mode).
    */
   #session(
     req: IncomingMessage,
     res: ServerResponse,
     query: URLSearchParams,
     mode: HttpMode,
-  ): RelaySession | undefined {
-    const token = query.get('s');
-    if (token === null || !isSessionToken(token)) {
-      this.#reject(req, res, 400);
+  ): HttpSession | undefined {
+    const s = this.#sessions.open(query.get('s'), seqField(req.headers['roamlink-ack']), mode);
+    if (typeof s === 'number') {
+      this.#reject(req, res, s);
       return undefined;
     }
-    const ack = seqField(req.headers['roamlink-ack']);
-    let s = this.#byToken.get(token);
-    if (ack !== undefined && (Number.isNaN(ack) || ack > (s?.headSeq ?? 0))) {
-      // Not a count, or more datagrams than were ever sent.
-      this.#reject(req, res, 400);
-      return undefined;
-    }
-    if (s === undefined) {
-      const id = `${mode === HttpMode.STREAM ? 'hs' : 'hp'}:${token}`;
-      s = {
-        id,
-        token,
-        mode,
-        queue: [],
-        queuedBytes: 0,
-        headSeq: 0,
-        kept: [],
-        keptBytes: 0,
-        keptSeq: 0,
-        confirmed: mode === HttpMode.POLL,
-        polled: false,
-        down: undefined,
-        idle: undefined,
-        trust: undefined,
-      };
-      this.#byToken.set(token, s);
-      this.#byId.set(id, s);
-      this.#touch(s);
-    } else if (s.mode === HttpMode.STREAM && mode === HttpMode.POLL && ack !== undefined) {
-      this.#fallBack(s, ack);
-    } else if (s.mode !== mode && !(s.polled && mode === HttpMode.POLL)) {
-      // A token is bound to the mode it was first seen with.
-      this.#reject(req, res, 409);
-      return undefined;
-    }
-    if (ack !== undefined && s.mode === HttpMode.STREAM) this.#acked(s, ack);
     return s;
   }
 
@@ -518,23 +411,18 @@ export class HttpRelayTransport {
       // Only a well-formed request touches the session (or makes one).
       const s = this.#session(req, res, query, m);
       if (s === undefined) return;
-      this.#touch(s);
-      const view: HttpPathView = { ...seen, mode: this.#modeOf(s) };
+      const sessions = this.#sessions;
+      sessions.touch(s);
+      const view: HttpPathView = { ...seen, mode: sessions.modeOf(s) };
       // Handed up in order before the answer: the answer says the relay has them.
       for (const d of datagrams) {
         if (d.length === 0) continue;
-        if (!this.#byId.has(s.id)) break;
+        if (!sessions.live(s)) break;
         this.stats.datagramsReceived++;
         this.#o.onDatagram(d, s.id, view);
       }
       // After handing up, so that what the relay answered to these datagrams rides along.
-      const ack = seqField(req.headers['roamlink-ack']);
-      // Without the field the client says its stream flows: no copies from now on.
-      if (s.mode === HttpMode.STREAM && ack === undefined && !s.confirmed) this.#confirm(s);
-      const answer =
-        s.mode === HttpMode.STREAM && ack !== undefined && this.#byId.has(s.id)
-          ? this.#answerUp(s)
-          : undefined;
+      const answer = sessions.answerPost(s, seqField(req.headers['roamlink-ack']));
       if (answer === undefined || answer.datagrams.length === 0) {
         res.writeHead(204, [['Cache-Control', 'no-store'], ...CORS_HEADERS]);
         res.end();
@@ -554,28 +442,10 @@ export class HttpRelayTransport {
   }
 
   /**
-   * What a POST carrying `Roamlink-Ack` gets back: the copies the client lacks (its stream has
-   * shown nothing yet), after writing what is queued to the stream; with no stream attached,
-   * what is queued (copies kept alike). A polled session holding a poll gets nothing (the poll
-   * takes it). The first datagram's number with them.
-   */
-  #answerUp(s: RelaySession): { first: number; datagrams: Uint8Array[] } {
-    if (s.down !== undefined) {
-      if (s.polled) return { first: s.headSeq, datagrams: [] };
-      s.down.drain?.();
-    } else if (s.queue.length > 0) {
-      const first = s.headSeq;
-      const taken = this.#take(s, this.#maxPoll);
-      if (s.confirmed) return { first, datagrams: taken };
-    }
-    return { first: s.keptSeq, datagrams: s.kept.slice(0, batchCount(s.kept, this.#maxPoll)) };
-  }
-
-  /**
    * `<base>/down`: 200 (`Roamlink-Seq`: the next record's number), chunked, the marker at once,
    * then records as queued, and a heartbeat.
    */
-  #stream(s: RelaySession, req: IncomingMessage, res: ServerResponse): void {
+  #stream(s: HttpSession, req: IncomingMessage, res: ServerResponse): void {
     let ended = false;
     let flushing: NodeJS.Immediate | undefined;
     const heartbeat = setInterval(() => {
@@ -587,16 +457,16 @@ export class HttpRelayTransport {
       ended = true;
       clearInterval(heartbeat);
       if (flushing) clearImmediate(flushing);
-      this.#detach(s, down);
+      this.#sessions.detach(s, down);
     };
     const flush = (): void => {
       if (flushing) clearImmediate(flushing);
       flushing = undefined;
       // A response already gone takes nothing: the datagrams wait for the next request.
       if (ended || res.destroyed || res.writableEnded || s.queue.length === 0) return;
-      res.write(encodeRecords(this.#take(s, Number.POSITIVE_INFINITY)));
+      res.write(encodeRecords(this.#sessions.take(s, Number.POSITIVE_INFINITY)));
     };
-    const down: DownChannel = {
+    const down: HttpDown = {
       // Datagrams queued in the same turn of the event loop share a chunk.
       kick: () => {
         flushing ??= setImmediate(flush);
@@ -618,15 +488,15 @@ export class HttpRelayTransport {
       [SEQ_HEADER, String(s.headSeq)],
     ]);
     res.write(EMPTY_RECORD);
-    this.#attach(s, down);
-    this.#streamStarted(s);
+    this.#sessions.attach(s, down);
+    this.#sessions.streamStarted(s);
     res.on('close', stop);
     req.on('error', stop);
     if (s.queue.length > 0) down.kick();
   }
 
   /** `<base>/poll`: held until a datagram is queued (200 with records) or the hold ends (204). */
-  #poll(s: RelaySession, req: IncomingMessage, res: ServerResponse): void {
+  #poll(s: HttpSession, req: IncomingMessage, res: ServerResponse): void {
     let ended = false;
     let answering: NodeJS.Immediate | undefined;
     const finish = (): void => {
@@ -634,7 +504,7 @@ export class HttpRelayTransport {
       ended = true;
       clearTimeout(hold);
       if (answering) clearImmediate(answering);
-      this.#detach(s, down);
+      this.#sessions.detach(s, down);
     };
     const answer = (empty: boolean): void => {
       if (ended) return;
@@ -646,7 +516,7 @@ export class HttpRelayTransport {
         return;
       }
       const first = s.headSeq;
-      const body = encodeRecords(this.#take(s, this.#maxPoll));
+      const body = encodeRecords(this.#sessions.take(s));
       res.writeHead(200, [
         ...CORS_HEADERS,
         ['Content-Type', 'application/octet-stream'],
@@ -657,7 +527,7 @@ export class HttpRelayTransport {
       ]);
       res.end(body);
     };
-    const down: DownChannel = {
+    const down: HttpDown = {
       kick: () => {
         answering ??= setImmediate(() => {
           answering = undefined;
@@ -669,116 +539,10 @@ export class HttpRelayTransport {
     };
     const hold = setTimeout(() => answer(false), this.#holdMs);
     hold.unref();
-    this.#attach(s, down);
+    this.#sessions.attach(s, down);
     res.on('close', finish);
     req.on('error', finish);
     if (s.queue.length > 0) down.kick();
-  }
-
-  /**
-   * Takes queued datagrams, at most `maxBytes` of records (at least one); the first is numbered
-   * `s.headSeq` as it was before the call. Copies stay while the session is unconfirmed.
-   */
-  #take(s: RelaySession, maxBytes: number): Uint8Array[] {
-    const out = s.queue.splice(0, batchCount(s.queue, maxBytes));
-    s.headSeq += out.length;
-    for (const d of out) s.queuedBytes -= d.length;
-    if (!s.confirmed) {
-      for (const d of out) {
-        s.kept.push(d);
-        s.keptBytes += d.length;
-      }
-      // Bounded: the oldest copies go first (a client that needs them sees a gap, as a loss).
-      while (s.keptBytes > this.#maxQueued && s.kept.length > 0) {
-        s.keptBytes -= s.kept.shift()!.length;
-        s.keptSeq++;
-      }
-    }
-    return out;
-  }
-
-  /** The client's stream flows (or the relay stopped waiting to hear so): drop the copies. */
-  #confirm(s: RelaySession): void {
-    s.confirmed = true;
-    if (s.trust) clearTimeout(s.trust);
-    s.trust = undefined;
-    s.keptSeq = s.headSeq;
-    s.kept = [];
-    s.keptBytes = 0;
-  }
-
-  /** A stream response began: unless the client says otherwise, trust it after a while. */
-  #streamStarted(s: RelaySession): void {
-    if (s.trust) clearTimeout(s.trust);
-    s.trust = undefined;
-    if (s.confirmed) return;
-    s.trust = setTimeout(() => {
-      s.trust = undefined;
-      this.#confirm(s);
-    }, this.#trustMs);
-    s.trust.unref();
-  }
-
-  /** The client holds everything below `ack`: those copies are no longer needed. */
-  #acked(s: RelaySession, ack: number): void {
-    while (s.keptSeq < ack && s.kept.length > 0) {
-      s.keptBytes -= s.kept.shift()!.length;
-      s.keptSeq++;
-    }
-    if (s.kept.length === 0) s.keptSeq = Math.max(s.keptSeq, Math.min(ack, s.headSeq));
-  }
-
-  /**
-   * The client gave up on its stream (it holds everything below `ack`): end the stream, put what
-   * was written to it since back at the head of the queue, and from now on answer polls.
-   */
-  #fallBack(s: RelaySession, ack: number): void {
-    if (s.polled) return;
-    s.polled = true;
-    this.stats.fallbacks++;
-    this.#acked(s, ack);
-    s.queue = [...s.kept, ...s.queue];
-    s.queuedBytes += s.keptBytes;
-    s.headSeq = s.keptSeq;
-    s.kept = [];
-    s.keptBytes = 0;
-    this.#confirm(s);
-    const old = s.down;
-    s.down = undefined;
-    old?.close();
-  }
-
-  #attach(s: RelaySession, down: DownChannel): void {
-    const old = s.down;
-    s.down = down;
-    if (s.idle) clearTimeout(s.idle);
-    s.idle = undefined;
-    old?.close();
-  }
-
-  #detach(s: RelaySession, down: DownChannel): void {
-    if (s.down !== down) return;
-    s.down = undefined;
-    this.#touch(s);
-  }
-
-  /** Activity: restarts the idle timer while no down request is attached. */
-  #touch(s: RelaySession): void {
-    if (s.idle) clearTimeout(s.idle);
-    s.idle = undefined;
-    if (s.down !== undefined || !this.#byId.has(s.id)) return;
-    s.idle = setTimeout(() => {
-      if (this.#byId.get(s.id) !== s) return;
-      this.#byId.delete(s.id);
-      this.#byToken.delete(s.token);
-      if (s.trust) clearTimeout(s.trust);
-      s.trust = undefined;
-      s.queue = [];
-      s.kept = [];
-      this.stats.sessionsExpired++;
-      this.#o.onPathClose?.(s.id, `${HttpPathError.CLOSED}: session expired`);
-    }, this.#idleMs);
-    s.idle.unref();
   }
 }
 

@@ -16,7 +16,17 @@
  *   answer comes back with the POST that carried it); when the client gives up on the stream it
  *   polls the same token, and the relay moves the copies back to the head of the queue.
  */
-import { Encapsulation, type OuterView, type PathInfo } from '@roamlink/core';
+import {
+  seqField as coreSeqField,
+  Encapsulation,
+  type HttpDown,
+  HttpMode,
+  type HttpSession,
+  HttpSessions,
+  isSessionToken,
+  type OuterView,
+  type PathInfo,
+} from '@roamlink/core';
 import {
   type Host,
   type HttpHeaders,
@@ -37,8 +47,7 @@ import {
   type SimRelayStats,
 } from './types.ts';
 
-export const HttpMode = { STREAM: 'stream', POLL: 'poll' } as const;
-export type HttpMode = (typeof HttpMode)[keyof typeof HttpMode];
+export { HttpMode, isSessionToken };
 
 export const DEFAULT_MAX_BATCH_BYTES = 65_536;
 
@@ -55,15 +64,7 @@ export const SEQ_HEADER = 'Roamlink-Seq';
  * absent, NaN when malformed (not 1 to 15 decimal digits).
  */
 export function seqField(headers: HttpHeaders, name: string): number | undefined {
-  const v = headerValue(headers, name);
-  if (v === undefined) return undefined;
-  const t = v.trim();
-  return /^\d{1,15}$/.test(t) ? Number(t) : Number.NaN;
-}
-
-/** Tokens the relay accepts: URL-safe, 16 to 128 characters (clients send 32 hex digits). */
-export function isSessionToken(t: string): boolean {
-  return /^[A-Za-z0-9_-]{16,128}$/.test(t);
+  return coreSeqField(headerValue(headers, name));
 }
 
 /** The query of an origin-form target as a map ("/rl/up?s=x&m=stream"). */
@@ -271,39 +272,9 @@ export function onConnectionGone(conn: TcpConnection, fn: (reason: string) => vo
 // ---- relay: sessions ----
 
 /** A session's way down to the client (one streaming response, or the poll being held). */
-export interface DownChannel {
-  /** Datagrams were queued: take them now or when possible. */
-  kick(): void;
-  /** The relay is closing, or a newer down request replaces this one. */
-  close(): void;
-  /** A stream: write what is queued now, not at the end of the instant. */
-  drain?(): void;
-}
-
-export interface RelaySession {
-  readonly id: string;
-  readonly token: string;
-  /** The mode the token was first seen with. */
-  readonly mode: HttpMode;
-  /** Datagrams waiting for the client; queue[0] is numbered `headSeq`. */
-  queue: Uint8Array[];
-  queuedBytes: number;
-  headSeq: number;
-  /**
-   * Copies of datagrams already written (numbered `keptSeq` up to `headSeq`), kept while the
-   * client has not seen its stream: it may still ask for them again.
-   */
-  kept: Uint8Array[];
-  keptBytes: number;
-  keptSeq: number;
-  /** The client has shown that its stream flows (or never streams): keep no copies. */
-  confirmed: boolean;
-  /** A streaming session whose client fell back to polling (for good). */
-  polled: boolean;
-  down: DownChannel | undefined;
-  idle: Timer | undefined;
-  trust: Timer | undefined;
-}
+export type DownChannel = HttpDown;
+/** A session: the core's table keeps it (`HttpSessions`). */
+export type RelaySession = HttpSession;
 
 export interface HttpSessionOptions {
   /** Bytes of datagrams waiting for the client per session (default 1 MiB); copies as much again. */
@@ -336,25 +307,31 @@ export function observedView(req: HttpServerRequest): OuterView {
   return view;
 }
 
+/**
+ * The relay's session table on the simulator: the core's `HttpSessions` (the same code the Node
+ * and Fetch relays run) with virtual-time timers, and the POST route.
+ */
 export class HttpSessionTable {
   onDatagram: (datagram: Uint8Array, pathId: string, info: PathInfo) => void = () => {};
   onPathClose: (pathId: string, reason: string) => void = () => {};
   readonly host: Host;
   readonly stats: SimRelayStats;
-  readonly #maxQueued: number;
-  readonly #idleMs: number;
-  readonly #maxAnswer: number;
-  readonly #trustMs: number;
-  readonly #byToken = new Map<string, RelaySession>();
-  readonly #byId = new Map<string, RelaySession>();
+  readonly #sessions: HttpSessions;
 
   constructor(host: Host, stats: SimRelayStats, opts: HttpSessionOptions = {}) {
     this.host = host;
     this.stats = stats;
-    this.#maxQueued = opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
-    this.#idleMs = opts.sessionIdleMs ?? 60_000;
-    this.#maxAnswer = opts.maxAnswerBytes ?? DEFAULT_MAX_BATCH_BYTES;
-    this.#trustMs = opts.streamTrustMs ?? 10_000;
+    this.#sessions = new HttpSessions({
+      maxQueuedBytes: opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES,
+      maxBatchBytes: opts.maxAnswerBytes ?? DEFAULT_MAX_BATCH_BYTES,
+      sessionIdleMs: opts.sessionIdleMs ?? 60_000,
+      streamTrustMs: opts.streamTrustMs ?? 10_000,
+      timers: {
+        set: (fn, ms) => host.net.after(ms, fn),
+        clear: (t) => (t as Timer).cancel(),
+      },
+      onExpired: (s) => this.onPathClose(s.id, `${PathError.CLOSED}: session expired`),
+    });
   }
 
   /** Answers an error and counts it. */
@@ -374,51 +351,18 @@ export class HttpSessionTable {
    * client falling back: the session switches to polling for good.
    */
   session(req: HttpServerRequest, res: HttpResponder, mode: HttpMode): RelaySession | undefined {
-    const token = parseQuery(req.head.target).get('s');
-    if (token === undefined || !isSessionToken(token)) {
-      this.reject(res, 400);
+    const token = parseQuery(req.head.target).get('s') ?? null;
+    const s = this.#sessions.open(token, seqField(req.head.headers, ACK_HEADER), mode);
+    if (typeof s === 'number') {
+      this.reject(res, s);
       return undefined;
     }
-    const ack = seqField(req.head.headers, ACK_HEADER);
-    let s = this.#byToken.get(token);
-    if (ack !== undefined && (Number.isNaN(ack) || ack > (s?.headSeq ?? 0))) {
-      // Not a count, or more datagrams than were ever sent.
-      this.reject(res, 400);
-      return undefined;
-    }
-    if (s === undefined) {
-      const id = `${mode === HttpMode.STREAM ? 'hs' : 'hp'}:${token}`;
-      s = {
-        id,
-        token,
-        mode,
-        queue: [],
-        queuedBytes: 0,
-        headSeq: 0,
-        kept: [],
-        keptBytes: 0,
-        keptSeq: 0,
-        confirmed: mode === HttpMode.POLL,
-        polled: false,
-        down: undefined,
-        idle: undefined,
-        trust: undefined,
-      };
-      this.#byToken.set(token, s);
-      this.#byId.set(id, s);
-    } else if (s.mode === HttpMode.STREAM && mode === HttpMode.POLL && ack !== undefined) {
-      this.#fallBack(s, ack);
-    } else if (s.mode !== mode && !(s.polled && mode === HttpMode.POLL)) {
-      this.reject(res, 409);
-      return undefined;
-    }
-    if (ack !== undefined && s.mode === HttpMode.STREAM) this.#acked(s, ack);
     return s;
   }
 
   /** What a session's datagrams arrive as: a streaming session that fell back is polled. */
   encapsulation(s: RelaySession): Encapsulation {
-    return s.mode === HttpMode.STREAM && !s.polled
+    return this.#sessions.modeOf(s) === HttpMode.STREAM
       ? Encapsulation.HTTP_STREAM
       : Encapsulation.HTTP_POLL;
   }
@@ -437,18 +381,17 @@ export class HttpSessionTable {
     }
     const s = this.session(req, res, m);
     if (s === undefined) return;
-    this.touch(s);
+    const sessions = this.#sessions;
+    sessions.touch(s);
     const info: PathInfo = { encapsulation: this.encapsulation(s), view };
     for (const d of datagrams) {
       if (d.length === 0) continue;
+      if (!sessions.live(s)) break;
       this.stats.datagramsReceived++;
       this.onDatagram(d, s.id, info);
     }
     // After handing up, so that what the relay answers to these datagrams can ride along.
-    const ack = seqField(req.head.headers, ACK_HEADER);
-    // Without the field the client says its stream flows: no copies from now on.
-    if (s.mode === HttpMode.STREAM && ack === undefined && !s.confirmed) this.confirm(s);
-    const answer = s.mode === HttpMode.STREAM && ack !== undefined ? this.#answerUp(s) : undefined;
+    const answer = sessions.answerPost(s, seqField(req.head.headers, ACK_HEADER));
     if (answer === undefined || answer.datagrams.length === 0) {
       res.writeHead(204, [['Cache-Control', 'no-store']]);
       res.end();
@@ -465,14 +408,9 @@ export class HttpSessionTable {
   }
 
   send(pathId: string, datagram: Uint8Array): boolean {
-    const s = this.#byId.get(pathId);
-    if (s === undefined) return false;
     if (datagram.length === 0 || datagram.length > MAX_DATAGRAM_BYTES) return false;
-    if (s.queuedBytes + datagram.length > this.#maxQueued) return false;
-    s.queue.push(datagram.slice());
-    s.queuedBytes += datagram.length;
+    if (this.#sessions.queue(pathId, datagram) !== 'queued') return false;
     this.stats.datagramsSent++;
-    s.down?.kick();
     return true;
   }
 
@@ -481,145 +419,25 @@ export class HttpSessionTable {
    * numbered `s.headSeq` as it was before the call. Copies stay while the session is unconfirmed.
    */
   take(s: RelaySession, maxBytes = Number.POSITIVE_INFINITY): Uint8Array[] {
-    let n = 0;
-    let bytes = 0;
-    for (const d of s.queue) {
-      const add = d.length + RECORD_HEADER_BYTES;
-      if (n > 0 && bytes + add > maxBytes) break;
-      n++;
-      bytes += add;
-    }
-    const out = s.queue.splice(0, n);
-    s.headSeq += out.length;
-    for (const d of out) s.queuedBytes -= d.length;
-    if (!s.confirmed) {
-      for (const d of out) {
-        s.kept.push(d);
-        s.keptBytes += d.length;
-      }
-      // Bounded: the oldest copies go first (a client that needs them sees a gap, as a loss).
-      while (s.keptBytes > this.#maxQueued && s.kept.length > 0) {
-        s.keptBytes -= s.kept.shift()!.length;
-        s.keptSeq++;
-      }
-    }
-    return out;
-  }
-
-  /** The client's stream flows (or the relay stopped waiting to hear so): drop the copies. */
-  confirm(s: RelaySession): void {
-    s.confirmed = true;
-    s.trust?.cancel();
-    s.trust = undefined;
-    s.keptSeq = s.headSeq;
-    s.kept = [];
-    s.keptBytes = 0;
+    return this.#sessions.take(s, maxBytes);
   }
 
   /** A stream response began: unless the client says otherwise, trust it after a while. */
   streamStarted(s: RelaySession): void {
-    s.trust?.cancel();
-    s.trust = undefined;
-    if (s.confirmed) return;
-    s.trust = this.host.net.after(this.#trustMs, () => {
-      s.trust = undefined;
-      this.confirm(s);
-    });
-  }
-
-  /** The client holds everything below `ack`: those copies are no longer needed. */
-  #acked(s: RelaySession, ack: number): void {
-    while (s.keptSeq < ack && s.kept.length > 0) {
-      s.keptBytes -= s.kept.shift()!.length;
-      s.keptSeq++;
-    }
-    if (s.kept.length === 0) s.keptSeq = Math.max(s.keptSeq, Math.min(ack, s.headSeq));
-  }
-
-  /**
-   * The client gave up on its stream (it holds everything below `ack`): end the stream, put what
-   * was written to it since back at the head of the queue, and from now on answer polls.
-   */
-  #fallBack(s: RelaySession, ack: number): void {
-    if (s.polled) return;
-    s.polled = true;
-    this.#acked(s, ack);
-    const again = s.kept;
-    s.queue = [...again, ...s.queue];
-    s.queuedBytes += s.keptBytes;
-    s.headSeq = s.keptSeq;
-    s.kept = [];
-    s.keptBytes = 0;
-    this.confirm(s);
-    const old = s.down;
-    s.down = undefined;
-    old?.close();
-  }
-
-  /**
-   * What a POST carrying `Roamlink-Ack` gets back: the copies the client lacks (its stream has
-   * shown nothing yet), after writing what is queued to the stream; with no stream attached,
-   * what is queued. The first datagram's number with them.
-   */
-  #answerUp(s: RelaySession): { first: number; datagrams: Uint8Array[] } {
-    if (s.down !== undefined) {
-      if (s.polled) return { first: s.headSeq, datagrams: [] }; // the held poll takes it
-      s.down.drain?.();
-    } else if (s.queue.length > 0) {
-      const first = s.headSeq;
-      const taken = this.take(s, this.#maxAnswer);
-      if (s.confirmed) return { first, datagrams: taken };
-    }
-    let n = 0;
-    let bytes = 0;
-    for (const d of s.kept) {
-      const add = d.length + RECORD_HEADER_BYTES;
-      if (n > 0 && bytes + add > this.#maxAnswer) break;
-      n++;
-      bytes += add;
-    }
-    return { first: s.keptSeq, datagrams: s.kept.slice(0, n) };
+    this.#sessions.streamStarted(s);
   }
 
   /** A down channel attaches (replacing any older one). */
   attach(s: RelaySession, down: DownChannel): void {
-    const old = s.down;
-    s.down = down;
-    old?.close();
-    s.idle?.cancel();
-    s.idle = undefined;
+    this.#sessions.attach(s, down);
   }
 
   /** A down channel ended; the session now waits for the next request, or expires. */
   detach(s: RelaySession, down: DownChannel): void {
-    if (s.down !== down) return;
-    s.down = undefined;
-    this.touch(s);
-  }
-
-  /** Activity: restarts the idle timer while no down channel is attached. */
-  touch(s: RelaySession): void {
-    s.idle?.cancel();
-    s.idle = undefined;
-    if (s.down !== undefined || !this.#byId.has(s.id)) return;
-    s.idle = this.host.net.after(this.#idleMs, () => this.#expire(s));
+    this.#sessions.detach(s, down);
   }
 
   close(): void {
-    for (const s of this.#byId.values()) {
-      s.idle?.cancel();
-      s.trust?.cancel();
-      s.down?.close();
-      s.down = undefined;
-    }
-    this.#byId.clear();
-    this.#byToken.clear();
-  }
-
-  #expire(s: RelaySession): void {
-    s.trust?.cancel();
-    this.#byId.delete(s.id);
-    this.#byToken.delete(s.token);
-    this.onPathClose(s.id, `${PathError.CLOSED}: session expired`);
+    this.#sessions.close();
   }
 }
