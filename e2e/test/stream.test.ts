@@ -29,8 +29,15 @@ for (const kind of relayKinds()) {
     });
 
     test('a page connects, opens a stream to a TCP echo server, sends and verifies 16 MiB', async (t) => {
-      const { ms, status } = await pageConnect(s.b.page, s.connect);
-      assert.equal(status.state, 'connected');
+      const { ms, status: first } = await pageConnect(s.b.page, s.connect);
+      assert.equal(first.state, 'connected');
+      // Round 1 goes to whichever RREQ the relay read first (on a busy machine, HTTP's at times);
+      // the preferred path that arrives within the grace window takes over at once.
+      let status = first;
+      for (let i = 0; i < 40 && status.encapsulation !== 'websocket'; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        status = await pageStatus(s.b.page);
+      }
       assert.equal(status.encapsulation, 'websocket', 'the relay picks WebSocket over HTTP');
       assert.equal(status.handshakes, 1);
       assert.match(status.sid, /^[0-9a-f]{32}$/, 'a session routing id');
