@@ -9,11 +9,12 @@
 import { isIPv4, isIPv6, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ErrorCode, RoamlinkError } from '@roamlink/core';
-import { LocalServer } from './local-server.ts';
+import { LocalServer, safeLogger } from './local-server.ts';
 import {
   DEFAULT_MAX_LOCAL_CONNECTIONS,
   DEFAULT_TUNNEL_CONNECT_TIMEOUT_MS,
   dialTunnel,
+  newConnectFailures,
   spliceStreams,
   type TunnelDialer,
   TunnelError,
@@ -171,26 +172,10 @@ export async function startForward(o: ForwardOptions): Promise<Forward> {
   const stats: ForwardStats = {
     accepted: 0,
     connects: 0,
-    connectFailures: {
-      policy: 0,
-      refused: 0,
-      unreachable: 0,
-      network: 0,
-      timeout: 0,
-      dns: 0,
-      shutdown: 0,
-      internal: 0,
-    },
+    connectFailures: newConnectFailures(),
     overLimit: 0,
   };
-  const log = (e: ForwardLogEvent): void => {
-    if (!o.onLog) return;
-    try {
-      o.onLog(e);
-    } catch {
-      // a throwing logger must not take a connection down
-    }
-  };
+  const log = safeLogger(o.onLog);
 
   const carry = async (s: Socket, remote: string): Promise<void> => {
     let stream: Duplex;

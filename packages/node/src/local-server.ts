@@ -17,6 +17,18 @@ export const formatEndpoint = (host: string | undefined, port: number | undefine
   return h.includes(':') ? `[${h}]:${port ?? 0}` : `${h}:${port ?? 0}`;
 };
 
+/** The caller's logger, or nothing; a logger that throws must not take a connection down. */
+export function safeLogger<E>(onLog: ((e: E) => void) | undefined): (e: E) => void {
+  return (e) => {
+    if (!onLog) return;
+    try {
+      onLog(e);
+    } catch {
+      // ignored, as said
+    }
+  };
+}
+
 export interface LocalServerOptions {
   serverOptions: ServerOpts;
   maxConnections: number;

@@ -21,7 +21,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { isIPv4, isIPv6, Socket } from 'node:net';
 import { type Duplex, finished } from 'node:stream';
 import { ErrorCode, RoamlinkError } from '@roamlink/core';
-import { formatEndpoint, LocalServer, unmapV4 } from './local-server.ts';
+import { formatEndpoint, LocalServer, safeLogger, unmapV4 } from './local-server.ts';
 import { corkedPipe } from './pipe.ts';
 
 /** Where a tunnelled stream or datagram goes: an IP literal or a domain name, never resolved here. */
@@ -39,6 +39,20 @@ export type TunnelErrorCode =
   | 'dns'
   | 'shutdown'
   | 'internal';
+
+/** A zero count for each way a stream's connect can fail (the servers' `connectFailures`). */
+export function newConnectFailures(): Record<TunnelErrorCode, number> {
+  return {
+    policy: 0,
+    refused: 0,
+    unreachable: 0,
+    network: 0,
+    timeout: 0,
+    dns: 0,
+    shutdown: 0,
+    internal: 0,
+  };
+}
 
 /** Why the tunnel could not open (or lost) a stream. Callers match on `code`, never on `message`. */
 export class TunnelError extends Error {
@@ -553,16 +567,7 @@ export async function startSocksServer(o: SocksServerOptions): Promise<SocksServ
       number
     >,
     connects: 0,
-    connectFailures: {
-      policy: 0,
-      refused: 0,
-      unreachable: 0,
-      network: 0,
-      timeout: 0,
-      dns: 0,
-      shutdown: 0,
-      internal: 0,
-    },
+    connectFailures: newConnectFailures(),
     udpAssociations: 0,
     udpDatagramsIn: 0,
     udpDatagramsOut: 0,
@@ -572,14 +577,7 @@ export async function startSocksServer(o: SocksServerOptions): Promise<SocksServ
     udpUndeliverable: 0,
   };
 
-  const log = (e: SocksLogEvent): void => {
-    if (!o.onLog) return;
-    try {
-      o.onLog(e);
-    } catch {
-      // a throwing logger must not take a connection down
-    }
-  };
+  const log = safeLogger(o.onLog);
 
   const rejectConn = (s: Socket, remote: string, r: Reject): void => {
     stats.rejected[r.reason]++;
