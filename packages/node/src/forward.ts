@@ -11,11 +11,12 @@ import type { Duplex } from 'node:stream';
 import { ErrorCode, RoamlinkError } from '@roamlink/core';
 import { LocalServer, safeLogger } from './local-server.ts';
 import {
+  type CarryLogEvent,
+  carryStream,
   DEFAULT_MAX_LOCAL_CONNECTIONS,
   DEFAULT_TUNNEL_CONNECT_TIMEOUT_MS,
   dialTunnel,
   newConnectFailures,
-  spliceStreams,
   type TunnelDialer,
   TunnelError,
   type TunnelErrorCode,
@@ -126,15 +127,9 @@ export function parseForward(spec: string): ForwardSpec {
   };
 }
 
-export interface ForwardLogEvent {
+/** A forward's log line: its stream events (remote: the local client's address:port) and more. */
+export interface ForwardLogEvent extends Omit<CarryLogEvent, 'event'> {
   event: 'accept' | 'connect' | 'connect-failed' | 'close' | 'reject';
-  /** The local client's address:port. */
-  remote: string;
-  target: TunnelTarget;
-  code?: TunnelErrorCode;
-  message?: string;
-  bytesFromClient?: number;
-  bytesToClient?: number;
 }
 
 export interface ForwardOptions {
@@ -194,26 +189,7 @@ export async function startForward(o: ForwardOptions): Promise<Forward> {
       if (!s.destroyed) s.resetAndDestroy();
       return;
     }
-    if (s.destroyed || listener.closing) {
-      stream.on('error', () => {});
-      stream.destroy();
-      return;
-    }
-    stats.connects++;
-    listener.tunnels.add(stream);
-    log({ event: 'connect', remote, target });
-    spliceStreams(s, stream, (err) => {
-      listener.tunnels.delete(stream);
-      log({
-        event: 'close',
-        remote,
-        target,
-        bytesFromClient: s.bytesRead,
-        bytesToClient: s.bytesWritten,
-        ...(err ? { message: err.message } : {}),
-        ...(err instanceof TunnelError ? { code: err.code } : {}),
-      });
-    });
+    carryStream({ listener, stats, log, s, stream, remote, target });
   };
 
   const listener: LocalServer = new LocalServer({

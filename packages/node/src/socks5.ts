@@ -40,6 +40,58 @@ export type TunnelErrorCode =
   | 'shutdown'
   | 'internal';
 
+/** What `carryStream` logs: the stream's connect and its close. */
+export interface CarryLogEvent {
+  event: 'connect' | 'close';
+  remote: string;
+  target: TunnelTarget;
+  code?: TunnelErrorCode;
+  message?: string;
+  bytesFromClient?: number;
+  bytesToClient?: number;
+}
+
+/**
+ * A local connection's tunnel stream, once open: dropped if the connection or its server went
+ * meanwhile; otherwise counted, logged, tracked for the server's close, and spliced to the
+ * connection (after `ready`, say a SOCKS reply), its close logged with the bytes carried.
+ */
+export function carryStream(
+  c: {
+    listener: { closing: boolean; tunnels: Set<Duplex> };
+    stats: { connects: number };
+    log: (e: CarryLogEvent) => void;
+    s: Socket;
+    stream: Duplex;
+    remote: string;
+    target: TunnelTarget;
+  },
+  ready?: () => void,
+): void {
+  const { listener, s, stream, remote, target, log } = c;
+  if (s.destroyed || listener.closing) {
+    stream.on('error', () => {});
+    stream.destroy();
+    return;
+  }
+  c.stats.connects++;
+  listener.tunnels.add(stream);
+  log({ event: 'connect', remote, target });
+  ready?.();
+  spliceStreams(s, stream, (err) => {
+    listener.tunnels.delete(stream);
+    log({
+      event: 'close',
+      remote,
+      target,
+      bytesFromClient: s.bytesRead,
+      bytesToClient: s.bytesWritten,
+      ...(err ? { message: err.message } : {}),
+      ...(err instanceof TunnelError ? { code: err.code } : {}),
+    });
+  });
+}
+
 /** A zero count for each way a stream's connect can fail (the servers' `connectFailures`). */
 export function newConnectFailures(): Record<TunnelErrorCode, number> {
   return {
@@ -676,27 +728,9 @@ export async function startSocksServer(o: SocksServerOptions): Promise<SocksServ
       endWith(s, reply(rep));
       return;
     }
-    if (s.destroyed || listener.closing) {
-      stream.on('error', () => {});
-      stream.destroy();
-      return;
-    }
-    stats.connects++;
-    listener.tunnels.add(stream);
-    log({ event: 'connect', remote, target });
-    s.write(reply(SocksReply.SUCCEEDED));
-    spliceStreams(s, stream, (err) => {
-      listener.tunnels.delete(stream);
-      log({
-        event: 'close',
-        remote,
-        target,
-        bytesFromClient: s.bytesRead,
-        bytesToClient: s.bytesWritten,
-        ...(err ? { message: err.message } : {}),
-        ...(err instanceof TunnelError ? { code: err.code } : {}),
-      });
-    });
+    carryStream({ listener, stats, log, s, stream, remote, target }, () =>
+      s.write(reply(SocksReply.SUCCEEDED)),
+    );
   };
 
   const doUdp = async (s: Socket, remote: string, requested: TunnelTarget): Promise<void> => {
