@@ -101,7 +101,10 @@ export async function connect(o: ConnectOptions): Promise<number> {
       });
     } else if (e.type === 'established') {
       lastEvent = e.rekey ? 'rekeyed' : 'established';
-      log('info', e.rekey ? 'rekeyed' : 'established', { suite: SUITE_NAMES[e.suite] });
+      log('info', e.rekey ? 'rekeyed' : 'established', {
+        suite: SUITE_NAMES[e.suite],
+        ...(e.smallSuite === undefined ? {} : { smallSuite: SUITE_NAMES[e.smallSuite] }),
+      });
     } else if (e.type === 'path-dead' || e.type === 'path-data-blocked') {
       lastEvent = e.type;
       log('warn', e.type, {});

@@ -909,6 +909,7 @@ export class ClientSession<P> {
       localSpi: pair.localSpi,
       remoteSpi: pair.remoteSpi,
       rekey: pend.rekey,
+      ...(pair.smallSuite === undefined ? {} : { smallSuite: pair.smallSuite }),
     });
     let confirmOn: P | undefined = pend.rekey ? this.path : path;
     if (!pend.rekey && !this.#rounds.current) {

@@ -703,6 +703,7 @@ export class RelaySessions<P> {
       localSpi: pair.localSpi,
       remoteSpi: pair.remoteSpi,
       rekey,
+      ...(pair.smallSuite === undefined ? {} : { smallSuite: pair.smallSuite }),
     });
     // What waited for keys goes out now, in order, under the new keys.
     this.#flush(peer, now);

@@ -52,7 +52,15 @@ export type SessionEvent =
   | { type: 'path-validated'; rttMs: number }
   | { type: 'path-dead'; silentMs: number }
   | { type: 'path-data-blocked'; size: number }
-  | { type: 'established'; suite: Suite; localSpi: number; remoteSpi: number; rekey: boolean }
+  | {
+      type: 'established';
+      suite: Suite;
+      localSpi: number;
+      remoteSpi: number;
+      rekey: boolean;
+      /** The small-packet SA's suite, when the pair has one (docs/PROTOCOL.md §3.7). */
+      smallSuite?: Suite;
+    }
   | { type: 'handshake-failed'; reason: string }
   | { type: 'keys-expired'; localSpi: number }
   | { type: 'path-changed'; reason: string }

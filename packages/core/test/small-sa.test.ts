@@ -109,6 +109,16 @@ describe('small-packet SA: negotiation', () => {
     assert.equal(relayPair.smallSuite, C);
     assert.equal(relayPair.txSmall!.spi, pair.smallLocalSpi);
     assert.equal(pair.txSmall!.spi, relayPair.smallLocalSpi);
+    // Both ends say so when the keys are established.
+    const events: unknown[] = [];
+    for (let e = net.client.pollEvent(); e; e = net.client.pollEvent()) events.push(e);
+    for (let e = net.relay.pollEvent(); e; e = net.relay.pollEvent()) events.push(e);
+    const established = events.filter(
+      (e): e is { type: 'established'; suite: number; smallSuite?: number } =>
+        (e as { type: string }).type === 'established',
+    );
+    assert.equal(established.length, 2);
+    for (const e of established) assert.deepEqual([e.suite, e.smallSuite], [A, C]);
     // Four SAs in the key log: the Wireshark ESP table needs each SPI.
     assert.equal(pair.keyInfo().length, 4);
     assert.deepEqual(new Set(pair.keyInfo().map((k) => k.spi)).size, 4);
