@@ -263,7 +263,13 @@ export class TunnelClient {
         s.encapsulation === undefined ? null : (ENCAPSULATION_NAMES[s.encapsulation] ?? null),
       verdict: s.verdict === undefined ? null : VERDICT_NAMES[s.verdict],
       path: s.path ?? null,
-      rttMs: s.srtt === undefined ? null : Number(s.srtt.toFixed(2)),
+      // The stream layer's estimate follows the traffic (every ACK); the session's comes from
+      // handshakes and registration rounds only (the first one includes start-up work).
+      rttMs: m.rttSampled
+        ? Number(m.rttMs.toFixed(2))
+        : s.srtt === undefined
+          ? null
+          : Number(s.srtt.toFixed(2)),
       handovers: this.handovers,
       candidates: this.#candidates.map((c) => ENCAPSULATION_NAMES[c.info.encapsulation] ?? '?'),
       streams: this.host.streams,

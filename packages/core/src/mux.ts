@@ -204,6 +204,8 @@ export interface MuxStats {
   streamsClosed: number;
   streamsActive: number;
   rttMs: number;
+  /** Whether `rttMs` comes from an acknowledgement yet (RFC 9002's initial 333 ms until then). */
+  rttSampled: boolean;
   minRttMs: number;
   cwnd: number;
   bytesInFlight: number;
@@ -977,6 +979,7 @@ export class Mux {
       congestionReductions: rec.cc.reductions,
       streamsActive: this.#streams.size,
       rttMs: rec.rtt.smoothed,
+      rttSampled: rec.rtt.hasSample,
       minRttMs: rec.rtt.min,
       cwnd: Math.floor(rec.cc.cwnd),
       bytesInFlight: rec.cc.bytesInFlight,
