@@ -1,7 +1,8 @@
 /**
  * Drives a sans-I/O session from Node's event loop: after every input it drains the session's
- * transmits and events and re-arms one timer for the session's next timeout. The session itself
- * never sees a socket or a clock.
+ * transmits and events and keeps one timer due no later than the session's next timeout (one
+ * that fires early finds nothing due and re-arms). The session itself never sees a socket or a
+ * clock.
  */
 import type { Transmit } from '@roamlink/core';
 
