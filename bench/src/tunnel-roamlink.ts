@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import type { SocksTunnel } from './tunnel-ssh.ts';
 
 const CLI = fileURLToPath(new URL('../../apps/client/src/cli.ts', import.meta.url));
 const KINDS = ['udp', 'tcp', 'ws', 'http'] as const;
@@ -78,12 +79,7 @@ const stopChild = (c: ChildProcess): Promise<void> =>
 export async function startRoamlinkTunnel(
   encapsulation: Kind,
   forwardTo?: number,
-): Promise<{
-  socksPort: number;
-  forwardPort?: number;
-  stop(): Promise<void>;
-  info?: Record<string, unknown>;
-}> {
+): Promise<SocksTunnel> {
   const dir = mkdtempSync(join(tmpdir(), 'roamlink-bench-'));
   // udp-1400: UDP held at the common 1400-byte packet (no path-MTU search), on both sides.
   const kind: (typeof KINDS)[number] = encapsulation === 'udp-1400' ? 'udp' : encapsulation;
@@ -150,6 +146,7 @@ export async function startRoamlinkTunnel(
       ...(fwd ? { forwardPort: Number(String(fwd.address).split(':').pop()) } : {}),
       stop,
       info: { encapsulation: reg.encapsulation, verdict: reg.verdict },
+      pids: [relay.child.pid, client.child.pid].filter((p): p is number => p !== undefined),
     };
   } catch (e) {
     await stop();

@@ -24,6 +24,8 @@ export interface SocksTunnel {
   forwardPort?: number;
   stop(): Promise<void>;
   info?: Record<string, unknown>;
+  /** The tunnel's own processes (their descendants count too): whose CPU a download costs. */
+  pids?: number[];
 }
 
 /** Synchronous clean-ups of everything still running, for process exit. */
@@ -230,6 +232,8 @@ export async function startSshSocks(timeoutMs = 10_000, forwardTo?: number): Pro
       ...(forwardPort === undefined ? {} : { forwardPort }),
       stop,
       info: { version: version.trim(), cipher: SSH_CIPHER, user },
+      // sshd serves the connection from children it forks: they are counted with it.
+      pids: [sshd.child.pid, ssh.child.pid].filter((p): p is number => p !== undefined),
     };
   } catch (e) {
     await stop();

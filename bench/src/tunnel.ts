@@ -18,6 +18,7 @@
  * row and the run goes on; only a failing direct measurement aborts the benchmark.
  */
 
+import { treeCpuSeconds } from './proc-cpu.ts';
 import type { Row } from './table.ts';
 import { flag, median, printRows } from './table.ts';
 import { download, latency } from './tunnel-curl.ts';
@@ -43,6 +44,8 @@ export interface Measured {
   /** The same small requests through the tunnel's `-L` forward (no SOCKS), when it has one. */
   fwdP50ms: number | null;
   fwdP99ms: number | null;
+  /** CPU seconds the tunnel's own processes spent on the counted download (null: unknown). */
+  cpuSeconds: number | null;
 }
 
 export interface TunnelRow {
@@ -67,6 +70,9 @@ export interface TunnelRow {
   sshFwdP50ms: number | null;
   /** fwdP50ms - directP50ms: what the tunnel itself adds, without SOCKS. */
   addedFwdP50ms: number | null;
+  /** CPU seconds per GiB downloaded, of the tunnel's processes (client and relay; ssh and sshd). */
+  cpuPerGiB: number | null;
+  sshCpuPerGiB: number | null;
   /** udp-1400 only: packets per second (of 1400 bytes on the wire) the download took. */
   pps: number | null;
   bytes: number;
@@ -132,13 +138,15 @@ async function measure(
   label: string,
   o: TunnelBenchOptions,
   forwardPort?: number,
+  pids?: readonly number[],
 ): Promise<Measured> {
   const runs = o.runs ?? 1;
   const downloadTimeout = 60_000 + o.size / 2e3; // a floor of 2 MB/s
   const latencyTimeout = 60_000 + o.requests * 100;
-  const speeds: { MBps: number; seconds: number }[] = [];
+  const speeds: { MBps: number; seconds: number; cpu: number | null }[] = [];
   for (let r = 0; r < runs; r++) {
     const before = origin.bytesSent();
+    const cpu0 = pids ? treeCpuSeconds(pids) : undefined;
     const t0 = performance.now();
     const tick = o.status
       ? setInterval(() => {
@@ -153,7 +161,12 @@ async function measure(
       const d = await download(origin.port, o.size, socksPort, downloadTimeout);
       const sent = origin.bytesSent() - before;
       if (sent !== o.size) throw new Error(`the origin sent ${sent} bytes, expected ${o.size}`);
-      speeds.push({ MBps: d.MBps, seconds: d.seconds });
+      const cpu1 = pids ? treeCpuSeconds(pids) : undefined;
+      speeds.push({
+        MBps: d.MBps,
+        seconds: d.seconds,
+        cpu: cpu0 === undefined || cpu1 === undefined ? null : cpu1 - cpu0,
+      });
     } finally {
       if (tick) clearInterval(tick);
       o.status?.('');
@@ -186,6 +199,9 @@ async function measure(
     p99ms: l.p99ms,
     fwdP50ms: fwd?.p50ms ?? null,
     fwdP99ms: fwd?.p99ms ?? null,
+    cpuSeconds: speeds.every((s) => s.cpu !== null)
+      ? median(speeds.map((s) => s.cpu as number))
+      : null,
   };
 }
 
@@ -209,7 +225,14 @@ async function throughTunnel(
     return { measured: null, error: `cannot start: ${message(e)}`, info: null };
   }
   try {
-    const measured = await measure(origin, tunnel.socksPort, label, o, tunnel.forwardPort);
+    const measured = await measure(
+      origin,
+      tunnel.socksPort,
+      label,
+      o,
+      tunnel.forwardPort,
+      tunnel.pids,
+    );
     return { measured, error: null, info: tunnel.info ?? null };
   } catch (e) {
     o.log?.(`${label}: failed: ${message(e)}`);
@@ -256,6 +279,8 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
         fwdP50ms: m?.fwdP50ms ?? null,
         sshFwdP50ms: s?.fwdP50ms ?? null,
         addedFwdP50ms: m?.fwdP50ms != null ? m.fwdP50ms - direct.p50ms : null,
+        cpuPerGiB: m?.cpuSeconds != null ? (m.cpuSeconds * 2 ** 30) / o.size : null,
+        sshCpuPerGiB: s?.cpuSeconds != null ? (s.cpuSeconds * 2 ** 30) / o.size : null,
         pps: m && enc === 'udp-1400' ? Math.round((m.MBps * 1e6) / STREAM_BYTES_PER_1400) : null,
         bytes: o.size,
         requests: o.requests,

@@ -199,17 +199,24 @@ test('pnpm bench tunnel --json: rows with the documented fields, errors in the r
     'fwdP50ms',
     'sshFwdP50ms',
     'addedFwdP50ms',
+    'cpuPerGiB',
+    'sshCpuPerGiB',
   ])
     assert.ok(k in row, k);
   assert.ok((row.directMBps as number) > 0);
   assert.ok((row.directP50ms as number) <= (row.directP99ms as number));
   assert.equal(row.bytes, SIZE);
-  if (existsSync(SSHD)) assert.ok((row.sshMBps as number) > 0, String(row.sshError));
+  if (existsSync(SSHD)) {
+    assert.ok((row.sshMBps as number) > 0, String(row.sshError));
+    // CPU from /proc in 10 ms ticks: 8 MiB may cost only a few, so only its presence is sure.
+    assert.equal(typeof row.sshCpuPerGiB, 'number');
+  }
   if (row.error === null) {
     // Once the roamlink tunnel is wired, its figures must make sense too.
     assert.ok((row.MBps as number) > 0);
     assert.ok((row.p50ms as number) <= (row.p99ms as number));
     assert.ok((row.fwdP50ms as number) > 0, 'the roamlink -L forward was measured');
+    assert.ok((row.cpuPerGiB as number) >= 0, "the tunnel processes' CPU was measured");
     assert.equal(row.addedFwdP50ms, (row.fwdP50ms as number) - (row.directP50ms as number));
   } else {
     assert.equal(typeof row.error, 'string');
