@@ -18,7 +18,7 @@
  */
 import { blake2s } from '@noble/hashes/blake2.js';
 import { hkdf } from '@noble/hashes/hkdf.js';
-import { readU16, readU32, utf8, writeU16, writeU32 } from './bytes.ts';
+import { concatBytes, readU16, readU32, utf8, writeU16, writeU32 } from './bytes.ts';
 import { ESP_MIN_SPI, ESP_SALT_BYTES, NON_ESP_MARKER_BYTES } from './constants.ts';
 import { AEAD_KEY_BYTES, Suite, type X25519 } from './crypto/aead.ts';
 import type { Encapsulation } from './encapsulation.ts';
@@ -203,88 +203,103 @@ export function encodeInitPayload(p: InitPayload): Uint8Array {
   const tail: number[] = [];
   writeList(tail, p.suites);
   writeList(tail, p.encapsulations);
-  let ext = new Uint8Array(0);
+  const exts: Uint8Array[] = [];
   if (p.candidates && p.candidates.length > 0) {
     if (p.candidates.length > 255)
       throw new RoamlinkError(ErrorCode.INVALID_ARGUMENT, 'too many candidates');
     const views = p.candidates.map((c) => encodeOuterView(c.view));
-    const len = 1 + views.reduce((n, v) => n + 3 + v.length, 0);
-    if (len > 0xffff)
-      throw new RoamlinkError(ErrorCode.INVALID_ARGUMENT, 'candidate views too large');
-    ext = new Uint8Array(3 + len);
-    ext[0] = InitExtension.CANDIDATE_VIEWS;
-    writeU16(ext, 1, len);
-    ext[3] = p.candidates.length;
-    let o = 4;
+    const v = new Uint8Array(1 + views.reduce((n, x) => n + 3 + x.length, 0));
+    v[0] = p.candidates.length;
+    let o = 1;
     p.candidates.forEach((c, i) => {
-      const v = views[i]!;
-      ext[o] = c.encapsulation;
-      writeU16(ext, o + 1, v.length);
-      ext.set(v, o + 3);
-      o += 3 + v.length;
+      const view = views[i]!;
+      v[o] = c.encapsulation;
+      writeU16(v, o + 1, view.length);
+      v.set(view, o + 3);
+      o += 3 + view.length;
     });
+    exts.push(encodeExtension(InitExtension.CANDIDATE_VIEWS, v, 'candidate views too large'));
   }
-  const small = p.small ? encodeSmallOffer(p.small) : new Uint8Array(0);
-  const out = new Uint8Array(4 + TAI64N_BYTES + tail.length + ext.length + small.length);
-  writeU32(out, 0, p.spi);
-  out.set(p.timestamp, 4);
-  out.set(tail, 4 + TAI64N_BYTES);
-  out.set(ext, 4 + TAI64N_BYTES + tail.length);
-  out.set(small, 4 + TAI64N_BYTES + tail.length + ext.length);
+  if (p.small) {
+    // SMALL_SA: u32 SPI ‖ u8 n ‖ n suite codes.
+    const { spi, suites } = p.small;
+    checkSpi(spi);
+    if (suites.length === 0 || suites.length > 255) {
+      throw new RoamlinkError(ErrorCode.INVALID_ARGUMENT, 'small SA needs 1 to 255 suites');
+    }
+    const v = new Uint8Array(5 + suites.length);
+    writeU32(v, 0, spi);
+    v[4] = suites.length;
+    v.set(suites, 5);
+    exts.push(encodeExtension(InitExtension.SMALL_SA, v));
+  }
+  const head = new Uint8Array(4 + TAI64N_BYTES);
+  writeU32(head, 0, p.spi);
+  head.set(p.timestamp, 4);
+  return concatBytes(head, Uint8Array.from(tail), ...exts);
+}
+
+/** One extension of message 1 or 2: u8 type ‖ u16 length ‖ value. */
+function encodeExtension(
+  type: number,
+  value: Uint8Array,
+  tooLarge = 'extension too large',
+): Uint8Array {
+  if (value.length > 0xffff) throw new RoamlinkError(ErrorCode.INVALID_ARGUMENT, tooLarge);
+  const out = new Uint8Array(3 + value.length);
+  out[0] = type;
+  writeU16(out, 1, value.length);
+  out.set(value, 3);
   return out;
 }
 
-/** SMALL_SA in message 1: u8 type ‖ u16 length ‖ u32 SPI ‖ u8 n ‖ n suite codes. */
-function encodeSmallOffer(o: SmallSaOffer): Uint8Array {
-  checkSpi(o.spi);
-  if (o.suites.length === 0 || o.suites.length > 255) {
-    throw new RoamlinkError(ErrorCode.INVALID_ARGUMENT, 'small SA needs 1 to 255 suites');
+/**
+ * Walks the extensions from `o` to the end of `b`, handing each one's type and value to `each`.
+ * A length past the end is MALFORMED; unknown types are the handler's to skip.
+ */
+function readExtensions(
+  b: Uint8Array,
+  o: number,
+  each: (type: number, value: Uint8Array) => void,
+): void {
+  while (o < b.length) {
+    if (o + 3 > b.length) throw malformed('truncated extension');
+    const end = o + 3 + readU16(b, o + 1);
+    if (end > b.length) throw malformed('truncated extension');
+    each(b[o]!, b.subarray(o + 3, end));
+    o = end;
   }
-  const out = new Uint8Array(3 + 5 + o.suites.length);
-  out[0] = InitExtension.SMALL_SA;
-  writeU16(out, 1, 5 + o.suites.length);
-  writeU32(out, 3, o.spi);
-  out[7] = o.suites.length;
-  out.set(o.suites, 8);
-  return out;
 }
 
 /** Extensions: u8 type, u16 length, value; unknown types are skipped. */
 function decodeInitExtensions(b: Uint8Array, o: number, into: InitPayload): void {
-  while (o < b.length) {
-    if (o + 3 > b.length) throw malformed('truncated extension');
-    const type = b[o]!;
-    const len = readU16(b, o + 1);
-    const end = o + 3 + len;
-    if (end > b.length) throw malformed('truncated extension');
+  readExtensions(b, o, (type, v) => {
     if (type === InitExtension.CANDIDATE_VIEWS) {
-      if (len < 1) throw malformed('empty candidate list');
-      const n = b[o + 3]!;
-      let q = o + 4;
+      if (v.length < 1) throw malformed('empty candidate list');
+      const n = v[0]!;
+      let q = 1;
       const candidates: CandidateView[] = [];
       for (let i = 0; i < n; i++) {
-        if (q + 3 > end) throw malformed('truncated candidate');
-        const enc = b[q]!;
-        const vlen = readU16(b, q + 1);
-        if (q + 3 + vlen > end) throw malformed('truncated candidate view');
-        const view = decodeOuterView(b.subarray(q + 3, q + 3 + vlen));
+        if (q + 3 > v.length) throw malformed('truncated candidate');
+        const enc = v[q]!;
+        const vlen = readU16(v, q + 1);
+        if (q + 3 + vlen > v.length) throw malformed('truncated candidate view');
+        const view = decodeOuterView(v.subarray(q + 3, q + 3 + vlen));
         if (isEncapsulation(enc)) candidates.push({ encapsulation: enc, view });
         q += 3 + vlen;
       }
-      if (q !== end) throw malformed('candidate list length mismatch');
+      if (q !== v.length) throw malformed('candidate list length mismatch');
       into.candidates = candidates;
     } else if (type === InitExtension.SMALL_SA) {
-      if (len < 5) throw malformed('truncated small SA offer');
-      const spi = readU32(b, o + 3);
+      if (v.length < 5) throw malformed('truncated small SA offer');
+      const spi = readU32(v, 0);
       if (spi < ESP_MIN_SPI || spi === into.spi) throw malformed('bad small SA SPI');
-      const n = b[o + 7]!;
-      if (5 + n !== len) throw malformed('small SA suite list length mismatch');
-      const suites = Array.from(b.subarray(o + 8, end)).filter(isSuite);
+      if (5 + v[4]! !== v.length) throw malformed('small SA suite list length mismatch');
+      const suites = Array.from(v.subarray(5)).filter(isSuite);
       // An offer with no suite this version knows is no offer.
       if (suites.length > 0) into.small = { spi, suites };
     }
-    o = end;
-  }
+  });
 }
 
 /**
@@ -313,15 +328,15 @@ export function encodeRespPayload(p: RespPayload): Uint8Array {
   const tail: number[] = [p.suite];
   writeList(tail, p.suites);
   writeList(tail, p.encapsulations);
-  if (p.small) {
-    checkSpi(p.small.spi);
-    tail.push(RespExtension.SMALL_SA, 0, 5, 0, 0, 0, 0, p.small.suite);
-  }
-  const out = new Uint8Array(4 + tail.length);
-  writeU32(out, 0, p.spi);
-  out.set(tail, 4);
-  if (p.small) writeU32(out, out.length - 5, p.small.spi);
-  return out;
+  const head = new Uint8Array(4);
+  writeU32(head, 0, p.spi);
+  if (!p.small) return concatBytes(head, Uint8Array.from(tail));
+  // SMALL_SA: u32 SPI ‖ u8 suite.
+  checkSpi(p.small.spi);
+  const v = new Uint8Array(5);
+  writeU32(v, 0, p.small.spi);
+  v[4] = p.small.suite;
+  return concatBytes(head, Uint8Array.from(tail), encodeExtension(RespExtension.SMALL_SA, v));
 }
 
 export function decodeRespPayload(b: Uint8Array): RespPayload {
@@ -338,22 +353,16 @@ export function decodeRespPayload(b: Uint8Array): RespPayload {
     suites: suites.filter(isSuite),
     encapsulations: encaps.filter(isEncapsulation),
   };
-  // Extensions, as in message 1: u8 type ‖ u16 length ‖ value; unknown types are skipped.
-  for (let o = o2; o < b.length; ) {
-    if (o + 3 > b.length) throw malformed('truncated extension');
-    const type = b[o]!;
-    const end = o + 3 + readU16(b, o + 1);
-    if (end > b.length) throw malformed('truncated extension');
-    if (type === RespExtension.SMALL_SA) {
-      if (end - o !== 8) throw malformed('bad small SA extension');
-      const smallSpi = readU32(b, o + 3);
-      const smallSuite = b[o + 7]!;
-      if (smallSpi < ESP_MIN_SPI || smallSpi === spi) throw malformed('bad small SA SPI');
-      if (!isSuite(smallSuite)) throw malformed(`unknown small SA suite ${smallSuite}`);
-      p.small = { spi: smallSpi, suite: smallSuite };
-    }
-    o = end;
-  }
+  // Extensions, as in message 1; unknown types are skipped.
+  readExtensions(b, o2, (type, v) => {
+    if (type !== RespExtension.SMALL_SA) return;
+    if (v.length !== 5) throw malformed('bad small SA extension');
+    const smallSpi = readU32(v, 0);
+    const smallSuite = v[4]!;
+    if (smallSpi < ESP_MIN_SPI || smallSpi === spi) throw malformed('bad small SA SPI');
+    if (!isSuite(smallSuite)) throw malformed(`unknown small SA suite ${smallSuite}`);
+    p.small = { spi: smallSpi, suite: smallSuite };
+  });
   return p;
 }
 
