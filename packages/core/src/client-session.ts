@@ -69,7 +69,14 @@ import { RegistrationRounds } from './registration-round.ts';
 import type { SaLimits } from './sa.ts';
 import { SaPair } from './sa.ts';
 import type { Candidate, Delivery, SessionEvent, SessionStats, Transmit } from './session.ts';
-import { allocateSpi, KeySlots, NAT_KEEPALIVE, newSessionStats, Outbox } from './session.ts';
+import {
+  allocateSpi,
+  KeySlots,
+  NAT_KEEPALIVE,
+  newSessionStats,
+  Outbox,
+  smallSuitesWithin,
+} from './session.ts';
 import { nextTai64n } from './tai64n.ts';
 import { computeVerdict, saferVerdict } from './verdict.ts';
 
@@ -831,7 +838,7 @@ export class ClientSession<P> {
     const spi = allocateSpi(o.random, (s) => this.#keys.bySpi(s) !== undefined);
     const suites = o.suites ?? o.provider.suites;
     // Offer a small-packet SA (docs/PROTOCOL.md §3.7) among the suites we offer at all.
-    const smallSuites = (o.provider.smallSuites ?? []).filter((s) => suites.includes(s));
+    const smallSuites = smallSuitesWithin(o.provider, suites);
     const small =
       smallSuites.length > 0
         ? {

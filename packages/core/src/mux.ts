@@ -597,13 +597,8 @@ export class Mux {
       this.#planStreams();
     }
     let eliciting = plan.length > 0;
-    if (!eliciting && this.#keepaliveDue && room > 0) {
-      const it = new Item(K_PING, undefined);
-      it.size = 1;
-      plan.push(it);
-      eliciting = true;
-    }
-    if (!eliciting && probe) {
+    // Nothing else to send: a PING for a probe (it must elicit an ACK) or a due keepalive.
+    if (!eliciting && (probe || (this.#keepaliveDue && room > 0))) {
       const it = new Item(K_PING, undefined);
       it.size = 1;
       plan.push(it);

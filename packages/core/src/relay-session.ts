@@ -54,7 +54,7 @@ import {
 import type { SaLimits } from './sa.ts';
 import { SaPair } from './sa.ts';
 import type { Delivery, SessionEvent, SessionStats, Transmit } from './session.ts';
-import { allocateSpi, KeySlots, newSessionStats, Outbox } from './session.ts';
+import { allocateSpi, KeySlots, newSessionStats, Outbox, smallSuitesWithin } from './session.ts';
 import { compareTai64n } from './tai64n.ts';
 import { computeVerdict, translationDetected } from './verdict.ts';
 
@@ -359,6 +359,12 @@ export class RelaySessions<P> {
     }
   }
 
+  /** Accepts a pair's SPIs (both, with a small-packet SA). */
+  #index(peer: RelayPeer<P>, pair: SaPair): void {
+    this.#bySpi.set(pair.localSpi, { peer, pair });
+    if (pair.smallLocalSpi !== undefined) this.#bySpi.set(pair.smallLocalSpi, { peer, pair });
+  }
+
   /** Stops accepting a pair's SPIs (both, with a small-packet SA). */
   #unindex(pair: SaPair): void {
     this.#bySpi.delete(pair.localSpi);
@@ -377,8 +383,8 @@ export class RelaySessions<P> {
     for (const peer of this.peers.values()) {
       if (now - peer.lastSeen < idleMs) continue;
       this.peers.delete(peer.id);
-      for (const p of [peer.keys.previous, peer.keys.current, peer.keys.next]) {
-        if (p && this.#bySpi.get(p.localSpi)?.peer === peer) this.#unindex(p);
+      for (const p of peer.keys.all()) {
+        if (this.#bySpi.get(p.localSpi)?.peer === peer) this.#unindex(p);
       }
       this.peersForgotten++;
       gone.push(peer);
@@ -751,7 +757,7 @@ export class RelaySessions<P> {
     }
     const spi = allocateSpi(o.random, (s) => this.#bySpi.has(s));
     const suites = o.suites ?? o.provider.suites;
-    const smallSuites = (o.provider.smallSuites ?? []).filter((s) => suites.includes(s));
+    const smallSuites = smallSuitesWithin(o.provider, suites);
     let answer: ReturnType<ResponderHandshake['respond']>;
     try {
       answer = hs.respond({
@@ -791,8 +797,7 @@ export class RelaySessions<P> {
     const replaced = peer.keys.next;
     if (replaced) this.#unindex(replaced);
     peer.keys.next = pair;
-    this.#bySpi.set(spi, { peer, pair });
-    if (pair.smallLocalSpi !== undefined) this.#bySpi.set(pair.smallLocalSpi, { peer, pair });
+    this.#index(peer, pair);
     peer.lastTimestamp = hs.payload.timestamp;
     peer.lastInit = {
       ephemeral: hs.remoteEphemeralKey,

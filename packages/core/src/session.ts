@@ -7,7 +7,7 @@
  * `pollEvent()` for things that happened, `nextTimeout()` for when to call `handleTimeout()`.
  * Data packets are the exception, for speed: `send()` returns the sealed packet directly.
  */
-import type { Suite } from './crypto/aead.ts';
+import type { CryptoProvider, Suite } from './crypto/aead.ts';
 import type { Encapsulation } from './encapsulation.ts';
 import type { DropCounters } from './esp.ts';
 import { newDropCounters } from './esp.ts';
@@ -218,6 +218,14 @@ export class KeySlots {
 /** Adds one drop counter set into another (for session-wide totals). */
 export function addDrops(into: DropCounters, from: DropCounters): void {
   for (const k of Object.keys(into) as (keyof DropCounters)[]) into[k] += from[k];
+}
+
+/**
+ * The suites to offer or accept for a small-packet SA (docs/PROTOCOL.md §3.7): the provider's
+ * small-packet order, within the suites offered at all (`--suite X` leaves X only).
+ */
+export function smallSuitesWithin(provider: CryptoProvider, suites: readonly Suite[]): Suite[] {
+  return (provider.smallSuites ?? []).filter((s) => suites.includes(s));
 }
 
 /** A random receive SPI in [256, 2^32) that `taken` does not hold. */
