@@ -49,6 +49,7 @@ import {
 import type { UdpEndpoint, WsPathView } from '@roamlink/node';
 import {
   allocUninitialized,
+  arenaReads,
   corkedPipe,
   HttpRelayTransport,
   isHttpPath,
@@ -57,7 +58,6 @@ import {
   listenOn,
   MuxHost,
   nodeRandom,
-  ReadArena,
   SessionDriver,
   TcpTransport,
   UDP_PAYLOAD_CEILING,
@@ -311,7 +311,6 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       return refuse(StreamError.LIMIT, 'too many streams');
     const decision = await o.egress(target);
     if ('refused' in decision) return refuse(decision.refused, decision.reason);
-    const arena = new ReadArena();
     const sock = tcpConnect({
       host: decision.address,
       port: target.port,
@@ -319,17 +318,13 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       timeout: o.connectTimeoutMs ?? 10_000,
       // Up to 256 KiB per read, handed to the stream as views (it keeps them until acknowledged);
       // false pauses the socket until the stream drains.
-      onread: {
-        buffer: () => arena.next(),
-        callback: (n: number, buf: Uint8Array): boolean => {
-          arena.used(n);
-          if (d.destroyed) {
-            sock.destroy();
-            return false;
-          }
-          return d.write(buf.subarray(0, n));
-        },
-      },
+      onread: arenaReads((data) => {
+        if (d.destroyed) {
+          sock.destroy();
+          return false;
+        }
+        return d.write(data);
+      }),
     });
     let connected = false;
     sock.once('timeout', () => {

@@ -3,8 +3,8 @@
  * 256 KiB buffer, a fresh one when less than 64 KiB is left. Without it every read is a fresh
  * 64 KiB buffer: more read syscalls for the same bytes and, for records, more of them split
  * between two reads. The slices are handed on as views (the stream layer keeps them until the
- * peer acknowledges them; records are decrypted in place), so a slice is never written twice; a
- * buffer is freed with the last view of it.
+ * peer acknowledges them; records may be decrypted in place), so a slice is never written twice;
+ * a buffer is freed with the last view of it.
  */
 const ARENA_BYTES = 256 * 1024;
 const MIN_READ_BYTES = 64 * 1024;
@@ -27,4 +27,22 @@ export class ReadArena {
   used(n: number): void {
     this.#pos += n;
   }
+}
+
+/**
+ * Node's `onread` socket option over a fresh arena: each read is handed to `deliver` as a view of
+ * the bytes it filled; `deliver` returning false pauses the socket (Node's contract).
+ */
+export function arenaReads(deliver: (data: Uint8Array) => boolean): {
+  buffer: () => Uint8Array;
+  callback: (n: number, buf: Uint8Array) => boolean;
+} {
+  const arena = new ReadArena();
+  return {
+    buffer: () => arena.next(),
+    callback: (n, buf) => {
+      arena.used(n);
+      return deliver(buf.subarray(0, n));
+    },
+  };
 }

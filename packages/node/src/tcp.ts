@@ -18,7 +18,7 @@ import {
   TCP_PREFACE,
 } from '@roamlink/core';
 import { listenOn } from './listen.ts';
-import { ReadArena } from './read-arena.ts';
+import { arenaReads } from './read-arena.ts';
 import type { UdpEndpoint } from './udp.ts';
 
 // The framing lives in the core (shared with the simulator); re-exported for this transport's users.
@@ -143,20 +143,15 @@ export class TcpTransport {
   connect(host: string, port: number): Promise<string> {
     const reader = new RecordReader({ zeroCopy: true, copyBelow: SMALL_RECORD_BYTES });
     let framingError = (): void => {};
-    const arena = new ReadArena();
     const socket = createConnection({
       host,
       port,
       noDelay: true,
       // Reads land in an arena (up to 256 KiB per read syscall, fewer records split).
-      onread: {
-        buffer: () => arena.next(),
-        callback: (n: number, buf: Uint8Array): boolean => {
-          arena.used(n);
-          if (!reader.push(buf.subarray(0, n))) framingError();
-          return true;
-        },
-      },
+      onread: arenaReads((data) => {
+        if (!reader.push(data)) framingError();
+        return true;
+      }),
     });
     // Written at once: it leaves with the first segment after the handshake.
     socket.write(TCP_PREFACE);
