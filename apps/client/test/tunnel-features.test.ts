@@ -95,6 +95,20 @@ const hostPort = (a: string): { host: string; port: number } => {
   return { host: a.slice(0, i), port: Number(a.slice(i + 1)) };
 };
 
+/**
+ * One round trip through a forward to the echo server: connects to `address` (host:port),
+ * sends `text` and asserts it comes back. Returns the connection, still open.
+ */
+async function echoThrough(address: string, text: string, what?: string): Promise<Socket> {
+  const { host, port } = hostPort(address);
+  const s = tcpConnect(port, host);
+  await once(s, 'connect');
+  s.write(text);
+  const [echo] = (await once(s, 'data')) as [Buffer];
+  assert.equal(echo.toString(), text, what);
+  return s;
+}
+
 // --- A hand-built SOCKS5 client (RFC 1928) -------------------------------------------------------
 
 /** Reads exact byte counts off a socket. */
@@ -273,13 +287,7 @@ describe('one relay and client: SOCKS5 UDP ASSOCIATE, -L forward, metrics', () =
     const before = opened(first);
 
     // One more stream: a round trip through the forward.
-    const { host, port } = hostPort(forward);
-    const s = tcpConnect(port, host);
-    await once(s, 'connect');
-    s.write('ping');
-    const [echo] = (await once(s, 'data')) as [Buffer];
-    assert.equal(echo.toString(), 'ping');
-    s.destroy();
+    (await echoThrough(forward, 'ping')).destroy();
 
     const second = await scrape();
     assert.equal(opened(second), before + 1, `one more TCP stream counted:\n${second}`);
@@ -531,12 +539,11 @@ test('a client restarted with the same key gets a new session at once, and its s
       client = run(connectArgs(listening, dir, forward));
       await client.until((l) => l.msg === 'registered', `registration of start ${round}`, 5000);
       const fwd = await client.until((l) => l.msg === 'forward-listening', 'forward');
-      const { host, port } = hostPort(String(fwd.address));
-      const s = tcpConnect(port, host);
-      await once(s, 'connect');
-      s.write(`hello ${round}`);
-      const [echo] = (await once(s, 'data')) as [Buffer];
-      assert.equal(echo.toString(), `hello ${round}`, `a stream of start ${round} works`);
+      const s = await echoThrough(
+        String(fwd.address),
+        `hello ${round}`,
+        `a stream of start ${round} works`,
+      );
       s.destroy();
       client.child.kill('SIGKILL');
       await client.exited;
@@ -593,13 +600,7 @@ test('a client gone without a word is forgotten after --peer-idle-ms: its egress
       );
       clients.push(c);
       const fwd = await c.until((l) => l.msg === 'forward-listening', 'forward');
-      const { host, port } = hostPort(String(fwd.address));
-      const s = tcpConnect(port, host);
-      await once(s, 'connect');
-      s.write('ping');
-      const [echo] = (await once(s, 'data')) as [Buffer];
-      assert.equal(echo.toString(), 'ping');
-      return { c, s };
+      return { c, s: await echoThrough(String(fwd.address), 'ping') };
     };
     const live = await open(dir);
     const gone = await open(dirGone);
@@ -664,13 +665,7 @@ test('--proxy: with only WebSocket and HTTP allowed, the client goes through squ
     const reg = await client.until((l) => l.msg === 'registered', 'registration through squid');
     assert.equal(reg.encapsulation, 'websocket', 'WebSocket through the proxy is the choice');
     const fwd = await client.until((l) => l.msg === 'forward-listening', 'forward');
-    const { host, port } = hostPort(String(fwd.address));
-    const s = tcpConnect(port, host);
-    await once(s, 'connect');
-    s.write('via squid');
-    const [echo] = (await once(s, 'data')) as [Buffer];
-    assert.equal(echo.toString(), 'via squid');
-    s.destroy();
+    (await echoThrough(String(fwd.address), 'via squid')).destroy();
     // The tunnels really went through squid: its access log has the CONNECTs to the relay's port
     // (squid logs a tunnel when it ends).
     await stop(client);

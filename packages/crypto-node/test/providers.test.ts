@@ -30,6 +30,49 @@ import {
 providerSuite(sodiumProvider);
 providerSuite(nodeCryptoProvider);
 
+/** Busy-waits `ms`: a simulated cost. */
+function spin(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    // busy-wait
+  }
+}
+
+/**
+ * A fake backend over a real one (node:crypto for AES-GCM, libsodium for ChaCha20) that pays
+ * `costMs(bytes)` in every seal and open, and counts its calls in `calls`.
+ */
+function costly(
+  name: string,
+  suites: Suite[],
+  costMs: (bytes: number) => number,
+  calls: Record<string, number> = {},
+): CryptoProvider {
+  return {
+    name,
+    suites,
+    aead(suite, key) {
+      const inner = (suite === Suite.AES_256_GCM ? nodeCryptoProvider : sodiumProvider).aead(
+        suite,
+        key,
+      );
+      return {
+        suite,
+        seal(n, a, b, st, e) {
+          calls[name] = (calls[name] ?? 0) + 1;
+          spin(costMs(e - st));
+          inner.seal(n, a, b, st, e);
+        },
+        open(n, a, b, st, e) {
+          calls[name] = (calls[name] ?? 0) + 1;
+          spin(costMs(e - st));
+          return inner.open(n, a, b, st, e);
+        },
+      };
+    },
+  };
+}
+
 test('sodium offers ChaCha20-Poly1305 only; node:crypto offers both suites here', () => {
   assert.deepEqual(sodiumProvider.suites, [Suite.CHACHA20_POLY1305]);
   assert.deepEqual([...nodeCryptoProvider.suites].sort(), [
@@ -125,27 +168,10 @@ describe('selectProvider', () => {
   test('follows the measurement, not a fixed preference', () => {
     // Two fake providers for one suite, one made slow: the fast one must be chosen, whatever
     // their order in the list.
-    const slowDown = (p: CryptoProvider, name: string, spin: number): CryptoProvider => ({
-      name,
-      suites: [Suite.CHACHA20_POLY1305],
-      aead(suite, key) {
-        const inner = p.aead(suite, key);
-        return {
-          suite,
-          seal(n, a, b, s, e) {
-            const until = performance.now() + spin;
-            while (performance.now() < until) {
-              // busy-wait to simulate a slow backend
-            }
-            inner.seal(n, a, b, s, e);
-          },
-          open: (n, a, b, s, e) => inner.open(n, a, b, s, e),
-        };
-      },
-    });
     for (const order of [0, 1]) {
-      const slow = slowDown(sodiumProvider, 'slow', 0.2);
-      const fast = slowDown(sodiumProvider, 'fast', 0);
+      // 0.1 ms in each seal and open: 0.2 ms per packet.
+      const slow = costly('slow', [Suite.CHACHA20_POLY1305], () => 0.1);
+      const fast = costly('fast', [Suite.CHACHA20_POLY1305], () => 0);
       const providers = order === 0 ? [slow, fast] : [fast, slow];
       const { provider, suites } = selectProvider({ providers, budgetMs: 20 });
       assert.deepEqual(suites, [Suite.CHACHA20_POLY1305]);
@@ -154,26 +180,10 @@ describe('selectProvider', () => {
   });
 
   test('a backend far behind another of its suite stops taking budget; the contenders get it', () => {
-    // A 2 ms-per-packet backend beside a fast one: after two samples it is out of the running,
-    // so the fast one is measured over nearly the whole budget (not a handful of packets).
-    const slow: CryptoProvider = {
-      name: 'slow',
-      suites: [Suite.CHACHA20_POLY1305],
-      aead(suite, key) {
-        const inner = sodiumProvider.aead(suite, key);
-        return {
-          suite,
-          seal(n, a, b, st, e) {
-            const until = performance.now() + 2;
-            while (performance.now() < until) {
-              // busy-wait: a slow backend
-            }
-            inner.seal(n, a, b, st, e);
-          },
-          open: (n, a, b, st, e) => inner.open(n, a, b, st, e),
-        };
-      },
-    };
+    // A 2 ms-per-packet backend (1 ms in each seal and open) beside a fast one: after two samples
+    // it is out of the running, so the fast one is measured over nearly the whole budget (not a
+    // handful of packets).
+    const slow = costly('slow', [Suite.CHACHA20_POLY1305], () => 1);
     const ms = measureProviders({ providers: [slow, sodiumProvider], budgetMs: 60 });
     const bySlow = ms.find((m) => m.provider === 'slow')!;
     const byFast = ms.find((m) => m.provider === 'sodium')!;
@@ -184,42 +194,10 @@ describe('selectProvider', () => {
   test('small packets: ranked by per-call cost, and each suite routed by size to its backend', () => {
     // Fakes over real backends: "percall" pays 30 µs per call whatever the size (node:crypto's
     // cipher objects, exaggerated); "perbyte" pays 4 µs per KiB (a slower cipher, cheap to call).
-    const spin = (us: number): void => {
-      const until = performance.now() + us / 1000;
-      while (performance.now() < until) {
-        // busy-wait: a simulated cost
-      }
-    };
     const calls = { percall: 0, perbyte: 0 };
-    const fake = (
-      name: 'percall' | 'perbyte',
-      suites: Suite[],
-      cost: (bytes: number) => number,
-    ): CryptoProvider => ({
-      name,
-      suites,
-      aead(suite, key) {
-        const inner = (suite === Suite.AES_256_GCM ? nodeCryptoProvider : sodiumProvider).aead(
-          suite,
-          key,
-        );
-        return {
-          suite,
-          seal(n, a, b, st, e) {
-            calls[name]++;
-            spin(cost(e - st));
-            inner.seal(n, a, b, st, e);
-          },
-          open(n, a, b, st, e) {
-            calls[name]++;
-            spin(cost(e - st));
-            return inner.open(n, a, b, st, e);
-          },
-        };
-      },
-    });
-    const percall = (suites: Suite[]) => fake('percall', suites, () => 30);
-    const perbyte = (suites: Suite[]) => fake('perbyte', suites, (n) => (4 * n) / 1024);
+    const percall = (suites: Suite[]) => costly('percall', suites, () => 0.03, calls);
+    const perbyte = (suites: Suite[]) =>
+      costly('perbyte', suites, (n) => (0.004 * n) / 1024, calls);
     const A = Suite.AES_256_GCM;
     const C = Suite.CHACHA20_POLY1305;
     const opts = { budgetMs: 30, packetBytes: 16_384, smallPacketBytes: 256, smallBudgetMs: 20 };
