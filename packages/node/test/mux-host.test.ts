@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { PassThrough, Writable } from 'node:stream';
 import { test } from 'node:test';
 import { Mux } from '@roamlink/core';
-import { corkedPipe, MuxHost } from '../src/index.ts';
+import { CORK_BELOW_BYTES, corkedPipe, MuxHost } from '../src/index.ts';
 
 const T = { host: '127.0.0.1', port: 9 };
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -104,4 +104,25 @@ test('corkedPipe: the first chunk of a turn at once, the rest of the turn in one
   burst.end();
   await turn();
   assert.equal(dst.writableEnded, true, 'end is passed on');
+});
+
+test('corkedPipe: a large chunk is never corked; it flushes the small ones corked before it', async () => {
+  const calls: string[] = [];
+  const src = new PassThrough();
+  corkedPipe(src, recorder(calls));
+  await turn();
+  const L = CORK_BELOW_BYTES;
+  // One turn's reads. Corked large chunks would count against the socket's high-water mark, and
+  // a bulk download would then move a chunk or two per turn.
+  for (const n of [L, L, 2, 3, 4, L, 5]) src.push(Buffer.alloc(n));
+  await turn();
+  await turn();
+  assert.deepEqual(calls, [
+    `write ${L}`,
+    `write ${L}`,
+    'write 2',
+    'writev 3+4',
+    `write ${L}`,
+    'write 5',
+  ]);
 });
