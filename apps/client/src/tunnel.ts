@@ -200,10 +200,16 @@ export class TunnelClient {
       ...(o.onMuxEvent ? { onEvent: o.onMuxEvent } : {}),
     });
     const onDatagram = (data: Uint8Array, path: string): void => this.#receive(data, path);
-    this.#tcp = new TcpTransport({ onDatagram, onPathClose: (p, r) => this.#lose(p, r, 'tcp') });
+    this.#tcp = new TcpTransport({
+      onDatagram,
+      onPathClose: (p, r) => this.#lose(p, r, 'tcp'),
+      // The stream layer held back for a full socket: it goes on at once, not at its retry timer.
+      onDrain: () => this.host.pump(),
+    });
     this.#ws = new WebSocketTransport({
       onDatagram,
       onPathClose: (p, r) => this.#lose(p, r, 'ws'),
+      onDrain: () => this.host.pump(),
     });
   }
 

@@ -151,6 +151,8 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       : {}),
   });
   const tunnels = new Map<string, PeerTunnel>();
+  /** Each tunnel by the path its stream layer last moved to (PeerTunnel.lastPath). */
+  const tunnelOnPath = new Map<string, PeerTunnel>();
   let udp: UdpTransport | undefined;
   let udpBind: UdpEndpoint | undefined;
   let closing = false;
@@ -178,6 +180,15 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       : isWsPath(path)
         ? ws.congested(path)
         : isHttpPath(path) && httpT.congested(path);
+
+  /**
+   * A full transport queue emptied: the stream layer of the peer on that path, which held back
+   * (canSend was false), goes on now instead of at its retry timer.
+   */
+  const drained = (path: string): void => {
+    const t = tunnelOnPath.get(path);
+    if (t && t.peer.path === path) t.host.pump();
+  };
 
   /** Peers whose path may have moved since their stream layer last looked (checkPaths). */
   const pathsToCheck = new Set<string>();
@@ -212,7 +223,10 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       const p = t?.peer.path;
       if (!t || p === undefined || p === t.lastPath) continue;
       const first = t.lastPath === undefined;
+      if (t.lastPath !== undefined && tunnelOnPath.get(t.lastPath) === t)
+        tunnelOnPath.delete(t.lastPath);
       t.lastPath = p;
+      tunnelOnPath.set(p, t);
       const enc = t.peer.paths.get(p)?.info?.encapsulation;
       // On UDP each direction finds its own path MTU (RFC 8899).
       t.host.mux.usePath({
@@ -287,6 +301,8 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       cwnd: m.cwnd,
     });
     t.host.close();
+    if (t.lastPath !== undefined && tunnelOnPath.get(t.lastPath) === t)
+      tunnelOnPath.delete(t.lastPath);
     for (const s of t.flows.values()) s.close();
     t.flows.clear();
     tunnels.delete(t.peer.id);
@@ -460,6 +476,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       );
     },
     onPathClose: (path, reason) => o.log('debug', 'tcp-closed', { path, reason }),
+    onDrain: (path) => drained(path),
   });
   const tcpLocal = o.tcp ? await tcp.listen(o.tcp.address, o.tcp.port) : undefined;
 
@@ -474,6 +491,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       );
     },
     onPathClose: (path, reason) => o.log('debug', 'ws-closed', { path, reason }),
+    onDrain: (path) => drained(path),
   });
   const httpT = new HttpRelayTransport({
     onDatagram: (data, path, v) => {

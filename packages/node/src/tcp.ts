@@ -46,6 +46,11 @@ export interface TcpTransportOptions {
   onPathClose?: (pathId: string, reason: string) => void;
   /** Server side: a connection sent a valid preface and is now a path. */
   onPathOpen?: (pathId: string, remote: TcpEndpoint) => void;
+  /**
+   * A congested path's socket drained (`congested` is false again): a writer that held back can
+   * go on now, rather than polling.
+   */
+  onDrain?: (pathId: string) => void;
   /** Bytes queued in one connection beyond which `send` drops the datagram (default 1 MiB). */
   maxQueuedBytes?: number;
 }
@@ -239,7 +244,9 @@ export class TcpTransport {
     };
     this.#conns.set(id, c);
     socket.on('drain', () => {
+      if (!c.blocked) return;
       c.blocked = false;
+      this.#o.onDrain?.(id);
     });
     const closed = (reason: string): void => {
       // Only a path still registered is reported: closePath and close() remove it first.

@@ -73,6 +73,11 @@ export interface WebSocketTransportOptions {
   onPathClose?: (pathId: string, reason: string, code: number) => void;
   /** Relay side: a connection completed its upgrade and is now a path. */
   onPathOpen?: (pathId: string, view: WsPathView) => void;
+  /**
+   * A path that was `congested` wrote out the message that took it over half its bound: a writer
+   * that held back can go on now, rather than polling.
+   */
+  onDrain?: (pathId: string) => void;
   /** `bufferedAmount` beyond which `send` drops the datagram (default 1 MiB). */
   maxBufferedBytes?: number;
   /** Close handshake deadline before the socket is destroyed (default 2 s). */
@@ -104,6 +109,8 @@ export interface WebSocketTransportStats {
   datagramsSent: number;
   datagramsReceived: number;
 }
+
+const BINARY = { binary: true } as const;
 
 interface Conn {
   ws: WebSocket;
@@ -291,7 +298,16 @@ export class WebSocketTransport {
       this.stats.bufferDrops++;
       return false;
     }
-    c.ws.send(datagram, { binary: true });
+    const onDrain = this.#o.onDrain;
+    if (onDrain && c.ws.bufferedAmount + datagram.length > this.#maxBuffered / 2) {
+      // This message makes the path congested; once it is written out, the queue behind it is
+      // short again (a writer that checks `congested` sent nothing meanwhile).
+      c.ws.send(datagram, BINARY, () => {
+        if (this.#conns.get(pathId) === c) onDrain(pathId);
+      });
+    } else {
+      c.ws.send(datagram, BINARY);
+    }
     this.stats.datagramsSent++;
     return true;
   }

@@ -264,3 +264,32 @@ test('send drops beyond the queue bound and counts it', async () => {
     await server.close();
   }
 });
+
+test('a congested path reports its drain once, with its id, when it can take more', async () => {
+  const server = new TcpTransport({ onDatagram: () => {} });
+  const { port } = await server.listen('127.0.0.1', 0);
+  const drains: [string, boolean][] = [];
+  const client = new TcpTransport({
+    onDatagram: () => {},
+    // Whether the path still looked congested when its drain was reported.
+    onDrain: (p) => drains.push([p, client.congested(p)]),
+  });
+  try {
+    const path = await client.connect('127.0.0.1', port);
+    // Uncongested writes report nothing.
+    assert.ok(client.send(path, pattern(0, 100)));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(drains, []);
+    // A synchronous burst the kernel cannot take at once: the socket queues, the path is
+    // congested, and the drain comes without anyone polling.
+    for (let i = 0; i < 400 && !client.congested(path); i++) client.send(path, pattern(i, 60000));
+    assert.ok(client.congested(path), 'the burst congested the path');
+    await until(() => drains.length > 0, 'the drain report', 10000);
+    assert.deepEqual(drains, [[path, false]]);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(drains.length, 1, 'one report per congestion');
+  } finally {
+    await client.close();
+    await server.close();
+  }
+});

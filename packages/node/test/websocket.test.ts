@@ -219,6 +219,41 @@ test('send drops and counts when bufferedAmount is over the bound', async () => 
   }
 });
 
+test('a congested path reports its drain, with its id, once the relay reads again', async () => {
+  const r = await rig();
+  const relaySockets: Socket[] = [];
+  r.server.on('upgrade', (req: IncomingMessage) => relaySockets.push(req.socket));
+  const drains: [string, boolean][] = [];
+  const client: WebSocketTransport = new WebSocketTransport({
+    onDatagram: () => {},
+    maxBufferedBytes: 1 << 20,
+    // Whether the path still looked congested when its drain was reported.
+    onDrain: (p) => drains.push([p, client.congested(p)]),
+  });
+  try {
+    const cp = await client.connect(`ws://127.0.0.1:${r.port}${WS_PATH}`);
+    await waitFor(() => r.opened.length === 1, 'open');
+    assert.ok(client.send(cp, new Uint8Array(100)));
+    await new Promise((res) => setTimeout(res, 50));
+    assert.deepEqual(drains, [], 'an uncongested path reports nothing');
+    // The relay stops reading; the sender writes, as the stream layer does, while not congested.
+    for (const s of relaySockets) s.pause();
+    for (let i = 0; i < 2000 && !client.congested(cp); i++) {
+      client.send(cp, new Uint8Array(60_000));
+      if (i % 20 === 19) await new Promise((res) => setTimeout(res, 1));
+    }
+    assert.ok(client.congested(cp), 'the path became congested');
+    await new Promise((res) => setTimeout(res, 50));
+    assert.deepEqual(drains, [], 'no report while the relay does not read');
+    for (const s of relaySockets) s.resume();
+    await waitFor(() => drains.length > 0, 'the drain report', 10_000);
+    assert.deepEqual(drains, [[cp, false]]);
+  } finally {
+    await client.close();
+    await r.done();
+  }
+});
+
 test('relay shutdown closes its paths with 4000', async () => {
   const r = await rig();
   const closes: number[] = [];
