@@ -1,5 +1,5 @@
 /**
- * `pnpm bench tunnel [--size 1G] [--requests 1000] [--runs 1] [--only udp,tcp] [--json]`:
+ * `pnpm bench tunnel [--size 1G] [--requests 1000] [--warmup 5000] [--runs 1] [--only udp,tcp] [--json]`:
  * a download through roamlink's SOCKS5 port over each encapsulation, beside the same download
  * direct (the ceiling) and through OpenSSH's `ssh -D` with aes128-gcm to a local sshd (what a
  * user would pick instead), all in the same run; plus p50/p99 of small requests on one
@@ -8,9 +8,12 @@
  * Method: the origin (tunnel-origin.ts) serves from memory in a worker thread; curl is the one
  * client for every row (tunnel-curl.ts), to /dev/null. MB/s = bytes / total transfer time,
  * 1 MB = 10^6 bytes; with `--runs N` the median run counts. Latency: `--requests` sequential
- * GETs of a 100-byte body on one kept-alive connection after the downloads, each series run
- * twice and the second counted (right after a bulk download every tool's first series is slower
- * for a while, ssh's too, and a fresh process's code is cold), nearest-rank p50
+ * GETs of a 100-byte body on one kept-alive connection after the downloads, each series after
+ * `--warmup` requests that do not count (default 5000, the same for every tool): right after a
+ * bulk download every tool's first series is slower for a while, ssh's too, and V8 optimises a
+ * function fully only after thousands of calls (`--invocation-count-for-turbofan`, 3000), which
+ * a function called once per request reaches only then. A long-lived tunnel is in that state; the
+ * first 1000 requests of a fresh one are ~0.1 ms slower each. Nearest-rank p50
  * and p99 of curl's per-transfer time; the same again through a `-L` forward to the origin
  * (ssh's `-L`, roamlink's `-L`), which leaves SOCKS and curl's proxy code out of what the tunnel
  * adds (`fwdP50ms`, `addedFwdP50ms`). Direct and ssh are measured once, before the roamlink
@@ -77,6 +80,8 @@ export interface TunnelRow {
   pps: number | null;
   bytes: number;
   requests: number;
+  /** Requests before each counted series, not counted. */
+  warmup: number;
   runs: number;
   /** Why this row has no roamlink figures (null when it has them). */
   error: string | null;
@@ -88,6 +93,8 @@ export interface TunnelRow {
 export interface TunnelBenchOptions {
   size: number;
   requests: number;
+  /** Requests before each counted series, not counted (default `requests`). */
+  warmup?: number;
   encapsulations: readonly Encapsulation[];
   /** Downloads per tunnel; the median counts. Default 1. */
   runs?: number;
@@ -175,11 +182,12 @@ async function measure(
       `  ${label}: ${fmtSize(o.size)} in ${speeds.at(-1)!.seconds.toFixed(2)} s, ${speeds.at(-1)!.MBps.toFixed(1)} MB/s${runs > 1 ? ` (run ${r + 1}/${runs})` : ''}`,
     );
   }
-  // Each series runs twice and the second counts: right after a bulk download every tool's
-  // first series is slower for a while (ssh's too), and a fresh process's code is still cold.
+  // A warm-up series first, not counted: right after a bulk download every tool's first series
+  // is slower for a while (ssh's too), and a fresh process's code is not optimised yet.
+  const warmup = o.warmup ?? o.requests;
   const series = async (port: number, proxy: number | null, what: string) => {
-    o.status?.(`  ${label}: ${o.requests} small requests${what}...`);
-    await latency(port, o.requests, SMALL_BODY_BYTES, proxy, latencyTimeout);
+    o.status?.(`  ${label}: ${warmup} + ${o.requests} small requests${what}...`);
+    await latency(port, warmup, SMALL_BODY_BYTES, proxy, 60_000 + warmup * 100);
     const l = await latency(port, o.requests, SMALL_BODY_BYTES, proxy, latencyTimeout);
     o.status?.('');
     o.log?.(
@@ -246,6 +254,8 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
   if (!Number.isSafeInteger(o.size) || o.size < 1) throw new Error('size must be a byte count');
   if (!Number.isSafeInteger(o.requests) || o.requests < 1)
     throw new Error('requests must be a positive integer');
+  if (!Number.isSafeInteger(o.warmup ?? 1) || (o.warmup ?? 1) < 1)
+    throw new Error('warmup must be a positive integer');
   if (!Number.isSafeInteger(o.runs ?? 1) || (o.runs ?? 1) < 1)
     throw new Error('runs must be a positive integer');
   const origin = await startOrigin();
@@ -284,6 +294,7 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
         pps: m && enc === 'udp-1400' ? Math.round((m.MBps * 1e6) / STREAM_BYTES_PER_1400) : null,
         bytes: o.size,
         requests: o.requests,
+        warmup: o.warmup ?? o.requests,
         runs: o.runs ?? 1,
         error: r.error,
         sshError: ssh.error,
@@ -334,12 +345,13 @@ export async function run(args: string[]): Promise<void> {
     o = {
       size: parseSize(arg(args, 'size') ?? '1G'),
       requests: positiveInt(args, 'requests', 1000),
+      warmup: positiveInt(args, 'warmup', 5000),
       runs: positiveInt(args, 'runs', 1),
       encapsulations: parseOnly(arg(args, 'only')),
     };
   } catch (e) {
     process.stderr.write(
-      `${message(e)}\nusage: pnpm bench tunnel [--size 1G] [--requests 1000] [--runs 1] [--only ${ENCAPSULATIONS.join(',')}] [--json]\n`,
+      `${message(e)}\nusage: pnpm bench tunnel [--size 1G] [--requests 1000] [--warmup 5000] [--runs 1] [--only ${ENCAPSULATIONS.join(',')}] [--json]\n`,
     );
     process.exitCode = 2;
     return;
@@ -373,13 +385,22 @@ export async function run(args: string[]): Promise<void> {
       return;
     }
     const table: Row[] = rows.map((r) => {
-      const { error: _e, sshError: _s, info: _i, bytes: _b, requests: _q, runs: _r, ...cols } = r;
+      const {
+        error: _e,
+        sshError: _s,
+        info: _i,
+        bytes: _b,
+        requests: _q,
+        warmup: _w,
+        runs: _r,
+        ...cols
+      } = r;
       return Object.fromEntries(Object.entries(cols).map(([k, v]) => [k, v ?? '-']));
     });
     printRows(
       table,
       false,
-      `Tunnel: ${fmtSize(o.size)} download (MB/s, 1 MB = 10^6 B) and ${o.requests} small requests on one kept-alive connection (ms), through SOCKS5; direct and ssh -D (${ssh.info?.cipher ?? 'aes128-gcm'}) in the same run`,
+      `Tunnel: ${fmtSize(o.size)} download (MB/s, 1 MB = 10^6 B) and ${o.requests} small requests on one kept-alive connection (ms, after ${o.warmup ?? o.requests} not counted), through SOCKS5; direct and ssh -D (${ssh.info?.cipher ?? 'aes128-gcm'}) in the same run`,
     );
     const notes = [
       ...(ssh.error ? [`ssh -D: ${ssh.error}`] : []),

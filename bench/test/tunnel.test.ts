@@ -180,7 +180,19 @@ test('pnpm bench tunnel --json: rows with the documented fields, errors in the r
   const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
   const r = spawnSync(
     process.execPath,
-    [main, 'tunnel', '--json', '--size', '8M', '--requests', String(REQUESTS), '--only', 'udp'],
+    [
+      main,
+      'tunnel',
+      '--json',
+      '--size',
+      '8M',
+      '--requests',
+      String(REQUESTS),
+      '--warmup',
+      '20',
+      '--only',
+      'udp',
+    ],
     { encoding: 'utf8', timeout: 60_000 },
   );
   assert.equal(r.status, 0, r.stderr);
@@ -206,6 +218,8 @@ test('pnpm bench tunnel --json: rows with the documented fields, errors in the r
   assert.ok((row.directMBps as number) > 0);
   assert.ok((row.directP50ms as number) <= (row.directP99ms as number));
   assert.equal(row.bytes, SIZE);
+  assert.equal(row.requests, REQUESTS);
+  assert.equal(row.warmup, 20);
   if (existsSync(SSHD)) {
     assert.ok((row.sshMBps as number) > 0, String(row.sshError));
     // CPU from /proc in 10 ms ticks: 8 MiB may cost only a few, so only its presence is sure.
@@ -225,4 +239,9 @@ test('pnpm bench tunnel --json: rows with the documented fields, errors in the r
   const bad = spawnSync(process.execPath, [main, 'tunnel', '--only', 'quic'], { encoding: 'utf8' });
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /unknown encapsulation "quic"/);
+  const noWarmup = spawnSync(process.execPath, [main, 'tunnel', '--warmup', '0'], {
+    encoding: 'utf8',
+  });
+  assert.equal(noWarmup.status, 2);
+  assert.match(noWarmup.stderr, /--warmup needs a positive integer/);
 });
