@@ -96,6 +96,11 @@ export interface HttpSessionsOptions {
   onExpired(s: HttpSession): void;
   /** A streaming session's client fell back to polling. */
   onFallback?(s: HttpSession): void;
+  /**
+   * The caller never changes a datagram's bytes after `queue` (each packet is a buffer of its
+   * own, as the core's are): they are kept as they are, not copied (default false: copied).
+   */
+  adoptDatagrams?: boolean;
 }
 
 /** Why `queue` refused a datagram. */
@@ -184,12 +189,12 @@ export class HttpSessions {
     return s !== undefined && s.queuedBytes > this.#o.maxQueuedBytes / 2;
   }
 
-  /** Queues a copy of a datagram for the client and wakes its down request. */
+  /** Queues a datagram (a copy unless `adoptDatagrams`) for the client; wakes its down request. */
   queue(pathId: string, datagram: Uint8Array): HttpQueueResult {
     const s = this.#byId.get(pathId);
     if (s === undefined) return 'no-session';
     if (s.queuedBytes + datagram.length > this.#o.maxQueuedBytes) return 'full';
-    s.queue.push(datagram.slice());
+    s.queue.push(this.#o.adoptDatagrams ? datagram : datagram.slice());
     s.queuedBytes += datagram.length;
     s.down?.kick();
     return 'queued';

@@ -47,6 +47,54 @@ export function encodeRecords(datagrams: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** Datagrams from this size on are not copied by `recordPieces`. */
+export const RECORD_COPY_BELOW_BYTES = 512;
+
+/**
+ * The records of `datagrams` as pieces to write in order (a gathered write): a datagram of
+ * RECORD_COPY_BELOW_BYTES or more is a piece of its own, not copied, with its Length at the end of
+ * the piece before it; smaller ones are copied together with the Lengths around them. Their
+ * concatenation is `encodeRecords(datagrams)`.
+ */
+export function recordPieces(datagrams: readonly Uint8Array[]): Uint8Array[] {
+  const pieces: Uint8Array[] = [];
+  let from = 0;
+  let small = 0;
+  const copyRun = (to: number, lengthOf: Uint8Array | undefined): void => {
+    const out = new Uint8Array(small + (lengthOf ? RECORD_HEADER_BYTES : 0));
+    let o = 0;
+    for (let i = from; i < to; i++) {
+      const d = datagrams[i]!;
+      const len = d.length + RECORD_HEADER_BYTES;
+      out[o] = len >>> 8;
+      out[o + 1] = len & 255;
+      out.set(d, o + RECORD_HEADER_BYTES);
+      o += len;
+    }
+    if (lengthOf) {
+      const len = lengthOf.length + RECORD_HEADER_BYTES;
+      out[o] = len >>> 8;
+      out[o + 1] = len & 255;
+    }
+    pieces.push(out);
+  };
+  for (let i = 0; i < datagrams.length; i++) {
+    const d = datagrams[i]!;
+    if (d.length > MAX_RECORD_DATAGRAM_BYTES)
+      throw new RangeError('datagram too long for a record');
+    if (d.length < RECORD_COPY_BELOW_BYTES) {
+      small += d.length + RECORD_HEADER_BYTES;
+      continue;
+    }
+    copyRun(i, d);
+    pieces.push(d);
+    from = i + 1;
+    small = 0;
+  }
+  if (from < datagrams.length) copyRun(datagrams.length, undefined);
+  return pieces;
+}
+
 /**
  * Streaming record parser: feed it the bytes as TCP delivers them, in chunks of any size; it calls
  * `onRecord` once per whole record (empty ones included), in order. A Length below 2 is a framing

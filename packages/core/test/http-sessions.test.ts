@@ -9,7 +9,7 @@ import { type HttpDown, HttpMode, type HttpSession, HttpSessions, seqField } fro
 
 const TOKEN = 'abcdefghijklmnop0123';
 
-function table(o: { maxQueuedBytes?: number } = {}) {
+function table(o: { maxQueuedBytes?: number; adoptDatagrams?: boolean } = {}) {
   let now = 0;
   const timers = new Map<number, { at: number; fn: () => void }>();
   let next = 0;
@@ -29,6 +29,7 @@ function table(o: { maxQueuedBytes?: number } = {}) {
     },
     onExpired: (s) => expired.push(s.id),
     onFallback: (s) => fallbacks.push(s.id),
+    ...(o.adoptDatagrams === undefined ? {} : { adoptDatagrams: o.adoptDatagrams }),
   });
   const advance = (ms: number): void => {
     now += ms;
@@ -187,4 +188,19 @@ test('close ends held requests and forgets every session', () => {
   assert.deepEqual(t.paths, []);
   assert.equal(t.holding, false);
   assert.equal(timers.size, 0, 'no timer left behind');
+});
+
+test('queue copies a datagram unless the caller adopts them (it never writes one again)', () => {
+  for (const adopt of [false, true]) {
+    const { t } = table({ adoptDatagrams: adopt });
+    const s = open(t, HttpMode.POLL);
+    const x = d(7);
+    assert.equal(t.queue(s.id, x), 'queued');
+    const [kept] = t.take(s);
+    assert.deepEqual(kept, d(7));
+    assert.equal(kept === x, adopt, adopt ? 'adopted: the same buffer' : 'a copy');
+    // Without adopting, a caller that reuses its buffer does not change what was queued.
+    x.fill(9);
+    assert.deepEqual(kept, adopt ? d(9) : d(7));
+  }
 });

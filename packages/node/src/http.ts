@@ -55,6 +55,7 @@ import {
   isSessionToken,
   MAX_RECORD_DATAGRAM_BYTES,
   RecordReader,
+  recordPieces,
   seqField,
 } from '@roamlink/core';
 import { ProxyAgent, type ProxyConfig } from './proxy.ts';
@@ -241,6 +242,9 @@ export class HttpRelayTransport {
       maxBatchBytes: o.maxPollBytes ?? DEFAULT_MAX_BATCH_BYTES,
       sessionIdleMs: o.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS,
       streamTrustMs: o.streamTrustMs ?? DEFAULT_STREAM_TRUST_MS,
+      // `send` takes packets the core built, each a buffer of its own and never written again (the
+      // TCP and UDP transports write them by reference too): no copy per datagram.
+      adoptDatagrams: true,
       // A session's timers never keep the process alive.
       timers: {
         set: (fn, ms) => setTimeout(fn, ms).unref(),
@@ -464,7 +468,16 @@ export class HttpRelayTransport {
       flushing = undefined;
       // A response already gone takes nothing: the datagrams wait for the next request.
       if (ended || res.destroyed || res.writableEnded || s.queue.length === 0) return;
-      res.write(encodeRecords(this.#sessions.take(s, Number.POSITIVE_INFINITY)));
+      // The records as pieces (recordPieces): a 60 000-byte packet is written as it is, not copied
+      // into one buffer with the others; corked, the pieces leave in one writev.
+      const pieces = recordPieces(this.#sessions.take(s, Number.POSITIVE_INFINITY));
+      if (pieces.length === 1) {
+        res.write(pieces[0]);
+        return;
+      }
+      res.cork();
+      for (const p of pieces) res.write(p);
+      res.uncork();
     };
     const down: HttpDown = {
       // Datagrams queued in the same turn of the event loop share a chunk.
