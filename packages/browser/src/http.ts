@@ -31,12 +31,14 @@
  * Content-Type. The browser's own headers (Origin, User-Agent, Sec-Fetch-*) are the browser's:
  * they are not in the view and so not compared. The page's address and port are unknown.
  */
-import type { OuterView } from '@roamlink/core';
+import type { BufferDetect, OuterView } from '@roamlink/core';
 import {
   batchCount,
+  bufferWaitMs,
   decodeRecords,
   Encapsulation,
   encodeRecords,
+  HttpStreamOrder,
   MAX_RECORD_DATAGRAM_BYTES,
   RecordReader,
   seqField,
@@ -53,11 +55,7 @@ export const MAX_BATCH_BYTES = 65_536;
 /** Bytes waiting for the next POST before `send` drops. */
 export const MAX_QUEUED_BYTES = 1 << 20;
 
-export interface BufferDetect {
-  factor: number;
-  minMs: number;
-  maxMs: number;
-}
+export type { BufferDetect };
 /**
  * The wire format's clamp(1.5 × T, 100 ms, 3 s) with a larger floor: a page cannot see when its
  * GET's connection is up (the Node client starts the clock then), so the clock starts with the
@@ -326,25 +324,16 @@ export class HttpStreamPath extends HttpPathBase {
   readonly #detect: BufferDetect;
   readonly #down = new AbortController();
   readonly #getSentAt: number;
-  #bodySeen = false;
+  readonly #order = new HttpStreamOrder();
   #timer: ReturnType<typeof setTimeout> | undefined;
-  /** The number of the next datagram this client lacks. */
-  #next = 0;
-  /** The number of the stream's next record (its `Roamlink-Seq`, then counted). */
-  #streamSeq: number | undefined;
 
   constructor(relay: RelayEndpoint, ev: PathEvents, detect: BufferDetect = DEFAULT_BUFFER_DETECT) {
     super(relay, ev, 'stream');
     this.#detect = detect;
     this.#reader.onRecord = (d) => {
       if (d.length === 0) return;
-      const seq = this.#streamSeq;
-      if (seq === undefined) {
-        this.delivered(d);
-        return;
-      }
-      this.#streamSeq = seq + 1;
-      this.#take(seq, [d]);
+      if (this.#order.fromStream()) this.delivered(d);
+      else this.stats.duplicatesDropped++;
     };
     this.abort.signal.addEventListener('abort', () => this.#down.abort(), { once: true });
     this.#getSentAt = performance.now();
@@ -357,7 +346,8 @@ export class HttpStreamPath extends HttpPathBase {
   }
 
   protected override perRequest(): Record<string, string> {
-    return this.#bodySeen ? {} : { [ACK_HEADER]: String(this.#next) };
+    const ack = this.#order.ack;
+    return ack === undefined ? {} : { [ACK_HEADER]: String(ack) };
   }
 
   protected override received(first: number | undefined, ds: readonly Uint8Array[]): void {
@@ -400,7 +390,7 @@ export class HttpStreamPath extends HttpPathBase {
       this.fail(`protocol: bad ${SEQ_HEADER}`);
       return;
     }
-    this.#streamSeq = seq;
+    this.#order.streamOpened(seq);
     if (res.body === null) {
       // This browser cannot read a response as it arrives: poll instead.
       this.#fallBack();
@@ -415,8 +405,8 @@ export class HttpStreamPath extends HttpPathBase {
           this.fail('closed: down-stream ended');
           return;
         }
-        if (!this.#bodySeen && value.length > 0) {
-          this.#bodySeen = true;
+        if (!this.#order.bodySeen && value.length > 0) {
+          this.#order.bodySeen = true;
           if (this.#timer !== undefined) clearTimeout(this.#timer);
           this.#timer = undefined;
         }
@@ -434,28 +424,20 @@ export class HttpStreamPath extends HttpPathBase {
   #take(first: number, ds: readonly Uint8Array[]): void {
     for (const [i, d] of ds.entries()) {
       if (this.done) return;
-      const seq = first + i;
-      if (seq < this.#next) {
-        this.stats.duplicatesDropped++;
-        continue;
-      }
-      // A gap (copies the relay could not keep) is a loss, which the layers above recover.
-      this.#next = seq + 1;
-      this.delivered(d);
+      if (this.#order.admit(first + i)) this.delivered(d);
+      else this.stats.duplicatesDropped++;
     }
   }
 
   /** The deadline for the stream's first body byte, given what is known now. */
   #arm(): void {
-    if (this.#bodySeen || this.fellBackAt !== undefined || this.done) return;
-    const { factor, minMs, maxMs } = this.#detect;
-    const t = this.firstAnswerMs;
-    const wait = t === undefined ? maxMs : Math.min(maxMs, Math.max(minMs, factor * t));
+    if (this.#order.bodySeen || this.fellBackAt !== undefined || this.done) return;
+    const wait = bufferWaitMs(this.#detect, this.firstAnswerMs);
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = setTimeout(
       () => {
         this.#timer = undefined;
-        if (!this.#bodySeen) this.#fallBack();
+        if (!this.#order.bodySeen) this.#fallBack();
       },
       Math.max(0, this.#getSentAt + wait - performance.now()),
     );

@@ -13,6 +13,7 @@ export * from './esp.ts';
 export * from './frames.ts';
 export * from './handshake.ts';
 export * from './http-sessions.ts';
+export * from './http-stream-order.ts';
 export * from './keylog.ts';
 export * from './mux.ts';
 export * from './mux-pump.ts';

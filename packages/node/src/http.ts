@@ -44,7 +44,10 @@ import {
 } from 'node:http';
 import type { Socket } from 'node:net';
 import {
+  type BufferDetect,
   batchCount,
+  bufferDetect,
+  bufferWaitMs,
   decodeRecords,
   EMPTY_RECORD,
   encodeRecords,
@@ -52,6 +55,7 @@ import {
   HttpMode,
   type HttpSession,
   HttpSessions,
+  HttpStreamOrder,
   isSessionToken,
   MAX_RECORD_DATAGRAM_BYTES,
   RecordReader,
@@ -591,7 +595,7 @@ export interface HttpClientOptions {
    * leaving, T the first POST's answer time (maxMs while no POST was answered); else the path
    * falls back to polling. Defaults 1.5, 100, 3000.
    */
-  bufferDetect?: { factor?: number; minMs?: number; maxMs?: number };
+  bufferDetect?: Partial<BufferDetect>;
   /**
    * Reach the relay through this HTTP proxy: each of the path's connections is a CONNECT tunnel
    * (proxy.ts), the requests inside unchanged (origin-form, Host of the relay), so a proxy can
@@ -978,35 +982,21 @@ export class HttpStreamClient extends HttpClientBase {
   /** When the path gave up on its stream and began to poll (performance.now()), if it did. */
   fellBackAt: number | undefined;
   readonly #reader = new RecordReader({ zeroCopy: true });
-  readonly #factor: number;
-  readonly #minMs: number;
-  readonly #maxMs: number;
+  readonly #detect: BufferDetect;
+  readonly #order = new HttpStreamOrder();
   #getSentAt: number | undefined;
-  #bodySeen = false;
   #timer: NodeJS.Timeout | undefined;
   #down: ClientRequest | undefined;
-  /** The number of the next datagram this client lacks. */
-  #next = 0;
-  /** The number of the stream's next record (its `Roamlink-Seq`, then counted). */
-  #streamSeq: number | undefined;
 
   constructor(o: HttpClientOptions) {
     super(o, HttpMode.STREAM);
-    this.#factor = o.bufferDetect?.factor ?? 1.5;
-    this.#minMs = o.bufferDetect?.minMs ?? 100;
-    this.#maxMs = o.bufferDetect?.maxMs ?? 3000;
+    this.#detect = bufferDetect(o.bufferDetect);
     this.#reader.onRecord = (d) => {
       // The first record (the marker) says the stream flows end to end.
       this.opened();
       if (d.length === 0) return;
-      const seq = this.#streamSeq;
-      if (seq === undefined) {
-        // A relay that does not number its datagrams sends each once.
-        this.delivered(d);
-        return;
-      }
-      this.#streamSeq = seq + 1;
-      this.#take(seq, [d]);
+      if (this.#order.fromStream()) this.delivered(d);
+      else this.stats.duplicatesDropped++;
     };
     const req = this.request(
       'GET',
@@ -1028,11 +1018,11 @@ export class HttpStreamClient extends HttpClientBase {
           this.fail(`${HttpPathError.PROTOCOL}: bad ${SEQ_HEADER}`);
           return;
         }
-        this.#streamSeq = seq;
+        this.#order.streamOpened(seq);
         res.on('data', (b: Buffer) => {
           if (this.fellBackAt !== undefined) return;
-          if (!this.#bodySeen) {
-            this.#bodySeen = true;
+          if (!this.#order.bodySeen) {
+            this.#order.bodySeen = true;
             if (this.#timer) clearTimeout(this.#timer);
             this.#timer = undefined;
           }
@@ -1069,7 +1059,8 @@ export class HttpStreamClient extends HttpClientBase {
 
   /** `Roamlink-Ack` while no byte of the stream has arrived (for good, once fallen back). */
   protected override perRequest(): Record<string, string> {
-    return this.#bodySeen ? {} : { [ACK_HEADER]: String(this.#next) };
+    const ack = this.#order.ack;
+    return ack === undefined ? {} : { [ACK_HEADER]: String(ack) };
   }
 
   protected override received(first: number | undefined, ds: readonly Uint8Array[]): void {
@@ -1081,33 +1072,28 @@ export class HttpStreamClient extends HttpClientBase {
   #take(first: number, ds: readonly Uint8Array[]): void {
     for (const [i, d] of ds.entries()) {
       if (this.isDone) return;
-      const seq = first + i;
-      if (seq < this.#next) {
-        this.stats.duplicatesDropped++;
-        continue;
-      }
-      // A gap (copies the relay could not keep) is a loss, which the protocol above recovers.
-      this.#next = seq + 1;
-      this.delivered(d);
+      if (this.#order.admit(first + i)) this.delivered(d);
+      else this.stats.duplicatesDropped++;
     }
   }
 
   /** The deadline for the first body byte, given what is known now. */
   #arm(): void {
     const start = this.#getSentAt;
-    if (start === undefined || this.#bodySeen || this.fellBackAt !== undefined || this.isDone) {
+    if (
+      start === undefined ||
+      this.#order.bodySeen ||
+      this.fellBackAt !== undefined ||
+      this.isDone
+    ) {
       return;
     }
-    const t = this.firstAnswerMs;
-    const wait =
-      t === undefined
-        ? this.#maxMs
-        : Math.min(this.#maxMs, Math.max(this.#minMs, this.#factor * t));
+    const wait = bufferWaitMs(this.#detect, this.firstAnswerMs);
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = setTimeout(
       () => {
         this.#timer = undefined;
-        if (!this.#bodySeen) this.#fallBack();
+        if (!this.#order.bodySeen) this.#fallBack();
       },
       Math.max(0, start + wait - performance.now()),
     );

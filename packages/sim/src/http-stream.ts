@@ -16,7 +16,14 @@
  *   client lacks. The path now reports HTTP polling (`info`) and calls `onInfoChange`, so that its
  *   owner can register it again as what it is.
  */
-import { Encapsulation, type PathInfo } from '@roamlink/core';
+import {
+  type BufferDetect,
+  bufferDetect,
+  bufferWaitMs,
+  Encapsulation,
+  HttpStreamOrder,
+  type PathInfo,
+} from '@roamlink/core';
 import type { Host, HttpHeaders, HttpResponder, HttpServerRequest, Timer } from '@roamlink/netsim';
 import { EMPTY_RECORD, encodeRecords, RecordReader } from './framing.ts';
 import { HttpClientConnection, type HttpTarget, httpTarget } from './http-client.ts';
@@ -51,16 +58,10 @@ export class HttpStreamClientPath extends ClientPathBase {
   readonly #reader = new RecordReader();
   readonly #target: HttpTarget;
   readonly #opts: ClientPathOptions;
-  readonly #factor: number;
-  readonly #minMs: number;
-  readonly #maxMs: number;
+  readonly #detect: BufferDetect;
+  readonly #order = new HttpStreamOrder();
   #getSentAt: number | undefined;
-  #bodySeen = false;
   #timer: Timer | undefined;
-  /** The number of the next datagram the client lacks. */
-  #next = 0;
-  /** The number of the stream's next record (its `Roamlink-Seq`, then counted). */
-  #streamSeq: number | undefined;
   #poller: HttpPoller | undefined;
   /** When the path gave up on its stream and began to poll. */
   fellBackAt: number | undefined;
@@ -71,9 +72,7 @@ export class HttpStreamClientPath extends ClientPathBase {
     const rng = opts.rng ?? defaultRng(host, id);
     this.token = hex(randomBytes(rng, 16));
     this.#opts = opts;
-    this.#factor = opts.bufferDetect?.factor ?? 1.5;
-    this.#minMs = opts.bufferDetect?.minMs ?? 100;
-    this.#maxMs = opts.bufferDetect?.maxMs ?? 3000;
+    this.#detect = bufferDetect(opts.bufferDetect);
     const target = httpTarget(host, opts);
     this.#target = target;
     this.uplink = new HttpUplink(host, target, opts, this.token, HttpMode.STREAM);
@@ -108,12 +107,12 @@ export class HttpStreamClientPath extends ClientPathBase {
         const seq = seqField(h.headers, SEQ_HEADER);
         if (seq !== undefined && Number.isNaN(seq))
           this.fail(`${PathError.PROTOCOL}: bad ${SEQ_HEADER}`);
-        else this.#streamSeq = seq;
+        else this.#order.streamOpened(seq);
       },
       onBody: (b) => {
         if (this.fellBackAt !== undefined) return;
-        if (!this.#bodySeen) {
-          this.#bodySeen = true;
+        if (!this.#order.bodySeen) {
+          this.#order.bodySeen = true;
           this.#timer?.cancel();
           this.#timer = undefined;
         }
@@ -125,14 +124,8 @@ export class HttpStreamClientPath extends ClientPathBase {
       // The first record (the marker) says the stream flows end to end.
       this.opened();
       if (d.length === 0) return;
-      const seq = this.#streamSeq;
-      if (seq === undefined) {
-        // A relay that does not number its datagrams sends each once.
-        this.delivered(d);
-        return;
-      }
-      this.#streamSeq = seq + 1;
-      this.#take(seq, [d]);
+      if (this.#order.fromStream()) this.delivered(d);
+      else this.duplicatesDropped++;
     };
   }
 
@@ -144,40 +137,31 @@ export class HttpStreamClientPath extends ClientPathBase {
 
   /** `Roamlink-Ack` while no byte of the stream has arrived (for good, once fallen back). */
   #ack(): HttpHeaders {
-    return this.#bodySeen ? [] : [[ACK_HEADER, String(this.#next)]];
+    const ack = this.#order.ack;
+    return ack === undefined ? [] : [[ACK_HEADER, String(ack)]];
   }
 
   /** Datagrams numbered from `first`: each is delivered once, whichever way it came first. */
   #take(first: number, ds: readonly Uint8Array[]): void {
     for (const [i, d] of ds.entries()) {
       if (this.isDone) return;
-      const seq = first + i;
-      if (seq < this.#next) {
-        this.duplicatesDropped++;
-        continue;
-      }
-      // A gap (copies the relay could not keep) is a loss, which the protocol above recovers.
-      this.#next = seq + 1;
-      this.delivered(d);
+      if (this.#order.admit(first + i)) this.delivered(d);
+      else this.duplicatesDropped++;
     }
   }
 
   /** The deadline for the first body byte, given what is known now. */
   #arm(): void {
     const start = this.#getSentAt;
-    if (start === undefined || this.#bodySeen || this.fellBackAt !== undefined || this.isDone)
+    if (start === undefined || this.#order.bodySeen || this.fellBackAt !== undefined || this.isDone)
       return;
-    const t = this.uplink.firstAnswerMs;
-    const wait =
-      t === undefined
-        ? this.#maxMs
-        : Math.min(this.#maxMs, Math.max(this.#minMs, this.#factor * t));
+    const wait = bufferWaitMs(this.#detect, this.uplink.firstAnswerMs);
     const at = Math.max(this.host.now, start + wait);
     if (this.#timer !== undefined && this.#timer.at <= at) return;
     this.#timer?.cancel();
     this.#timer = this.host.net.at(at, () => {
       this.#timer = undefined;
-      if (!this.#bodySeen) this.#fallBack();
+      if (!this.#order.bodySeen) this.#fallBack();
     });
   }
 
