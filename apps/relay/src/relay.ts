@@ -153,6 +153,13 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
   const tunnels = new Map<string, PeerTunnel>();
   /** Each tunnel by the path its stream layer last moved to (PeerTunnel.lastPath). */
   const tunnelOnPath = new Map<string, PeerTunnel>();
+  /** Moves a tunnel's `lastPath`, and its entry in tunnelOnPath (undefined: it goes). */
+  const setLastPath = (t: PeerTunnel, p: string | undefined): void => {
+    if (t.lastPath !== undefined && tunnelOnPath.get(t.lastPath) === t)
+      tunnelOnPath.delete(t.lastPath);
+    t.lastPath = p;
+    if (p !== undefined) tunnelOnPath.set(p, t);
+  };
   let udp: UdpTransport | undefined;
   let udpBind: UdpEndpoint | undefined;
   let closing = false;
@@ -223,10 +230,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       const p = t?.peer.path;
       if (!t || p === undefined || p === t.lastPath) continue;
       const first = t.lastPath === undefined;
-      if (t.lastPath !== undefined && tunnelOnPath.get(t.lastPath) === t)
-        tunnelOnPath.delete(t.lastPath);
-      t.lastPath = p;
-      tunnelOnPath.set(p, t);
+      setLastPath(t, p);
       const enc = t.peer.paths.get(p)?.info?.encapsulation;
       // On UDP each direction finds its own path MTU (RFC 8899).
       t.host.mux.usePath({
@@ -301,8 +305,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       cwnd: m.cwnd,
     });
     t.host.close();
-    if (t.lastPath !== undefined && tunnelOnPath.get(t.lastPath) === t)
-      tunnelOnPath.delete(t.lastPath);
+    setLastPath(t, undefined);
     for (const s of t.flows.values()) s.close();
     t.flows.clear();
     tunnels.delete(t.peer.id);
