@@ -33,6 +33,7 @@
  */
 import type { BufferDetect, OuterView } from '@roamlink/core';
 import {
+  BUFFER_DETECT,
   batchCount,
   bufferWaitMs,
   decodeRecords,
@@ -63,7 +64,7 @@ export type { BufferDetect };
  * tens of milliseconds more to either request. Waiting longer costs nothing while the stream is
  * silent (POST answers carry what the relay streamed); a wrong fallback would poll for good.
  */
-export const DEFAULT_BUFFER_DETECT: BufferDetect = { factor: 1.5, minMs: 1000, maxMs: 3000 };
+export const DEFAULT_BUFFER_DETECT: BufferDetect = { ...BUFFER_DETECT, minMs: 1000 };
 
 export interface HttpPathStats {
   posts: number;

@@ -474,17 +474,12 @@ export class HttpRelayTransport {
       if (ended || res.destroyed || res.writableEnded || s.queue.length === 0) return;
       // The records as pieces (recordPieces): a 60 000-byte packet is written as it is, not copied
       // into one buffer with the others; corked, the pieces leave in one writev.
-      const pieces = recordPieces(this.#sessions.take(s, Number.POSITIVE_INFINITY));
-      if (pieces.length === 1) {
-        res.write(pieces[0]);
-        return;
-      }
       res.cork();
-      for (const p of pieces) res.write(p);
+      for (const p of recordPieces(this.#sessions.take(s, Number.POSITIVE_INFINITY))) res.write(p);
       res.uncork();
     };
     const down: HttpDown = {
-      // Datagrams queued in the same turn of the event loop share a chunk.
+      // Datagrams queued in the same turn of the event loop leave in one write.
       kick: () => {
         flushing ??= setImmediate(flush);
       },
