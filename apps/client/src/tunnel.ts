@@ -30,6 +30,7 @@ import {
   Mux,
   NextHeader,
   StreamError,
+  streamPathPayload,
   VERDICT_NAMES,
 } from '@roamlink/core';
 import type { TunnelDatagrams, TunnelDialer, UdpEndpoint } from '@roamlink/node';
@@ -49,6 +50,7 @@ import {
   UDP_PAYLOAD_CEILING,
   UdpTransport,
   WebSocketTransport,
+  WS_MAX_PAYLOAD,
   WS_PATH,
   WsCloseCode,
 } from '@roamlink/node';
@@ -152,6 +154,7 @@ export class TunnelClient {
   readonly #timers = new Set<NodeJS.Timeout>();
   #lastPath: string | undefined;
   #lastEnc: Encapsulation | undefined;
+  #lastPayload: number | undefined;
   #closed = false;
   handovers = 0;
   moves = 0;
@@ -372,17 +375,35 @@ export class TunnelClient {
     // Fitted once the relay has named the encapsulation (the first RREP): the path the handshake
     // went out on is often the one that wins, so the path alone does not show the change.
     if (p === undefined || enc === undefined) return;
-    if (p === this.#lastPath && enc === this.#lastEnc) return;
+    const datagram = enc === Encapsulation.UDP;
+    // On a stream path, packets as large as both ends take: ours as announced in the RREQ, the
+    // relay's from its RREP (docs/PROTOCOL.md §6.4).
+    const payload = datagram
+      ? undefined
+      : streamPathPayload(
+          this.#candidates.find((c) => c.path === p)?.info.maxDatagram,
+          this.session.peerMaxDatagram,
+        );
+    if (p === this.#lastPath && enc === this.#lastEnc) {
+      if (payload !== undefined && payload !== this.#lastPayload) {
+        this.#lastPayload = payload;
+        this.host.mux.setMaxPayload(payload);
+        this.host.pump();
+      }
+      return;
+    }
     const moved = this.#lastPath !== undefined && p !== this.#lastPath;
     this.#lastPath = p;
     this.#lastEnc = enc;
+    this.#lastPayload = payload;
     // On UDP the path's real MTU is looked for (RFC 8899): loopback and jumbo-frame LANs carry
     // far more than the 1360 bytes every path takes, and per-packet cost is what limits speed.
     this.host.mux.usePath({
-      datagram: enc === Encapsulation.UDP,
+      datagram,
       changed: moved,
       now: this.driver.now(),
       datagramCeiling: UDP_PAYLOAD_CEILING,
+      ...(payload !== undefined ? { streamPayload: payload } : {}),
     });
     if (moved) {
       this.handovers++;
@@ -545,6 +566,7 @@ export class TunnelClient {
           path,
           info: {
             encapsulation: Encapsulation.WEBSOCKET,
+            maxDatagram: WS_MAX_PAYLOAD,
             view: {
               srcAddr: v.local.address,
               srcPort: v.local.port,

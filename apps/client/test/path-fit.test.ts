@@ -10,7 +10,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { type AddressInfo, createServer } from 'node:net';
 import { test } from 'node:test';
-import { DATAGRAM_PATH_PAYLOAD, generateKeypair, nobleProvider, Suite } from '@roamlink/core';
+import {
+  DATAGRAM_PATH_PAYLOAD,
+  generateKeypair,
+  nobleProvider,
+  STREAM_PATH_PAYLOAD,
+  Suite,
+} from '@roamlink/core';
 import { nodeRandom } from '@roamlink/node';
 import { startRelay } from '../../relay/src/relay.ts';
 import { TunnelClient } from '../src/tunnel.ts';
@@ -80,5 +86,78 @@ test('a TCP-only client fits its stream layer to TCP: unpaced, stream-sized pack
     await client.close();
     await relay.close(0);
     sink.close();
+  }
+});
+
+test('two Node ends over WebSocket: packets of up to 1 MiB both ways, 8 MiB echoed intact', async () => {
+  // A TCP echo server: what goes up comes down.
+  const echo = createServer((s) => {
+    s.pipe(s);
+    s.on('error', () => {});
+  });
+  echo.listen(0, '127.0.0.1');
+  await once(echo, 'listening');
+  const echoPort = (echo.address() as AddressInfo).port;
+  const relayKeys = generateKeypair(nodeRandom);
+  const relay = await startRelay({
+    keypair: relayKeys,
+    provider: nobleProvider,
+    suites: [Suite.CHACHA20_POLY1305],
+    http: { address: '127.0.0.1', port: 0 },
+    authorize: () => ({ allowed: true }),
+    egress: async () => ({ address: '127.0.0.1' }),
+    log: () => {},
+  });
+  const client = await TunnelClient.start({
+    relay: relay.http!,
+    relayHttp: relay.http!,
+    relayKey: relayKeys.publicKey,
+    keypair: generateKeypair(nodeRandom),
+    provider: nobleProvider,
+    suites: [Suite.CHACHA20_POLY1305],
+    enabled: { udp: false, tcp: false, ws: true, http: false },
+    proxy: false,
+  });
+  try {
+    const stream = await client.dialer.connect({ host: '127.0.0.1', port: echoPort });
+    const data = randomBytes(8 * 1024 * 1024);
+    const back: Buffer[] = [];
+    let got = 0;
+    const done = new Promise<void>((resolve, reject) => {
+      stream.on('data', (d: Buffer) => {
+        back.push(d);
+        got += d.length;
+        if (got >= data.length) resolve();
+      });
+      stream.on('error', reject);
+    });
+    const up0 = client.host.mux.stats;
+    const down0 = relay.tunnels()[0]!.stats;
+    stream.write(data);
+    await done;
+    const up1 = client.host.mux.stats;
+    const down1 = relay.tunnels()[0]!.stats;
+    stream.destroy();
+    assert.equal(client.status().encapsulation, 'websocket');
+    assert.equal(
+      createHash('sha256').update(Buffer.concat(back)).digest('hex'),
+      createHash('sha256').update(data).digest('hex'),
+    );
+    // Each side's data packets: ~1 MiB each; at 60 000 bytes there would be > 140 of them.
+    for (const [who, a, b] of [
+      ['client → relay', up0, up1],
+      ['relay → client', down0, down1],
+    ] as const) {
+      const packets = b.packetsSent - a.packetsSent;
+      const bytes = b.bytesSent - a.bytesSent;
+      assert.ok(
+        bytes / packets > 2 * STREAM_PATH_PAYLOAD,
+        `${who}: ${packets} packets for ${bytes} bytes: ${Math.round(bytes / packets)} each`,
+      );
+    }
+  } finally {
+    await client.close();
+    await relay.close(0);
+    echo.close();
   }
 });

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { nobleProvider, Suite } from '@roamlink/core';
+import { nobleProvider, STREAM_PATH_PAYLOAD, Suite } from '@roamlink/core';
 import type { Miniflare } from 'miniflare';
 import { TunnelClient } from '../../client/src/tunnel.ts';
 import {
@@ -65,6 +65,8 @@ async function session(http: 'race' | 'alone'): Promise<void> {
     const s = await t.dialer.connect({ host: '127.0.0.1', port: echo.port });
     const back = await echoThrough(s, data, 20_000);
     assert.equal(sha256(back), sha256(data), 'every byte back, in order');
+    // The Workers relay announces no MAX_DATAGRAM: the client's packets stay within 64 KiB.
+    assert.equal(t.host.mux.maxPayload, STREAM_PATH_PAYLOAD);
     s.destroy();
     assert.equal(
       t.status().encapsulation,

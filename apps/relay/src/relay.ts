@@ -44,6 +44,7 @@ import {
   NextHeader,
   RelaySessions,
   StreamError,
+  streamPathPayload,
   toHex,
 } from '@roamlink/core';
 import type { UdpEndpoint, WsPathView } from '@roamlink/node';
@@ -63,6 +64,7 @@ import {
   UDP_PAYLOAD_CEILING,
   UdpTransport,
   WebSocketTransport,
+  WS_MAX_PAYLOAD,
   WsCloseCode,
 } from '@roamlink/node';
 import { createRelayApp, type RelayAppDeps } from './app.ts';
@@ -115,6 +117,8 @@ interface PeerTunnel {
   peer: RelayPeer<string>;
   host: MuxHost;
   lastPath: string | undefined;
+  /** The stream layer's payload on `lastPath` (a stream path's grows once its RREQ is in). */
+  payload: number | undefined;
   flows: Map<number, UdpSocket>;
   /** The peer's session this stream layer belongs to (RelayPeer.generation). */
   generation: number;
@@ -228,16 +232,32 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
     for (const id of pathsToCheck) {
       const t = tunnels.get(id);
       const p = t?.peer.path;
-      if (!t || p === undefined || p === t.lastPath) continue;
+      if (!t || p === undefined) continue;
+      const ps = t.peer.paths.get(p);
+      const enc = ps?.info?.encapsulation;
+      const datagram = enc === Encapsulation.UDP || enc === undefined;
+      // On a stream path, packets as large as both ends take (the client's RREQ says its side).
+      const payload = datagram
+        ? undefined
+        : streamPathPayload(ps?.info?.maxDatagram, ps?.rreq?.maxDatagram);
+      if (p === t.lastPath) {
+        if (payload !== undefined && payload !== t.payload) {
+          t.payload = payload;
+          t.host.mux.setMaxPayload(payload);
+          t.host.pump();
+        }
+        continue;
+      }
       const first = t.lastPath === undefined;
       setLastPath(t, p);
-      const enc = t.peer.paths.get(p)?.info?.encapsulation;
+      t.payload = payload;
       // On UDP each direction finds its own path MTU (RFC 8899).
       t.host.mux.usePath({
-        datagram: enc === Encapsulation.UDP || enc === undefined,
+        datagram,
         changed: !first,
         now: driver.now(),
         datagramCeiling: UDP_PAYLOAD_CEILING,
+        ...(payload !== undefined ? { streamPayload: payload } : {}),
       });
       t.host.pump();
     }
@@ -274,7 +294,14 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       onEvent: (e) => muxEvent(t!, e),
       onDatagram: (flow, target, data) => datagramOut(t!, flow, target, data),
     });
-    t = { peer, host, lastPath: undefined, flows: new Map(), generation: peer.generation };
+    t = {
+      peer,
+      host,
+      lastPath: undefined,
+      payload: undefined,
+      flows: new Map(),
+      generation: peer.generation,
+    };
     tunnels.set(id, t);
     return t;
   };
@@ -490,7 +517,11 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       deliver(
         data,
         path,
-        infoOf(v, () => ({ encapsulation: Encapsulation.WEBSOCKET, view: requestView(v) })),
+        infoOf(v, () => ({
+          encapsulation: Encapsulation.WEBSOCKET,
+          view: requestView(v),
+          maxDatagram: WS_MAX_PAYLOAD,
+        })),
       );
     },
     onPathClose: (path, reason) => o.log('debug', 'ws-closed', { path, reason }),

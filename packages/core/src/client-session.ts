@@ -153,6 +153,11 @@ export class ClientSession<P> {
   verdict: Verdict | undefined;
   /** NAT keepalive interval the relay asked for on the chosen path; 0 = none. */
   keepaliveMs = 0;
+  /**
+   * The largest datagram the relay takes on the chosen path, from its RREP; undefined: it
+   * announced none (DEFAULT_MAX_DATAGRAM on stream paths).
+   */
+  peerMaxDatagram: number | undefined;
   /** Smoothed RTT estimate (ms) from handshakes, RREPs and path challenges. */
   srtt: number | undefined;
   readonly #o: ClientSessionOptions;
@@ -519,6 +524,7 @@ export class ClientSession<P> {
         timestamp: now,
         encapsulations: [...prefs],
         view: fitOuterView(c.info.view, VIEW_BUDGET),
+        ...(c.info.maxDatagram !== undefined ? { maxDatagram: c.info.maxDatagram } : {}),
       });
       const pkt = cur.tx.seal(frame, NextHeader.ROAMLINK);
       this.#out.transmit(c.path, pkt);
@@ -774,6 +780,7 @@ export class ClientSession<P> {
     }
     this.verdict = used;
     this.keepaliveMs = rrep.keepaliveMs;
+    this.peerMaxDatagram = rrep.maxDatagram;
     if (
       !this.#bindingWanted &&
       rrep.keepaliveMs > 0 &&
@@ -865,6 +872,7 @@ export class ClientSession<P> {
             candidates: this.#candidates.map((c) => ({
               encapsulation: c.info.encapsulation,
               view: fitOuterView(c.info.view, VIEW_BUDGET),
+              ...(c.info.maxDatagram !== undefined ? { maxDatagram: c.info.maxDatagram } : {}),
             })),
           }
         : {}),

@@ -24,6 +24,15 @@ export const ESP_MIN_SPI = 256;
 /** RFC 3948 §2.2: a 4-byte zero "non-ESP marker" precedes anything that is not ESP. */
 export const NON_ESP_MARKER_BYTES = 4;
 
+/**
+ * What a side that announces no MAX_DATAGRAM (docs/PROTOCOL.md §6.4) takes per datagram on a path
+ * over TCP, WebSocket or HTTP: 65 535, the most a 16-bit Length holds (RFC 8229 §3 frames ESP in
+ * TCP with one; the HTTP records use the same field).
+ */
+export const DEFAULT_MAX_DATAGRAM = 65_535;
+/** The smallest MAX_DATAGRAM one may announce: IPv6's minimum MTU (RFC 8200 §5). */
+export const MIN_MAX_DATAGRAM = 1_280;
+
 /** IANA protocol numbers for the ESP Next Header field. */
 export const NextHeader = {
   IPV4: 4,

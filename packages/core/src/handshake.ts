@@ -27,7 +27,7 @@ import { ErrorCode, RoamlinkError } from './errors.ts';
 import type { Keypair, RandomBytes } from './noise.ts';
 import { NoiseIK } from './noise.ts';
 import type { OuterView } from './path.ts';
-import { decodeOuterView, encodeOuterView } from './registration-frames.ts';
+import { decodeViewWithParams, encodeViewWithParams } from './registration-frames.ts';
 import { TAI64N_BYTES } from './tai64n.ts';
 
 export const PROTOCOL_VERSION = 1;
@@ -92,6 +92,8 @@ export interface SmallSaOffer {
 export interface CandidateView {
   encapsulation: Encapsulation;
   view: OuterView;
+  /** The largest datagram the client takes on this path (path parameter, as in RREQ). */
+  maxDatagram?: number;
 }
 
 /** Extension types in message 1's payload. */
@@ -207,7 +209,7 @@ export function encodeInitPayload(p: InitPayload): Uint8Array {
   if (p.candidates && p.candidates.length > 0) {
     if (p.candidates.length > 255)
       throw new RoamlinkError(ErrorCode.INVALID_ARGUMENT, 'too many candidates');
-    const views = p.candidates.map((c) => encodeOuterView(c.view));
+    const views = p.candidates.map((c) => encodeViewWithParams(c.view, c.maxDatagram));
     const v = new Uint8Array(1 + views.reduce((n, x) => n + 3 + x.length, 0));
     v[0] = p.candidates.length;
     let o = 1;
@@ -284,8 +286,8 @@ function decodeInitExtensions(b: Uint8Array, o: number, into: InitPayload): void
         const enc = v[q]!;
         const vlen = readU16(v, q + 1);
         if (q + 3 + vlen > v.length) throw malformed('truncated candidate view');
-        const view = decodeOuterView(v.subarray(q + 3, q + 3 + vlen));
-        if (isEncapsulation(enc)) candidates.push({ encapsulation: enc, view });
+        const cv = decodeViewWithParams(v.subarray(q + 3, q + 3 + vlen));
+        if (isEncapsulation(enc)) candidates.push({ encapsulation: enc, ...cv });
         q += 3 + vlen;
       }
       if (q !== v.length) throw malformed('candidate list length mismatch');

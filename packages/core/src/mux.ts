@@ -25,6 +25,7 @@
  */
 import { RangeSet } from './ack-ranges.ts';
 import { initialWindow, Pacer } from './congestion.ts';
+import { DEFAULT_MAX_DATAGRAM, MIN_MAX_DATAGRAM } from './constants.ts';
 import { ErrorCode, RoamlinkError } from './errors.ts';
 import type { RecoveryHooks, SentPacket } from './recovery.ts';
 import { Recovery } from './recovery.ts';
@@ -72,9 +73,19 @@ const ACK_DECIMATE_AFTER = 100;
 const ACK_THRESHOLD_STREAM = 8;
 /** The longest a receiver holds an ACK for an ack-eliciting packet (max_ack_delay). */
 export const MUX_MAX_ACK_DELAY_MS = 25;
-/** Smallest and largest `maxPayload`. */
+/**
+ * Smallest and largest `maxPayload`. The largest is for stream paths whose two ends take datagrams
+ * beyond 64 KiB (`streamPathPayload`): per-packet work (a cipher call, a socket write, a delivery
+ * to the application, the bookkeeping) is paid per megabyte instead of per 60 KB.
+ */
 export const MUX_MIN_PAYLOAD = 1200;
-export const MUX_MAX_PAYLOAD = 65_535;
+export const MUX_MAX_PAYLOAD = 1 << 20;
+/** A packet above STREAM_PATH_PAYLOAD carries at most this long of the path's delivery rate. */
+const JUMBO_MS = 2;
+/** The RTT the delivery rate estimate divides by at least (loopback RTTs are well under 1 ms). */
+const MIN_RATE_RTT_MS = 0.25;
+/** What ESP adds around a payload at most (RFC 4303 §2: 8 + 8 IV + 3 padding + 2 + 16 ICV), rounded up. */
+const ESP_MAX_OVERHEAD = 64;
 
 // --- Implementation constants -------------------------------------------------------------------
 
@@ -242,6 +253,24 @@ const K_DATAGRAM = 9;
 export const DATAGRAM_PATH_PAYLOAD = 1360;
 /** Payload on a path over TCP: one record of RFC 8229 framing holds up to 65 533 bytes. */
 export const STREAM_PATH_PAYLOAD = 60_000;
+
+/**
+ * The payload on a stream path (TCP, WebSocket, HTTP) whose ends take at most `ownMax` and
+ * `peerMax` bytes per datagram (absent: DEFAULT_MAX_DATAGRAM, what every peer takes; see the
+ * path parameter MAX_DATAGRAM, docs/PROTOCOL.md §6.4). Up to 64 KiB it is STREAM_PATH_PAYLOAD;
+ * beyond, the datagram limit less ESP's overhead, up to MUX_MAX_PAYLOAD.
+ */
+export function streamPathPayload(ownMax?: number, peerMax?: number): number {
+  const d = Math.min(ownMax ?? DEFAULT_MAX_DATAGRAM, peerMax ?? DEFAULT_MAX_DATAGRAM);
+  if (!Number.isSafeInteger(d) || d < MIN_MAX_DATAGRAM) {
+    throw new RoamlinkError(
+      ErrorCode.INVALID_ARGUMENT,
+      `max datagram: at least ${MIN_MAX_DATAGRAM}`,
+    );
+  }
+  if (d <= DEFAULT_MAX_DATAGRAM) return Math.min(STREAM_PATH_PAYLOAD, d - ESP_MAX_OVERHEAD);
+  return Math.min(MUX_MAX_PAYLOAD, d - ESP_MAX_OVERHEAD);
+}
 /** The largest payload a datagram path is probed for: an IPv4 UDP datagram's limit, less ESP. */
 export const DATAGRAM_PATH_CEILING = 65_000;
 /** A path-MTU probe: PING and PADDING to the size under test (`a`). */
@@ -582,7 +611,7 @@ export class Mux {
           : 0;
         rec.cc.pacingLimited = wait > 0;
         if (wait > 0) this.#pacerWake = now + wait;
-        else room = Math.floor(Math.min(this.#maxPayload, avail)) - header - ackLen;
+        else room = Math.floor(Math.min(this.#packetCap(rec), avail)) - header - ackLen;
       }
     } else {
       rec.cc.pacingLimited = false; // application-limited
@@ -694,7 +723,7 @@ export class Mux {
     }
   }
 
-  /** The path's payload size changed (~1350 on UDP, up to 65 000 on stream transports). */
+  /** The path's payload size changed (~1350 on UDP, 60 000 or up to 1 MiB on stream transports). */
   setMaxPayload(bytes: number): void {
     this.#maxPayload = this.#checkPayload(bytes);
     this.#rec.cc.setMaxDatagramSize(bytes);
@@ -705,11 +734,20 @@ export class Mux {
    * The session is on a new path (or its first): fits the stream layer to its kind. Over UDP
    * (`datagram`) packets start at DATAGRAM_PATH_PAYLOAD, are paced, and the path's MTU is searched
    * up to `datagramCeiling` (RFC 8899); over TCP, WebSocket or HTTP they carry
-   * STREAM_PATH_PAYLOAD bytes, unpaced (the kernel's TCP paces those). `changed`: not the first
-   * path, so what was in flight goes again at once (`pathChanged`, RFC 9000 §9.4).
+   * `streamPayload` bytes (default STREAM_PATH_PAYLOAD; see `streamPathPayload`), unpaced (the
+   * kernel's TCP paces those). `changed`: not the first path, so what was in flight goes again at
+   * once (`pathChanged`, RFC 9000 §9.4).
    */
-  usePath(o: { datagram: boolean; changed: boolean; now: number; datagramCeiling?: number }): void {
-    this.setMaxPayload(o.datagram ? DATAGRAM_PATH_PAYLOAD : STREAM_PATH_PAYLOAD);
+  usePath(o: {
+    datagram: boolean;
+    changed: boolean;
+    now: number;
+    datagramCeiling?: number;
+    streamPayload?: number;
+  }): void {
+    this.setMaxPayload(
+      o.datagram ? DATAGRAM_PATH_PAYLOAD : (o.streamPayload ?? STREAM_PATH_PAYLOAD),
+    );
     if (o.changed) this.pathChanged(o.now, 'path-changed');
     this.setPacing(o.datagram);
     if (o.datagram) this.probeMaxPayload(o.datagramCeiling ?? DATAGRAM_PATH_CEILING);
@@ -721,6 +759,11 @@ export class Mux {
    */
   get idle(): boolean {
     return this.#rec.cc.bytesInFlight === 0;
+  }
+
+  /** The largest packet payload on the current path (`setMaxPayload`, `usePath`, PMTU search). */
+  get maxPayload(): number {
+    return this.#maxPayload;
   }
 
   /** Whether packets are paced: on datagram paths, off on paths over TCP (`usePath`). */
@@ -1643,6 +1686,29 @@ export class Mux {
       }
       this.#ctrlStreams.delete(s);
     }
+  }
+
+  /**
+   * The payload of the next packet at most. Up to STREAM_PATH_PAYLOAD it is `maxPayload`. A larger
+   * `maxPayload` (a stream path whose ends take up to 1 MiB, `streamPathPayload`) is only used as
+   * far as the path moves it in JUMBO_MS: the delivery rate is estimated as bytes in flight over
+   * the smoothed RTT (Little's law; on a path over TCP the RTT includes its queue). So a fast path
+   * gets packets of up to 1 MiB, and a slow one keeps 60 000-byte packets, and with them the
+   * granularity at which another stream's data can go between a bulk transfer's packets.
+   */
+  #packetCap(rec: Recovery<Item[]>): number {
+    const max = this.#maxPayload;
+    if (max <= STREAM_PATH_PAYLOAD || this.#pacing) return max;
+    // A queued datagram bigger than the cap goes in a packet of its own size.
+    const d = this.#dgrams[0];
+    if (
+      d &&
+      datagramFrameLength(d.target, d.flow, d.data.length) + MAX_PACKET_HEADER > STREAM_PATH_PAYLOAD
+    ) {
+      return max;
+    }
+    const rate = rec.cc.bytesInFlight / Math.max(rec.rtt.smoothed, MIN_RATE_RTT_MS);
+    return Math.max(STREAM_PATH_PAYLOAD, Math.min(max, Math.floor(rate * JUMBO_MS)));
   }
 
   #planDatagrams(): void {

@@ -28,6 +28,12 @@ export interface OuterView {
 export interface PathInfo {
   encapsulation: Encapsulation;
   view: OuterView;
+  /**
+   * The largest datagram this side's transport takes on the path, announced to the peer in RREQ
+   * or RREP (docs/PROTOCOL.md §6.4). Absent: the encapsulation's default (DEFAULT_MAX_DATAGRAM on
+   * TCP, WebSocket and HTTP), which every peer takes.
+   */
+  maxDatagram?: number;
 }
 
 /**

@@ -17,8 +17,10 @@
  *   after it arrived, so an answer proves that the NAT kept an idle binding that long.
  *
  * Layout: fixed fields first, then lists (u8 count, one byte per code), then the outer view as
- * TLVs (u8 tag, u16 length, value) up to the end of the frame. Unknown TLV tags and unknown
- * encapsulation codes in lists are skipped so that later revisions can add to them.
+ * TLVs (u8 tag, u16 length, value) up to the end of the frame. RREQ and RREP may add a path
+ * parameter among those TLVs (tag 16, the largest datagram the sender takes on the path), which is
+ * not part of the view. Unknown TLV tags and unknown encapsulation codes in lists are skipped so
+ * that later revisions can add to them.
  *
  * Decoders read hostile input (authenticated, but from a peer that may be buggy or compromised):
  * on anything they cannot accept they throw `RoamlinkError` with `ROAMLINK_ERR_MALFORMED`, and
@@ -36,6 +38,7 @@ import {
   writeU32,
   writeU64,
 } from './bytes.ts';
+import { MIN_MAX_DATAGRAM } from './constants.ts';
 import { type Encapsulation, isEncapsulation } from './encapsulation.ts';
 import { ErrorCode, RoamlinkError } from './errors.ts';
 import { type OuterView, Verdict } from './path.ts';
@@ -86,6 +89,15 @@ export const OuterViewTag = {
   HEADER: 7,
 } as const;
 
+/**
+ * TLV tags of path parameters: among the view's TLVs in RREQ and RREP, but not part of the view
+ * (no verdict compares them). A decoder that predates one skips it as an unknown view tag.
+ */
+export const PathParamTag = {
+  /** u32: the largest datagram the sender takes on this path (docs/PROTOCOL.md §6.4). */
+  MAX_DATAGRAM: 16,
+} as const;
+
 export interface Rreq {
   /** u32, > 0; only grows from one registration to the next. */
   round: number;
@@ -99,6 +111,11 @@ export interface Rreq {
   encapsulations: Encapsulation[];
   /** The client's own copy of the outer header fields it sent on this path. */
   view: OuterView;
+  /**
+   * The largest datagram the client takes on this path (u32, at least MIN_MAX_DATAGRAM); absent:
+   * DEFAULT_MAX_DATAGRAM on stream paths. Sent as path parameter tag 16.
+   */
+  maxDatagram?: number;
 }
 
 export interface Rrep {
@@ -122,6 +139,8 @@ export interface Rrep {
   encapsulations: Encapsulation[];
   /** What the relay saw on this path. */
   observed: OuterView;
+  /** The largest datagram the relay takes on this path, as in Rreq. */
+  maxDatagram?: number;
 }
 
 /** PATH_CHALLENGE (0x12) or PATH_RESPONSE (0x13): 8 bytes. */
@@ -321,8 +340,13 @@ export function encodeOuterView(v: OuterView): Uint8Array {
   return out;
 }
 
-/** Decodes TLVs from `o` to the end of `b`. */
-function readView(b: Uint8Array, o: number): OuterView {
+/** Path parameters read among the view's TLVs (RREQ, RREP). */
+interface PathParams {
+  maxDatagram?: number;
+}
+
+/** Decodes TLVs from `o` to the end of `b`; path parameters go to `params` when given. */
+function readView(b: Uint8Array, o: number, params?: PathParams): OuterView {
   const v: OuterView = {};
   const headers: [string, string][] = [];
   const seen = new Set<number>();
@@ -372,6 +396,16 @@ function readView(b: Uint8Array, o: number): OuterView {
         headers.push([lowerAscii(name), readString(value.subarray(2 + nameLen))]);
         break;
       }
+      case PathParamTag.MAX_DATAGRAM:
+        // Not part of a view: a bare view (decodeOuterView) skips it like any unknown tag.
+        if (!params) break;
+        if (params.maxDatagram !== undefined) throw malformed('maxDatagram repeated');
+        if (len !== 4) throw malformed('maxDatagram TLV must be 4 bytes');
+        params.maxDatagram = readU32(value, 0);
+        if (params.maxDatagram < MIN_MAX_DATAGRAM) {
+          throw malformed(`maxDatagram below ${MIN_MAX_DATAGRAM}`);
+        }
+        break;
       default:
         // Unknown tag: skipped, so that later revisions can describe more of the path.
         break;
@@ -388,11 +422,40 @@ export function decodeOuterView(b: Uint8Array): OuterView {
   });
 }
 
+/** The path parameter TLVs of `maxDatagram`, or nothing when it is absent. */
+function encodeParams(maxDatagram: number | undefined): Uint8Array {
+  if (maxDatagram === undefined) return new Uint8Array(0);
+  if (!isU32(maxDatagram) || maxDatagram < MIN_MAX_DATAGRAM) {
+    throw invalid(`maxDatagram: must be a u32 of at least ${MIN_MAX_DATAGRAM}`);
+  }
+  const v = new Uint8Array(4);
+  writeU32(v, 0, maxDatagram);
+  return tlv(PathParamTag.MAX_DATAGRAM, v);
+}
+
+/**
+ * An outer view followed by the path parameter TLVs (the candidates of handshake message 1 carry
+ * them, as RREQ does). A decoder that predates the parameters reads the view alone.
+ */
+export function encodeViewWithParams(v: OuterView, maxDatagram?: number): Uint8Array {
+  return concatBytes(encodeOuterView(v), encodeParams(maxDatagram));
+}
+
+/** Decodes what `encodeViewWithParams` wrote. */
+export function decodeViewWithParams(b: Uint8Array): { view: OuterView; maxDatagram?: number } {
+  return decoding('view', () => {
+    checkInput(b, 'view');
+    const params: PathParams = {};
+    const view = readView(b, 0, params);
+    return { view, ...params };
+  });
+}
+
 // --- RREQ ---------------------------------------------------------------------------------------
 
 /**
  * RREQ (0x10): u8 type | u8 encapsulation | u32 round | 8 nonce | u64 timestamp |
- * u8 n, n encapsulation codes | view TLVs to the end.
+ * u8 n, n encapsulation codes | view TLVs to the end, then the path parameter TLVs.
  */
 export function encodeRreq(r: Rreq): Uint8Array {
   checkEncapsulation(r.encapsulation, 'encapsulation');
@@ -402,7 +465,7 @@ export function encodeRreq(r: Rreq): Uint8Array {
     throw invalid('timestamp: must be a non-negative safe integer');
   }
   const list = encodeList(r.encapsulations, 'encapsulations');
-  const view = encodeOuterView(r.view);
+  const view = encodeViewWithParams(r.view, r.maxDatagram);
   const len = RREQ_FIXED + list.length + view.length;
   checkLength(len, 'RREQ');
   const out = new Uint8Array(len);
@@ -427,8 +490,9 @@ export function decodeRreq(b: Uint8Array): Rreq {
     const nonce = b.slice(6, 14);
     const timestamp = readU64(b, 14);
     const [encapsulations, o] = decodeList(b, RREQ_FIXED);
-    const view = readView(b, o);
-    return { round, nonce, encapsulation, timestamp, encapsulations, view };
+    const params: PathParams = {};
+    const view = readView(b, o, params);
+    return { round, nonce, encapsulation, timestamp, encapsulations, view, ...params };
   });
 }
 
@@ -437,7 +501,7 @@ export function decodeRreq(b: Uint8Array): Rreq {
 /**
  * RREP (0x11): u8 type | u8 encapsulation | u8 verdict | u8 decision | u8 flags (bit 0: chosen) |
  * u8 chosen encapsulation | u32 round | 8 nonce | u32 keepalive ms |
- * u8 n, n encapsulation codes | observed view TLVs to the end.
+ * u8 n, n encapsulation codes | observed view TLVs to the end, then the path parameter TLVs.
  */
 export function encodeRrep(r: Rrep): Uint8Array {
   checkEncapsulation(r.encapsulation, 'encapsulation');
@@ -454,7 +518,7 @@ export function encodeRrep(r: Rrep): Uint8Array {
   checkNonce(r.nonce, 'nonce');
   if (!isU32(r.keepaliveMs)) throw invalid('keepaliveMs: must be a u32');
   const list = encodeList(r.encapsulations, 'encapsulations');
-  const view = encodeOuterView(r.observed);
+  const view = encodeViewWithParams(r.observed, r.maxDatagram);
   const len = RREP_FIXED + list.length + view.length;
   checkLength(len, 'RREP');
   const out = new Uint8Array(len);
@@ -494,7 +558,8 @@ export function decodeRrep(b: Uint8Array): Rrep {
     const nonce = b.slice(10, 18);
     const keepaliveMs = readU32(b, 18);
     const [encapsulations, o] = decodeList(b, RREP_FIXED);
-    const observed = readView(b, o);
+    const params: PathParams = {};
+    const observed = readView(b, o, params);
     return {
       round,
       nonce,
@@ -506,6 +571,7 @@ export function decodeRrep(b: Uint8Array): Rrep {
       keepaliveMs,
       encapsulations,
       observed,
+      ...params,
     };
   });
 }

@@ -124,9 +124,10 @@ export interface RelayPathState {
   challenge: { data: Uint8Array; sentAt: number; tries: number } | undefined;
   /**
    * The latest RREQ that came on this path (read-only for observers: status pages): its round,
-   * when it arrived, and the client's own view of the path's outer fields.
+   * when it arrived, the client's own view of the path's outer fields, and the largest datagram
+   * the client takes on it (absent: DEFAULT_MAX_DATAGRAM).
    */
-  rreq: { round: number; at: number; view: OuterView } | undefined;
+  rreq: { round: number; at: number; view: OuterView; maxDatagram?: number } | undefined;
 }
 
 /** One client, as the relay knows it. */
@@ -625,7 +626,12 @@ export class RelaySessions<P> {
       this.stats.controlDrops.stale_registration++;
       return;
     }
-    ps.rreq = { round: rreq.round, at: now, view: rreq.view };
+    ps.rreq = {
+      round: rreq.round,
+      at: now,
+      view: rreq.view,
+      ...(rreq.maxDatagram !== undefined ? { maxDatagram: rreq.maxDatagram } : {}),
+    };
     const enc = ps.info?.encapsulation ?? rreq.encapsulation;
     let chosen: boolean;
     if (rreq.round > peer.round) {
@@ -676,6 +682,7 @@ export class RelaySessions<P> {
         keepaliveMs,
         encapsulations: [...(this.#o.encapsulations ?? DEFAULT_ENCAPSULATION_PREFERENCE)],
         observed,
+        ...(ps.info?.maxDatagram !== undefined ? { maxDatagram: ps.info.maxDatagram } : {}),
       });
       // Answered on the path it came on; an RREP is about the size of its RREQ, inside the budget.
       this.#transmit(peer, path, cur.tx.seal(frame, NextHeader.ROAMLINK));
@@ -871,6 +878,7 @@ export class RelaySessions<P> {
         timestamp: now,
         encapsulations: init.payload.encapsulations,
         view: cand.view,
+        ...(cand.maxDatagram !== undefined ? { maxDatagram: cand.maxDatagram } : {}),
       },
       path,
       ps,

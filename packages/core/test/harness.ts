@@ -16,6 +16,14 @@ import { ClientSession, generateKeypair, nobleProvider, RelaySessions } from '..
 
 export const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
 
+export interface PathSpec {
+  encapsulation: Encapsulation;
+  client: OuterView;
+  relay: OuterView;
+  clientMax?: number;
+  relayMax?: number;
+}
+
 interface InFlight {
   at: number;
   order: number;
@@ -40,8 +48,11 @@ export class Net {
   readonly atRelay: Received[] = [];
   /** One-way delay per path in ms. */
   delay: Record<string, number> = { a: 10, b: 25 };
-  /** Per path: its encapsulation, what the client sent and what the relay observes. */
-  paths: Record<string, { encapsulation: Encapsulation; client: OuterView; relay: OuterView }> = {};
+  /**
+   * Per path: its encapsulation, what the client sent and what the relay observes, and the
+   * largest datagram each side's transport takes there (absent: announced by neither).
+   */
+  paths: Record<string, PathSpec> = {};
   /** Called on every datagram in flight; return false to drop it. */
   filter: (d: InFlight) => boolean = () => true;
   #flight: InFlight[] = [];
@@ -110,7 +121,7 @@ export class Net {
   }
 
   /** A path's description, by default plain UDP with nothing translated. */
-  pathOf(name: string): { encapsulation: Encapsulation; client: OuterView; relay: OuterView } {
+  pathOf(name: string): PathSpec {
     const p = this.paths[name];
     if (p) return p;
     const port = 40_000 + name.charCodeAt(0);
@@ -126,7 +137,14 @@ export class Net {
   candidates(names: string[]): Candidate<string>[] {
     return names.map((n) => {
       const p = this.pathOf(n);
-      return { path: n, info: { encapsulation: p.encapsulation, view: p.client } };
+      return {
+        path: n,
+        info: {
+          encapsulation: p.encapsulation,
+          view: p.client,
+          ...(p.clientMax !== undefined ? { maxDatagram: p.clientMax } : {}),
+        },
+      };
     });
   }
 
@@ -164,6 +182,7 @@ export class Net {
           const got = this.relay.receive(d.data, d.path, this.now, {
             encapsulation: p.encapsulation,
             view: p.relay,
+            ...(p.relayMax !== undefined ? { maxDatagram: p.relayMax } : {}),
           });
           if (got)
             this.atRelay.push({

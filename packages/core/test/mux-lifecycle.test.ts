@@ -5,6 +5,7 @@ import {
   concatBytes,
   encodeMuxPacket,
   isRoamlinkError,
+  MUX_MAX_PAYLOAD,
   Mux,
   StreamError,
   toHex,
@@ -291,7 +292,7 @@ test('API misuse throws typed errors; unknown stream ids are ignored', () => {
   invalid(() => client.openStream({ host: 'a\nb', port: 1 }));
   invalid(() => new Mux({ role: 'client', now: 0, maxPayload: 100 }));
   invalid(() => new Mux({ role: 'client', now: 0, streamWindow: 1000 }));
-  invalid(() => client.setMaxPayload(70_000));
+  invalid(() => client.setMaxPayload(MUX_MAX_PAYLOAD + 1));
   invalid(() => client.reset(0, -1));
   assert.equal(client.write(42, new Uint8Array(1)), 0);
   client.consumed(42, 10);

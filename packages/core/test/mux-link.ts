@@ -54,6 +54,8 @@ export class Link {
   readonly #rng: Rng;
   sent = 0;
   dropped = 0;
+  /** Of `dropped`: packets over `mtu`. */
+  tooBig = 0;
   constructor(o: LinkOptions, rng: Rng) {
     this.o = o;
     this.#rng = rng;
@@ -64,6 +66,7 @@ export class Link {
     const r = this.#rng;
     if (this.o.mtu !== undefined && size > this.o.mtu) {
       this.dropped++;
+      this.tooBig++;
       return [];
     }
     if (this.blackhole || r.next() < (this.o.loss ?? 0)) {

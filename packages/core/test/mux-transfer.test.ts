@@ -6,7 +6,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { MuxEvent } from '../src/index.ts';
-import { Mux } from '../src/index.ts';
+import {
+  ErrorCode,
+  MUX_MAX_PAYLOAD,
+  Mux,
+  STREAM_PATH_PAYLOAD,
+  streamPathPayload,
+} from '../src/index.ts';
 import { Pair, type PairOptions, pattern, type Side } from './mux-link.ts';
 
 const T = { host: 'files.example', port: 8080 };
@@ -227,6 +233,76 @@ test('pathChanged mid-transfer with the old path black-holed: in-flight data goe
   );
   assert.equal(p.client.stats.pathChanges, 1);
   assert.equal(p.client.stats.ptos, 0, 'no probe timeout was needed');
+});
+
+test('streamPathPayload: 60 000 unless both ends take more than 64 KiB; then up to 1 MiB', () => {
+  assert.equal(streamPathPayload(), STREAM_PATH_PAYLOAD);
+  assert.equal(streamPathPayload(65_535, 65_535), STREAM_PATH_PAYLOAD);
+  assert.equal(streamPathPayload(1 << 20, undefined), STREAM_PATH_PAYLOAD);
+  assert.equal(streamPathPayload(undefined, 1 << 20), STREAM_PATH_PAYLOAD);
+  assert.equal(streamPathPayload(1 << 20, 1 << 20), (1 << 20) - 64);
+  assert.equal(streamPathPayload(1 << 20, 100_000), 100_000 - 64);
+  assert.equal(streamPathPayload(4 << 20, 4 << 20), MUX_MAX_PAYLOAD);
+  assert.equal(streamPathPayload(1280, 1 << 20), 1216);
+  assert.throws(() => streamPathPayload(1279), { code: ErrorCode.INVALID_ARGUMENT });
+});
+
+test('1 MiB packets on a stream path, then a move to 1350-byte UDP: what was in flight goes again, cut small', () => {
+  const big = streamPathPayload(1 << 20, 1 << 20);
+  const p = new Pair({
+    seed: 21,
+    link: { delayMs: 5, rate: 100_000, queueMs: 200 },
+    client: { maxPayload: 1350 },
+    relay: { maxPayload: 1350 },
+  });
+  for (const m of [p.client, p.relay]) {
+    m.usePath({ datagram: false, changed: false, now: p.now, streamPayload: big });
+  }
+  const b = bulk(p, 2, 6 * 1024 * 1024, 6 * 1024 * 1024);
+  p.runUntil(p.now + 40);
+  assert.ok(!b.done());
+  for (const m of [p.client, p.relay]) {
+    const s = m.stats;
+    assert.ok(
+      s.bytesSent / s.packetsSent > 65_535,
+      `${s.packetsSent} packets, ${s.bytesSent} bytes`,
+    );
+    assert.ok(s.bytesInFlight > 65_535, 'large packets in flight when the path dies');
+  }
+  // The path dies with everything on it; the new one is UDP and drops anything over 1400 bytes.
+  p.c2r.blackhole = true;
+  p.r2c.blackhole = true;
+  p.dropWire();
+  p.c2r.blackhole = false;
+  p.r2c.blackhole = false;
+  p.c2r.o = { delayMs: 10, rate: 20_000, queueMs: 100, mtu: 1400 };
+  p.r2c.o = { delayMs: 10, rate: 20_000, queueMs: 100, mtu: 1400 };
+  // No RFC 8899 search on it (its probes would be over the MTU by design).
+  const udp = { datagram: true, changed: true, now: p.now, datagramCeiling: 1360 };
+  for (const m of [p.client, p.relay]) m.usePath(udp);
+  p.runUntilDone(b.done, 60_000);
+  assertClean(p);
+  assert.equal(p.c2r.tooBig + p.r2c.tooBig, 0, 'no packet on the new path was over its MTU');
+});
+
+test('a path that takes 1 MiB packets but moves 10 Mbit/s keeps them at 60 000 bytes', () => {
+  const big = streamPathPayload(1 << 20, 1 << 20);
+  for (const [rate, jumbo] of [
+    [1_250, false], // 10 Mbit/s: 2 ms of it is 2.5 KB
+    [500_000, true], // 4 Gbit/s: 2 ms of it is 1 MB
+  ] as const) {
+    const p = new Pair({ seed: 5, link: { delayMs: 1, rate, queueMs: 10_000 } });
+    for (const m of [p.client, p.relay]) {
+      m.usePath({ datagram: false, changed: false, now: p.now, streamPayload: big });
+    }
+    const b = bulk(p, 1, 8 * 1024 * 1024, 0);
+    p.runUntilDone(b.done, 120_000);
+    assertClean(p);
+    const s = p.client.stats;
+    const each = s.bytesSent / s.packetsSent;
+    if (jumbo) assert.ok(each > 4 * STREAM_PATH_PAYLOAD, `${rate} B/ms: ${each} bytes a packet`);
+    else assert.ok(each <= STREAM_PATH_PAYLOAD, `${rate} B/ms: ${each} bytes a packet`);
+  }
 });
 
 test('a 120 s outage in both directions: nothing lost, resumed within ~1 s of the path returning', () => {

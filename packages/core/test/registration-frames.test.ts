@@ -9,6 +9,7 @@ import {
   decodeProbeAck,
   decodeRrep,
   decodeRreq,
+  decodeViewWithParams,
   Encapsulation,
   ErrorCode,
   encodeOuterView,
@@ -18,9 +19,11 @@ import {
   encodeProbeAck,
   encodeRrep,
   encodeRreq,
+  encodeViewWithParams,
   fromHex,
   isRoamlinkError,
   MAX_REGISTRATION_FRAME,
+  MIN_MAX_DATAGRAM,
   RegFrameType,
   toHex,
   utf8,
@@ -242,6 +245,22 @@ describe('round trips', () => {
     });
   });
 
+  test('MAX_DATAGRAM (tag 16) rides after the view, not in it; a bare view skips it', () => {
+    const r = rreq({ encapsulation: WEBSOCKET, maxDatagram: 1 << 20 });
+    const b = encodeRreq(r);
+    // The view's TLVs, then 10 00 04 00 10 00 00 (1 MiB).
+    assert.ok(toHex(b).endsWith(`${toHex(encodeOuterView(r.view))}10000400100000`));
+    assert.deepEqual(decodeRreq(b), r);
+    assert.equal(decodeRreq(encodeRreq(rreq())).maxDatagram, undefined, 'absent stays absent');
+    const p = rrep({ maxDatagram: MIN_MAX_DATAGRAM });
+    assert.deepEqual(decodeRrep(encodeRrep(p)), p);
+    // A decoder of views alone (as one that predates the tag) reads the same view.
+    const both = encodeViewWithParams(r.view, 70_000);
+    assert.deepEqual(decodeOuterView(both), r.view);
+    assert.deepEqual(decodeViewWithParams(both), { view: r.view, maxDatagram: 70_000 });
+    assert.deepEqual(decodeViewWithParams(encodeOuterView(r.view)), { view: r.view });
+  });
+
   test('decoded nonces and challenge data do not alias the input buffer', () => {
     const b = encodeRreq(rreq());
     const r = decodeRreq(b);
@@ -348,6 +367,16 @@ describe('decoders refuse bad input with MALFORMED', () => {
     assert.throws(() => decodeRrep(patched(rp, 5, 1)), MALFORMED); // chosen, but chosen enc. differs
     assert.equal(decodeRrep(patched(rp, 4, 0xfe, 1)).chosen, false); // reserved flag bits ignored
     assert.throws(() => decodeRrep(patched(rp, 6, 0, 0, 0, 0)), MALFORMED); // round 0
+  });
+
+  test('MAX_DATAGRAM: 4 bytes, at least 1280, once', () => {
+    assert.equal(decodeRreq(withView('10000400000500')).maxDatagram, 1280);
+    assert.throws(() => decodeRreq(withView('100004000004ff')), MALFORMED); // 1279
+    assert.throws(() => decodeRreq(withView('1000030100')), MALFORMED); // 3 bytes
+    assert.throws(() => decodeRreq(withView('10000400010000' + '10000400010000')), MALFORMED);
+    assert.throws(() => encodeRreq(rreq({ maxDatagram: 1279 })), INVALID);
+    assert.throws(() => encodeRrep(rrep({ maxDatagram: 2 ** 32 })), INVALID);
+    assert.throws(() => encodeRreq(rreq({ maxDatagram: 1.5e4 + 0.5 })), INVALID);
   });
 
   test('outer view TLVs', () => {

@@ -11,9 +11,11 @@ import {
   encodeBindingAck,
   encodeOuterView,
   fitOuterView,
+  STREAM_PATH_PAYLOAD,
+  streamPathPayload,
   Verdict,
 } from '../src/index.ts';
-import { indexOf, Net, numbered } from './harness.ts';
+import { indexOf, Net, numbered, type PathSpec } from './harness.ts';
 
 function established(paths: string[], setup?: (n: Net) => void): Net {
   const net = new Net();
@@ -287,6 +289,74 @@ describe('round 1 rides on the handshake', () => {
     while (!net.client.registered && net.now < t0 + 1000) net.runUntil(net.now + 1);
     assert.equal(net.now - t0, 40, 'handshake, then one round trip of RREQ/RREP');
     assert.equal(net.client.encapsulation, Encapsulation.WEBSOCKET);
+  });
+});
+
+describe('MAX_DATAGRAM: each side learns what the other takes on the path (§6.4)', () => {
+  const view = { srcAddr: '198.18.0.2', srcPort: 1, url: 'ws://relay.test/rl/ws' };
+  const ws = (clientMax?: number, relayMax?: number): PathSpec => ({
+    encapsulation: Encapsulation.WEBSOCKET,
+    client: view,
+    relay: view,
+    ...(clientMax !== undefined ? { clientMax } : {}),
+    ...(relayMax !== undefined ? { relayMax } : {}),
+  });
+  const learned = (net: Net, path: string) => {
+    const peer = [...net.relay.peers.values()][0]!;
+    return {
+      atClient: net.client.peerMaxDatagram,
+      atRelay: peer.paths.get(path)?.rreq?.maxDatagram,
+      payloadAtClient: streamPathPayload(net.paths[path]!.clientMax, net.client.peerMaxDatagram),
+      payloadAtRelay: streamPathPayload(
+        net.paths[path]!.relayMax,
+        peer.paths.get(path)?.rreq?.maxDatagram,
+      ),
+    };
+  };
+
+  test('round 1 on the handshake, then an RREQ after a move: both ends at 1 MiB', () => {
+    const net = new Net();
+    net.paths.a = ws(1 << 20, 1 << 20);
+    net.paths.b = ws(1 << 20, 1 << 20);
+    net.connect(['a']);
+    net.runUntil(net.now + 100);
+    assert.ok(net.client.registered);
+    assert.equal(net.relay.stats.registrations, 1, 'round 1 rode on message 1');
+    const big = (1 << 20) - 64;
+    assert.deepEqual(learned(net, 'a'), {
+      atClient: 1 << 20,
+      atRelay: 1 << 20,
+      payloadAtClient: big,
+      payloadAtRelay: big,
+    });
+    net.client.move(net.candidates(['b']), net.now, 'test');
+    net.runUntil(net.now + 200);
+    assert.equal(net.client.path, 'b');
+    assert.deepEqual(learned(net, 'b'), {
+      atClient: 1 << 20,
+      atRelay: 1 << 20,
+      payloadAtClient: big,
+      payloadAtRelay: big,
+    });
+  });
+
+  test('a side that announces nothing (a browser, an edge relay) keeps both at 60 000', () => {
+    for (const [clientMax, relayMax] of [
+      [1 << 20, undefined],
+      [undefined, 1 << 20],
+    ] as const) {
+      const net = new Net();
+      net.paths.a = ws(clientMax, relayMax);
+      net.connect(['a']);
+      net.runUntil(net.now + 100);
+      assert.ok(net.client.registered);
+      assert.deepEqual(learned(net, 'a'), {
+        atClient: relayMax,
+        atRelay: clientMax,
+        payloadAtClient: STREAM_PATH_PAYLOAD,
+        payloadAtRelay: STREAM_PATH_PAYLOAD,
+      });
+    }
   });
 });
 

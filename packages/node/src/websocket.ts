@@ -5,10 +5,11 @@
  * port with the relay's hono app; the client side connects to `ws://host:port/rl/ws`.
  *
  * One connection is one path, "ws:<n>" (numbered per transport), routed by that prefix. A text
- * message is a protocol violation; a message over WS_MAX_PAYLOAD closes the connection with 1009
- * (RFC 6455 §7.4.1, done by `ws`). `send` never queues without bound: past `maxBufferedBytes` in
- * the socket's `bufferedAmount` it drops and counts, which the core recovers from as it would a
- * UDP loss. Every close this side starts arms a close timer: a peer that never answers the close
+ * message is a protocol violation; a message over WS_MAX_PAYLOAD (1 MiB, which both ends announce
+ * in registration as the path's MAX_DATAGRAM) closes the connection with 1009 (RFC 6455 §7.4.1,
+ * done by `ws`). `send` never queues without bound: past `maxBufferedBytes` in the socket's
+ * `bufferedAmount` it drops and counts, which the core recovers from as it would a UDP loss; a
+ * writer that waits while the path is `congested` never gets there. Every close this side starts arms a close timer: a peer that never answers the close
  * handshake (§7.1.1) has its socket destroyed.
  *
  * Close codes from the private range 4000–4999 (§7.4.2), with stable meanings:
@@ -30,10 +31,19 @@ import type { UdpEndpoint } from './udp.ts';
 
 /** The request path of the WebSocket encapsulation (base "/rl"). */
 export const WS_PATH = '/rl/ws';
-/** The largest message accepted; a larger one closes the connection with 1009. */
-export const WS_MAX_PAYLOAD = 65_535;
-/** Default bound on `bufferedAmount` before `send` drops (1 MiB). */
-export const DEFAULT_MAX_BUFFERED_BYTES = 1 << 20;
+/**
+ * The largest message accepted; a larger one closes the connection with 1009. Both ends announce
+ * it as the path's MAX_DATAGRAM (docs/PROTOCOL.md §6.4), so that two Node ends carry up to 1 MiB
+ * per packet; a peer that announces nothing (a browser, an edge relay) gets at most 64 KiB.
+ */
+export const WS_MAX_PAYLOAD = 1 << 20;
+/** Default bound on `bufferedAmount` before `send` drops (4 MiB). */
+export const DEFAULT_MAX_BUFFERED_BYTES = 4 << 20;
+/**
+ * Default `bufferedAmount` above which a path is `congested` (512 KiB): a writer that waits then
+ * keeps at most this and one datagram queued, so a slow link does not queue seconds of data.
+ */
+export const DEFAULT_CONGESTED_BYTES = 512 << 10;
 /** How long a close handshake may take before the socket is destroyed. */
 export const DEFAULT_CLOSE_TIMEOUT_MS = 2_000;
 
@@ -74,12 +84,14 @@ export interface WebSocketTransportOptions {
   /** Relay side: a connection completed its upgrade and is now a path. */
   onPathOpen?: (pathId: string, view: WsPathView) => void;
   /**
-   * A path that was `congested` wrote out the message that took it over half its bound: a writer
-   * that held back can go on now, rather than polling.
+   * A path that was `congested` wrote out the message that took it over `congestedBytes`: a
+   * writer that held back can go on now, rather than polling.
    */
   onDrain?: (pathId: string) => void;
-  /** `bufferedAmount` beyond which `send` drops the datagram (default 1 MiB). */
+  /** `bufferedAmount` beyond which `send` drops the datagram (default 4 MiB). */
   maxBufferedBytes?: number;
+  /** `bufferedAmount` above which the path is `congested` (default 512 KiB). */
+  congestedBytes?: number;
   /** Close handshake deadline before the socket is destroyed (default 2 s). */
   closeTimeoutMs?: number;
   /** Closes a path with 4001 after this long without a message (default: never). */
@@ -148,6 +160,7 @@ export class WebSocketTransport {
   };
   readonly #o: WebSocketTransportOptions;
   readonly #maxBuffered: number;
+  readonly #congestedBytes: number;
   readonly #closeTimeoutMs: number;
   readonly #conns = new Map<string, Conn>();
   /** Sockets this side is closing: destroyed if the handshake has not finished in time. */
@@ -161,6 +174,10 @@ export class WebSocketTransport {
   constructor(o: WebSocketTransportOptions) {
     this.#o = o;
     this.#maxBuffered = o.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
+    this.#congestedBytes = Math.min(
+      o.congestedBytes ?? DEFAULT_CONGESTED_BYTES,
+      this.#maxBuffered / 2,
+    );
     this.#closeTimeoutMs = o.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
   }
 
@@ -276,12 +293,12 @@ export class WebSocketTransport {
   }
 
   /**
-   * Whether the path's socket holds more than half its bound: a writer that can wait (the stream
-   * layer) should, rather than have `send` drop.
+   * Whether the path's socket holds more than `congestedBytes` (at most half the drop bound): a
+   * writer that can wait (the stream layer) should, rather than have `send` drop.
    */
   congested(pathId: string): boolean {
     const c = this.#conns.get(pathId);
-    return c !== undefined && c.ws.bufferedAmount > this.#maxBuffered / 2;
+    return c !== undefined && c.ws.bufferedAmount > this.#congestedBytes;
   }
 
   /**
@@ -299,7 +316,7 @@ export class WebSocketTransport {
       return false;
     }
     const onDrain = this.#o.onDrain;
-    if (onDrain && c.ws.bufferedAmount + datagram.length > this.#maxBuffered / 2) {
+    if (onDrain && c.ws.bufferedAmount + datagram.length > this.#congestedBytes) {
       // This message makes the path congested; once it is written out, the queue behind it is
       // short again (a writer that checks `congested` sent nothing meanwhile).
       c.ws.send(datagram, BINARY, () => {
