@@ -288,8 +288,8 @@ test('1 MiB packets on a stream path, then a move to 1350-byte UDP: what was in 
 test('a path that takes 1 MiB packets but moves 10 Mbit/s keeps them at 60 000 bytes', () => {
   const big = streamPathPayload(1 << 20, 1 << 20);
   for (const [rate, jumbo] of [
-    [1_250, false], // 10 Mbit/s: 2 ms of it is 2.5 KB
-    [500_000, true], // 4 Gbit/s: 2 ms of it is 1 MB
+    [1_250, false], // 10 Mbit/s: 4 ms of it is 5 KB
+    [500_000, true], // 4 Gbit/s: 4 ms of it is 2 MB
   ] as const) {
     const p = new Pair({ seed: 5, link: { delayMs: 1, rate, queueMs: 10_000 } });
     for (const m of [p.client, p.relay]) {
