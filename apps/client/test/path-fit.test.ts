@@ -143,7 +143,10 @@ test('two Node ends over WebSocket: packets of up to 1 MiB both ways, 8 MiB echo
       createHash('sha256').update(Buffer.concat(back)).digest('hex'),
       createHash('sha256').update(data).digest('hex'),
     );
-    // Each side's data packets: ~1 MiB each; at 60 000 bytes there would be > 140 of them.
+    // Both ends said they take 1 MiB: the client's stream layer may fill packets that large.
+    assert.equal(client.host.mux.maxPayload, (1 << 20) - 64);
+    // How large they get follows the path's delivery rate (4 ms of it; a loaded machine moves
+    // less), but at 60 000 bytes a packet no average could exceed 60 000.
     for (const [who, a, b] of [
       ['client → relay', up0, up1],
       ['relay → client', down0, down1],
@@ -151,7 +154,7 @@ test('two Node ends over WebSocket: packets of up to 1 MiB both ways, 8 MiB echo
       const packets = b.packetsSent - a.packetsSent;
       const bytes = b.bytesSent - a.bytesSent;
       assert.ok(
-        bytes / packets > 2 * STREAM_PATH_PAYLOAD,
+        bytes / packets > STREAM_PATH_PAYLOAD,
         `${who}: ${packets} packets for ${bytes} bytes: ${Math.round(bytes / packets)} each`,
       );
     }
