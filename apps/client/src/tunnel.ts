@@ -55,6 +55,9 @@ import {
   WsCloseCode,
 } from '@roamlink/node';
 
+/** RFC 6455 §7.4.1: the endpoint (or something on the way) received a message too big for it. */
+const WS_MESSAGE_TOO_BIG = 1009;
+
 /** The local address a datagram to `to` would leave from (a connected UDP socket tells). */
 async function sourceAddressFor(to: UdpEndpoint): Promise<string> {
   const wildcard = to.address.includes(':') ? '::' : '0.0.0.0';
@@ -155,6 +158,8 @@ export class TunnelClient {
   #lastPath: string | undefined;
   #lastEnc: Encapsulation | undefined;
   #lastPayload: number | undefined;
+  /** What WebSocket paths announce as MAX_DATAGRAM; undefined once a 1009 showed it does not pass. */
+  #wsMaxDatagram: number | undefined = WS_MAX_PAYLOAD;
   #closed = false;
   handovers = 0;
   moves = 0;
@@ -211,7 +216,15 @@ export class TunnelClient {
     });
     this.#ws = new WebSocketTransport({
       onDatagram,
-      onPathClose: (p, r) => this.#lose(p, r, 'ws'),
+      onPathClose: (p, r, code) => {
+        // 1009 (message too big, RFC 6455 §7.4.1): something between here and the relay does not
+        // carry what both ends take. WebSocket paths from now on announce nothing (64 KiB).
+        if (code === WS_MESSAGE_TOO_BIG && this.#wsMaxDatagram !== undefined) {
+          this.#wsMaxDatagram = undefined;
+          this.#log('ws-large-messages-off', { path: p });
+        }
+        this.#lose(p, r, 'ws');
+      },
       onDrain: () => this.host.pump(),
     });
   }
@@ -566,7 +579,7 @@ export class TunnelClient {
           path,
           info: {
             encapsulation: Encapsulation.WEBSOCKET,
-            maxDatagram: WS_MAX_PAYLOAD,
+            ...(this.#wsMaxDatagram !== undefined ? { maxDatagram: this.#wsMaxDatagram } : {}),
             view: {
               srcAddr: v.local.address,
               srcPort: v.local.port,

@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { createServer as createHttpServer } from 'node:http';
 import { type AddressInfo, createServer } from 'node:net';
 import { test } from 'node:test';
 import {
@@ -18,6 +19,7 @@ import {
   Suite,
 } from '@roamlink/core';
 import { nodeRandom } from '@roamlink/node';
+import { WebSocket, WebSocketServer } from 'ws';
 import { startRelay } from '../../relay/src/relay.ts';
 import { TunnelClient } from '../src/tunnel.ts';
 
@@ -89,15 +91,14 @@ test('a TCP-only client fits its stream layer to TCP: unpaced, stream-sized pack
   }
 });
 
-test('two Node ends over WebSocket: packets of up to 1 MiB both ways, 8 MiB echoed intact', async () => {
-  // A TCP echo server: what goes up comes down.
+/** A TCP echo server and a relay on one HTTP port (WebSocket only), both on loopback. */
+async function wsRig() {
   const echo = createServer((s) => {
     s.pipe(s);
     s.on('error', () => {});
   });
   echo.listen(0, '127.0.0.1');
   await once(echo, 'listening');
-  const echoPort = (echo.address() as AddressInfo).port;
   const relayKeys = generateKeypair(nodeRandom);
   const relay = await startRelay({
     keypair: relayKeys,
@@ -108,6 +109,30 @@ test('two Node ends over WebSocket: packets of up to 1 MiB both ways, 8 MiB echo
     egress: async () => ({ address: '127.0.0.1' }),
     log: () => {},
   });
+  return { echo, echoPort: (echo.address() as AddressInfo).port, relayKeys, relay };
+}
+
+/** Writes `data` into `stream` and resolves with everything that came back, once it all has. */
+async function echoed(stream: NodeJS.ReadWriteStream, data: Uint8Array): Promise<Buffer> {
+  const back: Buffer[] = [];
+  let got = 0;
+  const done = new Promise<void>((resolve, reject) => {
+    stream.on('data', (d: Buffer) => {
+      back.push(d);
+      got += d.length;
+      if (got >= data.length) resolve();
+    });
+    stream.on('error', reject);
+  });
+  stream.write(data);
+  await done;
+  return Buffer.concat(back);
+}
+
+const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+test('two Node ends over WebSocket: packets of up to 1 MiB both ways, 8 MiB echoed intact', async () => {
+  const { echo, echoPort, relayKeys, relay } = await wsRig();
   const client = await TunnelClient.start({
     relay: relay.http!,
     relayHttp: relay.http!,
@@ -121,28 +146,14 @@ test('two Node ends over WebSocket: packets of up to 1 MiB both ways, 8 MiB echo
   try {
     const stream = await client.dialer.connect({ host: '127.0.0.1', port: echoPort });
     const data = randomBytes(8 * 1024 * 1024);
-    const back: Buffer[] = [];
-    let got = 0;
-    const done = new Promise<void>((resolve, reject) => {
-      stream.on('data', (d: Buffer) => {
-        back.push(d);
-        got += d.length;
-        if (got >= data.length) resolve();
-      });
-      stream.on('error', reject);
-    });
     const up0 = client.host.mux.stats;
     const down0 = relay.tunnels()[0]!.stats;
-    stream.write(data);
-    await done;
+    const back = await echoed(stream, data);
     const up1 = client.host.mux.stats;
     const down1 = relay.tunnels()[0]!.stats;
     stream.destroy();
     assert.equal(client.status().encapsulation, 'websocket');
-    assert.equal(
-      createHash('sha256').update(Buffer.concat(back)).digest('hex'),
-      createHash('sha256').update(data).digest('hex'),
-    );
+    assert.equal(sha(back), sha(data));
     // Both ends said they take 1 MiB: the client's stream layer may fill packets that large.
     assert.equal(client.host.mux.maxPayload, (1 << 20) - 64);
     // How large they get follows the path's delivery rate (4 ms of it; a loaded machine moves
@@ -161,6 +172,80 @@ test('two Node ends over WebSocket: packets of up to 1 MiB both ways, 8 MiB echo
   } finally {
     await client.close();
     await relay.close(0);
+    echo.close();
+  }
+});
+
+test('a WebSocket intermediary that takes only 64 KiB messages (1009): the client falls back to 60 000 and every byte arrives', async () => {
+  const { echo, echoPort, relayKeys, relay } = await wsRig();
+  // A transparent WebSocket relay in between: it passes the client's request target, Host and
+  // headers on unchanged (so registration sees no proxy), and messages both ways, up to 64 KiB.
+  const limit = 65_535;
+  const front = createHttpServer();
+  const wss = new WebSocketServer({ server: front, maxPayload: limit, perMessageDeflate: false });
+  wss.on('connection', (down, req) => {
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers)) {
+      if (typeof v === 'string' && !/^(connection|upgrade|sec-websocket-.*)$/.test(k))
+        headers[k] = v;
+    }
+    const up = new WebSocket(`ws://${String(relay.http!.address)}:${relay.http!.port}${req.url}`, {
+      headers,
+      maxPayload: limit,
+      perMessageDeflate: false,
+    });
+    const early: Buffer[] = [];
+    up.on('open', () => {
+      for (const m of early.splice(0)) up.send(m);
+    });
+    down.on('message', (m: Buffer) =>
+      up.readyState === WebSocket.OPEN ? up.send(m) : early.push(m),
+    );
+    up.on('message', (m: Buffer) => down.send(m));
+    const closeBoth = (code: number): void => {
+      const c = code === 1005 || code === 1006 ? 1000 : code;
+      if (down.readyState === WebSocket.OPEN) down.close(c);
+      if (up.readyState === WebSocket.OPEN) up.close(c);
+    };
+    down.on('close', closeBoth);
+    up.on('close', closeBoth);
+    down.on('error', () => {});
+    up.on('error', () => {});
+  });
+  front.listen(0, '127.0.0.1');
+  await once(front, 'listening');
+  const frontPort = (front.address() as AddressInfo).port;
+  const logs: string[] = [];
+  const client = await TunnelClient.start({
+    relay: { address: '127.0.0.1', port: frontPort },
+    relayHttp: { address: '127.0.0.1', port: frontPort },
+    relayKey: relayKeys.publicKey,
+    keypair: generateKeypair(nodeRandom),
+    provider: nobleProvider,
+    suites: [Suite.CHACHA20_POLY1305],
+    enabled: { udp: false, tcp: false, ws: true, http: false },
+    proxy: false,
+    onLog: (m) => logs.push(m),
+  });
+  try {
+    const until = async (pred: () => boolean, what: string): Promise<void> => {
+      for (let i = 0; i < 400 && !pred(); i++) await new Promise((r) => setTimeout(r, 25));
+      assert.ok(pred(), what);
+    };
+    await until(() => client.status().encapsulation === 'websocket', 'registered on WebSocket');
+    assert.equal(client.host.mux.maxPayload, (1 << 20) - 64, 'both ends announced 1 MiB');
+    const stream = await client.dialer.connect({ host: '127.0.0.1', port: echoPort });
+    const data = randomBytes(8 * 1024 * 1024);
+    const back = await echoed(stream, data);
+    stream.destroy();
+    assert.equal(sha(back), sha(data), 'every byte back, once and in order');
+    assert.ok(logs.includes('ws-large-messages-off'), `logs: ${logs.join(', ')}`);
+    assert.equal(client.host.mux.maxPayload, STREAM_PATH_PAYLOAD);
+  } finally {
+    await client.close();
+    await relay.close(0);
+    wss.close();
+    front.close();
     echo.close();
   }
 });

@@ -37,7 +37,7 @@ import { DROP_NAMES, Drop, newEspOpened, readSpi, sealReserved } from './esp.ts'
 import type { InitPayload } from './handshake.ts';
 import { ControlType, controlType, isControl, ResponderHandshake } from './handshake.ts';
 import type { Keypair, RandomBytes } from './noise.ts';
-import type { OuterView, PathInfo, Verdict } from './path.ts';
+import { type OuterView, type PathInfo, Verdict } from './path.ts';
 import {
   decodeBindingFrame,
   decodePathFrame,
@@ -626,13 +626,18 @@ export class RelaySessions<P> {
       this.stats.controlDrops.stale_registration++;
       return;
     }
+    const enc = ps.info?.encapsulation ?? rreq.encapsulation;
+    const full: OuterView = ps.info?.view ?? {};
+    const verdict = computeVerdict(rreq.view, full, enc);
+    // Through an HTTP proxy or CDN that re-originated the connection (verdict protocol), what each
+    // end takes says nothing of what the intermediary carries: 64 KiB both ways, as if unannounced.
+    const proxied = verdict === Verdict.PROTOCOL;
     ps.rreq = {
       round: rreq.round,
       at: now,
       view: rreq.view,
-      ...(rreq.maxDatagram !== undefined ? { maxDatagram: rreq.maxDatagram } : {}),
+      ...(rreq.maxDatagram !== undefined && !proxied ? { maxDatagram: rreq.maxDatagram } : {}),
     };
-    const enc = ps.info?.encapsulation ?? rreq.encapsulation;
     let chosen: boolean;
     if (rreq.round > peer.round) {
       // The first RREQ of a new round wins at once: relay → client data needs only this.
@@ -659,11 +664,9 @@ export class RelaySessions<P> {
       // The path may have moved by roaming since the round began: keep the record in step.
       if (chosen) peer.chosenEncapsulation = enc;
     }
-    const full: OuterView = ps.info?.view ?? {};
     // The RREP carries the observation, cut to fit one frame (a proxy may add any number of
-    // headers); the verdict below is computed from all of it.
+    // headers); the verdict above is computed from all of it.
     const observed = fitOuterView(full, VIEW_BUDGET);
-    const verdict = computeVerdict(rreq.view, full, enc);
     if (chosen) peer.verdict = verdict;
     const keepaliveMs =
       enc === Encapsulation.UDP && translationDetected(verdict)
@@ -682,7 +685,9 @@ export class RelaySessions<P> {
         keepaliveMs,
         encapsulations: [...(this.#o.encapsulations ?? DEFAULT_ENCAPSULATION_PREFERENCE)],
         observed,
-        ...(ps.info?.maxDatagram !== undefined ? { maxDatagram: ps.info.maxDatagram } : {}),
+        ...(ps.info?.maxDatagram !== undefined && !proxied
+          ? { maxDatagram: ps.info.maxDatagram }
+          : {}),
       });
       // Answered on the path it came on; an RREP is about the size of its RREQ, inside the budget.
       this.#transmit(peer, path, cur.tx.seal(frame, NextHeader.ROAMLINK));

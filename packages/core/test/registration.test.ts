@@ -340,6 +340,23 @@ describe('MAX_DATAGRAM: each side learns what the other takes on the path (§6.4
     });
   });
 
+  test('through an HTTP proxy (verdict protocol) both stay at 60 000, whatever the ends take', () => {
+    const net = new Net();
+    net.paths.a = {
+      ...ws(1 << 20, 1 << 20),
+      relay: { ...view, headers: [['via', '1.1 squid']] },
+    };
+    net.connect(['a']);
+    net.runUntil(net.now + 100);
+    assert.equal(net.client.verdict, Verdict.PROTOCOL);
+    assert.deepEqual(learned(net, 'a'), {
+      atClient: undefined,
+      atRelay: undefined,
+      payloadAtClient: STREAM_PATH_PAYLOAD,
+      payloadAtRelay: STREAM_PATH_PAYLOAD,
+    });
+  });
+
   test('a side that announces nothing (a browser, an edge relay) keeps both at 60 000', () => {
     for (const [clientMax, relayMax] of [
       [1 << 20, undefined],
