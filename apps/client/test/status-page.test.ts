@@ -132,13 +132,16 @@ test('relay --status-page: /status/api shows the session, race, both views; a mo
   await client.until((l) => l.msg === 'registered', 'registration');
 
   // The session, registered on UDP (the relay's first choice on loopback) after racing the rest.
+  // A transport that came up late starts another round; its TCP copy may arrive a moment after
+  // the UDP one, so the page is read until the round shows both.
   const snap = await until(
     base,
     (s) =>
       s.sessions[0]?.state === 'connected' &&
       s.sessions[0].encapsulation === 'udp' &&
-      (s.sessions[0].series.rttMs.some((v) => v !== null) ?? false),
-    'a connected UDP session with an RTT sample',
+      (s.sessions[0].series.rttMs.some((v) => v !== null) ?? false) &&
+      (s.sessions[0].round?.raced.some((r) => r.encapsulation === 'tcp') ?? false),
+    'a connected UDP session with an RTT sample, raced against TCP',
   );
   assert.equal(snap.relay.publicKey, listening.publicKey);
   assert.equal(snap.sessions.length, 1);
