@@ -157,7 +157,6 @@ export class TunnelClient {
   readonly #timers = new Set<NodeJS.Timeout>();
   #lastPath: string | undefined;
   #lastEnc: Encapsulation | undefined;
-  #lastPayload: number | undefined;
   /** What WebSocket paths announce as MAX_DATAGRAM; undefined once a 1009 showed it does not pass. */
   #wsMaxDatagram: number | undefined = WS_MAX_PAYLOAD;
   #closed = false;
@@ -398,8 +397,7 @@ export class TunnelClient {
           this.session.peerMaxDatagram,
         );
     if (p === this.#lastPath && enc === this.#lastEnc) {
-      if (payload !== undefined && payload !== this.#lastPayload) {
-        this.#lastPayload = payload;
+      if (payload !== undefined && payload !== this.host.mux.maxPayload) {
         this.host.mux.setMaxPayload(payload);
         this.host.pump();
       }
@@ -408,7 +406,6 @@ export class TunnelClient {
     const moved = this.#lastPath !== undefined && p !== this.#lastPath;
     this.#lastPath = p;
     this.#lastEnc = enc;
-    this.#lastPayload = payload;
     // On UDP the path's real MTU is looked for (RFC 8899): loopback and jumbo-frame LANs carry
     // far more than the 1360 bytes every path takes, and per-packet cost is what limits speed.
     this.host.mux.usePath({

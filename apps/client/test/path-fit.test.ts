@@ -112,6 +112,25 @@ async function wsRig() {
   return { echo, echoPort: (echo.address() as AddressInfo).port, relayKeys, relay };
 }
 
+/** A client with WebSocket alone, to the relay's HTTP port at `at`. */
+function wsClient(
+  relayKey: Uint8Array,
+  at: { address: string; port: number },
+  onLog?: (msg: string) => void,
+): Promise<TunnelClient> {
+  return TunnelClient.start({
+    relay: at,
+    relayHttp: at,
+    relayKey,
+    keypair: generateKeypair(nodeRandom),
+    provider: nobleProvider,
+    suites: [Suite.CHACHA20_POLY1305],
+    enabled: { udp: false, tcp: false, ws: true, http: false },
+    proxy: false,
+    ...(onLog ? { onLog } : {}),
+  });
+}
+
 /** Writes `data` into `stream` and resolves with everything that came back, once it all has. */
 async function echoed(stream: NodeJS.ReadWriteStream, data: Uint8Array): Promise<Buffer> {
   const back: Buffer[] = [];
@@ -133,16 +152,7 @@ const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('he
 
 test('two Node ends over WebSocket: packets of up to 1 MiB both ways, 8 MiB echoed intact', async () => {
   const { echo, echoPort, relayKeys, relay } = await wsRig();
-  const client = await TunnelClient.start({
-    relay: relay.http!,
-    relayHttp: relay.http!,
-    relayKey: relayKeys.publicKey,
-    keypair: generateKeypair(nodeRandom),
-    provider: nobleProvider,
-    suites: [Suite.CHACHA20_POLY1305],
-    enabled: { udp: false, tcp: false, ws: true, http: false },
-    proxy: false,
-  });
+  const client = await wsClient(relayKeys.publicKey, relay.http!);
   try {
     const stream = await client.dialer.connect({ host: '127.0.0.1', port: echoPort });
     const data = randomBytes(8 * 1024 * 1024);
@@ -216,17 +226,11 @@ test('a WebSocket intermediary that takes only 64 KiB messages (1009): the clien
   await once(front, 'listening');
   const frontPort = (front.address() as AddressInfo).port;
   const logs: string[] = [];
-  const client = await TunnelClient.start({
-    relay: { address: '127.0.0.1', port: frontPort },
-    relayHttp: { address: '127.0.0.1', port: frontPort },
-    relayKey: relayKeys.publicKey,
-    keypair: generateKeypair(nodeRandom),
-    provider: nobleProvider,
-    suites: [Suite.CHACHA20_POLY1305],
-    enabled: { udp: false, tcp: false, ws: true, http: false },
-    proxy: false,
-    onLog: (m) => logs.push(m),
-  });
+  const client = await wsClient(
+    relayKeys.publicKey,
+    { address: '127.0.0.1', port: frontPort },
+    (m) => logs.push(m),
+  );
   try {
     const until = async (pred: () => boolean, what: string): Promise<void> => {
       for (let i = 0; i < 400 && !pred(); i++) await new Promise((r) => setTimeout(r, 25));

@@ -117,8 +117,6 @@ interface PeerTunnel {
   peer: RelayPeer<string>;
   host: MuxHost;
   lastPath: string | undefined;
-  /** The stream layer's payload on `lastPath` (a stream path's grows once its RREQ is in). */
-  payload: number | undefined;
   flows: Map<number, UdpSocket>;
   /** The peer's session this stream layer belongs to (RelayPeer.generation). */
   generation: number;
@@ -233,6 +231,8 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       const t = tunnels.get(id);
       const p = t?.peer.path;
       if (!t || p === undefined) continue;
+      // A datagram path that did not move: nothing to fit (the common case, once per packet).
+      if (p === t.lastPath && t.host.mux.pacing) continue;
       const ps = t.peer.paths.get(p);
       const enc = ps?.info?.encapsulation;
       const datagram = enc === Encapsulation.UDP || enc === undefined;
@@ -241,8 +241,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
         ? undefined
         : streamPathPayload(ps?.info?.maxDatagram, ps?.rreq?.maxDatagram);
       if (p === t.lastPath) {
-        if (payload !== undefined && payload !== t.payload) {
-          t.payload = payload;
+        if (payload !== undefined && payload !== t.host.mux.maxPayload) {
           t.host.mux.setMaxPayload(payload);
           t.host.pump();
         }
@@ -250,7 +249,6 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       }
       const first = t.lastPath === undefined;
       setLastPath(t, p);
-      t.payload = payload;
       // On UDP each direction finds its own path MTU (RFC 8899).
       t.host.mux.usePath({
         datagram,
@@ -298,7 +296,6 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       peer,
       host,
       lastPath: undefined,
-      payload: undefined,
       flows: new Map(),
       generation: peer.generation,
     };

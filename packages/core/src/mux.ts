@@ -88,7 +88,10 @@ export const MUX_MAX_PAYLOAD = 1 << 20;
 const JUMBO_MS = 4;
 /** The RTT the delivery rate estimate divides by at least (loopback RTTs are well under 1 ms). */
 const MIN_RATE_RTT_MS = 0.25;
-/** What ESP adds around a payload at most (RFC 4303 §2: 8 + 8 IV + 3 padding + 2 + 16 ICV), rounded up. */
+/**
+ * Room left for ESP around a payload: at most 37 bytes (RFC 4303 §2: 8 header, 8 IV, 3 padding,
+ * 2 trailer, 16 ICV; ESP_PAYLOAD_OFFSET + ESP_TAIL_RESERVE), rounded up.
+ */
 const ESP_MAX_OVERHEAD = 64;
 
 // --- Implementation constants -------------------------------------------------------------------

@@ -125,7 +125,8 @@ export interface RelayPathState {
   /**
    * The latest RREQ that came on this path (read-only for observers: status pages): its round,
    * when it arrived, the client's own view of the path's outer fields, and the largest datagram
-   * the client takes on it (absent: DEFAULT_MAX_DATAGRAM).
+   * that may be sent to the client on it: what it announced, unless the verdict is protocol (a
+   * proxy in between); absent: DEFAULT_MAX_DATAGRAM.
    */
   rreq: { round: number; at: number; view: OuterView; maxDatagram?: number } | undefined;
 }

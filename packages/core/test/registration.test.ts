@@ -315,12 +315,10 @@ describe('MAX_DATAGRAM: each side learns what the other takes on the path (§6.4
   };
 
   test('round 1 on the handshake, then an RREQ after a move: both ends at 1 MiB', () => {
-    const net = new Net();
-    net.paths.a = ws(1 << 20, 1 << 20);
-    net.paths.b = ws(1 << 20, 1 << 20);
-    net.connect(['a']);
-    net.runUntil(net.now + 100);
-    assert.ok(net.client.registered);
+    const net = established(['a'], (n) => {
+      n.paths.a = ws(1 << 20, 1 << 20);
+      n.paths.b = ws(1 << 20, 1 << 20);
+    });
     assert.equal(net.relay.stats.registrations, 1, 'round 1 rode on message 1');
     const big = (1 << 20) - 64;
     assert.deepEqual(learned(net, 'a'), {
@@ -341,13 +339,9 @@ describe('MAX_DATAGRAM: each side learns what the other takes on the path (§6.4
   });
 
   test('through an HTTP proxy (verdict protocol) both stay at 60 000, whatever the ends take', () => {
-    const net = new Net();
-    net.paths.a = {
-      ...ws(1 << 20, 1 << 20),
-      relay: { ...view, headers: [['via', '1.1 squid']] },
-    };
-    net.connect(['a']);
-    net.runUntil(net.now + 100);
+    const net = established(['a'], (n) => {
+      n.paths.a = { ...ws(1 << 20, 1 << 20), relay: { ...view, headers: [['via', '1.1 squid']] } };
+    });
     assert.equal(net.client.verdict, Verdict.PROTOCOL);
     assert.deepEqual(learned(net, 'a'), {
       atClient: undefined,
@@ -362,11 +356,9 @@ describe('MAX_DATAGRAM: each side learns what the other takes on the path (§6.4
       [1 << 20, undefined],
       [undefined, 1 << 20],
     ] as const) {
-      const net = new Net();
-      net.paths.a = ws(clientMax, relayMax);
-      net.connect(['a']);
-      net.runUntil(net.now + 100);
-      assert.ok(net.client.registered);
+      const net = established(['a'], (n) => {
+        n.paths.a = ws(clientMax, relayMax);
+      });
       assert.deepEqual(learned(net, 'a'), {
         atClient: relayMax,
         atRelay: clientMax,

@@ -9,8 +9,9 @@
  * in registration as the path's MAX_DATAGRAM) closes the connection with 1009 (RFC 6455 §7.4.1,
  * done by `ws`). `send` never queues without bound: past `maxBufferedBytes` in the socket's
  * `bufferedAmount` it drops and counts, which the core recovers from as it would a UDP loss; a
- * writer that waits while the path is `congested` never gets there. Every close this side starts arms a close timer: a peer that never answers the close
- * handshake (§7.1.1) has its socket destroyed.
+ * writer that waits while the path is `congested` never gets there. Every close this side starts
+ * arms a close timer: a peer that never answers the close handshake (§7.1.1) has its socket
+ * destroyed.
  *
  * Close codes from the private range 4000–4999 (§7.4.2), with stable meanings:
  *
