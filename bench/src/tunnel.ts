@@ -17,8 +17,10 @@
  * first 1000 requests of a fresh one are ~0.1 ms slower each. Nearest-rank p50
  * and p99 of curl's per-transfer time; the same again through a `-L` forward to the origin
  * (ssh's `-L`, roamlink's `-L`), which leaves SOCKS and curl's proxy code out of what the tunnel
- * adds (`fwdP50ms`, `addedFwdP50ms`). Direct and ssh are measured once, before the roamlink
- * rows, and repeated in every row. A roamlink row or ssh that fails records its error in the
+ * adds (`fwdP50ms`, `addedFwdP50ms`). A third reference, the node pipe (tunnel-node-pipe.ts):
+ * two Node processes in the client's and relay's places that only pipe the bytes, the most a
+ * Node client and relay could do on this machine (`nodePipeMBps`, `vsNodePipe`). Direct, ssh and
+ * the node pipe are measured once, before the roamlink rows, and repeated in every row. A roamlink row or ssh that fails records its error in the
  * row and the run goes on; only a failing direct measurement aborts the benchmark.
  */
 
@@ -26,6 +28,7 @@ import { treeCpuSeconds } from './proc-cpu.ts';
 import type { Row } from './table.ts';
 import { flag, median, printRows } from './table.ts';
 import { download, latency } from './tunnel-curl.ts';
+import { startNodePipe } from './tunnel-node-pipe.ts';
 import { type Origin, SMALL_BODY_BYTES, startOrigin } from './tunnel-origin.ts';
 import { startRoamlinkTunnel } from './tunnel-roamlink.ts';
 import { type SocksTunnel, startSshSocks } from './tunnel-ssh.ts';
@@ -77,6 +80,17 @@ export interface TunnelRow {
   /** CPU seconds per GiB downloaded, of the tunnel's processes (client and relay; ssh and sshd). */
   cpuPerGiB: number | null;
   sshCpuPerGiB: number | null;
+  /**
+   * The same download and requests through two Node processes that only pipe the bytes (no
+   * crypto, no framing; tunnel-node-pipe.ts): as fast as any tunnel made of a Node client and a
+   * Node relay can go on this machine, measured in the same run.
+   */
+  nodePipeMBps: number | null;
+  /** MBps / nodePipeMBps. */
+  vsNodePipe: number | null;
+  nodePipeP50ms: number | null;
+  nodePipeFwdP50ms: number | null;
+  nodePipeCpuPerGiB: number | null;
   /** udp-1400 only: packets per second (of 1400 bytes on the wire) the download took. */
   pps: number | null;
   bytes: number;
@@ -88,6 +102,8 @@ export interface TunnelRow {
   error: string | null;
   /** Why the ssh columns are null (null when ssh was measured). */
   sshError: string | null;
+  /** Why the node pipe columns are null (null when it was measured). */
+  nodePipeError: string | null;
   info: Record<string, unknown> | null;
 }
 
@@ -101,6 +117,8 @@ export interface TunnelBenchOptions {
   runs?: number;
   /** Measure `ssh -D` (default true). */
   ssh?: boolean;
+  /** Measure the node pipe floor (default true). */
+  nodePipe?: boolean;
   /** Starts a roamlink tunnel (with a `-L` forward to `originPort`); default `startRoamlinkTunnel`. */
   start?: (encapsulation: Encapsulation, originPort: number) => Promise<SocksTunnel>;
   /** Progress lines (default: none). */
@@ -112,6 +130,7 @@ export interface TunnelBenchOptions {
 export interface TunnelBenchResult {
   direct: Measured;
   ssh: { measured: Measured | null; error: string | null; info: Record<string, unknown> | null };
+  nodePipe: { measured: Measured | null; error: string | null };
   rows: TunnelRow[];
 }
 
@@ -276,6 +295,11 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
       o.ssh === false
         ? { measured: null, error: 'not measured', info: null }
         : await throughTunnel(origin, 'ssh -D', () => startSshSocks(10_000, origin.port), o);
+    const nodePipe =
+      o.nodePipe === false
+        ? { measured: null, error: 'not measured' }
+        : await throughTunnel(origin, 'node pipe', () => startNodePipe(origin.port), o);
+    const np = nodePipe.measured;
     const start = o.start ?? startRoamlinkTunnel;
     const rows: TunnelRow[] = [];
     for (const enc of o.encapsulations) {
@@ -301,6 +325,11 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
         addedFwdP50ms: m?.fwdP50ms != null ? m.fwdP50ms - direct.p50ms : null,
         cpuPerGiB: m?.cpuSeconds != null ? (m.cpuSeconds * 2 ** 30) / o.size : null,
         sshCpuPerGiB: s?.cpuSeconds != null ? (s.cpuSeconds * 2 ** 30) / o.size : null,
+        nodePipeMBps: np?.MBps ?? null,
+        vsNodePipe: m && np ? m.MBps / np.MBps : null,
+        nodePipeP50ms: np?.p50ms ?? null,
+        nodePipeFwdP50ms: np?.fwdP50ms ?? null,
+        nodePipeCpuPerGiB: np?.cpuSeconds != null ? (np.cpuSeconds * 2 ** 30) / o.size : null,
         pps: m && enc === 'udp-1400' ? Math.round((m.MBps * 1e6) / STREAM_BYTES_PER_1400) : null,
         bytes: o.size,
         requests: o.requests,
@@ -308,10 +337,11 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
         runs: o.runs ?? 1,
         error: r.error,
         sshError: ssh.error,
+        nodePipeError: nodePipe.error,
         info: r.info,
       });
     }
-    return { direct, ssh, rows };
+    return { direct, ssh, nodePipe: { measured: np, error: nodePipe.error }, rows };
   } finally {
     await origin.stop();
   }
@@ -389,7 +419,7 @@ export async function run(args: string[]): Promise<void> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    const { rows, ssh } = await runTunnelBench(o);
+    const { rows, ssh, nodePipe } = await runTunnelBench(o);
     if (json) {
       process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
       return;
@@ -398,6 +428,7 @@ export async function run(args: string[]): Promise<void> {
       const {
         error: _e,
         sshError: _s,
+        nodePipeError: _n,
         info: _i,
         bytes: _b,
         requests: _q,
@@ -410,10 +441,11 @@ export async function run(args: string[]): Promise<void> {
     printRows(
       table,
       false,
-      `Tunnel: ${fmtSize(o.size)} download (MB/s, 1 MB = 10^6 B) and ${o.requests} small requests on one kept-alive connection (ms, after ${o.warmup ?? o.requests} not counted), through SOCKS5; direct and ssh -D (${ssh.info?.cipher ?? 'aes128-gcm'}) in the same run`,
+      `Tunnel: ${fmtSize(o.size)} download (MB/s, 1 MB = 10^6 B) and ${o.requests} small requests on one kept-alive connection (ms, after ${o.warmup ?? o.requests} not counted), through SOCKS5; direct, ssh -D (${ssh.info?.cipher ?? 'aes128-gcm'}) and a node pipe (two Node processes that only pipe the bytes) in the same run`,
     );
     const notes = [
       ...(ssh.error ? [`ssh -D: ${ssh.error}`] : []),
+      ...(nodePipe.error ? [`node pipe: ${nodePipe.error}`] : []),
       ...rows.filter((r) => r.error).map((r) => `${r.encapsulation}: ${r.error}`),
     ];
     if (notes.length) process.stdout.write(`\n${notes.map((n) => `  ${n}`).join('\n')}\n`);

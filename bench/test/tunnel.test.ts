@@ -117,7 +117,7 @@ test('direct, ssh -D and a stand-in tunnel at 8 MiB, 50 requests', async (t) => 
   const socks = await startSocks5();
   let stopped = 0;
   try {
-    const { direct, ssh, rows } = await runTunnelBench({
+    const { direct, ssh, nodePipe, rows } = await runTunnelBench({
       size: SIZE,
       requests: REQUESTS,
       encapsulations: ['tcp', 'udp'],
@@ -146,6 +146,13 @@ test('direct, ssh -D and a stand-in tunnel at 8 MiB, 50 requests', async (t) => 
       t.diagnostic(`ssh -D not measured: ${ssh.error}`);
     }
 
+    // The node pipe is two real Node processes (SOCKS5 and -L in one, the dialling in the other);
+    // it carried the whole download (assertSane checks the byte count) and both series.
+    assert.equal(nodePipe.error, null);
+    assertSane(nodePipe.measured!, 'node pipe');
+    assert.ok(nodePipe.measured!.fwdP50ms! > 0);
+    assert.ok(nodePipe.measured!.fwdP50ms! <= nodePipe.measured!.fwdP99ms!);
+
     assert.equal(rows.length, 2);
     const [tcp, udp] = rows;
     assert.equal(tcp!.encapsulation, 'tcp');
@@ -156,6 +163,11 @@ test('direct, ssh -D and a stand-in tunnel at 8 MiB, 50 requests', async (t) => 
     assert.equal(tcp!.sshMBps, ssh.measured?.MBps ?? null);
     assert.equal(tcp!.vsDirect, tcp!.MBps! / direct.MBps);
     if (ssh.measured) assert.equal(tcp!.vsSsh, tcp!.MBps! / ssh.measured.MBps);
+    assert.equal(tcp!.nodePipeMBps, nodePipe.measured!.MBps);
+    assert.equal(tcp!.vsNodePipe, tcp!.MBps! / nodePipe.measured!.MBps);
+    assert.equal(tcp!.nodePipeP50ms, nodePipe.measured!.p50ms);
+    assert.equal(tcp!.nodePipeFwdP50ms, nodePipe.measured!.fwdP50ms);
+    assert.equal(tcp!.nodePipeError, null);
     assert.equal(tcp!.addedP50ms, tcp!.p50ms! - direct.p50ms);
     // The stand-in has no -L forward: those columns are null, ssh's are filled.
     assert.equal(tcp!.fwdP50ms, null);
@@ -213,6 +225,11 @@ test('pnpm bench tunnel --json: rows with the documented fields, errors in the r
     'addedFwdP50ms',
     'cpuPerGiB',
     'sshCpuPerGiB',
+    'nodePipeMBps',
+    'vsNodePipe',
+    'nodePipeP50ms',
+    'nodePipeFwdP50ms',
+    'nodePipeCpuPerGiB',
   ])
     assert.ok(k in row, k);
   assert.ok((row.directMBps as number) > 0);
@@ -220,6 +237,9 @@ test('pnpm bench tunnel --json: rows with the documented fields, errors in the r
   assert.equal(row.bytes, SIZE);
   assert.equal(row.requests, REQUESTS);
   assert.equal(row.warmup, 20);
+  assert.equal(row.nodePipeError, null);
+  assert.ok((row.nodePipeMBps as number) > 0);
+  assert.ok((row.nodePipeP50ms as number) > 0 && (row.nodePipeFwdP50ms as number) > 0);
   if (existsSync(SSHD)) {
     assert.ok((row.sshMBps as number) > 0, String(row.sshError));
     // CPU from /proc in 10 ms ticks: 8 MiB may cost only a few, so only its presence is sure.
