@@ -1,5 +1,5 @@
 /**
- * `pnpm bench tunnel [--size 1G] [--requests 1000] [--warmup 5000] [--runs 1] [--only udp,tcp] [--json]`:
+ * `pnpm bench tunnel [--size 1G] [--requests 1000] [--warmup 15000] [--runs 1] [--only udp,tcp] [--json]`:
  * a download through roamlink's SOCKS5 port over each encapsulation, beside the same download
  * direct (the ceiling) and through OpenSSH's `ssh -D` with aes128-gcm to a local sshd (what a
  * user would pick instead), all in the same run; plus p50/p99 of small requests on one
@@ -9,12 +9,14 @@
  * client for every row (tunnel-curl.ts), to /dev/null. MB/s = bytes / total transfer time,
  * 1 MB = 10^6 bytes; with `--runs N` the median run counts. Latency: `--requests` sequential
  * GETs of a 100-byte body on one kept-alive connection after the downloads, the series through
- * SOCKS and through `-L` each after `--warmup` requests that do not count (default 5000, the same
- * for every tool; both warm-ups before both counted series): right after a
- * bulk download every tool's first series is slower for a while, ssh's too, and V8 optimises a
- * function fully only after thousands of calls (`--invocation-count-for-turbofan`, 3000), which
- * a function called once per request reaches only then. A long-lived tunnel is in that state; the
- * first 1000 requests of a fresh one are ~0.1 ms slower each. Nearest-rank p50
+ * SOCKS and through `-L` each after `--warmup` requests that do not count (default 15 000, the
+ * same for every tool; both warm-ups before both counted series): right after a bulk download
+ * every tool's first series is slower for a while, ssh's too, and V8 optimises a function fully
+ * only after thousands of calls (`--invocation-count-for-turbofan`, 3000), which a function
+ * called once per request reaches only then. A long-lived tunnel is in that state. Node processes
+ * take ~10 000 requests to get there, the node pipe too (its p50 ~0.44 ms over its first 2000,
+ * 0.14-0.17 from 8000 on); with 5000 per series the first counted one still came out ~0.1 ms
+ * slower than the second for roamlink, while ssh's figures did not move. Nearest-rank p50
  * and p99 of curl's per-transfer time; the same again through a `-L` forward to the origin
  * (ssh's `-L`, roamlink's `-L`), which leaves SOCKS and curl's proxy code out of what the tunnel
  * adds (`fwdP50ms`, `addedFwdP50ms`). A third reference, the node pipe (tunnel-node-pipe.ts):
@@ -385,13 +387,13 @@ export async function run(args: string[]): Promise<void> {
     o = {
       size: parseSize(arg(args, 'size') ?? '1G'),
       requests: positiveInt(args, 'requests', 1000),
-      warmup: positiveInt(args, 'warmup', 5000),
+      warmup: positiveInt(args, 'warmup', 15_000),
       runs: positiveInt(args, 'runs', 1),
       encapsulations: parseOnly(arg(args, 'only')),
     };
   } catch (e) {
     process.stderr.write(
-      `${message(e)}\nusage: pnpm bench tunnel [--size 1G] [--requests 1000] [--warmup 5000] [--runs 1] [--only ${ENCAPSULATIONS.join(',')}] [--json]\n`,
+      `${message(e)}\nusage: pnpm bench tunnel [--size 1G] [--requests 1000] [--warmup 15000] [--runs 1] [--only ${ENCAPSULATIONS.join(',')}] [--json]\n`,
     );
     process.exitCode = 2;
     return;
