@@ -22,8 +22,12 @@
  * adds (`fwdP50ms`, `addedFwdP50ms`). A third reference, the node pipe (tunnel-node-pipe.ts):
  * two Node processes in the client's and relay's places that only pipe the bytes, the most a
  * Node client and relay could do on this machine (`nodePipeMBps`, `vsNodePipe`). Direct, ssh and
- * the node pipe are measured once, before the roamlink rows, and repeated in every row. A roamlink row or ssh that fails records its error in the
- * row and the run goes on; only a failing direct measurement aborts the benchmark.
+ * the node pipe are measured once, before the roamlink rows, and repeated in every row. What a
+ * tool adds to a small request (`addedP50ms`, `addedFwdP50ms`, `sshAddedP50ms`,
+ * `nodePipeAddedP50ms`, ...) is taken against a direct series run right after that tool's counted
+ * series (the row's `directP50ms`): the machine's own latency drifts more over a run than the
+ * target's margin. A roamlink row or ssh that fails records its error in the row and the run
+ * goes on; only a failing direct measurement aborts the benchmark.
  */
 
 import { treeCpuSeconds } from './proc-cpu.ts';
@@ -55,6 +59,12 @@ export interface Measured {
   fwdP99ms: number | null;
   /** CPU seconds the tunnel's own processes spent on the counted download (null: unknown). */
   cpuSeconds: number | null;
+  /**
+   * Through a tunnel: the same small requests direct, right after its counted series, so that
+   * what the tunnel adds is taken against the machine of that moment (null for direct itself).
+   */
+  nearDirectP50ms: number | null;
+  nearDirectP99ms: number | null;
 }
 
 export interface TunnelRow {
@@ -68,6 +78,10 @@ export interface TunnelRow {
   vsDirect: number | null;
   p50ms: number | null;
   p99ms: number | null;
+  /**
+   * Direct small requests measured right after this row's counted series (the run's first direct
+   * series when the row has none): the baseline of addedP50ms and addedFwdP50ms.
+   */
   directP50ms: number;
   directP99ms: number;
   sshP50ms: number | null;
@@ -79,6 +93,9 @@ export interface TunnelRow {
   sshFwdP50ms: number | null;
   /** fwdP50ms - directP50ms: what the tunnel itself adds, without SOCKS. */
   addedFwdP50ms: number | null;
+  /** What ssh adds through SOCKS and through `-L`, each against the direct series right after ssh's. */
+  sshAddedP50ms: number | null;
+  sshAddedFwdP50ms: number | null;
   /** CPU seconds per GiB downloaded, of the tunnel's processes (client and relay; ssh and sshd). */
   cpuPerGiB: number | null;
   sshCpuPerGiB: number | null;
@@ -92,6 +109,9 @@ export interface TunnelRow {
   vsNodePipe: number | null;
   nodePipeP50ms: number | null;
   nodePipeFwdP50ms: number | null;
+  /** What the node pipe adds through SOCKS and through `-L`, against the direct series after its own. */
+  nodePipeAddedP50ms: number | null;
+  nodePipeAddedFwdP50ms: number | null;
   nodePipeCpuPerGiB: number | null;
   /** udp-1400 only: packets per second (of 1400 bytes on the wire) the download took. */
   pps: number | null;
@@ -229,6 +249,9 @@ async function measure(
   if (forwardPort !== undefined) await warm(forwardPort, null, ' through -L');
   const l = await series(origin.port, socksPort, '');
   const fwd = forwardPort === undefined ? null : await series(forwardPort, null, ' through -L');
+  // The machine's own latency drifts over a run (a direct p50 anywhere from 0.04 to 0.17 ms on a
+  // shared 2-core machine, run to run): the baseline of what this tunnel adds is taken now.
+  const near = socksPort === null ? null : await series(origin.port, null, ' direct, just after');
   return {
     bytes: o.size,
     seconds: median(speeds.map((s) => s.seconds)),
@@ -241,6 +264,8 @@ async function measure(
     cpuSeconds: speeds.every((s) => s.cpu !== null)
       ? median(speeds.map((s) => s.cpu as number))
       : null,
+    nearDirectP50ms: near?.p50ms ?? null,
+    nearDirectP99ms: near?.p99ms ?? null,
   };
 }
 
@@ -308,6 +333,10 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
       const r = await throughTunnel(origin, `roamlink ${enc}`, () => start(enc, origin.port), o);
       const m = r.measured;
       const s = ssh.measured;
+      const base = m?.nearDirectP50ms ?? direct.p50ms;
+      /** `ms` less the direct series taken right after that tool's (or the run's first). */
+      const added = (ms: number | null | undefined, t: Measured | null): number | null =>
+        ms == null || !t ? null : ms - (t.nearDirectP50ms ?? direct.p50ms);
       rows.push({
         encapsulation: enc,
         MBps: m?.MBps ?? null,
@@ -317,20 +346,24 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
         vsDirect: m ? m.MBps / direct.MBps : null,
         p50ms: m?.p50ms ?? null,
         p99ms: m?.p99ms ?? null,
-        directP50ms: direct.p50ms,
-        directP99ms: direct.p99ms,
+        directP50ms: base,
+        directP99ms: m?.nearDirectP99ms ?? direct.p99ms,
         sshP50ms: s?.p50ms ?? null,
         sshP99ms: s?.p99ms ?? null,
-        addedP50ms: m ? m.p50ms - direct.p50ms : null,
+        addedP50ms: added(m?.p50ms, m),
         fwdP50ms: m?.fwdP50ms ?? null,
         sshFwdP50ms: s?.fwdP50ms ?? null,
-        addedFwdP50ms: m?.fwdP50ms != null ? m.fwdP50ms - direct.p50ms : null,
+        addedFwdP50ms: added(m?.fwdP50ms, m),
+        sshAddedP50ms: added(s?.p50ms, s),
+        sshAddedFwdP50ms: added(s?.fwdP50ms, s),
         cpuPerGiB: m?.cpuSeconds != null ? (m.cpuSeconds * 2 ** 30) / o.size : null,
         sshCpuPerGiB: s?.cpuSeconds != null ? (s.cpuSeconds * 2 ** 30) / o.size : null,
         nodePipeMBps: np?.MBps ?? null,
         vsNodePipe: m && np ? m.MBps / np.MBps : null,
         nodePipeP50ms: np?.p50ms ?? null,
         nodePipeFwdP50ms: np?.fwdP50ms ?? null,
+        nodePipeAddedP50ms: added(np?.p50ms, np),
+        nodePipeAddedFwdP50ms: added(np?.fwdP50ms, np),
         nodePipeCpuPerGiB: np?.cpuSeconds != null ? (np.cpuSeconds * 2 ** 30) / o.size : null,
         pps: m && enc === 'udp-1400' ? Math.round((m.MBps * 1e6) / STREAM_BYTES_PER_1400) : null,
         bytes: o.size,
