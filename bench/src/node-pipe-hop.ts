@@ -101,8 +101,9 @@ async function runEntry(exitPort: number, forwardTarget: string): Promise<void> 
       }
       c.write(Buffer.of(5, 0));
       const [v, cmd, , atyp] = await take(c, 4);
+      // RFC 1928 §6: 7 = command not supported, 8 = address type not supported.
       if (v !== 5 || cmd !== 1 || (atyp !== 1 && atyp !== 3)) {
-        c.end(Buffer.of(5, 7, 0, 1, 0, 0, 0, 0, 0, 0));
+        c.end(Buffer.of(5, v !== 5 || cmd !== 1 ? 7 : 8, 0, 1, 0, 0, 0, 0, 0, 0));
         return;
       }
       const host =
