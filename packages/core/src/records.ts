@@ -36,15 +36,27 @@ export function encodeRecords(datagrams: readonly Uint8Array[]): Uint8Array {
     n += d.length + RECORD_HEADER_BYTES;
   }
   const out = new Uint8Array(n);
-  let o = 0;
-  for (const d of datagrams) {
+  writeRecords(out, 0, datagrams, 0, datagrams.length);
+  return out;
+}
+
+/** Writes the records of `datagrams[from, to)` into `out` at `o`; returns the offset after them. */
+function writeRecords(
+  out: Uint8Array,
+  o: number,
+  datagrams: readonly Uint8Array[],
+  from: number,
+  to: number,
+): number {
+  for (let i = from; i < to; i++) {
+    const d = datagrams[i]!;
     const len = d.length + RECORD_HEADER_BYTES;
     out[o] = len >>> 8;
     out[o + 1] = len & 255;
     out.set(d, o + RECORD_HEADER_BYTES);
     o += len;
   }
-  return out;
+  return o;
 }
 
 /** Datagrams from this size on are not copied by `recordPieces`. */
@@ -62,15 +74,7 @@ export function recordPieces(datagrams: readonly Uint8Array[]): Uint8Array[] {
   let small = 0;
   const copyRun = (to: number, lengthOf: Uint8Array | undefined): void => {
     const out = new Uint8Array(small + (lengthOf ? RECORD_HEADER_BYTES : 0));
-    let o = 0;
-    for (let i = from; i < to; i++) {
-      const d = datagrams[i]!;
-      const len = d.length + RECORD_HEADER_BYTES;
-      out[o] = len >>> 8;
-      out[o + 1] = len & 255;
-      out.set(d, o + RECORD_HEADER_BYTES);
-      o += len;
-    }
+    const o = writeRecords(out, 0, datagrams, from, to);
     if (lengthOf) {
       const len = lengthOf.length + RECORD_HEADER_BYTES;
       out[o] = len >>> 8;

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { concatBytes } from '../src/bytes.ts';
 import {
   encodeRecords,
   MAX_RECORD_DATAGRAM_BYTES,
@@ -13,16 +14,6 @@ import {
 
 const datagram = (n: number, seed: number): Uint8Array =>
   Uint8Array.from({ length: n }, (_, i) => (i * 7 + seed) & 255);
-
-const concat = (ps: Uint8Array[]): Uint8Array => {
-  const out = new Uint8Array(ps.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of ps) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-};
 
 test('recordPieces: the same bytes as encodeRecords; large datagrams are pieces, not copies', () => {
   const L = RECORD_COPY_BELOW_BYTES;
@@ -41,7 +32,7 @@ test('recordPieces: the same bytes as encodeRecords; large datagrams are pieces,
   for (const sizes of cases) {
     const ds = sizes.map((n, i) => datagram(n, i));
     const pieces = recordPieces(ds);
-    assert.deepEqual(concat(pieces), encodeRecords(ds), `sizes ${sizes}`);
+    assert.deepEqual(concatBytes(...pieces), encodeRecords(ds), `sizes ${sizes}`);
     const large = ds.filter((d) => d.length >= L);
     const uncopied = pieces.filter((p) => ds.includes(p));
     assert.deepEqual(uncopied, large, `sizes ${sizes}: every large datagram as itself`);
