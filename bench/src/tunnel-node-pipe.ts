@@ -5,62 +5,32 @@
  * that also encrypt, frame, acknowledge and multiplex; what this pair reaches on a machine is as
  * far as they could go there, and ssh's C processes are not held to it.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { type NodeChild, spawnNode, stopChild } from './child.ts';
 import type { SocksTunnel } from './tunnel-ssh.ts';
 
 const HOP = fileURLToPath(new URL('./node-pipe-hop.ts', import.meta.url));
 
-function hop(args: string[]): { child: ChildProcess; ready: Promise<Record<string, number>> } {
-  const child = spawn(process.execPath, [HOP, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr!.on('data', (d) => (err = (err + d).slice(-2000)));
-  const ready = new Promise<Record<string, number>>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`node pipe ${args[0]}: not up in 10 s`)),
-      10_000,
-    );
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`node pipe ${args[0]} exited (${code}): ${err}`));
-    });
-    createInterface({ input: child.stdout! }).once('line', (l) => {
-      clearTimeout(timer);
-      resolve(JSON.parse(l) as Record<string, number>);
-    });
-  });
-  return { child, ready };
-}
-
-function stop(c: ChildProcess): Promise<void> {
-  if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    c.once('exit', () => resolve());
-    c.kill('SIGKILL');
-  });
-}
-
 /** Starts the two hops; `-L` leads to 127.0.0.1:`forwardTo`. */
 export async function startNodePipe(forwardTo: number): Promise<SocksTunnel> {
-  const exit = hop(['exit']);
-  let entry: ReturnType<typeof hop> | undefined;
+  const exit = spawnNode(HOP, ['exit']);
+  let entry: NodeChild | undefined;
+  const stop = async (): Promise<void> => {
+    await Promise.all([exit, ...(entry ? [entry] : [])].map((h) => stopChild(h.child)));
+  };
   try {
-    const { port } = await exit.ready;
-    entry = hop(['entry', String(port), `127.0.0.1:${forwardTo}`]);
-    const { socksPort, forwardPort } = await entry.ready;
-    const children = [entry.child, exit.child];
+    const { port } = await exit.next((l) => typeof l.port === 'number', 'exit hop port');
+    entry = spawnNode(HOP, ['entry', String(port), `127.0.0.1:${forwardTo}`]);
+    const ports = await entry.next((l) => typeof l.socksPort === 'number', 'entry hop ports');
     return {
-      socksPort: socksPort!,
-      forwardPort: forwardPort!,
-      pids: children.map((c) => c.pid!),
+      socksPort: ports.socksPort as number,
+      forwardPort: ports.forwardPort as number,
+      pids: [entry.child.pid, exit.child.pid].filter((p): p is number => p !== undefined),
       info: { node: process.version },
-      stop: async () => {
-        await Promise.all(children.map(stop));
-      },
+      stop,
     };
   } catch (e) {
-    await Promise.all([exit.child, ...(entry ? [entry.child] : [])].map(stop));
+    await stop();
     throw e;
   }
 }

@@ -4,76 +4,19 @@
  * under test, and stops both. The harness (tunnel.ts) uses only `startRoamlinkTunnel`; a failure
  * here becomes that row's error, the other rows still run.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { type NodeChild, spawnNode, stopChild } from './child.ts';
 import type { SocksTunnel } from './tunnel-ssh.ts';
 
 const CLI = fileURLToPath(new URL('../../apps/client/src/cli.ts', import.meta.url));
 const KINDS = ['udp', 'tcp', 'ws', 'http'] as const;
 type Kind = (typeof KINDS)[number] | 'udp-1400';
 
-type Line = Record<string, unknown>;
-
-function spawnCli(
-  args: string[],
-  env: Record<string, string> = {},
-): {
-  child: ChildProcess;
-  next: (pred: (l: Line) => boolean, what: string) => Promise<Line>;
-} {
-  const child = spawn(process.execPath, [CLI, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...env },
-  });
-  let err = '';
-  child.stderr!.on('data', (d) => (err = (err + d).slice(-4000)));
-  const lines: Line[] = [];
-  const waiters = new Set<() => void>();
-  createInterface({ input: child.stdout! }).on('line', (l) => {
-    try {
-      lines.push(JSON.parse(l) as Line);
-    } catch {
-      lines.push({ raw: l });
-    }
-    for (const w of waiters) w();
-  });
-  const next = (pred: (l: Line) => boolean, what: string): Promise<Line> =>
-    new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        waiters.delete(check);
-        reject(new Error(`no ${what} in 15 s: ${err}`));
-      }, 15_000);
-      const onExit = (code: number | null): void => {
-        clearTimeout(timer);
-        reject(new Error(`exited (${code}) before ${what}: ${err}`));
-      };
-      child.once('exit', onExit);
-      const check = (): void => {
-        const hit = lines.find(pred);
-        if (hit) {
-          clearTimeout(timer);
-          waiters.delete(check);
-          child.off('exit', onExit);
-          resolve(hit);
-        }
-      };
-      waiters.add(check);
-      check();
-    });
-  return { child, next };
-}
-
-const stopChild = (c: ChildProcess): Promise<void> =>
-  new Promise((resolve) => {
-    if (c.exitCode !== null || c.signalCode !== null) return resolve();
-    c.once('exit', () => resolve());
-    c.kill('SIGINT');
-    setTimeout(() => c.kill('SIGKILL'), 3000).unref();
-  });
+const spawnCli = (args: string[], env: Record<string, string> = {}): NodeChild =>
+  spawnNode(CLI, args, env);
 
 /** `roamlink connect --socks`, plus `-L` to `forwardTo` (the origin) when given. */
 export async function startRoamlinkTunnel(
@@ -107,7 +50,7 @@ export async function startRoamlinkTunnel(
     ],
     env,
   );
-  let client: ReturnType<typeof spawnCli> | undefined;
+  let client: NodeChild | undefined;
   const stop = async (): Promise<void> => {
     await Promise.all([client ? stopChild(client.child) : undefined, stopChild(relay.child)]);
     rmSync(dir, { recursive: true, force: true });

@@ -327,16 +327,19 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
         ? { measured: null, error: 'not measured' }
         : await throughTunnel(origin, 'node pipe', () => startNodePipe(origin.port), o);
     const np = nodePipe.measured;
+    /** The direct p50 taken right after `t`'s counted series (or the run's first). */
+    const baseOf = (t: Measured | null): number => t?.nearDirectP50ms ?? direct.p50ms;
+    /** `ms` (a p50 of tool `t`) less that tool's direct baseline. */
+    const added = (ms: number | null | undefined, t: Measured | null): number | null =>
+      ms == null || !t ? null : ms - baseOf(t);
+    const perGiB = (t: Measured | null): number | null =>
+      t?.cpuSeconds != null ? (t.cpuSeconds * 2 ** 30) / o.size : null;
     const start = o.start ?? startRoamlinkTunnel;
     const rows: TunnelRow[] = [];
     for (const enc of o.encapsulations) {
       const r = await throughTunnel(origin, `roamlink ${enc}`, () => start(enc, origin.port), o);
       const m = r.measured;
       const s = ssh.measured;
-      const base = m?.nearDirectP50ms ?? direct.p50ms;
-      /** `ms` less the direct series taken right after that tool's (or the run's first). */
-      const added = (ms: number | null | undefined, t: Measured | null): number | null =>
-        ms == null || !t ? null : ms - (t.nearDirectP50ms ?? direct.p50ms);
       rows.push({
         encapsulation: enc,
         MBps: m?.MBps ?? null,
@@ -346,7 +349,7 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
         vsDirect: m ? m.MBps / direct.MBps : null,
         p50ms: m?.p50ms ?? null,
         p99ms: m?.p99ms ?? null,
-        directP50ms: base,
+        directP50ms: baseOf(m),
         directP99ms: m?.nearDirectP99ms ?? direct.p99ms,
         sshP50ms: s?.p50ms ?? null,
         sshP99ms: s?.p99ms ?? null,
@@ -356,15 +359,15 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
         addedFwdP50ms: added(m?.fwdP50ms, m),
         sshAddedP50ms: added(s?.p50ms, s),
         sshAddedFwdP50ms: added(s?.fwdP50ms, s),
-        cpuPerGiB: m?.cpuSeconds != null ? (m.cpuSeconds * 2 ** 30) / o.size : null,
-        sshCpuPerGiB: s?.cpuSeconds != null ? (s.cpuSeconds * 2 ** 30) / o.size : null,
+        cpuPerGiB: perGiB(m),
+        sshCpuPerGiB: perGiB(s),
         nodePipeMBps: np?.MBps ?? null,
         vsNodePipe: m && np ? m.MBps / np.MBps : null,
         nodePipeP50ms: np?.p50ms ?? null,
         nodePipeFwdP50ms: np?.fwdP50ms ?? null,
         nodePipeAddedP50ms: added(np?.p50ms, np),
         nodePipeAddedFwdP50ms: added(np?.fwdP50ms, np),
-        nodePipeCpuPerGiB: np?.cpuSeconds != null ? (np.cpuSeconds * 2 ** 30) / o.size : null,
+        nodePipeCpuPerGiB: perGiB(np),
         pps: m && enc === 'udp-1400' ? Math.round((m.MBps * 1e6) / STREAM_BYTES_PER_1400) : null,
         bytes: o.size,
         requests: o.requests,
@@ -376,7 +379,7 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
         info: r.info,
       });
     }
-    return { direct, ssh, nodePipe: { measured: np, error: nodePipe.error }, rows };
+    return { direct, ssh, nodePipe, rows };
   } finally {
     await origin.stop();
   }
