@@ -62,6 +62,7 @@ import {
   recordPieces,
   seqField,
 } from '@roamlink/core';
+import { HttpUplink } from './http-uplink.ts';
 import { ProxyAgent, type ProxyConfig } from './proxy.ts';
 import { DEFAULT_MAX_QUEUED_BYTES } from './tcp.ts';
 import type { UdpEndpoint } from './udp.ts';
@@ -182,6 +183,21 @@ export interface HttpRelayStats {
 }
 
 /** Request headers as [lower-case name, value] pairs, in arrival order, repeats kept. */
+/**
+ * Writes pieces as one chunk of a chunked response, in one system call. A corked ServerResponse
+ * gathers a chunk's pieces, but its uncork() uncorks the socket first and then writes the size
+ * line, the pieces and the CRLF one by one: four writes for a small record, and the client woken
+ * for the first few bytes. Corking the socket too holds them all until it is uncorked here.
+ */
+export function writeChunk(res: ServerResponse, pieces: Iterable<Uint8Array>): void {
+  const socket = res.socket;
+  socket?.cork();
+  res.cork();
+  for (const p of pieces) res.write(p);
+  res.uncork();
+  socket?.uncork();
+}
+
 function headerPairs(req: IncomingMessage): [string, string][] {
   const out: [string, string][] = [];
   const raw = req.rawHeaders;
@@ -457,7 +473,7 @@ export class HttpRelayTransport {
     let ended = false;
     let flushing: NodeJS.Immediate | undefined;
     const heartbeat = setInterval(() => {
-      if (!ended) res.write(EMPTY_RECORD);
+      if (!ended) writeChunk(res, [EMPTY_RECORD]);
     }, this.#heartbeatMs);
     heartbeat.unref();
     const stop = (): void => {
@@ -473,10 +489,8 @@ export class HttpRelayTransport {
       // A response already gone takes nothing: the datagrams wait for the next request.
       if (ended || res.destroyed || res.writableEnded || s.queue.length === 0) return;
       // The records as pieces (recordPieces): a 60 000-byte packet is written as it is, not copied
-      // into one buffer with the others; corked, the pieces leave in one writev.
-      res.cork();
-      for (const p of recordPieces(this.#sessions.take(s, Number.POSITIVE_INFINITY))) res.write(p);
-      res.uncork();
+      // into one buffer with the others, and the pieces leave in one writev.
+      writeChunk(res, recordPieces(this.#sessions.take(s, Number.POSITIVE_INFINITY)));
     };
     const down: HttpDown = {
       // Datagrams queued in the same turn of the event loop leave in one write.
@@ -499,7 +513,7 @@ export class HttpRelayTransport {
       ['X-Accel-Buffering', 'no'],
       [SEQ_HEADER, String(s.headSeq)],
     ]);
-    res.write(EMPTY_RECORD);
+    writeChunk(res, [EMPTY_RECORD]);
     this.#sessions.attach(s, down);
     this.#sessions.streamStarted(s);
     res.on('close', stop);
@@ -679,7 +693,8 @@ abstract class HttpClientBase {
   #flushing: NodeJS.Immediate | undefined;
   #opened = false;
   #done = false;
-  #upSocket: Socket | undefined;
+  /** The POSTs' connection (http-uplink.ts); the GET and the polls go through `agent`. */
+  readonly #uplink: HttpUplink;
 
   constructor(o: HttpClientOptions, mode: HttpMode) {
     this.o = o;
@@ -691,7 +706,16 @@ abstract class HttpClientBase {
     this.#maxQueued = o.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
     this.#maxBatch = o.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
     this.extraHeaders = o.headers ?? {};
-    // Two sockets: the held down request would block a POST queued behind it on one.
+    this.#uplink = new HttpUplink({
+      hostname: this.target.hostname,
+      port: this.target.port,
+      host: this.target.host,
+      ...(o.proxy === undefined ? {} : { proxy: o.proxy }),
+      ...(o.proxyConnectTimeoutMs === undefined
+        ? {}
+        : { proxyConnectTimeoutMs: o.proxyConnectTimeoutMs }),
+    });
+    // Two sockets: the held down request would block a poll queued behind it on one.
     if (o.proxy === undefined) {
       this.agent = new Agent({ keepAlive: true, maxSockets: 2 });
     } else {
@@ -724,7 +748,7 @@ abstract class HttpClientBase {
 
   /** The client's copy of the outer fields it sends on this path (the next POST's). */
   view(): HttpClientView {
-    const s = this.#upSocket;
+    const s = this.#uplink.socket;
     const headers: [string, string][] = [
       ['content-type', 'application/octet-stream'],
       ...Object.entries(this.extraHeaders).map(([k, v]): [string, string] => [k.toLowerCase(), v]),
@@ -771,6 +795,7 @@ abstract class HttpClientBase {
     this.shutdown();
     for (const r of this.#requests) r.destroy();
     this.#requests.clear();
+    this.#uplink.close();
     this.agent.destroy();
   }
 
@@ -914,56 +939,43 @@ abstract class HttpClientBase {
     const body = encodeRecords(batch);
     this.#inFlight = true;
     const started = performance.now();
-    const req = this.request(
-      'POST',
-      this.#upPath,
-      {
-        ...this.headers({
-          'Content-Type': 'application/octet-stream',
-          'Content-Length': String(body.length),
-        }),
-        ...this.perRequest(),
-      },
-      (res) => {
-        const status = res.statusCode ?? 0;
-        if (status < 200 || status >= 300) {
-          res.resume();
-          this.fail(`${HttpPathError.HTTP_STATUS}: POST ${status} ${res.statusMessage}`);
+    const fields = Object.entries({
+      ...this.headers({ 'Content-Type': 'application/octet-stream' }),
+      ...this.perRequest(),
+    });
+    this.#uplink.post(this.#upPath, fields, body, (err, res) => {
+      if (this.#done) return;
+      if (err !== undefined || res === undefined) {
+        const code = (err as NodeJS.ErrnoException | undefined)?.code;
+        this.fail(`${HttpPathError.HTTP_ERROR}: ${code ?? err?.message ?? 'no answer'}`);
+        return;
+      }
+      const status = res.status;
+      if (status < 200 || status >= 300) {
+        this.fail(`${HttpPathError.HTTP_STATUS}: POST ${status} ${res.reason}`);
+        return;
+      }
+      this.stats.posts++;
+      this.firstAnswerMs ??= performance.now() - started;
+      // A 200 with `Roamlink-Seq` carries records: what the relay streamed that this client
+      // has not seen (streaming, until its stream shows a byte).
+      const first = status === 200 ? seqField(res.headers.get('roamlink-seq')) : undefined;
+      this.onAnswer();
+      if (this.#done) return;
+      this.#inFlight = false;
+      if (first !== undefined) {
+        const ds = decodeRecords(res.body);
+        if (ds === undefined || Number.isNaN(first)) {
+          this.fail(`${HttpPathError.PROTOCOL}: bad POST answer`);
           return;
         }
-        this.stats.posts++;
-        this.firstAnswerMs ??= performance.now() - started;
-        // A 200 with `Roamlink-Seq` carries records: what the relay streamed that this client
-        // has not seen (streaming, until its stream shows a byte).
-        const first = status === 200 ? seqField(res.headers['roamlink-seq']) : undefined;
-        this.onAnswer();
-        const chunks: Buffer[] = [];
-        res.on('data', (b: Buffer) => {
-          if (first !== undefined) chunks.push(b);
-        });
-        res.once('end', () => {
-          if (this.#done) return;
-          this.#inFlight = false;
-          if (first !== undefined) {
-            const ds = decodeRecords(Buffer.concat(chunks));
-            if (ds === undefined || Number.isNaN(first)) {
-              this.fail(`${HttpPathError.PROTOCOL}: bad POST answer`);
-              return;
-            }
-            this.received(
-              first,
-              ds.filter((d) => d.length > 0),
-            );
-          }
-          this.#flush();
-        });
-        res.on('error', () => this.fail(`${HttpPathError.CLOSED}: POST answer broke`));
-      },
-    );
-    req.on('socket', (s: Socket) => {
-      this.#upSocket = s;
+        this.received(
+          first,
+          ds.filter((d) => d.length > 0),
+        );
+      }
+      this.#flush();
     });
-    req.end(body);
   }
 }
 

@@ -16,6 +16,7 @@ import {
   type HttpRelayOptions,
   HttpRelayTransport,
   HttpStreamClient,
+  writeChunk,
 } from '../src/http.ts';
 
 interface Relay {
@@ -359,5 +360,50 @@ test('a buffering proxy: the stream falls back to polling on the same path, poll
     poll.close();
     await proxy.close();
     await relay.close();
+  }
+});
+
+test('writeChunk: a chunk of several pieces leaves in one write, framed as one chunk', async () => {
+  // A corked ServerResponse alone writes the size line, the pieces and the CRLF one by one.
+  let writes = -1;
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'application/octet-stream' });
+    res.flushHeaders();
+    setTimeout(() => {
+      const sock = res.socket as unknown as {
+        _write: (...a: unknown[]) => void;
+        _writev: (...a: unknown[]) => void;
+      };
+      writes = 0;
+      for (const k of ['_write', '_writev'] as const) {
+        const orig = sock[k];
+        sock[k] = (...a: unknown[]) => {
+          writes++;
+          orig.apply(sock, a);
+        };
+      }
+      writeChunk(res, [Uint8Array.of(1, 2), Uint8Array.of(3), Uint8Array.of(4, 5, 6)]);
+      res.end();
+    }, 20);
+  });
+  server.listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  const port = (server.address() as AddressInfo).port;
+  try {
+    const raw = await new Promise<string>((resolve, reject) => {
+      const req = request({ port, host: '127.0.0.1', path: '/' }, (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (b: Buffer) => parts.push(b));
+        res.on('end', () => resolve(Buffer.concat(parts).toString('hex')));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(raw, '010203040506');
+    // The chunk in one write; res.end() adds the last-chunk in a second.
+    assert.equal(writes, 2);
+  } finally {
+    server.close();
+    server.closeAllConnections();
   }
 });

@@ -99,10 +99,10 @@ async function wsThrough(relay: Relay, squid: Squid, proxy: string): Promise<voi
     );
     const rv = relay.wsOpened[before]!.view;
     const cv = client.view(cp)!;
-    // The client's socket ends are its connection to the proxy; the relay's peer is the proxy's
-    // own outgoing connection, not the client's socket.
+    // The client's socket ends are its connection to the proxy, so the relay's peer is the
+    // proxy's own outgoing connection. (Its port is not compared with the client's: Linux may give
+    // two connections to different destinations the same ephemeral port, and did here.)
     assert.deepEqual(cv.remote, { address: '127.0.0.1', port: squid.port });
-    assert.notDeepEqual(rv.remote, cv.local);
     // The inner request is untouched: the same URL/Host/headers on both sides, no proxy fields.
     assert.equal(cv.url, url);
     assert.equal(cv.host, `127.0.0.1:${relay.port}`);
@@ -172,7 +172,6 @@ async function httpThrough(relay: Relay, squid: Squid, proxy: string): Promise<v
       const rv = seen.at(-1)!.view;
       assert.ok(cv.url.endsWith(rv.url));
       assert.equal(rv.host, cv.host);
-      assert.notDeepEqual(rv.remote, cv.local);
       assert.ok(!rv.headers.some(([k]) => k === 'proxy-authorization'));
     }
   } finally {
