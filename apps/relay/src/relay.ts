@@ -59,6 +59,7 @@ import {
   listenOn,
   MuxHost,
   nodeRandom,
+  RELAY_HTTP_IDLE_MS,
   SessionDriver,
   TcpTransport,
   UDP_PAYLOAD_CEILING,
@@ -549,6 +550,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
     const s = createServer((req, res) => {
       if (!httpT.handle(req, res)) void honoListener(req, res);
     });
+    s.keepAliveTimeout = RELAY_HTTP_IDLE_MS;
     server = s;
     ws.attach(s);
     httpLocal = await listenOn(s, o.http.address, o.http.port);

@@ -75,6 +75,14 @@ export const DEFAULT_MAX_BATCH_BYTES = 65_536;
 /** The largest request body the relay reads (a batch plus slack); larger gets 413. */
 export const MAX_UP_BODY_BYTES = 1 << 20;
 export const DEFAULT_HEARTBEAT_MS = 15_000;
+/**
+ * How long the relay's HTTP server keeps an idle connection (its `keepAliveTimeout`; Node's own
+ * default is 5 s). Longer than the client's keepalive interval (30 s while streams are open), so
+ * the POSTs of a quiet session keep their connection: after a pause, the next keystroke's POST
+ * would otherwise wait for a new connection, through a proxy a new CONNECT tunnel too, one or two
+ * round trips.
+ */
+export const RELAY_HTTP_IDLE_MS = 65_000;
 export const DEFAULT_POLL_HOLD_MS = 25_000;
 export const DEFAULT_SESSION_IDLE_MS = 60_000;
 /** A stream open this long counts as flowing even if its client never said so; copies go. */

@@ -3,6 +3,8 @@ export * from './driver.ts';
 export * from './forward.ts';
 export * from './heap.ts';
 export * from './http.ts';
+export * from './http-uplink.ts';
+export * from './http1-response.ts';
 export * from './keys.ts';
 export * from './listen.ts';
 export * from './mux-host.ts';
