@@ -190,7 +190,6 @@ export interface HttpRelayStats {
   fallbacks: number;
 }
 
-/** Request headers as [lower-case name, value] pairs, in arrival order, repeats kept. */
 /**
  * Writes pieces as one chunk of a chunked response, in one system call. A corked ServerResponse
  * gathers a chunk's pieces, but its uncork() uncorks the socket first and then writes the size
@@ -206,6 +205,7 @@ export function writeChunk(res: ServerResponse, pieces: Iterable<Uint8Array>): v
   socket?.uncork();
 }
 
+/** Request headers as [lower-case name, value] pairs, in arrival order, repeats kept. */
 function headerPairs(req: IncomingMessage): [string, string][] {
   const out: [string, string][] = [];
   const raw = req.rawHeaders;
