@@ -26,7 +26,9 @@ connect options:
   --relay-key <hex>         the relay's public key (printed by the relay on start)
   --socks <host:port>       SOCKS5 server (CONNECT and UDP ASSOCIATE), e.g. 127.0.0.1:1080
   -L, --forward <spec>      local forward [bind:]port:host:port (repeatable)
-  --proxy <url>             reach the relay's HTTP port through an HTTP proxy (CONNECT);
+  --proxy <url>             reach the relay's HTTP port through an HTTP proxy (WebSocket in
+                            a CONNECT tunnel, HTTP as plain proxied requests: that passes a
+                            proxy that allows CONNECT only to port 443, as squid's default does);
                             default: $HTTPS_PROXY / $HTTP_PROXY, honouring $NO_PROXY
                             (credentials are better kept in $HTTPS_PROXY than on the command line)
   --no-proxy                never use a proxy, whatever the environment says

@@ -105,8 +105,12 @@ export interface TunnelClientOptions {
   keepaliveMs?: number;
   userAgent?: string;
   /**
-   * An HTTP proxy for the WebSocket and HTTP paths (CONNECT, basic auth from the URL); false: none.
-   * Default: HTTPS_PROXY / HTTP_PROXY from the environment, honouring NO_PROXY.
+   * An HTTP proxy for the WebSocket and HTTP paths (basic auth from the URL); false: none.
+   * Default: HTTPS_PROXY / HTTP_PROXY from the environment, honouring NO_PROXY. WebSocket goes in
+   * a CONNECT tunnel; the HTTP paths send their requests to the proxy in absolute form (forward
+   * mode). A proxy that allows CONNECT to the relay's port gives WebSocket, which the relay
+   * prefers to HTTP, so HTTP in a CONNECT tunnel would add nothing; one that allows CONNECT only
+   * to port 443 (squid's default) still forwards plain requests to the relay's port.
    */
   proxy?: string | false;
   /**
@@ -601,7 +605,7 @@ export class TunnelClient {
         for (const [encapsulation, Kind] of kinds) {
           const c = new Kind({
             baseUrl,
-            ...(proxy ? { proxy } : {}),
+            ...(proxy ? { proxy, proxyMode: 'forward' as const } : {}),
             // The clients build their own request targets: the routing id goes as a header.
             headers: { 'User-Agent': ua, 'Roamlink-Session': this.#sid },
             onDatagram,

@@ -16,7 +16,12 @@ import {
   connect as tcpConnect,
 } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { hasNcsaAuth, hasSquid, startSquid } from '../../../packages/node/test/squid.ts';
+import {
+  hasNcsaAuth,
+  hasSquid,
+  type Squid,
+  startSquid,
+} from '../../../packages/node/test/squid.ts';
 import {
   connectArgs,
   keygen,
@@ -640,11 +645,18 @@ test('a client gone without a word is forgotten after --peer-idle-ms: its egress
 const noSquid =
   (!hasSquid || !hasNcsaAuth) && !process.env.CI && 'needs squid (scripts/system-deps.sh)';
 
-test('--proxy: with only WebSocket and HTTP allowed, the client goes through squid (CONNECT, basic auth) and streams work', {
-  skip: noSquid,
-}, async () => {
+/**
+ * A relay, and a client that may use only WebSocket and HTTP, through squid with basic
+ * authentication and a forward to a TCP echo; `check` gets the client, the relay's listening line
+ * and squid, and returns once it has seen what it needs. The client is stopped before squid's
+ * log is read by the checks that follow (squid logs a tunnel when it ends).
+ */
+async function throughSquid(
+  squidOpts: { connect?: boolean },
+  check: (client: Proc, relay: Line, squid: Squid, echo: () => Promise<void>) => Promise<void>,
+): Promise<void> {
   const tcp = await tcpEcho();
-  const squid = await startSquid({ auth: { user: 'roam', password: 'p@ss w0rd' } });
+  const squid = await startSquid({ auth: { user: 'roam', password: 'p@ss w0rd' }, ...squidOpts });
   const dir = tempDir();
   const pub = await keygen(dir);
   const relay = run(relayArgs(dir, pub, ['--egress-allow', '127.0.0.1/32']));
@@ -652,7 +664,7 @@ test('--proxy: with only WebSocket and HTTP allowed, the client goes through squ
   try {
     const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
     const proxy = `http://roam:${encodeURIComponent('p@ss w0rd')}@127.0.0.1:${squid.port}`;
-    client = run(
+    const c = run(
       connectArgs(listening, dir, [
         '--no-udp',
         '--no-tcp',
@@ -662,16 +674,12 @@ test('--proxy: with only WebSocket and HTTP allowed, the client goes through squ
         `127.0.0.1:0:127.0.0.1:${tcp.port}`,
       ]),
     );
-    const reg = await client.until((l) => l.msg === 'registered', 'registration through squid');
-    assert.equal(reg.encapsulation, 'websocket', 'WebSocket through the proxy is the choice');
-    const fwd = await client.until((l) => l.msg === 'forward-listening', 'forward');
-    (await echoThrough(String(fwd.address), 'via squid')).destroy();
-    // The tunnels really went through squid: its access log has the CONNECTs to the relay's port
-    // (squid logs a tunnel when it ends).
-    await stop(client);
-    const httpPort = String(listening.http).split(':').pop();
-    for (let i = 0; i < 40 && !squid.accessLog().includes('CONNECT'); i++) await sleep(50);
-    assert.match(squid.accessLog(), new RegExp(`CONNECT 127\\.0\\.0\\.1:${httpPort}`));
+    client = c;
+    const echo = async (): Promise<void> => {
+      const fwd = await c.until((l) => l.msg === 'forward-listening', 'forward');
+      (await echoThrough(String(fwd.address), 'via squid')).destroy();
+    };
+    await check(c, listening, squid, echo);
     assert.ok(!squid.accessLog().includes('p@ss'), 'no credentials in the proxy log');
   } finally {
     await stop(relay);
@@ -679,4 +687,39 @@ test('--proxy: with only WebSocket and HTTP allowed, the client goes through squ
     await squid.stop();
     tcp.server.close();
   }
+}
+
+test('--proxy: with only WebSocket and HTTP allowed, the client goes through squid (CONNECT, basic auth) and streams work', {
+  skip: noSquid,
+}, async () => {
+  await throughSquid({}, async (client, listening, squid, echo) => {
+    const reg = await client.until((l) => l.msg === 'registered', 'registration through squid');
+    assert.equal(reg.encapsulation, 'websocket', 'WebSocket through the proxy is the choice');
+    await echo();
+    // The tunnels really went through squid: its access log has the CONNECTs to the relay's
+    // port (squid logs a tunnel when it ends).
+    await stop(client);
+    const httpPort = String(listening.http).split(':').pop();
+    for (let i = 0; i < 40 && !squid.accessLog().includes('CONNECT'); i++) await sleep(50);
+    assert.match(squid.accessLog(), new RegExp(`CONNECT 127\\.0\\.0\\.1:${httpPort}`));
+  });
+});
+
+test('--proxy: through squid that refuses CONNECT (its default but to port 443), HTTP passes as plain proxied requests', {
+  skip: noSquid,
+}, async () => {
+  await throughSquid({ connect: false }, async (client, listening, squid, echo) => {
+    // WebSocket's CONNECT is refused; HTTP streaming through the proxy is what is left.
+    const reg = await client.until((l) => l.msg === 'registered', 'registration through squid');
+    assert.equal(reg.encapsulation, 'http-stream');
+    // The relay saw what the proxy changed (its Via, the target made origin-form): the verdict
+    // names an intermediary at the protocol level.
+    assert.equal(reg.verdict, 'protocol');
+    await echo();
+    const httpPort = String(listening.http).split(':').pop();
+    for (let i = 0; i < 40 && !squid.accessLog().includes('POST'); i++) await sleep(50);
+    const log = squid.accessLog();
+    assert.match(log, new RegExp(`POST http://127\\.0\\.0\\.1:${httpPort}/rl/up\\?`));
+    assert.match(log, /TCP_DENIED\/403 .*CONNECT/);
+  });
 });

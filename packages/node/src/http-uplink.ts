@@ -8,8 +8,10 @@
  * that request. Written here, a POST is one string, one body and one writev; its answer is read by
  * Http1ResponseReader, which takes every framing an intermediary may give it (RFC 9112 §6.3).
  *
- * Requests are origin-form with Host, as node:http sent them; through a proxy the connection is a
- * CONNECT tunnel (proxy.ts), so the proxy sees only CONNECT, as before. A connection the relay
+ * Requests are origin-form with Host, as node:http sent them. Through a proxy the connection is
+ * either a CONNECT tunnel (proxy.ts: the proxy sees only CONNECT) or, in forward mode, a
+ * connection to the proxy that carries absolute-form requests (what a proxy that allows CONNECT
+ * only to port 443, as squid's default configuration does, lets through to any other port). A connection the relay
  * (or anything on the way) closed while idle is noticed when the next POST finds it gone: that
  * POST is sent once more on a new connection if no byte of an answer had come. Sending a POST
  * twice is harmless: the datagrams it carries are ESP packets, and the relay's replay window
@@ -20,12 +22,18 @@ import { type Http1Error, type Http1Response, Http1ResponseReader } from './http
 import { connectViaProxy, type ProxyConfig } from './proxy.ts';
 
 export interface HttpUplinkOptions {
-  /** Where to connect (the relay, or the far end of the CONNECT tunnel). */
+  /** Where to connect: the relay, the far end of a CONNECT tunnel, or a forward proxy. */
   hostname: string;
   port: number;
   /** The Host field (the base URL's authority). */
   host: string;
+  /** A CONNECT tunnel through this proxy to hostname:port. */
   proxy?: ProxyConfig | string;
+  /**
+   * Forward-proxy mode (RFC 9112 §3.2.2): hostname:port is the proxy, each request-target is in
+   * absolute form (`origin` + path), with `Proxy-Authorization` when given.
+   */
+  forward?: { origin: string; authorization?: string | undefined };
   proxyConnectTimeoutMs?: number;
   /** Longest answer body, default 4 MiB. */
   maxAnswerBytes?: number;
@@ -82,8 +90,10 @@ export class HttpUplink {
   ): void {
     if (this.#closed) throw new Error('uplink closed');
     if (this.#pending) throw new Error('a POST is already in flight');
-    const lines = [`POST ${path} HTTP/1.1`];
+    const fwd = this.#o.forward;
+    const lines = [`POST ${fwd ? fwd.origin : ''}${path} HTTP/1.1`];
     if (!fields.some(([k]) => k.toLowerCase() === 'host')) lines.push(`Host: ${this.#o.host}`);
+    if (fwd?.authorization !== undefined) lines.push(`Proxy-Authorization: ${fwd.authorization}`);
     for (const [k, v] of fields) {
       if (!TOKEN.test(k) || !FIELD_VALUE.test(v)) {
         queueMicrotask(() => cb(new Error(`bad header field ${JSON.stringify(k)}`)));

@@ -63,7 +63,7 @@ import {
   seqField,
 } from '@roamlink/core';
 import { HttpUplink } from './http-uplink.ts';
-import { ProxyAgent, type ProxyConfig } from './proxy.ts';
+import { ProxyAgent, type ProxyConfig, parseProxyUrl, proxyAuthorization } from './proxy.ts';
 import { DEFAULT_MAX_QUEUED_BYTES } from './tcp.ts';
 import type { UdpEndpoint } from './udp.ts';
 import type { WsPathView } from './websocket.ts';
@@ -621,6 +621,15 @@ export interface HttpClientOptions {
    * path with "http-error: ROAMLINK_ERR_PROXY_..." (the ProxyError's code).
    */
   proxy?: ProxyConfig | string;
+  /**
+   * How requests go through `proxy`: "connect" (default), each connection a CONNECT tunnel as
+   * above; or "forward", each request sent to the proxy in absolute form (RFC 9112 §3.2.2) with
+   * `Proxy-Authorization`, as a browser sends plain http:// requests through a proxy. Forward
+   * passes proxies that allow CONNECT only to port 443 (squid's default configuration) and lets
+   * the relay see what the proxy changed (Via, the request target); such a proxy may also buffer
+   * the stream, which the path detects and answers by polling.
+   */
+  proxyMode?: 'connect' | 'forward';
   /** Deadline for each tunnel (connection to the proxy and its answer), default 10 s. */
   proxyConnectTimeoutMs?: number;
 }
@@ -703,6 +712,8 @@ abstract class HttpClientBase {
   #done = false;
   /** The POSTs' connection (http-uplink.ts); the GET and the polls go through `agent`. */
   readonly #uplink: HttpUplink;
+  /** Forward-proxy mode: the proxy, and the fields every request through it carries. */
+  #forward: { proxy: ProxyConfig; fields: Record<string, string> } | undefined;
 
   constructor(o: HttpClientOptions, mode: HttpMode) {
     this.o = o;
@@ -714,6 +725,32 @@ abstract class HttpClientBase {
     this.#maxQueued = o.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
     this.#maxBatch = o.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
     this.extraHeaders = o.headers ?? {};
+    const proxy =
+      o.proxy === undefined || o.proxyMode !== 'forward'
+        ? undefined
+        : typeof o.proxy === 'string'
+          ? parseProxyUrl(o.proxy)
+          : o.proxy;
+    if (proxy !== undefined) {
+      // Forward mode: every connection goes to the proxy; requests name the relay's URL.
+      const authorization = proxyAuthorization(proxy);
+      this.#forward = {
+        proxy,
+        fields: {
+          Host: this.target.host,
+          ...(authorization === undefined ? {} : { 'Proxy-Authorization': authorization }),
+        },
+      };
+      this.#proxy = proxy;
+      this.#uplink = new HttpUplink({
+        hostname: proxy.hostname,
+        port: proxy.port,
+        host: this.target.host,
+        forward: { origin: this.target.url, authorization },
+      });
+      this.agent = new Agent({ keepAlive: true, maxSockets: 2 });
+      return;
+    }
     this.#uplink = new HttpUplink({
       hostname: this.target.hostname,
       port: this.target.port,
@@ -864,15 +901,25 @@ abstract class HttpClientBase {
     headers: Record<string, string>,
     onResponse: (res: IncomingMessage) => void,
   ): ClientRequest {
+    const fwd = this.#forward;
     const req = httpRequest(
-      {
-        agent: this.agent,
-        hostname: this.target.hostname,
-        port: this.target.port,
-        method,
-        path,
-        headers,
-      },
+      fwd
+        ? {
+            agent: this.agent,
+            hostname: fwd.proxy.hostname,
+            port: fwd.proxy.port,
+            method,
+            path: `${this.target.url}${path}`,
+            headers: { ...fwd.fields, ...headers },
+          }
+        : {
+            agent: this.agent,
+            hostname: this.target.hostname,
+            port: this.target.port,
+            method,
+            path,
+            headers,
+          },
       onResponse,
     );
     this.#requests.add(req);

@@ -2,9 +2,10 @@
  * The WebSocket and both RLHTTP/1 clients through a real HTTP proxy (squid, CONNECT tunnels) to
  * real relay-side transports on loopback: once without authentication, once with basic
  * authentication (right credentials carry datagrams; wrong or missing ones give the 407 code;
- * a CONNECT the proxy's policy forbids gives REFUSED with 403). The proof that traffic went
- * through the proxy: the relay sees a peer socket other than the client's own, and squid's access
- * log has the CONNECT.
+ * a CONNECT the proxy's policy forbids gives REFUSED with 403); and the HTTP clients in forward
+ * mode through a squid that refuses CONNECT, as its default configuration does to any port but
+ * 443. The proof that traffic went through the proxy: the client's socket ends at the proxy, and
+ * squid's access log has the CONNECT or the forwarded requests.
  */
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
@@ -130,18 +131,27 @@ function collector() {
   return { got, errors, opts, opened: () => opened };
 }
 
-/** Both HTTP clients through `proxy`: datagrams both ways, the stream not taken for buffered. */
-async function httpThrough(relay: Relay, squid: Squid, proxy: string): Promise<void> {
+/**
+ * Both HTTP clients through `proxy` (CONNECT tunnels, or forward-proxy requests): datagrams both
+ * ways, the stream not taken for buffered.
+ */
+async function httpThrough(
+  relay: Relay,
+  squid: Squid,
+  proxy: string,
+  proxyMode: 'connect' | 'forward' = 'connect',
+): Promise<void> {
   const baseUrl = `http://127.0.0.1:${relay.port}/rl`;
   const s = collector();
   const p = collector();
   const stream = new HttpStreamClient({
     baseUrl,
     proxy,
+    proxyMode,
     headers: { 'User-Agent': 'rt' },
     ...s.opts,
   });
-  const poll = new HttpPollClient({ baseUrl, proxy, ...p.opts });
+  const poll = new HttpPollClient({ baseUrl, proxy, proxyMode, ...p.opts });
   try {
     for (let i = 1; i <= 20; i++) {
       assert.ok(stream.send(bytes(i, 1)));
@@ -173,6 +183,14 @@ async function httpThrough(relay: Relay, squid: Squid, proxy: string): Promise<v
       assert.ok(cv.url.endsWith(rv.url));
       assert.equal(rv.host, cv.host);
       assert.ok(!rv.headers.some(([k]) => k === 'proxy-authorization'));
+      // A forward proxy shows in what the relay saw: its Via, and the absolute-form target the
+      // client sent made origin-form. Inside a CONNECT tunnel nothing changes.
+      const via = rv.headers.some(([k]) => k === 'via');
+      assert.equal(via, proxyMode === 'forward');
+      if (proxyMode === 'forward') {
+        assert.match(cv.url, /^http:\/\//);
+        assert.match(rv.url, /^\/rl\/up\?/);
+      }
     }
   } finally {
     stream.close();
@@ -212,6 +230,49 @@ describe('through squid without authentication', { skip }, () => {
       assert.equal(e.status, 403);
       return true;
     });
+  });
+});
+
+describe('through squid that refuses CONNECT (as its default does but to port 443)', {
+  skip,
+}, () => {
+  const user = 'roam';
+  const password = 'p@ss w0rd';
+  let squid: Squid;
+  let relay: Relay;
+  let good: string;
+  before(async () => {
+    squid = await startSquid({ auth: { user, password }, connect: false });
+    relay = await startRelay();
+    good = `http://${user}:${encodeURIComponent(password)}@127.0.0.1:${squid.port}`;
+  });
+  after(async () => {
+    await relay?.close();
+    await squid?.stop();
+  });
+
+  test('forward mode: both HTTP clients carry datagrams, with basic authentication', async () => {
+    await httpThrough(relay, squid, good, 'forward');
+    const log = squid.accessLog();
+    assert.match(log, new RegExp(`POST http://127\\.0\\.0\\.1:${relay.port}/rl/up\\?`));
+    assert.ok(!log.includes('CONNECT'), log);
+  });
+
+  test('CONNECT mode is refused (403); forward mode without credentials gets 407', async () => {
+    const baseUrl = `http://127.0.0.1:${relay.port}/rl`;
+    for (const [proxy, proxyMode, error] of [
+      [good, 'connect', new RegExp(`^http-error: ${ProxyErrorCode.REFUSED}$`)],
+      // The GET or the first POST, whichever the proxy answers first.
+      [squid.url, 'forward', /^http-status: (GET|POST) 407 Proxy Authentication Required$/],
+    ] as const) {
+      const c = collector();
+      const client = new HttpStreamClient({ baseUrl, proxy, proxyMode, ...c.opts });
+      client.send(bytes(1));
+      await waitFor(() => c.errors.length > 0, 'the client failing');
+      assert.equal(c.errors.length, 1);
+      assert.match(c.errors[0]!, error);
+      assert.equal(client.isDone, true);
+    }
   });
 });
 

@@ -1,7 +1,7 @@
 /**
  * A real HTTP proxy for tests: squid on 127.0.0.1 with a random free port and a generated minimal
- * configuration in a temporary directory (no cache; CONNECT allowed to 127.0.0.1 on any port and
- * nowhere else; pid and logs in the directory; DNS pointed at loopback so that nothing leaves the
+ * configuration in a temporary directory (no cache; CONNECT, unless refused, and plain requests
+ * allowed to 127.0.0.1 on any port and nowhere else; pid and logs in the directory; DNS pointed at loopback so that nothing leaves the
  * machine), run in the foreground (-N). Optionally with basic authentication through squid's
  * basic_ncsa_auth helper and a generated password file. As root, squid drops to the `proxy` user
  * (Debian's), which then owns the directory.
@@ -65,7 +65,9 @@ const connects = (port: number): Promise<boolean> =>
     c.once('error', () => resolve(false));
   });
 
-export async function startSquid(opts: { auth?: { user: string; password: string } } = {}) {
+export async function startSquid(
+  opts: { auth?: { user: string; password: string }; connect?: boolean } = {},
+) {
   const dir = mkdtempSync(join(tmpdir(), 'rl-squid-'));
   const port = await freePort();
   const asRoot = process.getuid?.() === 0;
@@ -96,8 +98,14 @@ export async function startSquid(opts: { auth?: { user: string; password: string
       'http_access deny !authed',
     );
   }
-  // No SSL_ports restriction: CONNECT to the relay's port, whatever it is.
-  lines.push('http_access allow CONNECT relay', 'http_access deny all');
+  // By default no SSL_ports restriction: CONNECT to the relay's port, whatever it is. With
+  // `connect: false`, CONNECT is refused, as squid's default configuration refuses it to every
+  // port but 443. Plain (forward) requests to the relay pass either way.
+  lines.push(
+    opts.connect === false ? 'http_access deny CONNECT' : 'http_access allow CONNECT relay',
+    'http_access allow relay',
+    'http_access deny all',
+  );
   const conf = join(dir, 'squid.conf');
   writeFileSync(conf, `${lines.join('\n')}\n`);
   if (asRoot) {
