@@ -190,23 +190,17 @@ export class HttpUplink {
       this.#fail(e as Http1Error);
       return;
     }
-    for (const r of rs) {
-      const q = this.#pending;
-      if (!q) {
-        // An answer to nothing: the connection cannot be trusted.
-        c.dead = true;
-        this.#drop();
-        return;
-      }
-      this.#pending = undefined;
-      c.reused = true;
-      if (!r.keepAlive) {
-        c.dead = true;
-        this.#drop();
-      }
-      q.cb(undefined, r);
-      if (c.dead) return;
+    if (rs.length === 0) return;
+    const q = this.#pending;
+    this.#pending = undefined;
+    c.reused = true;
+    // One POST, one answer: an answer to nothing means the connection cannot be trusted (and
+    // must not be taken for the answer to the next POST); one that says close ends it.
+    if (!q || rs.length > 1 || !rs[0]!.keepAlive) {
+      c.dead = true;
+      this.#drop();
     }
+    q?.cb(undefined, rs[0]);
   }
 
   /** The connection ended or broke. */

@@ -221,3 +221,18 @@ test('a header field with CR or LF is refused; nothing is sent', async () => {
     srv.close();
   }
 });
+
+test('two answers to one POST: the first is its answer, the connection is not used again', async () => {
+  const srv = await rawServer((conn) => (conn === 0 ? NO_CONTENT + NO_CONTENT : NO_CONTENT));
+  const u = new HttpUplink({ hostname: '127.0.0.1', port: srv.port, host: 'h' });
+  try {
+    assert.equal((await post(u, 'a')).status, 204);
+    // The stray second answer is not taken for this one's: it goes on a new connection.
+    assert.equal((await post(u, 'b')).status, 204);
+    assert.equal(srv.conns(), 2);
+    assert.deepEqual(srv.requests, ['a', 'b']);
+  } finally {
+    u.close();
+    srv.close();
+  }
+});
