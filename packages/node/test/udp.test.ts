@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { UdpTransport } from '../src/index.ts';
-import { literalLookup } from '../src/udp.ts';
+import { literalLookup, memoLiteralLookup } from '../src/udp.ts';
 
 test('datagrams both ways with their paths; a 0xFF keepalive is counted, not handed up', async () => {
   const gotA: [string, number][] = [];
@@ -103,5 +103,37 @@ test('the endpoint cache is bounded; a path forgotten from it is still reachable
   } finally {
     await relay.close();
     for (const c of clients) await c.close();
+  }
+});
+
+test('the memoised lookup answers as the plain one, for each address in turn; names still go to DNS', async () => {
+  const memo = memoLiteralLookup();
+  const got: [string | null, string, number][] = [];
+  const push = (err: NodeJS.ErrnoException | null, address: string, family: number) =>
+    got.push([err?.code ?? null, address, family]);
+  for (const host of ['198.18.0.7', '198.18.0.7', '::1', '198.18.0.7', '::1', '::1']) {
+    memo(host, 4, push);
+  }
+  assert.deepEqual(got, [
+    [null, '198.18.0.7', 4],
+    [null, '198.18.0.7', 4],
+    [null, '::1', 6],
+    [null, '198.18.0.7', 4],
+    [null, '::1', 6],
+    [null, '::1', 6],
+  ]);
+  for (let i = 0; i < 2; i++) {
+    const named = await new Promise<[string, number]>((resolve, reject) => {
+      let sync = true;
+      memo('localhost', 4, (err, address, family) =>
+        err
+          ? reject(err)
+          : sync
+            ? reject(new Error('a name was answered synchronously'))
+            : resolve([address, family]),
+      );
+      sync = false;
+    });
+    assert.equal(named[1], 4);
   }
 });
