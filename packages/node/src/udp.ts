@@ -25,29 +25,23 @@ export function parseEndpoint(s: string, forBind = false): UdpEndpoint {
   return { address: m[1]!, port };
 }
 
-/**
- * dgram resolves the address of every datagram it sends, even a literal IP (which dns.lookup
- * answers on the next tick). The relay's paths are literals (learnt from datagrams), and so is a
- * client's relay address unless given as a name: literals are answered at once, names still go
- * to dns.lookup. One deferral less per packet.
- */
-export function literalLookup(
+/** A dgram socket's `lookup` option. */
+export type LiteralLookup = (
   host: string,
   family: number | LookupOneOptions,
   cb: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
-): void {
-  const v = isIP(host);
-  if (v !== 0) cb(null, host, v);
-  else dnsLookup(host, family as LookupOneOptions, cb);
-}
+) => void;
 
 /**
- * literalLookup with a memo of the last literal, one per socket. dgram looks up the address of
- * every datagram it sends, and a relay sends to the same few peers over and over: isIP's regular
+ * A lookup for one socket. dgram resolves the address of every datagram it sends, even a literal
+ * IP (which dns.lookup answers on the next tick). The relay's paths are literals (learnt from
+ * datagrams), and so is a client's relay address unless given as a name: literals are answered
+ * at once, one deferral less per packet; names still go to dns.lookup, every time. The last
+ * literal is remembered: a relay sends to the same few peers over and over, and isIP's regular
  * expressions cost ~1.7 µs per datagram on the benchmark's machine (a profile of the relay), the
- * memo a string comparison. Names are never memoised: they go to dns.lookup every time.
+ * memo a string comparison.
  */
-export function memoLiteralLookup(): typeof literalLookup {
+export function literalLookup(): LiteralLookup {
   let last = '';
   let lastFamily = 0;
   return (host, family, cb) => {
@@ -98,7 +92,7 @@ export class UdpTransport {
       // busy for a moment loses the rest. The kernel caps these at net.core.[rw]mem_max.
       recvBufferSize: SOCKET_BUFFER_BYTES,
       sendBufferSize: SOCKET_BUFFER_BYTES,
-      lookup: memoLiteralLookup(),
+      lookup: literalLookup(),
     });
     const t = new UdpTransport(socket, opts.endpointCache ?? ENDPOINT_CACHE);
     socket.on('message', (msg, rinfo) => {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { UdpTransport } from '../src/index.ts';
-import { literalLookup, memoLiteralLookup } from '../src/udp.ts';
+import { type LiteralLookup, literalLookup } from '../src/udp.ts';
 
 test('datagrams both ways with their paths; a 0xFF keepalive is counted, not handed up', async () => {
   const gotA: [string, number][] = [];
@@ -52,7 +52,7 @@ test('socket buffers: 4 MiB asked for, as much as the kernel allows given', asyn
 });
 
 /** A name through `lookup`: it must be answered later (by dns.lookup), never at once. */
-function resolveName(lookup: typeof literalLookup, name: string): Promise<[string, number]> {
+function resolveName(lookup: LiteralLookup, name: string): Promise<[string, number]> {
   return new Promise((resolve, reject) => {
     let sync = true;
     lookup(name, 4, (err, address, family) =>
@@ -67,17 +67,16 @@ function resolveName(lookup: typeof literalLookup, name: string): Promise<[strin
 }
 
 test('literal addresses resolve at once (no deferral per datagram); names still go to DNS', async () => {
+  const lookup = literalLookup();
   const got: [string | null, string, number][] = [];
-  literalLookup('198.18.0.7', 4, (err, address, family) =>
-    got.push([err?.code ?? null, address, family]),
-  );
-  literalLookup('::1', 6, (err, address, family) => got.push([err?.code ?? null, address, family]));
+  lookup('198.18.0.7', 4, (err, address, family) => got.push([err?.code ?? null, address, family]));
+  lookup('::1', 6, (err, address, family) => got.push([err?.code ?? null, address, family]));
   // Called back before returning: dns.lookup would answer on a later tick.
   assert.deepEqual(got, [
     [null, '198.18.0.7', 4],
     [null, '::1', 6],
   ]);
-  assert.deepEqual(await resolveName(literalLookup, 'localhost'), ['127.0.0.1', 4]);
+  assert.deepEqual(await resolveName(lookup, 'localhost'), ['127.0.0.1', 4]);
 });
 
 test('the endpoint cache is bounded; a path forgotten from it is still reachable', async () => {
@@ -110,8 +109,8 @@ test('the endpoint cache is bounded; a path forgotten from it is still reachable
   }
 });
 
-test('the memoised lookup answers as the plain one, for each address in turn; names still go to DNS', async () => {
-  const memo = memoLiteralLookup();
+test('the remembered literal: each address in turn gets its own answer; names still go to DNS', async () => {
+  const memo = literalLookup();
   const got: [string | null, string, number][] = [];
   const push = (err: NodeJS.ErrnoException | null, address: string, family: number) =>
     got.push([err?.code ?? null, address, family]);
