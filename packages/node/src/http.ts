@@ -713,7 +713,7 @@ abstract class HttpClientBase {
   /** The POSTs' connection (http-uplink.ts); the GET and the polls go through `agent`. */
   readonly #uplink: HttpUplink;
   /** Forward-proxy mode: the proxy, and the fields every request through it carries. */
-  #forward: { proxy: ProxyConfig; fields: Record<string, string> } | undefined;
+  readonly #forward: { proxy: ProxyConfig; fields: Record<string, string> } | undefined;
 
   constructor(o: HttpClientOptions, mode: HttpMode) {
     this.o = o;
@@ -726,55 +726,51 @@ abstract class HttpClientBase {
     this.#maxBatch = o.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
     this.extraHeaders = o.headers ?? {};
     const proxy =
-      o.proxy === undefined || o.proxyMode !== 'forward'
-        ? undefined
-        : typeof o.proxy === 'string'
-          ? parseProxyUrl(o.proxy)
-          : o.proxy;
-    if (proxy !== undefined) {
-      // Forward mode: every connection goes to the proxy; requests name the relay's URL.
-      const authorization = proxyAuthorization(proxy);
-      this.#forward = {
-        proxy,
-        fields: {
-          Host: this.target.host,
-          ...(authorization === undefined ? {} : { 'Proxy-Authorization': authorization }),
-        },
-      };
-      this.#proxy = proxy;
-      this.#uplink = new HttpUplink({
-        hostname: proxy.hostname,
-        port: proxy.port,
-        host: this.target.host,
-        forward: { origin: this.target.url, authorization },
-      });
-      this.agent = new Agent({ keepAlive: true, maxSockets: 2 });
-      return;
-    }
-    this.#uplink = new HttpUplink({
-      hostname: this.target.hostname,
-      port: this.target.port,
-      host: this.target.host,
-      ...(o.proxy === undefined ? {} : { proxy: o.proxy }),
-      ...(o.proxyConnectTimeoutMs === undefined
-        ? {}
-        : { proxyConnectTimeoutMs: o.proxyConnectTimeoutMs }),
-    });
-    // Two sockets: the held down request would block a poll queued behind it on one.
-    if (o.proxy === undefined) {
-      this.agent = new Agent({ keepAlive: true, maxSockets: 2 });
-    } else {
-      const agent = new ProxyAgent({
-        keepAlive: true,
-        maxSockets: 2,
-        proxy: o.proxy,
-        ...(o.proxyConnectTimeoutMs === undefined
-          ? {}
-          : { connectTimeoutMs: o.proxyConnectTimeoutMs }),
-      });
-      this.agent = agent;
-      this.#proxy = agent.proxy;
-    }
+      o.proxy === undefined || typeof o.proxy !== 'string' ? o.proxy : parseProxyUrl(o.proxy);
+    this.#proxy = proxy;
+    const forward = proxy !== undefined && o.proxyMode === 'forward';
+    const authorization = forward ? proxyAuthorization(proxy) : undefined;
+    // Forward mode: every connection goes to the proxy; requests name the relay's URL.
+    this.#forward = forward
+      ? {
+          proxy,
+          fields: {
+            Host: this.target.host,
+            ...(authorization === undefined ? {} : { 'Proxy-Authorization': authorization }),
+          },
+        }
+      : undefined;
+    this.#uplink = new HttpUplink(
+      forward
+        ? {
+            hostname: proxy.hostname,
+            port: proxy.port,
+            host: this.target.host,
+            forward: { origin: this.target.url, authorization },
+          }
+        : {
+            hostname: this.target.hostname,
+            port: this.target.port,
+            host: this.target.host,
+            ...(proxy === undefined ? {} : { proxy }),
+            ...(o.proxyConnectTimeoutMs === undefined
+              ? {}
+              : { proxyConnectTimeoutMs: o.proxyConnectTimeoutMs }),
+          },
+    );
+    // Two sockets: the held down request would block a poll queued behind it on one. Through a
+    // proxy in CONNECT mode each is a tunnel.
+    this.agent =
+      proxy === undefined || forward
+        ? new Agent({ keepAlive: true, maxSockets: 2 })
+        : new ProxyAgent({
+            keepAlive: true,
+            maxSockets: 2,
+            proxy,
+            ...(o.proxyConnectTimeoutMs === undefined
+              ? {}
+              : { connectTimeoutMs: o.proxyConnectTimeoutMs }),
+          });
   }
 
   /** What the path's datagrams travel as now: a streaming path that fell back says "poll". */
