@@ -122,7 +122,7 @@ export class Http1ResponseReader {
     if (this.#failed) throw this.#failed;
     if (this.#state === State.UNTIL_CLOSE) {
       this.#state = State.HEAD;
-      return this.#finish(false);
+      return this.#finish(true);
     }
     if (this.#state !== State.HEAD || this.#buf.length > 0) {
       this.#failed = new Http1Error(
@@ -146,7 +146,7 @@ export class Http1ResponseReader {
         this.#left -= n;
         if (this.#left > 0) return undefined;
         this.#state = State.HEAD;
-        return this.#finish(this.#head!.keepAlive);
+        return this.#finish();
       }
       case State.CHUNK_SIZE: {
         const line = this.#line();
@@ -183,7 +183,7 @@ export class Http1ResponseReader {
         if (line === undefined) return undefined;
         if (line !== '') return null;
         this.#state = State.HEAD;
-        return this.#finish(this.#head!.keepAlive);
+        return this.#finish();
       }
       case State.UNTIL_CLOSE: {
         if (this.#buf.length === 0) return undefined;
@@ -235,7 +235,7 @@ export class Http1ResponseReader {
     this.#bodyBytes = 0;
     // §6.3: no body for 1xx, 204 and 304; then Transfer-Encoding; then Content-Length; else the
     // body runs to the connection's close.
-    if (status < 200 || status === 204 || status === 304) return this.#finish(keepAlive);
+    if (status < 200 || status === 204 || status === 304) return this.#finish();
     const te = tokens(headers.get('transfer-encoding'));
     if (te.length > 0) {
       if (te[te.length - 1] === 'chunked') {
@@ -256,7 +256,7 @@ export class Http1ResponseReader {
       if (this.#left > this.#maxBody) {
         throw new Http1Error(Http1ErrorCode.BODY_TOO_LARGE, `over ${this.#maxBody} bytes`);
       }
-      if (this.#left === 0) return this.#finish(keepAlive);
+      if (this.#left === 0) return this.#finish();
       this.#state = State.LENGTH;
       return null;
     }
@@ -288,11 +288,13 @@ export class Http1ResponseReader {
     this.#buf = this.#buf.subarray(n);
   }
 
-  #finish(keepAlive: boolean): Http1Response {
+  /** The response whose body is complete; `closed`: its body ran to the connection's close. */
+  #finish(closed = false): Http1Response {
     const parts = this.#parts;
     this.#parts = [];
     const body = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-    return { ...this.#head!, keepAlive: keepAlive && this.#head!.keepAlive, body };
+    const head = this.#head!;
+    return { ...head, keepAlive: head.keepAlive && !closed, body };
   }
 }
 
