@@ -20,7 +20,7 @@ import {
 } from '@roamlink/core';
 import { nodeRandom } from '@roamlink/node';
 import { WebSocket, WebSocketServer } from 'ws';
-import { startRelay } from '../../relay/src/relay.ts';
+import { startLoopbackRelay } from '../../relay/test/loopback-relay.ts';
 import { TunnelClient } from '../src/tunnel.ts';
 
 const BYTES = 4 * 1024 * 1024;
@@ -43,16 +43,10 @@ test('a TCP-only client fits its stream layer to TCP: unpaced, stream-sized pack
   const sinkPort = (sink.address() as AddressInfo).port;
 
   const relayKeys = generateKeypair(nodeRandom);
-  const relay = await startRelay({
-    keypair: relayKeys,
-    provider: nobleProvider,
-    suites: [Suite.CHACHA20_POLY1305],
-    udp: { address: '127.0.0.1', port: 0 },
-    tcp: { address: '127.0.0.1', port: 0 },
-    authorize: () => ({ allowed: true }),
-    egress: async () => ({ address: '127.0.0.1' }),
-    log: () => {},
-  });
+  const relay = await startLoopbackRelay(
+    { udp: { address: '127.0.0.1', port: 0 }, tcp: { address: '127.0.0.1', port: 0 } },
+    relayKeys,
+  );
   const client = await TunnelClient.start({
     relay: relay.udp!,
     relayTcp: relay.tcp!,
@@ -100,15 +94,7 @@ async function wsRig() {
   echo.listen(0, '127.0.0.1');
   await once(echo, 'listening');
   const relayKeys = generateKeypair(nodeRandom);
-  const relay = await startRelay({
-    keypair: relayKeys,
-    provider: nobleProvider,
-    suites: [Suite.CHACHA20_POLY1305],
-    http: { address: '127.0.0.1', port: 0 },
-    authorize: () => ({ allowed: true }),
-    egress: async () => ({ address: '127.0.0.1' }),
-    log: () => {},
-  });
+  const relay = await startLoopbackRelay({ http: { address: '127.0.0.1', port: 0 } }, relayKeys);
   return { echo, echoPort: (echo.address() as AddressInfo).port, relayKeys, relay };
 }
 

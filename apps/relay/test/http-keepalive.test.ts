@@ -5,22 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { generateKeypair, nobleProvider, Suite } from '@roamlink/core';
-import { type Http1Response, HttpUplink, nodeRandom, RELAY_HTTP_IDLE_MS } from '@roamlink/node';
-import { startRelay } from '../src/relay.ts';
+import { type Http1Response, HttpUplink, RELAY_HTTP_IDLE_MS } from '@roamlink/node';
+import { startLoopbackRelay } from './loopback-relay.ts';
 
 const NODE_DEFAULT_KEEPALIVE_MS = 5000;
 
 test('an idle POST connection outlives Node’s default keep-alive', async () => {
-  const relay = await startRelay({
-    keypair: generateKeypair(nodeRandom),
-    provider: nobleProvider,
-    suites: [Suite.CHACHA20_POLY1305],
-    http: { address: '127.0.0.1', port: 0 },
-    authorize: () => ({ allowed: true }),
-    egress: async () => ({ address: '127.0.0.1' }),
-    log: () => {},
-  });
+  const relay = await startLoopbackRelay({ http: { address: '127.0.0.1', port: 0 } });
   const { address, port } = relay.http!;
   const up = new HttpUplink({ hostname: address, port, host: `${address}:${port}` });
   // An empty batch: a well-formed POST that opens the session and carries nothing.

@@ -91,12 +91,19 @@ test('POSTs share one kept-alive connection; bodies, fields and answers arrive w
 });
 
 /**
- * A raw server: each connection answers `answers[i]` to its i-th request (a function of the
- * connection's number), or closes without answering when that is null.
+ * A raw server: to the `req`-th request on its `conn`-th connection it writes `answer(conn, req)`,
+ * or closes that connection without answering when that is null.
  */
-async function rawServer(
-  answer: (conn: number, req: number) => string | null,
-): Promise<{ port: number; conns: () => number; requests: string[]; close(): void }> {
+interface RawServer {
+  port: number;
+  /** Connections accepted so far. */
+  conns: () => number;
+  /** Every request's body, in arrival order. */
+  requests: string[];
+  close(): void;
+}
+
+async function rawServer(answer: (conn: number, req: number) => string | null): Promise<RawServer> {
   let conns = 0;
   const requests: string[] = [];
   const sockets = new Set<Socket>();
@@ -138,101 +145,102 @@ async function rawServer(
 
 const NO_CONTENT = 'HTTP/1.1 204 No Content\r\n\r\n';
 
-test('an answer that says close: the next POST goes on a new connection', async () => {
-  const srv = await rawServer(() => 'HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n');
+/** `body` with an uplink to a raw server (rawServer) that answers with `answer`; both closed after. */
+async function withRaw(
+  answer: (conn: number, req: number) => string | null,
+  body: (u: HttpUplink, srv: RawServer) => Promise<void>,
+): Promise<void> {
+  const srv = await rawServer(answer);
   const u = new HttpUplink({ hostname: '127.0.0.1', port: srv.port, host: 'h' });
   try {
-    for (const body of ['a', 'b', 'c']) assert.equal((await post(u, body)).status, 204);
-    assert.deepEqual(srv.requests, ['a', 'b', 'c']);
-    assert.equal(srv.conns(), 3);
+    await body(u, srv);
   } finally {
     u.close();
     srv.close();
   }
+}
+
+test('an answer that says close: the next POST goes on a new connection', async () => {
+  await withRaw(
+    () => 'HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n',
+    async (u, srv) => {
+      for (const body of ['a', 'b', 'c']) assert.equal((await post(u, body)).status, 204);
+      assert.deepEqual(srv.requests, ['a', 'b', 'c']);
+      assert.equal(srv.conns(), 3);
+    },
+  );
 });
 
 test('a kept connection closed under a POST: sent once more on a new one', async () => {
   // The first connection answers its first POST and drops the second unanswered (as a server
   // whose keep-alive timer fired just as the POST left); the second connection answers.
-  const srv = await rawServer((conn, req) => (conn === 0 && req === 1 ? null : NO_CONTENT));
-  const u = new HttpUplink({ hostname: '127.0.0.1', port: srv.port, host: 'h' });
-  try {
-    assert.equal((await post(u, 'first')).status, 204);
-    assert.equal((await post(u, 'second')).status, 204);
-    assert.deepEqual(srv.requests, ['first', 'second', 'second']);
-    assert.equal(srv.conns(), 2);
-  } finally {
-    u.close();
-    srv.close();
-  }
+  await withRaw(
+    (conn, req) => (conn === 0 && req === 1 ? null : NO_CONTENT),
+    async (u, srv) => {
+      assert.equal((await post(u, 'first')).status, 204);
+      assert.equal((await post(u, 'second')).status, 204);
+      assert.deepEqual(srv.requests, ['first', 'second', 'second']);
+      assert.equal(srv.conns(), 2);
+    },
+  );
 });
 
 test('a fresh connection that fails, or a retry that fails too, is an error', async () => {
-  const srv = await rawServer((_conn, req) => (req === 0 ? null : NO_CONTENT));
-  const u = new HttpUplink({ hostname: '127.0.0.1', port: srv.port, host: 'h' });
-  try {
-    await assert.rejects(post(u, 'x'), /closed|ECONNRESET/);
-    assert.equal(srv.conns(), 1, 'a fresh connection is not retried');
-  } finally {
-    u.close();
-    srv.close();
-  }
-  const srv2 = await rawServer((conn, req) => (conn === 0 && req === 0 ? NO_CONTENT : null));
-  const u2 = new HttpUplink({ hostname: '127.0.0.1', port: srv2.port, host: 'h' });
-  try {
-    assert.equal((await post(u2, 'a')).status, 204);
-    await assert.rejects(post(u2, 'b'), /closed|ECONNRESET/);
-    assert.equal(srv2.conns(), 2, 'one retry, no more');
-  } finally {
-    u2.close();
-    srv2.close();
-  }
+  await withRaw(
+    (_conn, req) => (req === 0 ? null : NO_CONTENT),
+    async (u, srv) => {
+      await assert.rejects(post(u, 'x'), /closed|ECONNRESET/);
+      assert.equal(srv.conns(), 1, 'a fresh connection is not retried');
+    },
+  );
+  await withRaw(
+    (conn, req) => (conn === 0 && req === 0 ? NO_CONTENT : null),
+    async (u, srv) => {
+      assert.equal((await post(u, 'a')).status, 204);
+      await assert.rejects(post(u, 'b'), /closed|ECONNRESET/);
+      assert.equal(srv.conns(), 2, 'one retry, no more');
+    },
+  );
   // Nobody listening.
   const dead = await rawServer(() => NO_CONTENT);
   dead.close();
-  const u3 = new HttpUplink({ hostname: '127.0.0.1', port: dead.port, host: 'h' });
-  await assert.rejects(post(u3, 'x'), (e: NodeJS.ErrnoException) => e.code === 'ECONNREFUSED');
-  u3.close();
+  const u = new HttpUplink({ hostname: '127.0.0.1', port: dead.port, host: 'h' });
+  await assert.rejects(post(u, 'x'), (e: NodeJS.ErrnoException) => e.code === 'ECONNREFUSED');
+  u.close();
 });
 
 test('a malformed answer fails the POST; the next one opens a new connection', async () => {
-  const srv = await rawServer((conn) => (conn === 0 ? 'HTTP/9 nonsense\r\n\r\n' : NO_CONTENT));
-  const u = new HttpUplink({ hostname: '127.0.0.1', port: srv.port, host: 'h' });
-  try {
-    await assert.rejects(post(u, 'x'), /bad-status-line/);
-    assert.equal((await post(u, 'y')).status, 204);
-    assert.equal(srv.conns(), 2);
-  } finally {
-    u.close();
-    srv.close();
-  }
+  await withRaw(
+    (conn) => (conn === 0 ? 'HTTP/9 nonsense\r\n\r\n' : NO_CONTENT),
+    async (u, srv) => {
+      await assert.rejects(post(u, 'x'), /bad-status-line/);
+      assert.equal((await post(u, 'y')).status, 204);
+      assert.equal(srv.conns(), 2);
+    },
+  );
 });
 
 test('a header field with CR or LF is refused; nothing is sent', async () => {
-  const srv = await rawServer(() => NO_CONTENT);
-  const u = new HttpUplink({ hostname: '127.0.0.1', port: srv.port, host: 'h' });
-  try {
-    await assert.rejects(post(u, 'x', [['X-Evil', 'a\r\nInjected: 1']]), /bad header field/);
-    await assert.rejects(post(u, 'x', [['Bad Name', 'v']]), /bad header field/);
-    assert.equal((await post(u, 'ok')).status, 204);
-    assert.deepEqual(srv.requests, ['ok']);
-  } finally {
-    u.close();
-    srv.close();
-  }
+  await withRaw(
+    () => NO_CONTENT,
+    async (u, srv) => {
+      await assert.rejects(post(u, 'x', [['X-Evil', 'a\r\nInjected: 1']]), /bad header field/);
+      await assert.rejects(post(u, 'x', [['Bad Name', 'v']]), /bad header field/);
+      assert.equal((await post(u, 'ok')).status, 204);
+      assert.deepEqual(srv.requests, ['ok']);
+    },
+  );
 });
 
 test('two answers to one POST: the first is its answer, the connection is not used again', async () => {
-  const srv = await rawServer((conn) => (conn === 0 ? NO_CONTENT + NO_CONTENT : NO_CONTENT));
-  const u = new HttpUplink({ hostname: '127.0.0.1', port: srv.port, host: 'h' });
-  try {
-    assert.equal((await post(u, 'a')).status, 204);
-    // The stray second answer is not taken for this one's: it goes on a new connection.
-    assert.equal((await post(u, 'b')).status, 204);
-    assert.equal(srv.conns(), 2);
-    assert.deepEqual(srv.requests, ['a', 'b']);
-  } finally {
-    u.close();
-    srv.close();
-  }
+  await withRaw(
+    (conn) => (conn === 0 ? NO_CONTENT + NO_CONTENT : NO_CONTENT),
+    async (u, srv) => {
+      assert.equal((await post(u, 'a')).status, 204);
+      // The stray second answer is not taken for this one's: it goes on a new connection.
+      assert.equal((await post(u, 'b')).status, 204);
+      assert.equal(srv.conns(), 2);
+      assert.deepEqual(srv.requests, ['a', 'b']);
+    },
+  );
 });
