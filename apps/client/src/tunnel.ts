@@ -40,6 +40,7 @@ import {
   HttpPollClient,
   HttpStreamClient,
   isHttpPath,
+  isHttpStreamPath,
   isTcpPath,
   isWsPath,
   MuxHost,
@@ -138,6 +139,12 @@ export interface TunnelStatus {
   streams: number;
   bytesSent: number;
   bytesReceived: number;
+  /**
+   * On an HTTP streaming path, its up-stream (packages/node/src/http.ts `upstream`): "live" when
+   * datagrams go on one open POST body, "refused" when the path keeps to a POST per batch; null on
+   * other paths.
+   */
+  httpUpstream: 'live' | 'trying' | 'refused' | 'none' | null;
 }
 
 export class TunnelClient {
@@ -300,6 +307,10 @@ export class TunnelClient {
       streams: this.host.streams,
       bytesSent: m.streamBytesSent,
       bytesReceived: m.streamBytesDelivered,
+      httpUpstream:
+        s.path === undefined || !isHttpStreamPath(s.path)
+          ? null
+          : (this.#http.get(s.path)?.upstream ?? null),
     };
   }
 

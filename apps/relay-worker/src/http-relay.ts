@@ -116,6 +116,9 @@ export class FetchHttpRelay {
   async #up(req: Request, query: URLSearchParams): Promise<Response> {
     const m = query.get('m');
     if (m !== 'stream' && m !== 'poll') return empty(400);
+    // The up-stream (RLHTTP/1 "Upstream, streaming") is the Node relay's: refused at once, so
+    // the client keeps to POSTs without waiting out its deadline.
+    if (req.headers.get('roamlink-stream') === 'up') return empty(501);
     if (Number(req.headers.get('content-length') ?? '0') > MAX_UP_BODY_BYTES) return empty(413);
     const body = new Uint8Array(await req.arrayBuffer());
     if (body.length > MAX_UP_BODY_BYTES) return empty(413);

@@ -67,6 +67,8 @@ async function session(http: 'race' | 'alone'): Promise<void> {
     assert.equal(sha256(back), sha256(data), 'every byte back, in order');
     // The Workers relay announces no MAX_DATAGRAM: the client's packets stay within 64 KiB.
     assert.equal(t.host.mux.maxPayload, STREAM_PATH_PAYLOAD);
+    // It refuses the HTTP up-stream (501): the path goes on with a POST per batch.
+    if (http === 'alone') assert.equal(t.status().httpUpstream, 'refused');
     s.destroy();
     assert.equal(
       t.status().encapsulation,

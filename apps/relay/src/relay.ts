@@ -551,6 +551,9 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       if (!httpT.handle(req, res)) void honoListener(req, res);
     });
     s.keepAliveTimeout = RELAY_HTTP_IDLE_MS;
+    // No deadline for a whole request: the HTTP up-stream's body never ends (a POST's body has
+    // its own, UP_BODY_DEADLINE_MS); headersTimeout still bounds every head.
+    s.requestTimeout = 0;
     server = s;
     ws.attach(s);
     httpLocal = await listenOn(s, o.http.address, o.http.port);

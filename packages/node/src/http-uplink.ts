@@ -65,6 +65,43 @@ interface Pending {
   retried: boolean;
 }
 
+/**
+ * A POST's head: request line (absolute form in forward mode), Host unless `fields` has one,
+ * `Proxy-Authorization` in forward mode, the caller's fields but the framing ones, then
+ * `framing` (the body's Content-Length or Transfer-Encoding). An Error for a field that is not a
+ * token and a value.
+ */
+export function requestHead(
+  o: HttpUplinkOptions,
+  path: string,
+  fields: readonly [string, string][],
+  framing: string,
+): string | Error {
+  const fwd = o.forward;
+  const lines = [`POST ${fwd ? fwd.origin : ''}${path} HTTP/1.1`];
+  if (!fields.some(([k]) => k.toLowerCase() === 'host')) lines.push(`Host: ${o.host}`);
+  if (fwd?.authorization !== undefined) lines.push(`Proxy-Authorization: ${fwd.authorization}`);
+  for (const [k, v] of fields) {
+    if (!TOKEN.test(k) || !FIELD_VALUE.test(v)) {
+      return new Error(`bad header field ${JSON.stringify(k)}`);
+    }
+    if (!OWN_FIELDS.has(k.toLowerCase())) lines.push(`${k}: ${v}`);
+  }
+  lines.push(framing, '', '');
+  return lines.join('\r\n');
+}
+
+/**
+ * A connection as the options say: a socket at once (to the relay, or to a forward proxy), or a
+ * CONNECT tunnel through the proxy once it is up.
+ */
+export function dialUplink(o: HttpUplinkOptions): Socket | Promise<Socket> {
+  if (o.proxy === undefined) return netConnect({ host: o.hostname, port: o.port });
+  return connectViaProxy(o.proxy, o.hostname, o.port, {
+    ...(o.proxyConnectTimeoutMs === undefined ? {} : { timeoutMs: o.proxyConnectTimeoutMs }),
+  });
+}
+
 export class HttpUplink {
   readonly #o: HttpUplinkOptions;
   #conn: Conn | undefined;
@@ -90,19 +127,12 @@ export class HttpUplink {
   ): void {
     if (this.#closed) throw new Error('uplink closed');
     if (this.#pending) throw new Error('a POST is already in flight');
-    const fwd = this.#o.forward;
-    const lines = [`POST ${fwd ? fwd.origin : ''}${path} HTTP/1.1`];
-    if (!fields.some(([k]) => k.toLowerCase() === 'host')) lines.push(`Host: ${this.#o.host}`);
-    if (fwd?.authorization !== undefined) lines.push(`Proxy-Authorization: ${fwd.authorization}`);
-    for (const [k, v] of fields) {
-      if (!TOKEN.test(k) || !FIELD_VALUE.test(v)) {
-        queueMicrotask(() => cb(new Error(`bad header field ${JSON.stringify(k)}`)));
-        return;
-      }
-      if (!OWN_FIELDS.has(k.toLowerCase())) lines.push(`${k}: ${v}`);
+    const head = requestHead(this.#o, path, fields, `Content-Length: ${body.length}`);
+    if (head instanceof Error) {
+      queueMicrotask(() => cb(head));
+      return;
     }
-    lines.push(`Content-Length: ${body.length}`, '', '');
-    this.#pending = { head: lines.join('\r\n'), body, cb, answered: false, retried: false };
+    this.#pending = { head, body, cb, answered: false, retried: false };
     this.#send();
   }
 
@@ -142,13 +172,12 @@ export class HttpUplink {
       dead: false,
     };
     this.#conn = c;
-    if (o.proxy === undefined) {
-      this.#attach(c, netConnect({ host: o.hostname, port: o.port }));
+    const dialed = dialUplink(o);
+    if (!(dialed instanceof Promise)) {
+      this.#attach(c, dialed);
       return c;
     }
-    connectViaProxy(o.proxy, o.hostname, o.port, {
-      ...(o.proxyConnectTimeoutMs === undefined ? {} : { timeoutMs: o.proxyConnectTimeoutMs }),
-    }).then(
+    dialed.then(
       (socket) => {
         if (c.dead) {
           socket.destroy();

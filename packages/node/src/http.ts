@@ -62,7 +62,8 @@ import {
   recordPieces,
   seqField,
 } from '@roamlink/core';
-import { HttpUplink } from './http-uplink.ts';
+import { HttpUplink, type HttpUplinkOptions } from './http-uplink.ts';
+import { HttpUpstream } from './http-upstream.ts';
 import { ProxyAgent, type ProxyConfig, parseProxyUrl, proxyAuthorization } from './proxy.ts';
 import { DEFAULT_MAX_QUEUED_BYTES } from './tcp.ts';
 import type { UdpEndpoint } from './udp.ts';
@@ -97,6 +98,17 @@ export const ACK_HEADER = 'Roamlink-Ack';
 export const SEQ_HEADER = 'Roamlink-Seq';
 /** Request field: the session routing id (docs/PROTOCOL.md §7.5); this relay ignores it. */
 const SESSION_HEADER = 'Roamlink-Session';
+/**
+ * Request field of the streaming upload (the up-stream): `Roamlink-Stream: up` on a chunked
+ * `POST <base>/up` whose body stays open and carries records as they are sent.
+ */
+export const STREAM_HEADER = 'Roamlink-Stream';
+/**
+ * The longest a POST's body may take to arrive (the up-stream's excepted, which never ends). The
+ * relay's server has no request deadline of its own (`requestTimeout` 0: it would cut the
+ * up-stream), so a body that trickles is cut here.
+ */
+export const UP_BODY_DEADLINE_MS = 60_000;
 
 /**
  * CORS (the Fetch standard's): a page from any origin may use these routes, without credentials
@@ -188,6 +200,8 @@ export interface HttpRelayStats {
   sessionsExpired: number;
   /** Streaming sessions whose client fell back to polling. */
   fallbacks: number;
+  /** Up-streams opened (answered 200). */
+  upstreams: number;
 }
 
 /**
@@ -252,8 +266,11 @@ export class HttpRelayTransport {
     queueDrops: 0,
     sessionsExpired: 0,
     fallbacks: 0,
+    upstreams: 0,
   };
   readonly #o: HttpRelayOptions;
+  /** Each session's up-stream, if it has one (a newer one ends the older). */
+  readonly #upstreams = new Map<HttpSession, ServerResponse>();
   readonly #base: string;
   readonly #heartbeatMs: number;
   readonly #holdMs: number;
@@ -326,7 +343,8 @@ export class HttpRelayTransport {
     } else if (req.method !== want) {
       this.#reject(req, res, 405, [['Allow', want]]);
     } else if (route === '/up') {
-      this.#up(req, res, query);
+      if (req.headers['roamlink-stream'] === 'up') this.#upstream(req, res, query);
+      else this.#up(req, res, query);
     } else {
       const mode = route === '/down' ? HttpMode.STREAM : HttpMode.POLL;
       const s = this.#session(req, res, query, mode);
@@ -366,6 +384,8 @@ export class HttpRelayTransport {
   close(): void {
     this.#closed = true;
     this.#sessions.close();
+    for (const res of this.#upstreams.values()) res.destroy();
+    this.#upstreams.clear();
   }
 
   #reject(
@@ -419,6 +439,9 @@ export class HttpRelayTransport {
     const chunks: Buffer[] = [];
     let size = 0;
     let over = false;
+    const deadline = setTimeout(() => req.destroy(), UP_BODY_DEADLINE_MS);
+    deadline.unref();
+    req.on('close', () => clearTimeout(deadline));
     req.on('data', (c: Buffer) => {
       if (over) return;
       size += c.length;
@@ -431,6 +454,7 @@ export class HttpRelayTransport {
       chunks.push(c);
     });
     req.on('end', () => {
+      clearTimeout(deadline);
       if (over) {
         this.#reject(req, res, 413);
         return;
@@ -471,6 +495,80 @@ export class HttpRelayTransport {
       res.end(body);
     });
     req.on('error', () => {});
+  }
+
+  /**
+   * The up-stream: a chunked `POST <base>/up?s=<token>&m=stream` with `Roamlink-Stream: up` for a
+   * streaming session whose stream has not fallen back. Its body is records, read as they arrive,
+   * the first an empty one (the marker). The answer's head (200, a chunked body that stays empty)
+   * goes as soon as the first record is in, so the client knows that the body's bytes pass
+   * whatever is on the way, unbuffered; the answer ends when the body does. Datagrams are handed
+   * up as a POST's are, with the up-stream request's view. A newer up-stream ends the older.
+   */
+  #upstream(req: IncomingMessage, res: ServerResponse, query: URLSearchParams): void {
+    if (query.get('m') !== HttpMode.STREAM) {
+      this.#reject(req, res, 400);
+      return;
+    }
+    const token = query.get('s');
+    const s = token === null ? undefined : this.#sessions.get(`hs:${token}`);
+    // Only a session that exists and streams: the up-stream never opens one.
+    if (s === undefined || s.polled) {
+      this.#reject(req, res, 409);
+      return;
+    }
+    const sessions = this.#sessions;
+    const older = this.#upstreams.get(s);
+    if (older !== undefined) older.destroy();
+    this.#upstreams.set(s, res);
+    const view = observedView(req, HttpMode.STREAM);
+    const reader = new RecordReader({ zeroCopy: true });
+    let open = false;
+    const stop = (): void => {
+      if (this.#upstreams.get(s) === res) this.#upstreams.delete(s);
+    };
+    reader.onRecord = (d) => {
+      if (!open) {
+        open = true;
+        this.stats.upstreams++;
+        res.socket?.setNoDelay(true);
+        res.writeHead(200, [
+          ...CORS_HEADERS,
+          ['Content-Type', 'application/octet-stream'],
+          ['Cache-Control', 'no-store'],
+        ]);
+        res.flushHeaders();
+      }
+      if (d.length === 0) return;
+      this.stats.datagramsReceived++;
+      this.#o.onDatagram(d, s.id, view);
+    };
+    req.on('data', (c: Buffer) => {
+      if (!sessions.live(s) || s.polled) {
+        // The session ended or fell back: its up-stream goes with it.
+        stop();
+        res.destroy();
+        return;
+      }
+      sessions.touch(s);
+      if (!reader.push(c)) {
+        this.stats.rejected++;
+        stop();
+        if (open) res.destroy();
+        else this.#reject(req, res, 400);
+      }
+    });
+    req.on('end', () => {
+      stop();
+      if (!open || !reader.atBoundary) {
+        if (!res.headersSent) this.#reject(req, res, 400);
+        else res.destroy();
+        return;
+      }
+      res.end();
+    });
+    res.on('close', stop);
+    req.on('error', stop);
   }
 
   /**
@@ -632,6 +730,14 @@ export interface HttpClientOptions {
   proxyMode?: 'connect' | 'forward';
   /** Deadline for each tunnel (connection to the proxy and its answer), default 10 s. */
   proxyConnectTimeoutMs?: number;
+  /**
+   * Streaming only: once the stream shows a byte, try the up-stream (http-upstream.ts: one
+   * chunked POST whose body stays open) and send on it instead of a POST per batch if the relay
+   * answers it within the buffering deadline. Default true.
+   */
+  upstream?: boolean;
+  /** After an up-stream that worked ends, the next is tried this much later (default 5 s). */
+  upstreamRetryMs?: number;
 }
 
 export interface HttpClientStats {
@@ -643,7 +749,14 @@ export interface HttpClientStats {
   queueDrops: number;
   /** Numbered datagrams that came a second time (a POST's answer and the stream), dropped. */
   duplicatesDropped: number;
+  /** Up-streams the relay answered (the path sent on them). */
+  upstreams: number;
 }
+
+/** The up-stream takes more batches while less than this waits in its socket's buffer. */
+const UPSTREAM_BUFFER_BYTES = 256 * 1024;
+/** After an up-stream that worked ends, the next is tried this much later. */
+export const DEFAULT_UPSTREAM_RETRY_MS = 5_000;
 
 /**
  * The client's view of its path: the URL, Host and headers it sends, and the POST's socket ends.
@@ -687,6 +800,7 @@ abstract class HttpClientBase {
     datagramsReceived: 0,
     queueDrops: 0,
     duplicatesDropped: 0,
+    upstreams: 0,
   };
   /** Polls answered. */
   polls = 0;
@@ -714,6 +828,20 @@ abstract class HttpClientBase {
   readonly #uplink: HttpUplink;
   /** Forward-proxy mode: the proxy, and the fields every request through it carries. */
   readonly #forward: { proxy: ProxyConfig; fields: Record<string, string> } | undefined;
+  /** Where the POSTs' (and the up-stream's) connections go. */
+  readonly #dial: HttpUplinkOptions;
+  /** The up-stream being tried or in use, if any. */
+  #up: HttpUpstream | undefined;
+  /** The relay answered it; the path sends on it once no POST is in flight (order kept). */
+  #upReady = false;
+  /** The path sends on the up-stream (no POSTs). */
+  #upLive = false;
+  /** The up-stream's answer deadline, or the retry after one that worked ended. */
+  #upTimer: NodeJS.Timeout | undefined;
+  /** An up-stream was not answered in time: none is tried again on this path. */
+  #upRefused = false;
+  /** Why the last up-stream ended or was refused ("status 501", "no answer in 150 ms", ...). */
+  upstreamEnd: string | undefined;
 
   constructor(o: HttpClientOptions, mode: HttpMode) {
     this.o = o;
@@ -740,24 +868,23 @@ abstract class HttpClientBase {
           },
         }
       : undefined;
-    this.#uplink = new HttpUplink(
-      forward
-        ? {
-            hostname: proxy.hostname,
-            port: proxy.port,
-            host: this.target.host,
-            forward: { origin: this.target.url, authorization },
-          }
-        : {
-            hostname: this.target.hostname,
-            port: this.target.port,
-            host: this.target.host,
-            ...(proxy === undefined ? {} : { proxy }),
-            ...(o.proxyConnectTimeoutMs === undefined
-              ? {}
-              : { proxyConnectTimeoutMs: o.proxyConnectTimeoutMs }),
-          },
-    );
+    this.#dial = forward
+      ? {
+          hostname: proxy.hostname,
+          port: proxy.port,
+          host: this.target.host,
+          forward: { origin: this.target.url, authorization },
+        }
+      : {
+          hostname: this.target.hostname,
+          port: this.target.port,
+          host: this.target.host,
+          ...(proxy === undefined ? {} : { proxy }),
+          ...(o.proxyConnectTimeoutMs === undefined
+            ? {}
+            : { proxyConnectTimeoutMs: o.proxyConnectTimeoutMs }),
+        };
+    this.#uplink = new HttpUplink(this.#dial);
     // Two sockets: the held down request would block a poll queued behind it on one. Through a
     // proxy in CONNECT mode each is a tunnel.
     this.agent =
@@ -787,9 +914,21 @@ abstract class HttpClientBase {
     return this.#done;
   }
 
+  /**
+   * The up-stream: "live" (the path sends on it), "trying" (opened, not answered yet, or to be
+   * tried again), "refused" (not answered in time, or refused: POSTs for good), "none" (not
+   * tried: polling, turned off, or the stream has not flowed yet).
+   */
+  get upstream(): 'live' | 'trying' | 'refused' | 'none' {
+    if (this.#upLive) return 'live';
+    if (this.#upRefused) return 'refused';
+    return this.#up !== undefined || this.#upTimer !== undefined ? 'trying' : 'none';
+  }
+
   /** The client's copy of the outer fields it sends on this path (the next POST's). */
   view(): HttpClientView {
-    const s = this.#uplink.socket;
+    // The connection the next datagram leaves on.
+    const s = this.#upLive ? this.#up?.socket : this.#uplink.socket;
     const headers: [string, string][] = [
       ['content-type', 'application/octet-stream'],
       ...Object.entries(this.extraHeaders).map(([k, v]): [string, string] => [k.toLowerCase(), v]),
@@ -822,8 +961,8 @@ abstract class HttpClientBase {
     this.#queue.push(datagram.slice());
     this.#queued += datagram.length;
     this.stats.datagramsSent++;
-    // Whatever else is sent in this turn of the event loop rides in the same POST.
-    if (!this.#inFlight) this.#flushing ??= setImmediate(() => this.#flush());
+    // Whatever else is sent in this turn of the event loop rides in the same POST (or chunk).
+    if (!this.#inFlight || this.#upLive) this.#flushing ??= setImmediate(() => this.#flush());
     return true;
   }
 
@@ -833,6 +972,7 @@ abstract class HttpClientBase {
     this.#done = true;
     if (this.#flushing) clearImmediate(this.#flushing);
     this.#queue = [];
+    this.#endUpstream();
     this.shutdown();
     for (const r of this.#requests) r.destroy();
     this.#requests.clear();
@@ -882,6 +1022,87 @@ abstract class HttpClientBase {
   protected setMode(mode: HttpMode): void {
     this.#mode = mode;
     this.#upPath = this.#upPathFor(mode);
+    if (mode !== HttpMode.STREAM) {
+      this.#upRefused = true;
+      this.#endUpstream();
+    }
+  }
+
+  /**
+   * Tries the up-stream (the stream flows, so nothing buffers answers on the way; whether
+   * anything buffers request bodies is what the try finds out). `waitMs`: how long its answer
+   * may take before the path keeps to POSTs for good.
+   */
+  protected tryUpstream(waitMs: number): void {
+    if (
+      this.o.upstream === false ||
+      this.#done ||
+      this.#up !== undefined ||
+      this.#upRefused ||
+      this.#mode !== HttpMode.STREAM
+    ) {
+      return;
+    }
+    if (this.#upTimer) clearTimeout(this.#upTimer);
+    const up = new HttpUpstream({
+      ...this.#dial,
+      path: this.#upPath,
+      fields: Object.entries(this.headers({ 'Content-Type': 'application/octet-stream' })),
+      onOpen: () => {
+        if (this.#up !== up) return;
+        if (this.#upTimer) clearTimeout(this.#upTimer);
+        this.#upTimer = undefined;
+        this.stats.upstreams++;
+        this.#upReady = true;
+        // What a POST in flight carries is handed up before its answer: switching after the
+        // answer keeps the datagrams in the order they were sent.
+        if (!this.#inFlight) this.#switchUp();
+      },
+      onClose: (reason) => {
+        if (this.#up !== up) return;
+        this.upstreamEnd = reason;
+        const worked = this.#upReady;
+        this.#endUpstream();
+        if (this.#done) return;
+        if (!worked) this.#upRefused = true;
+        else {
+          // It worked, and ended (a proxy's or the relay's timeout, a reset): POSTs meanwhile,
+          // and another try later.
+          this.#upTimer = setTimeout(() => {
+            this.#upTimer = undefined;
+            this.tryUpstream(waitMs);
+          }, this.o.upstreamRetryMs ?? DEFAULT_UPSTREAM_RETRY_MS);
+          this.#upTimer.unref();
+        }
+        this.#flush();
+      },
+      onDrain: () => this.#flush(),
+    });
+    this.#up = up;
+    this.#upTimer = setTimeout(() => {
+      this.#upTimer = undefined;
+      if (this.#up !== up || this.#upReady) return;
+      // No answer in time: something on the way holds the body back.
+      this.upstreamEnd = `no answer in ${Math.round(waitMs)} ms`;
+      this.#upRefused = true;
+      this.#endUpstream();
+    }, waitMs);
+    this.#upTimer.unref();
+  }
+
+  #switchUp(): void {
+    if (!this.#upReady || this.#upLive || this.#done) return;
+    this.#upLive = true;
+    this.#flush();
+  }
+
+  #endUpstream(): void {
+    if (this.#upTimer) clearTimeout(this.#upTimer);
+    this.#upTimer = undefined;
+    this.#up?.close();
+    this.#up = undefined;
+    this.#upReady = false;
+    this.#upLive = false;
   }
 
   /** Ends a request on purpose without failing the path. */
@@ -984,7 +1205,18 @@ abstract class HttpClientBase {
 
   #flush(): void {
     this.#flushing = undefined;
-    if (this.#done || this.#inFlight || this.#queue.length === 0) return;
+    if (this.#done || this.#queue.length === 0) return;
+    const up = this.#up;
+    if (this.#upLive && up !== undefined) {
+      // One chunk per batch while the socket's buffer has room; the rest waits for its drain.
+      while (this.#queue.length > 0 && up.writableLength < UPSTREAM_BUFFER_BYTES) {
+        const batch = this.#queue.splice(0, batchCount(this.#queue, this.#maxBatch));
+        for (const d of batch) this.#queued -= d.length;
+        up.write(batch);
+      }
+      return;
+    }
+    if (this.#inFlight) return;
     const batch = this.#queue.splice(0, batchCount(this.#queue, this.#maxBatch));
     for (const d of batch) this.#queued -= d.length;
     const body = encodeRecords(batch);
@@ -1014,6 +1246,7 @@ abstract class HttpClientBase {
       this.onAnswer();
       if (this.#done) return;
       this.#inFlight = false;
+      if (this.#upReady) this.#switchUp();
       if (first !== undefined) {
         const ds = decodeRecords(res.body);
         if (ds === undefined || Number.isNaN(first)) {
@@ -1083,6 +1316,8 @@ export class HttpStreamClient extends HttpClientBase {
             this.#order.bodySeen = true;
             if (this.#timer) clearTimeout(this.#timer);
             this.#timer = undefined;
+            // Nothing on the way buffers answers: try sending on one open body too.
+            this.tryUpstream(bufferWaitMs(this.#detect, this.firstAnswerMs));
           }
           if (!this.#reader.push(b)) this.fail(`${HttpPathError.PROTOCOL}: bad record length`);
         });

@@ -53,6 +53,11 @@ export interface Http1ResponseReaderOptions {
   maxHeadBytes?: number;
   /** Longest body, default 4 MiB. */
   maxBodyBytes?: number;
+  /**
+   * Called with each final response's head as soon as it is read, before its body (an answer
+   * whose body stays open, as the HTTP up-stream's does, is known by its head).
+   */
+  onHead?: (head: Omit<Http1Response, 'body'>) => void;
 }
 
 const CRLF = Buffer.from('\r\n');
@@ -80,6 +85,7 @@ type State = (typeof State)[keyof typeof State];
 export class Http1ResponseReader {
   readonly #maxHead: number;
   readonly #maxBody: number;
+  readonly #onHead: ((head: Omit<Http1Response, 'body'>) => void) | undefined;
   #buf: Buffer = Buffer.alloc(0);
   #state: State = State.HEAD;
   #head: Omit<Http1Response, 'body'> | undefined;
@@ -91,6 +97,7 @@ export class Http1ResponseReader {
   constructor(o: Http1ResponseReaderOptions = {}) {
     this.#maxHead = o.maxHeadBytes ?? 16 * 1024;
     this.#maxBody = o.maxBodyBytes ?? 4 * 1024 * 1024;
+    this.#onHead = o.onHead;
   }
 
   /** No part of a message is held: the connection is between responses. */
@@ -231,6 +238,7 @@ export class Http1ResponseReader {
     const keepAlive =
       minor === 1 ? !connection.includes('close') : connection.includes('keep-alive');
     this.#head = { minor, status, reason: m[3] ?? '', headers, keepAlive };
+    this.#onHead?.(this.#head);
     this.#parts = [];
     this.#bodyBytes = 0;
     // §6.3: no body for 1xx, 204 and 304; then Transfer-Encoding; then Content-Length; else the

@@ -4,6 +4,7 @@ export * from './forward.ts';
 export * from './heap.ts';
 export * from './http.ts';
 export * from './http-uplink.ts';
+export * from './http-upstream.ts';
 export * from './http1-response.ts';
 export * from './keys.ts';
 export * from './listen.ts';

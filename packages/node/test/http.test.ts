@@ -6,60 +6,11 @@
  * the same path, polling through it works. The fallback's wire format in detail: http-fallback.test.ts.
  */
 import assert from 'node:assert/strict';
-import { createServer, request, type Server } from 'node:http';
+import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
-import {
-  type HttpClientOptions,
-  type HttpPathView,
-  HttpPollClient,
-  type HttpRelayOptions,
-  HttpRelayTransport,
-  HttpStreamClient,
-  writeChunk,
-} from '../src/http.ts';
-
-interface Relay {
-  transport: HttpRelayTransport;
-  server: Server;
-  port: number;
-  received: { d: Uint8Array; path: string; view: HttpPathView }[];
-  closed: { path: string; reason: string }[];
-  close(): Promise<void>;
-}
-
-async function startRelay(opts: Partial<HttpRelayOptions> = {}, echo = true): Promise<Relay> {
-  const received: Relay['received'] = [];
-  const closed: Relay['closed'] = [];
-  const transport: HttpRelayTransport = new HttpRelayTransport({
-    onDatagram: (d, path, view) => {
-      received.push({ d, path, view });
-      if (echo) transport.send(path, d);
-    },
-    onPathClose: (path, reason) => closed.push({ path, reason }),
-    ...opts,
-  });
-  const server = createServer((req, res) => {
-    if (!transport.handle(req, res)) {
-      res.writeHead(418, { 'Content-Length': '0' });
-      res.end();
-    }
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as AddressInfo).port;
-  return {
-    transport,
-    server,
-    port,
-    received,
-    closed,
-    close: () => {
-      transport.close();
-      server.closeAllConnections();
-      return new Promise<void>((r) => server.close(() => r()));
-    },
-  };
-}
+import { HttpPollClient, HttpStreamClient, writeChunk } from '../src/http.ts';
+import { bytes, collector, sleep, startRelay } from './http-rig.ts';
 
 /** A reverse proxy that buffers: each upstream response is read whole, then forwarded. */
 async function startBufferingProxy(
@@ -99,44 +50,6 @@ async function startBufferingProxy(
       return new Promise<void>((r) => server.close(() => r()));
     },
   };
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const bytes = (...v: number[]): Uint8Array => new Uint8Array(v);
-
-/** Collects what a client receives; `wait(n)` resolves once n datagrams are in. */
-function collector() {
-  const got: Uint8Array[] = [];
-  const errors: string[] = [];
-  let opened = 0;
-  let waiter: (() => void) | undefined;
-  const check = (): void => waiter?.();
-  const opts: Pick<HttpClientOptions, 'onDatagram' | 'onError' | 'onOpen'> = {
-    onDatagram: (d) => {
-      got.push(d);
-      check();
-    },
-    onError: (_p, r) => {
-      errors.push(r);
-      check();
-    },
-    onOpen: () => {
-      opened++;
-    },
-  };
-  const until = (pred: () => boolean, what: string, ms = 5000): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`timeout: ${what} (${errors.join(', ')})`)), ms);
-      waiter = () => {
-        if (pred()) {
-          clearTimeout(t);
-          waiter = undefined;
-          resolve();
-        }
-      };
-      waiter();
-    });
-  return { got, errors, opts, until, opened: () => opened };
 }
 
 test('streaming: datagrams both ways, in order, and the relay sees the request', async () => {
