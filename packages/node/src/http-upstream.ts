@@ -14,9 +14,10 @@
  * chunk in one writev, and reads the answer's head with Http1ResponseReader.
  */
 import type { Socket } from 'node:net';
-import { EMPTY_RECORD, recordPieces } from '@roamlink/core';
+import { EMPTY_RECORD } from '@roamlink/core';
 import { dialUplink, type HttpUplinkOptions, requestHead } from './http-uplink.ts';
 import { Http1ResponseReader } from './http1-response.ts';
+import { writeRecordChunk } from './record-chunk.ts';
 
 /** The request field that asks for an up-stream, and its value. */
 export const UPSTREAM_FIELD: readonly [string, string] = ['Roamlink-Stream', 'up'];
@@ -33,8 +34,6 @@ export interface HttpUpstreamOptions extends HttpUplinkOptions {
   /** The socket's buffer drained after `write` returned false. */
   onDrain?: () => void;
 }
-
-const CRLF = Buffer.from('\r\n');
 
 export class HttpUpstream {
   readonly #o: HttpUpstreamOptions;
@@ -87,14 +86,7 @@ export class HttpUpstream {
   write(datagrams: readonly Uint8Array[]): boolean {
     const s = this.#socket;
     if (!this.open || s === undefined || datagrams.length === 0) return false;
-    let size = 0;
-    for (const d of datagrams) size += d.length + 2;
-    s.cork();
-    s.write(`${size.toString(16)}\r\n`, 'latin1');
-    for (const p of recordPieces(datagrams)) s.write(p);
-    const ok = s.write(CRLF);
-    s.uncork();
-    return ok;
+    return writeRecordChunk(s, datagrams);
   }
 
   /** Ends the up-stream quietly (nothing reported). */
@@ -137,13 +129,13 @@ export class HttpUpstream {
     s.on('end', () => this.#end('closed'));
     s.on('close', () => this.#end('closed'));
     s.on('error', (e: NodeJS.ErrnoException) => this.#end(e.code ?? e.message));
-    // The head and the marker leave together: the relay answers once the marker is in.
-    const marker = Buffer.from(EMPTY_RECORD);
+    // The head and the marker (an empty record) leave together: the relay answers once the
+    // marker is in.
     s.cork();
     s.write(head, 'latin1');
-    s.write(`${marker.length.toString(16)}\r\n`, 'latin1');
-    s.write(marker);
-    s.write(CRLF);
+    s.write(`${EMPTY_RECORD.length.toString(16)}\r\n`, 'latin1');
+    s.write(EMPTY_RECORD);
+    s.write('\r\n', 'latin1');
     s.uncork();
   }
 

@@ -65,6 +65,7 @@ import {
 import { HttpUplink, type HttpUplinkOptions } from './http-uplink.ts';
 import { HttpUpstream } from './http-upstream.ts';
 import { ProxyAgent, type ProxyConfig, parseProxyUrl, proxyAuthorization } from './proxy.ts';
+import { writeRecordChunk } from './record-chunk.ts';
 import { DEFAULT_MAX_QUEUED_BYTES } from './tcp.ts';
 import type { UdpEndpoint } from './udp.ts';
 import type { WsPathView } from './websocket.ts';
@@ -577,7 +578,6 @@ export class HttpRelayTransport {
    */
   #stream(s: HttpSession, req: IncomingMessage, res: ServerResponse): void {
     let ended = false;
-    let flushing: NodeJS.Immediate | undefined;
     const heartbeat = setInterval(() => {
       if (!ended) writeChunk(res, [EMPTY_RECORD]);
     }, this.#heartbeatMs);
@@ -586,23 +586,26 @@ export class HttpRelayTransport {
       if (ended) return;
       ended = true;
       clearInterval(heartbeat);
-      if (flushing) clearImmediate(flushing);
       this.#sessions.detach(s, down);
     };
     const flush = (): void => {
-      if (flushing) clearImmediate(flushing);
-      flushing = undefined;
       // A response already gone takes nothing: the datagrams wait for the next request.
       if (ended || res.destroyed || res.writableEnded || s.queue.length === 0) return;
-      // The records as pieces (recordPieces): a 60 000-byte packet is written as it is, not copied
-      // into one buffer with the others, and the pieces leave in one writev.
-      writeChunk(res, recordPieces(this.#sessions.take(s, Number.POSITIVE_INFINITY)));
+      const ds = this.#sessions.take(s, Number.POSITIVE_INFINITY);
+      // Once the head is out, chunks go to the socket itself (record-chunk.ts: one system call,
+      // a large packet written as it is): ServerResponse's own chunked writing cost the relay
+      // ~10 µs per small reply. Its end() still writes the last chunk, on the same socket.
+      const socket = res.socket;
+      if (socket !== null && res.headersSent && res.writableLength === 0) {
+        writeRecordChunk(socket, ds);
+      } else {
+        writeChunk(res, recordPieces(ds));
+      }
     };
     const down: HttpDown = {
-      // Datagrams queued in the same turn of the event loop leave in one write.
-      kick: () => {
-        flushing ??= setImmediate(flush);
-      },
+      // A datagram leaves as it is queued, as on a TCP path: the stream layer has gathered the
+      // turn's writes into packets already, and a reply waits for no later turn.
+      kick: flush,
       close: () => {
         if (ended) return;
         stop();
@@ -957,6 +960,20 @@ abstract class HttpClientBase {
     ) {
       this.stats.queueDrops++;
       return false;
+    }
+    const up = this.#up;
+    if (
+      this.#upLive &&
+      up !== undefined &&
+      this.#queue.length === 0 &&
+      up.writableLength < UPSTREAM_BUFFER_BYTES
+    ) {
+      // On the up-stream a datagram leaves at once, as one chunk, as on a TCP path (the stream
+      // layer has gathered the turn's writes into packets already), and by reference: the core
+      // never writes a packet again once handed to a transport (the TCP transport relies on it).
+      up.write([datagram]);
+      this.stats.datagramsSent++;
+      return true;
     }
     this.#queue.push(datagram.slice());
     this.#queued += datagram.length;
