@@ -516,7 +516,17 @@ export class ClientSession<P> {
     const cur = this.#keys.current;
     if (!cur) return;
     const prefs = this.#o.encapsulations ?? DEFAULT_ENCAPSULATION_PREFERENCE;
-    for (const c of this.#roundCandidates()) {
+    // The relay takes the first RREQ of a round and upgrades only for one that follows within its
+    // grace window: sent lighter first (in the relay's order), the one it prefers tends to arrive
+    // first, and the session does not pass through a heavier path on its way.
+    const rank = (e: Encapsulation): number => {
+      const i = this.#relayPrefs.indexOf(e);
+      return i < 0 ? this.#relayPrefs.length : i;
+    };
+    const candidates = [...this.#roundCandidates()].sort(
+      (a, b) => rank(a.info.encapsulation) - rank(b.info.encapsulation),
+    );
+    for (const c of candidates) {
       const frame = encodeRreq({
         round: round.round,
         nonce: round.nonce,

@@ -68,6 +68,24 @@ describe('registration', () => {
     assert.equal(net.client.stats.handshakes, 1, 'no new key exchange');
   });
 
+  test('RREQs leave lighter first, whatever order the candidates come in: no detour through HTTP', () => {
+    const net = established(['a'], (n) => {
+      // Equal delays: the relay sees the RREQs in the order they were sent.
+      n.delay = { a: 10, h: 10, w: 10, t: 10 };
+      n.paths.h = { ...n.pathOf('h'), encapsulation: Encapsulation.HTTP_STREAM };
+      n.paths.w = { ...n.pathOf('w'), encapsulation: Encapsulation.WEBSOCKET };
+      n.paths.t = { ...n.pathOf('t'), encapsulation: Encapsulation.TCP };
+    });
+    const peer = [...net.relay.peers.values()][0]!;
+    net.filter = (d) => d.path !== 'a';
+    net.client.move(net.candidates(['h', 'w', 't']), net.now, 'test');
+    net.runUntil(net.now + 50);
+    assert.equal(peer.path, 't');
+    assert.equal(peer.chosenEncapsulation, Encapsulation.TCP);
+    assert.equal(peer.decision, 1, 'the first RREQ was the preferred one: no upgrade');
+    assert.equal(net.client.encapsulation, Encapsulation.TCP);
+  });
+
   test('a preferred encapsulation arriving within the grace window wins', () => {
     const net = established(['a'], (n) => {
       n.delay = { a: 10, t: 10, u: 30 };
