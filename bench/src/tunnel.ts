@@ -416,21 +416,42 @@ export function parseOnly(s: string | undefined): Encapsulation[] {
   return [...new Set(names)] as Encapsulation[];
 }
 
+const VALUE_FLAGS = ['size', 'requests', 'warmup', 'runs', 'only'];
+
+/** The first argument that is neither a known flag nor a known flag's value, if any. */
+export function unknownArg(args: string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--json' || a === '--quick') continue;
+    const name = a.startsWith('--') ? a.slice(2).split('=')[0]! : '';
+    if (!VALUE_FLAGS.includes(name)) return a;
+    if (!a.includes('=')) i++;
+  }
+  return undefined;
+}
+
 export async function run(args: string[]): Promise<void> {
   const json = flag(args, 'json');
+  // --quick: a smoke run (128 MiB, 200 requests after 3000), for `pnpm bench all --quick`.
+  const quick = flag(args, 'quick');
+  const usage = `usage: pnpm bench tunnel [--quick] [--size 1G] [--requests 1000] [--warmup 15000] [--runs 1] [--only ${ENCAPSULATIONS.join(',')}] [--json]\n`;
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(usage);
+    return;
+  }
   let o: TunnelBenchOptions;
   try {
+    const bad = unknownArg(args);
+    if (bad !== undefined) throw new Error(`unknown argument "${bad}"`);
     o = {
-      size: parseSize(arg(args, 'size') ?? '1G'),
-      requests: positiveInt(args, 'requests', 1000),
-      warmup: positiveInt(args, 'warmup', 15_000),
+      size: parseSize(arg(args, 'size') ?? (quick ? '128M' : '1G')),
+      requests: positiveInt(args, 'requests', quick ? 200 : 1000),
+      warmup: positiveInt(args, 'warmup', quick ? 3000 : 15_000),
       runs: positiveInt(args, 'runs', 1),
       encapsulations: parseOnly(arg(args, 'only')),
     };
   } catch (e) {
-    process.stderr.write(
-      `${message(e)}\nusage: pnpm bench tunnel [--size 1G] [--requests 1000] [--warmup 15000] [--runs 1] [--only ${ENCAPSULATIONS.join(',')}] [--json]\n`,
-    );
+    process.stderr.write(`${message(e)}\n${usage}`);
     process.exitCode = 2;
     return;
   }

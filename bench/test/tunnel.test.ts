@@ -11,7 +11,7 @@ import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Measured } from '../src/tunnel.ts';
-import { parseOnly, parseSize, runTunnelBench } from '../src/tunnel.ts';
+import { parseOnly, parseSize, runTunnelBench, unknownArg } from '../src/tunnel.ts';
 import { percentile } from '../src/tunnel-curl.ts';
 import { SSHD } from '../src/tunnel-ssh.ts';
 
@@ -107,6 +107,12 @@ test('sizes, --only and the percentile', () => {
   assert.deepEqual(parseOnly('udp-1400'), ['udp-1400']);
   assert.throws(() => parseOnly('udp,quic'), /unknown encapsulation "quic"/);
   assert.throws(() => parseOnly(','), /at least one/);
+  assert.equal(
+    unknownArg(['--size', '1G', '--json', '--only=udp', '--quick', '--runs', '2']),
+    undefined,
+  );
+  assert.equal(unknownArg(['--size', '1G', '--verbose']), '--verbose');
+  assert.equal(unknownArg(['1G']), '1G');
   const xs = Array.from({ length: 100 }, (_, i) => 100 - i);
   assert.equal(percentile(xs, 50), 50);
   assert.equal(percentile(xs, 99), 99);
