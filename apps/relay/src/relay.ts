@@ -64,6 +64,7 @@ import {
   TcpTransport,
   UDP_PAYLOAD_CEILING,
   UdpTransport,
+  UP_BODY_DEADLINE_MS,
   WebSocketTransport,
   WS_MAX_PAYLOAD,
   WsCloseCode,
@@ -548,7 +549,15 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
   let httpLocal: UdpEndpoint | undefined;
   if (o.http) {
     const s = createServer((req, res) => {
-      if (!httpT.handle(req, res)) void honoListener(req, res);
+      if (httpT.handle(req, res)) return;
+      // The server has no whole-request deadline (below): the hono app's requests get the one a
+      // POST to the tunnel has.
+      const deadline = setTimeout(() => {
+        if (!req.complete) req.destroy();
+      }, UP_BODY_DEADLINE_MS);
+      deadline.unref();
+      req.once('close', () => clearTimeout(deadline));
+      void honoListener(req, res);
     });
     s.keepAliveTimeout = RELAY_HTTP_IDLE_MS;
     // No deadline for a whole request: the HTTP up-stream's body never ends (a POST's body has

@@ -189,6 +189,8 @@ export interface HttpRelayOptions {
   streamTrustMs?: number;
   /** The routes' base (default "/rl"). */
   base?: string;
+  /** A POST's body must arrive within this (default UP_BODY_DEADLINE_MS); else the connection goes. */
+  upBodyDeadlineMs?: number;
 }
 
 export interface HttpRelayStats {
@@ -440,7 +442,10 @@ export class HttpRelayTransport {
     const chunks: Buffer[] = [];
     let size = 0;
     let over = false;
-    const deadline = setTimeout(() => req.destroy(), UP_BODY_DEADLINE_MS);
+    const deadline = setTimeout(
+      () => req.destroy(),
+      this.#o.upBodyDeadlineMs ?? UP_BODY_DEADLINE_MS,
+    );
     deadline.unref();
     req.on('close', () => clearTimeout(deadline));
     req.on('data', (c: Buffer) => {

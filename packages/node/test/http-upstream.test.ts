@@ -263,3 +263,35 @@ test('relay: an up-stream is answered once its marker is in; none for an unknown
     await relay.close();
   }
 });
+
+test('relay: a POST whose body trickles is cut at its deadline; an up-stream is not', async () => {
+  const relay = await startRelay({ upBodyDeadlineMs: 300 });
+  const c = collector();
+  const client = new HttpStreamClient({ baseUrl: `http://127.0.0.1:${relay.port}/rl`, ...c.opts });
+  const sockets: Socket[] = [];
+  try {
+    client.send(bytes(1));
+    await waitFor(() => client.upstream === 'live', 'the up-stream');
+    const slow = await raw(
+      relay.port,
+      `POST /rl/up?s=${'c'.repeat(32)}&m=stream HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n\x00\x05ab`,
+    );
+    sockets.push(slow.s);
+    const closed = new Promise<number>((r) => {
+      const t0 = performance.now();
+      slow.s.once('close', () => r(performance.now() - t0));
+    });
+    const after = await closed;
+    assert.ok(after >= 250 && after < 2000, `cut after ${after.toFixed(0)} ms`);
+    // The client's up-stream, open for longer than that, still carries datagrams.
+    await sleep(100);
+    client.send(bytes(2));
+    await c.until(() => c.got.length === 2, 'an echo on the up-stream');
+    assert.equal(client.upstream, 'live');
+    assert.deepEqual(c.errors, []);
+  } finally {
+    for (const s of sockets) s.destroy();
+    client.close();
+    await relay.close();
+  }
+});
