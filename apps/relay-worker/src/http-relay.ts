@@ -5,6 +5,8 @@
  * timers only through `setTimeout`/`setInterval`.
  *
  *   POST <base>/up?s=<token>&m=<stream|poll>   records up; 204, or 200 with copies (Roamlink-Ack)
+ *   POST <base>/up?s=<token>&m=stream          with Roamlink-Stream: up, chunked: the up-stream;
+ *                                              200 once its first record is in, open till its end
  *   GET  <base>/down?s=<token>                 chunked stream: marker at once, then records
  *   GET  <base>/poll?s=<token>                 held until a datagram is queued (200) or 25 s (204)
  *
@@ -22,6 +24,7 @@ import {
   type HttpSession,
   HttpSessions,
   MAX_RECORD_DATAGRAM_BYTES,
+  RecordReader,
   seqField,
 } from '@roamlink/core';
 
@@ -54,6 +57,8 @@ const empty = (status: number, extra: Record<string, string> = {}): Response =>
 export class FetchHttpRelay {
   readonly #o: FetchHttpRelayOptions;
   readonly #sessions: HttpSessions;
+  /** Each session's up-stream, as the function that ends it (a newer one ends the older). */
+  readonly #upstreams = new Map<HttpSession, () => void>();
 
   constructor(o: FetchHttpRelayOptions) {
     this.#o = o;
@@ -95,6 +100,7 @@ export class FetchHttpRelay {
 
   close(): void {
     this.#sessions.close();
+    for (const end of [...this.#upstreams.values()]) end();
   }
 
   /** A request for `route` ("/up", "/down" or "/poll"; method already checked). */
@@ -116,9 +122,7 @@ export class FetchHttpRelay {
   async #up(req: Request, query: URLSearchParams): Promise<Response> {
     const m = query.get('m');
     if (m !== 'stream' && m !== 'poll') return empty(400);
-    // The up-stream (RLHTTP/1 "Upstream, streaming") is the Node relay's: refused at once, so
-    // the client keeps to POSTs without waiting out its deadline.
-    if (req.headers.get('roamlink-stream') === 'up') return empty(501);
+    if (req.headers.get('roamlink-stream') === 'up') return this.#upstream(req, query);
     if (Number(req.headers.get('content-length') ?? '0') > MAX_UP_BODY_BYTES) return empty(413);
     const body = new Uint8Array(await req.arrayBuffer());
     if (body.length > MAX_UP_BODY_BYTES) return empty(413);
@@ -144,6 +148,69 @@ export class FetchHttpRelay {
         [SEQ_HEADER]: String(answer.first),
       },
     });
+  }
+
+  /**
+   * The up-stream (RLHTTP/1 "Upstream, streaming"): the body's records are read as they arrive and
+   * handed up; the 200 goes once the first record (the marker) is in, its body open until the
+   * request's ends. Whether the runtime and what stands before it pass a request body unbuffered
+   * and an answer before the body ends is what the client's deadline finds out.
+   */
+  async #upstream(req: Request, query: URLSearchParams): Promise<Response> {
+    if (query.get('m') !== 'stream') return empty(400);
+    const s = this.#sessions.get(`hs:${query.get('s') ?? ''}`);
+    if (s === undefined || s.polled || req.body === null) return empty(409);
+    const sessions = this.#sessions;
+    this.#upstreams.get(s)?.();
+    const input = req.body.getReader();
+    let ctl: ReadableStreamDefaultController<Uint8Array> | undefined;
+    let ended = false;
+    const end = (): void => {
+      if (ended) return;
+      ended = true;
+      if (this.#upstreams.get(s) === end) this.#upstreams.delete(s);
+      input.cancel().catch(() => {});
+      try {
+        ctl?.close();
+      } catch {
+        // Already closed by the client going away.
+      }
+    };
+    this.#upstreams.set(s, end);
+    let opened = false;
+    const records = new RecordReader({ zeroCopy: true });
+    records.onRecord = (d) => {
+      opened = true;
+      if (d.length > 0 && sessions.live(s)) this.#o.onDatagram(d, s.id, HttpMode.STREAM, req);
+    };
+    // Until the marker: nothing is answered.
+    while (!opened) {
+      const r = await input.read().catch(() => ({ done: true as const, value: undefined }));
+      if (r.done || !records.push(r.value) || ended) {
+        end();
+        return empty(400);
+      }
+    }
+    void (async () => {
+      while (!ended) {
+        const r = await input.read().catch(() => ({ done: true as const, value: undefined }));
+        if (r.done || !sessions.live(s) || s.polled || !records.push(r.value)) break;
+        sessions.touch(s);
+      }
+      end();
+    })();
+    return new Response(
+      new ReadableStream<Uint8Array>({
+        start: (c) => {
+          ctl = c;
+        },
+        cancel: end,
+      }),
+      {
+        status: 200,
+        headers: { 'Content-Type': 'application/octet-stream', 'Cache-Control': 'no-store' },
+      },
+    );
   }
 
   #stream(s: HttpSession): Response {

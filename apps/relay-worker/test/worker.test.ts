@@ -66,7 +66,7 @@ after(async () => {
   console.log(`# timings ${JSON.stringify(timings)}`);
 });
 
-test('health and routing: the hono app answers, a request without a session id does not route, an up-stream is refused', async () => {
+test('health and routing: the hono app answers, a request without a session id does not route, an up-stream for no session is refused', async () => {
   const h = await fetch(`${base}/health`);
   assert.equal(h.status, 200);
   assert.equal(((await h.json()) as { ok: boolean }).ok, true);
@@ -75,13 +75,13 @@ test('health and routing: the hono app answers, a request without a session id d
   assert.equal((await fetch(`${base}/rl/up?sid=${'a'.repeat(32)}`)).status, 405);
   assert.equal((await fetch(`${base}/rl/ws?sid=${'a'.repeat(32)}`)).status, 426);
   assert.equal((await fetch(`${base}/rl/nope?sid=${'a'.repeat(32)}`)).status, 404);
-  // The HTTP up-stream is the Node relay's: refused at once, whatever the token.
+  // An up-stream for a session the relay does not know: 409 (it never opens one).
   const up = await fetch(`${base}/rl/up?sid=${'a'.repeat(32)}&s=${'b'.repeat(32)}&m=stream`, {
     method: 'POST',
     headers: { 'Roamlink-Stream': 'up', 'Content-Type': 'application/octet-stream' },
     body: new Uint8Array([0, 2]),
   });
-  assert.equal(up.status, 501);
+  assert.equal(up.status, 409);
 });
 
 test('handshake, registration on WebSocket, a stream to a TCP echo server, a move to HTTP', async () => {
