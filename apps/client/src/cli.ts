@@ -4,7 +4,7 @@
  *
  *   roamlink connect <relay host[:port]> --relay-key <hex> [--socks 127.0.0.1:1080]
  *            [-L [bind:]port:host:port]... [--proxy http://user:pass@host:port]
- *            [--no-udp] [--no-tcp] [--no-ws] [--no-http] [--relay-tcp host:port]
+ *            [--no-udp] [--no-tcp] [--no-ws] [--no-http] [--no-http-upstream] [--relay-tcp host:port]
  *            [--relay-http host:port] [--data-dir dir] [--suite name] [--json-log] [--control]
  *   roamlink relay [relay options; see roamlink relay --help]
  *   roamlink keygen [--data-dir dir | --out file]
@@ -34,6 +34,8 @@ connect options:
   --no-proxy                never use a proxy, whatever the environment says
   --no-udp, --no-tcp, --no-ws, --no-http
                             leave an encapsulation out of the race
+  --no-http-upstream        HTTP streaming: a POST per batch, never one open chunked POST (which
+                            is otherwise tried, and used where request bodies pass unbuffered)
   --relay-tcp <host:port>   the relay's TCP port (default: the relay's address and port)
   --relay-http <host:port>  the relay's HTTP port (default: the relay's port + 1)
   --data-dir <dir>          where the client key lives (default .roamlink/client)
@@ -108,6 +110,7 @@ function parseConnect(args: string[]): Parameters<typeof connect>[0] | 'help' {
       'no-tcp': { type: 'boolean', default: false },
       'no-ws': { type: 'boolean', default: false },
       'no-http': { type: 'boolean', default: false },
+      'no-http-upstream': { type: 'boolean', default: false },
       'relay-tcp': { type: 'string' },
       'relay-http': { type: 'string' },
       'data-dir': { type: 'string', default: '.roamlink/client' },
@@ -148,6 +151,7 @@ function parseConnect(args: string[]): Parameters<typeof connect>[0] | 'help' {
     outageMs: num('--outage-ms', values['outage-ms']),
     keepaliveMs: num('--keepalive-ms', values['keepalive-ms']),
     proxy: values['no-proxy'] ? false : values.proxy,
+    httpUpstream: !values['no-http-upstream'],
     control: values.control,
     jsonLog: values['json-log'],
     quiet: values.quiet,

@@ -45,6 +45,8 @@ export interface ConnectOptions {
   keepaliveMs?: number | undefined;
   /** An HTTP proxy URL; false: never use one (not even from the environment). */
   proxy?: string | false | undefined;
+  /** false: HTTP streaming paths never try the up-stream (a POST per batch). */
+  httpUpstream?: boolean | undefined;
   control: boolean;
   jsonLog: boolean;
   quiet: boolean;
@@ -138,6 +140,7 @@ export async function connect(o: ConnectOptions): Promise<number> {
       ...(o.outageMs ? { outageMs: o.outageMs } : {}),
       ...(o.keepaliveMs ? { keepaliveMs: o.keepaliveMs } : {}),
       ...(o.proxy !== undefined ? { proxy: o.proxy } : {}),
+      ...(o.httpUpstream === false ? { httpUpstream: false } : {}),
       ...(writeKey ? { keyLog: writeKey } : {}),
       onSessionEvent,
       onMuxEvent,

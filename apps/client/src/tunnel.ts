@@ -115,6 +115,11 @@ export interface TunnelClientOptions {
    */
   proxy?: string | false;
   /**
+   * false: HTTP streaming paths keep to a POST per batch and never try the up-stream (one open
+   * chunked POST; packages/node/src/http-upstream.ts). Default: tried, and used where it passes.
+   */
+  httpUpstream?: boolean;
+  /**
    * Dial a lost transport again (default true). Off, a loss is final: what a test of one move
    * wants, and nothing a user would.
    */
@@ -617,6 +622,7 @@ export class TunnelClient {
           const c = new Kind({
             baseUrl,
             ...(proxy ? { proxy, proxyMode: 'forward' as const } : {}),
+            ...(this.#o.httpUpstream === false ? { upstream: false } : {}),
             // The clients build their own request targets: the routing id goes as a header.
             headers: { 'User-Agent': ua, 'Roamlink-Session': this.#sid },
             onDatagram,

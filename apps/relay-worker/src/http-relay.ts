@@ -31,7 +31,8 @@ import {
 export const HTTP_BASE = '/rl';
 export const ACK_HEADER = 'roamlink-ack';
 export const SEQ_HEADER = 'Roamlink-Seq';
-const MAX_BATCH_BYTES = 65_536;
+/** Records per poll or POST answer (RLHTTP/1: at most 960 KiB unless one datagram is larger). */
+const MAX_BATCH_BYTES = 960 * 1024;
 const MAX_UP_BODY_BYTES = 1 << 20;
 const MAX_QUEUED_BYTES = 1 << 20;
 

@@ -256,6 +256,8 @@ test('relay: an up-stream is answered once its marker is in; none for an unknown
     assert.equal(relay.transport.stats.rejected, rejected + 3);
     client.send(bytes(6));
     await c.until(() => c.got.length === 3, 'the session still works');
+    // Turned off, the client never tried one of its own.
+    assert.equal(client.upstream, 'none');
     assert.deepEqual(c.errors, []);
   } finally {
     for (const s of sockets) s.destroy();

@@ -147,6 +147,34 @@ test('batching: what is sent in one turn rides one POST; what is queued together
   }
 });
 
+test('a POST carries up to 960 KiB: 800 KiB sent in one turn leave in one POST, a poll answer brings as much', async () => {
+  const relay = await startRelay({}, false);
+  const c = collector();
+  const client = new HttpPollClient({ baseUrl: `http://127.0.0.1:${relay.port}/rl`, ...c.opts });
+  try {
+    client.send(bytes(0));
+    while (client.stats.posts < 1) await sleep(5);
+    for (let i = 1; i <= 100; i++) assert.ok(client.send(new Uint8Array(8192).fill(i)));
+    while (relay.received.length < 101 || client.stats.posts < 2) await sleep(5);
+    await sleep(20);
+    assert.equal(client.stats.posts, 2, 'one POST for the 800 KiB');
+    // Down: 800 KiB queued in one turn come back in one poll answer.
+    await sleep(50);
+    const polls = client.polls;
+    for (let i = 1; i <= 100; i++)
+      relay.transport.send(client.pathId, new Uint8Array(8192).fill(i));
+    await c.until(() => c.got.length === 100, '100 datagrams down');
+    assert.equal(client.polls, polls + 1);
+    assert.deepEqual(
+      c.got.map((d) => d[0]),
+      Array.from({ length: 100 }, (_, i) => i + 1),
+    );
+  } finally {
+    client.close();
+    await relay.close();
+  }
+});
+
 test('bad token, route, method, mode or body: 4xx', async () => {
   const relay = await startRelay();
   const base = `http://127.0.0.1:${relay.port}`;
