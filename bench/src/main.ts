@@ -3,6 +3,7 @@ const benches: Record<string, () => Promise<{ run: (args: string[]) => void | Pr
   sa: () => import('./sa.ts'),
   browser: () => import('./browser.ts'),
   tunnel: () => import('./tunnel.ts'),
+  upload: () => import('./upload.ts'),
 };
 
 const [name, ...args] = process.argv.slice(2);

@@ -127,6 +127,40 @@ export async function download(
   return { bytes: t.bytes, seconds: t.seconds, MBps: t.bytes / t.seconds / 1e6 };
 }
 
+/**
+ * Uploads the file at `path` (`n` bytes) to the origin's `/sink` through `socksPort` (null:
+ * direct), to `port` (the origin's, or a proxy in front of it). The origin must count n.
+ */
+export async function upload(
+  port: number,
+  path: string,
+  n: number,
+  socksPort: number | null,
+  timeoutMs: number,
+): Promise<Download> {
+  const out = await curl(
+    [
+      ...proxyArgs(socksPort),
+      // No "Expect: 100-continue" round trip before the body.
+      '-H',
+      'Expect:',
+      '--data-binary',
+      `@${path}`,
+      '-w',
+      ' %{http_code} %{size_upload} %{time_total}',
+      `http://127.0.0.1:${port}/sink`,
+    ],
+    null,
+    timeoutMs,
+  );
+  const [counted, code, sent, seconds] = out.trim().split(/\s+/).map(Number);
+  if (code !== 200) throw new Error(`upload answered HTTP ${code}`);
+  if (counted !== n || sent !== n)
+    throw new Error(`uploaded ${sent}, origin counted ${counted}, expected ${n}`);
+  if (!(seconds! > 0)) throw new Error(`upload took ${seconds} s`);
+  return { bytes: n, seconds: seconds!, MBps: n / seconds! / 1e6 };
+}
+
 /** Nearest-rank percentile (p in 0..100) of a non-empty list. */
 export function percentile(xs: number[], p: number): number {
   if (xs.length === 0) throw new Error('percentile of an empty list');

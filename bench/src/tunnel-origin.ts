@@ -7,6 +7,7 @@
  * - `GET /bytes?n=N`: N bytes (Content-Length N) written from one pre-filled 1 MiB buffer of
  *   random bytes (incompressible), honouring backpressure.
  * - `GET /small`: a fixed 100-byte body, for request latency on a kept-alive connection.
+ * - `POST /sink`: reads the body whole and answers its length (text), for uploads.
  * Anything else: 404.
  *
  * `startOrigin()` runs it in a worker; `serveOrigin()` is the server itself (what the worker
@@ -35,6 +36,14 @@ export function serveOrigin(counter: BigInt64Array): Promise<Server> {
   const small = Buffer.alloc(SMALL_BODY_BYTES, 'r');
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://origin');
+    if (req.method === 'POST' && url.pathname === '/sink') {
+      let n = 0;
+      req.on('data', (b: Buffer) => {
+        n += b.length;
+      });
+      req.on('end', () => res.writeHead(200, { 'content-type': 'text/plain' }).end(String(n)));
+      return;
+    }
     if (req.method !== 'GET') {
       res.writeHead(405).end();
       return;

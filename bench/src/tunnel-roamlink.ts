@@ -18,10 +18,21 @@ type Kind = (typeof KINDS)[number] | 'udp-1400';
 const spawnCli = (args: string[], env: Record<string, string> = {}): NodeChild =>
   spawnNode(CLI, args, env);
 
+export interface RoamlinkTunnelOptions {
+  /** More `roamlink connect` arguments. */
+  clientArgs?: string[];
+  /**
+   * Where the client reaches the relay's TCP or HTTP port: given the relay's `host:port`, an
+   * address in front of it (a delay proxy); default the relay's own.
+   */
+  via?: (kind: 'tcp' | 'http', relayAddress: string) => Promise<string>;
+}
+
 /** `roamlink connect --socks`, plus `-L` to `forwardTo` (the origin) when given. */
 export async function startRoamlinkTunnel(
   encapsulation: Kind,
   forwardTo?: number,
+  o: RoamlinkTunnelOptions = {},
 ): Promise<SocksTunnel> {
   const dir = mkdtempSync(join(tmpdir(), 'roamlink-bench-'));
   // udp-1400: UDP held at the common 1400-byte packet (no path-MTU search), on both sides.
@@ -57,6 +68,8 @@ export async function startRoamlinkTunnel(
   };
   try {
     const l = await relay.next((x) => x.msg === 'listening', 'relay listening');
+    const tcpAt = o.via ? await o.via('tcp', String(l.tcp)) : String(l.tcp);
+    const httpAt = o.via ? await o.via('http', String(l.http)) : String(l.http);
     client = spawnCli(
       [
         'connect',
@@ -64,9 +77,9 @@ export async function startRoamlinkTunnel(
         '--relay-key',
         String(l.publicKey),
         '--relay-tcp',
-        String(l.tcp),
+        tcpAt,
         '--relay-http',
-        String(l.http),
+        httpAt,
         '--data-dir',
         join(dir, 'client'),
         '--socks',
@@ -74,6 +87,7 @@ export async function startRoamlinkTunnel(
         ...(forwardTo === undefined ? [] : ['-L', `127.0.0.1:0:127.0.0.1:${forwardTo}`]),
         '--json-log',
         ...KINDS.filter((k) => k !== kind).map((k) => `--no-${k}`),
+        ...(o.clientArgs ?? []),
       ],
       env,
     );
