@@ -56,8 +56,8 @@ export const SEQ_HEADER = 'Roamlink-Seq';
  * relay reads): one batch per round trip is a POST path's throughput.
  */
 export const MAX_BATCH_BYTES = 960 * 1024;
-/** Bytes waiting for the next POST before `send` drops. */
-export const MAX_QUEUED_BYTES = 1 << 20;
+/** Bytes waiting for the next POST before `send` drops: a full batch behind the one in flight. */
+export const MAX_QUEUED_BYTES = 2 * MAX_BATCH_BYTES;
 
 export type { BufferDetect };
 /**

@@ -715,7 +715,7 @@ export interface HttpClientOptions {
   headers?: Record<string, string>;
   /** The session token (default: 32 hex digits from 16 random bytes). */
   token?: string;
-  /** Bytes waiting for the next POST before `send` drops (default 1 MiB). */
+  /** Bytes waiting for the next POST before `send` drops (default 1920 KiB: a batch behind the one in flight). */
   maxQueuedBytes?: number;
   /** Records per POST body (default 960 KiB, at least one datagram). */
   maxBatchBytes?: number;
@@ -864,7 +864,9 @@ abstract class HttpClientBase {
     this.pathId = `${mode === HttpMode.STREAM ? 'hs' : 'hp'}:${this.token}`;
     this.#mode = mode;
     this.#upPath = this.#upPathFor(mode);
-    this.#maxQueued = o.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
+    // Room for a full batch behind the one in flight (twice a batch): with the bound at one batch,
+    // what the stream layer sent while a 960 KiB POST was out overflowed and was dropped as a loss.
+    this.#maxQueued = o.maxQueuedBytes ?? 2 * DEFAULT_MAX_BATCH_BYTES;
     this.#maxBatch = o.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
     this.extraHeaders = o.headers ?? {};
     const proxy =
