@@ -6,7 +6,9 @@
  * peer acknowledges them; records may be decrypted in place), so a slice is never written twice;
  * a buffer is freed with the last view of it.
  */
-const ARENA_BYTES = 256 * 1024;
+import { type Server, Socket, type SocketConstructorOpts } from 'node:net';
+
+export const READ_ARENA_BYTES = 256 * 1024;
 const MIN_READ_BYTES = 64 * 1024;
 
 export class ReadArena {
@@ -17,7 +19,7 @@ export class ReadArena {
   next(): Uint8Array {
     if (this.#buf.length - this.#pos < MIN_READ_BYTES) {
       // Not zeroed: only what a read wrote is ever looked at.
-      this.#buf = Buffer.allocUnsafeSlow(ARENA_BYTES);
+      this.#buf = Buffer.allocUnsafeSlow(READ_ARENA_BYTES);
       this.#pos = 0;
     }
     return this.#buf.subarray(this.#pos);
@@ -45,4 +47,42 @@ export function arenaReads(deliver: (data: Uint8Array) => boolean): {
       return deliver(buf.subarray(0, n));
     },
   };
+}
+
+/**
+ * A server's accepted connection, reading into an arena. `net.Server` takes no `onread`, so the
+ * connection's handle moves into a socket built with one, the way Node itself rebuilds a socket
+ * around a handle passed between processes. The server must accept with `pauseOnConnect` (nothing
+ * is read before the move). The new socket counts against the server as the accepted one did, so
+ * `server.close()` still waits for it. Where the handle cannot move (no `_handle`: not a plain
+ * TCP socket), the accepted socket is returned as it was, resumed, delivering through 'data'.
+ */
+export function adoptWithArena(
+  accepted: Socket,
+  server: Server,
+  deliver: (data: Uint8Array) => void,
+): Socket {
+  const internal = accepted as unknown as { _handle: unknown };
+  const handle = internal._handle;
+  if (handle === null || typeof handle !== 'object') {
+    accepted.on('data', deliver);
+    accepted.resume();
+    return accepted;
+  }
+  internal._handle = null;
+  const socket = new Socket({
+    handle,
+    readable: true,
+    writable: true,
+    onread: arenaReads((data) => {
+      deliver(data);
+      return true;
+    }),
+  } as SocketConstructorOpts);
+  // What Node's server sets on the sockets it accepts: its connection count drops when this one
+  // closes.
+  const owned = socket as unknown as { server: Server; _server: Server };
+  owned.server = server;
+  owned._server = server;
+  return socket;
 }

@@ -18,7 +18,7 @@ import {
   TCP_PREFACE,
 } from '@roamlink/core';
 import { listenOn } from './listen.ts';
-import { arenaReads } from './read-arena.ts';
+import { adoptWithArena, arenaReads } from './read-arena.ts';
 import type { UdpEndpoint } from './udp.ts';
 
 // The framing lives in the core (shared with the simulator); re-exported for this transport's users.
@@ -136,7 +136,14 @@ export class TcpTransport {
   /** Server: accepts connections; each becomes a path once its preface checks out. */
   async listen(host: string, port: number): Promise<TcpEndpoint> {
     if (this.#server) throw new Error('already listening');
-    const server = createServer({ noDelay: true }, (s) => this.#accept(s));
+    // Accepted connections read into an arena as the client's do (adoptWithArena): with Node's
+    // fresh 64 KiB buffers nearly every 60 KB record straddles two reads and is copied whole.
+    const server = createServer({ noDelay: true, pauseOnConnect: true }, (accepted) => {
+      let deliver: (d: Uint8Array) => void = () => {};
+      const socket = adoptWithArena(accepted, server, (d) => deliver(d));
+      socket.setNoDelay(true);
+      deliver = this.#accept(socket);
+    });
     this.#server = server;
     return listenOn(server, host, port);
   }
@@ -285,11 +292,12 @@ export class TcpTransport {
     socket.destroy();
   }
 
-  #accept(socket: Socket): void {
+  /** Takes on an accepted connection; returns where its reads go. */
+  #accept(socket: Socket): (d: Uint8Array) => void {
     this.#pending.add(socket);
     let seen = 0;
     let id: string | undefined;
-    const reader = new RecordReader({ zeroCopy: true });
+    const reader = new RecordReader({ zeroCopy: true, copyBelow: SMALL_RECORD_BYTES });
     // Before the preface is complete the connection is not a path: errors and closes are silent.
     const early = (): void => {
       this.#pending.delete(socket);
@@ -297,7 +305,7 @@ export class TcpTransport {
     };
     socket.on('error', early);
     socket.on('close', early);
-    socket.on('data', (d: Buffer) => {
+    return (d: Uint8Array) => {
       let rest: Uint8Array = d;
       if (id === undefined) {
         const n = Math.min(TCP_PREFACE.length - seen, d.length);
@@ -321,6 +329,6 @@ export class TcpTransport {
         this.#o.onPathOpen?.(id, this.#conns.get(id)!.remote);
       }
       if (rest.length > 0 && !reader.push(rest)) this.#framingError(id, socket);
-    });
+    };
   }
 }

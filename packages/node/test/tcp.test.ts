@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { connect as netConnect, type Socket } from 'node:net';
 import { test } from 'node:test';
+import { READ_ARENA_BYTES } from '../src/read-arena.ts';
 import {
   encodeRecord,
   RecordReader,
@@ -118,6 +119,38 @@ test('records go both ways intact and in order over loopback', async () => {
     assert.ok(clientGot.every((g) => g.path === path));
     assert.equal(server.stats.heartbeatsReceived, 1);
     assert.equal(server.send('tcp:999', pattern(1, 1)), false);
+  } finally {
+    await client.close();
+    await server.close();
+  }
+});
+
+test('both ends read into arenas: a large record arrives as a view of one, a small one as a copy', async () => {
+  const { server, client, serverGot, clientGot, port } = await pair();
+  try {
+    const path = await client.connect('127.0.0.1', port);
+    const big = pattern(1, 60_000);
+    const small = pattern(2, 100);
+    // One record per round trip, so that each arrives in a read of its own.
+    assert.ok(client.send(path, big));
+    await until(() => serverGot.length === 1, 'the large record');
+    assert.ok(client.send(path, small));
+    await until(() => serverGot.length === 2, 'the small record');
+    const sp = serverGot[0]!.path;
+    assert.ok(server.send(sp, big));
+    await until(() => clientGot.length === 1, 'the large record back');
+    for (const [side, got] of [
+      ['server', serverGot[0]!.data],
+      ['client', clientGot[0]!.data],
+    ] as const) {
+      assert.deepEqual(got, big);
+      // The accepted connection too: Node's own 64 KiB read buffers would split such records.
+      assert.equal(got.buffer.byteLength, READ_ARENA_BYTES, `${side}: a view into the read arena`);
+    }
+    // Small records are copied out, so that they do not keep a whole arena alive.
+    assert.deepEqual(serverGot[1]!.data, small);
+    assert.notEqual(serverGot[1]!.data.buffer, serverGot[0]!.data.buffer);
+    assert.ok(serverGot[1]!.data.buffer.byteLength < READ_ARENA_BYTES);
   } finally {
     await client.close();
     await server.close();
