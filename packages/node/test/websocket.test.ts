@@ -6,7 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, request, type Server } from 'node:http';
+import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { WebSocket } from 'ws';
 import {
@@ -271,4 +273,28 @@ test('relay shutdown closes its paths with 4000', async () => {
     await client.close();
     await r.done();
   }
+});
+
+test('ws masks and unmasks natively: bufferutil resolves from where the transport loads ws', () => {
+  // The ws this package imports finds its optional peer bufferutil; without it, ws masks each
+  // client frame and unmasks it at the relay in a JavaScript byte loop, which cost the client ~2.5x
+  // the CPU of a WebSocket upload (docs/ARCHITECTURE.md, Performance).
+  const require = createRequire(import.meta.url);
+  const wsDir = dirname(require.resolve('ws'));
+  const bufferutil = createRequire(join(wsDir, 'index.js'))('bufferutil') as {
+    mask: (...a: unknown[]) => void;
+    unmask: (...a: unknown[]) => void;
+  };
+  assert.match(String(bufferutil.mask), /\[native code\]/);
+  assert.match(String(bufferutil.unmask), /\[native code\]/);
+  // And it masks as RFC 6455 §5.3 says: byte i XOR mask[i % 4], at any offset and length.
+  const src = Buffer.from(Array.from({ length: 203 }, (_, i) => (i * 7) & 255));
+  const mask = Buffer.from([0x12, 0x34, 0x56, 0x78]);
+  const out = Buffer.alloc(210);
+  bufferutil.mask(src, mask, out, 5, src.length);
+  const want = Buffer.from(src.map((b, i) => b ^ mask[i % 4]!));
+  assert.deepEqual(out.subarray(5, 5 + src.length), want);
+  const back = Buffer.from(want);
+  bufferutil.unmask(back, mask);
+  assert.deepEqual(back, src);
 });
