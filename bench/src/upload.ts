@@ -1,31 +1,38 @@
 /**
- * `pnpm bench upload [--delay-ms 25] [--size 16M] [--runs 1] [--json]`: uploads through the tunnel
- * over a wide-area round trip. A delay proxy (delay-proxy.ts) holds every chunk `--delay-ms` each
- * way in front of the relay's TCP and HTTP ports (a round trip of twice that), and curl POSTs
- * `--size` bytes through the SOCKS5 port to the origin, per row:
+ * `pnpm bench upload [--delay-ms 25] [--size 16M] [--runs 1] [--warmup 0] [--json]`: uploads
+ * through the tunnel over a wide-area round trip. A delay proxy (delay-proxy.ts) holds every chunk
+ * `--delay-ms` each way in front of the relay's TCP and HTTP ports (a round trip of twice that),
+ * and curl POSTs `--size` bytes through the SOCKS5 port to the origin, per row:
  *
  * - `direct`: curl straight to the origin through a delay proxy of its own (the ceiling: one TCP
  *   connection over the same round trip);
- * - `tcp`, `ws`: roamlink over TCP and WebSocket;
+ * - `udp` (only with `--delay-ms 0`: the delay proxy carries TCP only), `tcp`, `ws`: roamlink over
+ *   UDP, TCP and WebSocket;
  * - `http`: HTTP streaming as the client runs it, on its up-stream where it passes (here it does);
  * - `http-posts`: HTTP streaming kept to a POST per batch (`--no-http-upstream`), what a browser
  *   or a proxy that holds request bodies gets.
  *
+ * `--delay-ms 0` puts no proxy anywhere: uploads on loopback, the counterpart of `pnpm bench
+ * tunnel`'s downloads. `--warmup` uploads that many bytes through each tunnel before the timed
+ * runs (a fresh Node process runs its first few hundred MB slower, before the JIT has caught up).
+ *
  * MB/s is the median of the runs (1 MB = 10^6 B); `vsDirect` its ratio to `direct` in the same
- * run. UDP is left out: the delay proxy carries TCP only.
+ * run; `cpuPerGiB` the CPU seconds the relay and the client (or the delay proxies and curl's
+ * origin for `direct`: not counted, 0) spent per GiB uploaded, median of the runs, from /proc.
  */
 import { randomFillSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type DelayProxy, startDelayProxy } from './delay-proxy.ts';
+import { treeCpuSeconds } from './proc-cpu.ts';
 import { flag, median, printRows, type Row } from './table.ts';
 import { upload } from './tunnel-curl.ts';
 import { startOrigin } from './tunnel-origin.ts';
 import { startRoamlinkTunnel } from './tunnel-roamlink.ts';
 
-const ROWS = ['direct', 'tcp', 'ws', 'http', 'http-posts'] as const;
-const VALUE_FLAGS = ['delay-ms', 'size', 'runs'];
+const ROWS = ['direct', 'udp', 'tcp', 'ws', 'http', 'http-posts'] as const;
+const VALUE_FLAGS = ['delay-ms', 'size', 'runs', 'warmup'];
 
 function value(args: string[], name: string): string | undefined {
   const i = args.indexOf(`--${name}`);
@@ -35,18 +42,18 @@ function value(args: string[], name: string): string | undefined {
   return v;
 }
 
-function parseBytes(s: string): number {
+function parseBytes(s: string, name = 'size', min = 1): number {
   const m = /^(\d+)([KMG]?)$/i.exec(s);
-  if (!m) throw new Error(`--size: "${s}" is not a size like 16M`);
+  if (!m) throw new Error(`--${name}: "${s}" is not a size like 16M`);
   const n = Number(m[1]) * 1024 ** ' KMG'.indexOf((m[2] || ' ').toUpperCase());
-  if (n < 1) throw new Error('--size must be at least 1 byte');
+  if (n < min) throw new Error(`--${name} must be at least ${min} byte${min === 1 ? '' : 's'}`);
   return n;
 }
 
 export async function run(args: string[]): Promise<void> {
   const json = flag(args, 'json');
   const usage =
-    'usage: pnpm bench upload [--delay-ms 25] [--size 16M] [--runs 1] [--json] [--quick]\n';
+    'usage: pnpm bench upload [--delay-ms 25] [--size 16M] [--runs 1] [--warmup 0] [--json] [--quick]\n';
   if (args.includes('--help') || args.includes('-h')) {
     process.stdout.write(usage);
     return;
@@ -54,6 +61,7 @@ export async function run(args: string[]): Promise<void> {
   let delayMs: number;
   let size: number;
   let runs: number;
+  let warmup: number;
   try {
     for (let i = 0; i < args.length; i++) {
       const a = args[i]!;
@@ -66,6 +74,7 @@ export async function run(args: string[]): Promise<void> {
     size = parseBytes(value(args, 'size') ?? (flag(args, 'quick') ? '4M' : '16M'));
     runs = Number(value(args, 'runs') ?? 1);
     if (!Number.isSafeInteger(runs) || runs < 1) throw new Error('--runs needs a positive integer');
+    warmup = parseBytes(value(args, 'warmup') ?? '0', 'warmup', 0);
   } catch (e) {
     process.stderr.write(`${(e as Error).message}\n${usage}`);
     process.exitCode = 2;
@@ -76,17 +85,21 @@ export async function run(args: string[]): Promise<void> {
   writeFileSync(file, randomFillSync(Buffer.allocUnsafe(size)));
   const origin = await startOrigin();
   const proxies: DelayProxy[] = [];
+  // --delay-ms 0: nothing in between.
   const delayed = async (port: number): Promise<number> => {
+    if (delayMs === 0) return port;
     const p = await startDelayProxy(port, delayMs);
     proxies.push(p);
     return p.port;
   };
+  const rowsRun = ROWS.filter((row) => row !== 'udp' || delayMs === 0);
   const timeoutMs = 600_000;
   const results = new Map<string, number[]>();
+  const cpu = new Map<string, number[]>();
   const errors = new Map<string, string>();
   try {
     for (let r = 0; r < runs; r++) {
-      for (const row of ROWS) {
+      for (const row of rowsRun) {
         const log = (m: string): void => {
           if (!json) process.stderr.write(`${row}: ${m}\n`);
         };
@@ -101,7 +114,16 @@ export async function run(args: string[]): Promise<void> {
               via: async (_k, at) => `127.0.0.1:${await delayed(Number(at.split(':').pop()))}`,
             });
             try {
+              for (let w = 0; w < warmup; w += size) {
+                await upload(origin.port, file, size, t.socksPort, timeoutMs);
+              }
+              const pids = t.pids ?? [];
+              const cpu0 = pids.length > 0 ? treeCpuSeconds(pids) : undefined;
               MBps = (await upload(origin.port, file, size, t.socksPort, timeoutMs)).MBps;
+              const cpu1 = pids.length > 0 ? treeCpuSeconds(pids) : undefined;
+              if (cpu0 !== undefined && cpu1 !== undefined) {
+                cpu.set(row, [...(cpu.get(row) ?? []), (cpu1 - cpu0) / (size / 2 ** 30)]);
+              }
             } finally {
               await t.stop();
             }
@@ -121,9 +143,10 @@ export async function run(args: string[]): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
   }
   const direct = results.get('direct');
-  const rows: Row[] = ROWS.map((row) => {
+  const rows: Row[] = rowsRun.map((row) => {
     const xs = results.get(row);
     const MBps = xs ? median(xs) : 0;
+    const c = cpu.get(row);
     return {
       encapsulation: row,
       rttMs: 2 * delayMs,
@@ -131,12 +154,17 @@ export async function run(args: string[]): Promise<void> {
       runs,
       MBps: Number(MBps.toFixed(2)),
       vsDirect: direct && xs ? Number((MBps / median(direct)).toFixed(3)) : 0,
+      cpuPerGiB: c ? Number(median(c).toFixed(2)) : 0,
       error: errors.get(row) ?? '',
     };
   });
+  const where =
+    delayMs === 0
+      ? 'on loopback'
+      : `over a ${2 * delayMs} ms round trip (a delay proxy before the relay)`;
   printRows(
     rows,
     json,
-    `Upload: ${(size / 2 ** 20).toFixed(0)} MiB POSTed through SOCKS5 over a ${2 * delayMs} ms round trip (a delay proxy before the relay), MB/s (1 MB = 10^6 B), median of ${runs}`,
+    `Upload: ${(size / 2 ** 20).toFixed(0)} MiB POSTed through SOCKS5 ${where}, MB/s (1 MB = 10^6 B) and client + relay CPU s per GiB, median of ${runs}${warmup > 0 ? `, after ${(warmup / 2 ** 20).toFixed(0)} MiB of warm-up` : ''}`,
   );
 }
