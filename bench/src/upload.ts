@@ -4,13 +4,20 @@
  * `--delay-ms` each way in front of the relay's TCP and HTTP ports (a round trip of twice that),
  * and curl POSTs `--size` bytes through the SOCKS5 port to the origin, per row:
  *
- * - `direct`: curl straight to the origin through a delay proxy of its own (the ceiling: one TCP
- *   connection over the same round trip);
+ * - `direct`: curl straight to the origin through a delay proxy of its own. Not one TCP connection
+ *   over a real round trip: curl's connection ends at the proxy on loopback, so its window never
+ *   sees the delay (no slow start over it); the proxy holds up to 8 MiB each way. It is the best a
+ *   path with that latency could do, and an optimistic baseline for short uploads;
  * - `udp` (only with `--delay-ms 0`: the delay proxy carries TCP only), `tcp`, `ws`: roamlink over
  *   UDP, TCP and WebSocket;
  * - `http`: HTTP streaming as the client runs it, on its up-stream where it passes (here it does);
  * - `http-posts`: HTTP streaming kept to a POST per batch (`--no-http-upstream`), what a browser
  *   or a proxy that holds request bodies gets.
+ *
+ * The same goes for the tunnels' own TCP connections to the relay: the delay is seen only by the
+ * stream layer inside, whose congestion window (RFC 9002 slow start, from 2 packets of ~60 KB on
+ * these paths) and receive windows (1 MiB per stream, auto-tuned to 8 MiB) then set the ramp. On a
+ * real wide-area path the outer TCP connection ramps from its own ~14 KB window first.
  *
  * `--delay-ms 0` puts no proxy anywhere: uploads on loopback, the counterpart of `pnpm bench
  * tunnel`'s downloads. `--warmup` uploads that many bytes through each tunnel before the timed
