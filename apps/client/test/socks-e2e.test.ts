@@ -1,9 +1,10 @@
 /**
  * End to end with the real processes: `roamlink relay` and `roamlink connect --socks`, `curl
- * --socks5-hostname` downloading 256 MiB from a local HTTP server through the tunnel while the
- * test forces moves: the active transport's socket is killed, the relay's UDP listener closes (UDP
- * blocked), the client goes HTTP-only, and everything comes back. The sha256 of what curl received
- * must match what the server sent, and the session must never handshake again for a move.
+ * --socks5-hostname` downloading 256 MiB from a local HTTP server through the tunnel, and
+ * uploading 128 MiB to it, while the test forces moves: the active transport's socket is killed,
+ * the relay's UDP listener closes (UDP blocked), the client goes HTTP-only, and everything comes
+ * back. The sha256 of what arrived must match what was sent, and the session must never handshake
+ * again for a move.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -79,6 +80,73 @@ function origin(): Promise<{ server: Server; port: number; sha256: Promise<strin
   );
 }
 
+/** The client's status, asked for on its control input. */
+async function statusOf(client: Proc): Promise<Line> {
+  const n = client.lines.length;
+  client.send('status');
+  const l = await client.until(
+    (x) => x.status !== undefined && client.lines.indexOf(x) >= n,
+    'status',
+  );
+  return l.status as Line;
+}
+
+/** The active transport, as the control input names it. */
+async function activeOf(client: Proc): Promise<string> {
+  const enc = String((await statusOf(client)).encapsulation);
+  return enc.startsWith('http') ? 'http' : enc === 'websocket' ? 'ws' : enc;
+}
+
+/** Six moves, about 2 s apart, while a transfer runs; `httpOnly` runs during the HTTP-only one. */
+async function forceMoves(
+  client: Proc,
+  relay: Proc,
+  httpOnly?: () => Promise<void>,
+): Promise<void> {
+  await sleep(1500);
+  client.send(`drop ${await activeOf(client)}`); // 1: kill the active transport's socket
+  await sleep(2000);
+  relay.send('udp off'); // 2: UDP blocked: the relay's UDP listener is gone
+  client.send(`drop ${await activeOf(client)}`);
+  await sleep(2000);
+  client.send('only http'); // 3: HTTP only
+  const t = performance.now();
+  await sleep(500);
+  await httpOnly?.();
+  await sleep(2500 - (performance.now() - t));
+  client.send('all'); // 4: everything back (UDP still blocked at the relay)
+  await sleep(2000);
+  relay.send('udp on'); // 5: UDP back: the session may return to it
+  client.send(`drop ${await activeOf(client)}`);
+  await sleep(2000);
+  client.send(`drop ${await activeOf(client)}`); // 6: once more for good measure
+}
+
+/**
+ * After the transfer: the client exits cleanly, the moves caused at least five handovers through
+ * several encapsulations, HTTP among them, and the session never handshook again.
+ */
+async function checkMoves(client: Proc): Promise<void> {
+  const s = await statusOf(client);
+  client.child.kill('SIGINT');
+  assert.equal(await client.exited, 0, client.stderr());
+  const summary = client.lines.find((l) => l.summary !== undefined)?.summary as Line;
+  // Handovers the moves caused: after the first control line (start-up races do not count).
+  const firstMove = client.lines.findIndex((l) => l.msg === 'control');
+  const handovers = client.lines.slice(firstMove).filter((l) => l.msg === 'handover');
+  const visited = new Set(handovers.map((h) => h.encapsulation));
+  const detail = JSON.stringify({ s, summary, handovers });
+  assert.ok(handovers.length >= 5, `at least five handovers: ${detail}`);
+  assert.ok(
+    [...visited].some((e) => String(e).startsWith('http')),
+    `went HTTP-only: ${detail}`,
+  );
+  assert.ok(visited.size >= 3, `several encapsulations: ${detail}`);
+  assert.equal(summary.handshakes, 1, `no new key exchange for any move: ${detail}`);
+  assert.equal(summary.state, 'established', detail);
+  console.log(`# handovers: ${handovers.map((h) => h.encapsulation).join(' -> ')}`);
+}
+
 test('curl downloads 256 MiB through the SOCKS5 port across five moves, sha256 intact, one handshake', {
   timeout: 180_000,
 }, async () => {
@@ -120,63 +188,123 @@ test('curl downloads 256 MiB through the SOCKS5 port across five moves, sha256 i
     curl.stderr!.on('data', (d) => (curlErr += d));
     const curlExit = new Promise<number | null>((r) => curl!.once('exit', r));
 
-    const status = async (): Promise<Line> => {
-      const n = client_.lines.length;
-      client_.send('status');
-      const l = await client_.until(
-        (x) => x.status !== undefined && client_.lines.indexOf(x) >= n,
-        'status',
-      );
-      return l.status as Line;
-    };
-    const active = async (): Promise<string> => {
-      const s = await status();
-      const enc = String(s.encapsulation);
-      return enc.startsWith('http') ? 'http' : enc === 'websocket' ? 'ws' : enc;
-    };
-    // Five moves, 2 s apart, while the download runs.
-    await sleep(1500);
-    client_.send(`drop ${await active()}`); // 1: kill the active transport's socket
-    await sleep(2000);
-    relay.send('udp off'); // 2: UDP blocked: the relay's UDP listener is gone
-    client_.send(`drop ${await active()}`);
-    await sleep(2000);
-    client_.send('only http'); // 3: HTTP only
-    await sleep(2500);
-    client_.send('all'); // 4: everything back (UDP still blocked at the relay)
-    await sleep(2000);
-    relay.send('udp on'); // 5: UDP back: the session may return to it
-    client_.send(`drop ${await active()}`);
-    await sleep(2000);
-    client_.send(`drop ${await active()}`); // 6: once more for good measure
+    await forceMoves(client_, relay);
 
     assert.equal(await curlExit, 0, `curl failed: ${curlErr}`);
     assert.equal(bytes, TOTAL, 'every byte arrived');
     assert.equal(got.digest('hex'), await src.sha256, 'sha256 of what arrived matches');
-
-    const s = await status();
-    client_.child.kill('SIGINT');
-    assert.equal(await client_.exited, 0, client_.stderr());
-    const summary = client_.lines.find((l) => l.summary !== undefined)?.summary as Line;
-    // Handovers the moves caused: after the first control line (start-up races do not count).
-    const firstMove = client_.lines.findIndex((l) => l.msg === 'control');
-    const handovers = client_.lines.slice(firstMove).filter((l) => l.msg === 'handover');
-    const visited = new Set(handovers.map((h) => h.encapsulation));
-    const detail = JSON.stringify({ s, summary, handovers });
-    assert.ok(handovers.length >= 5, `at least five handovers: ${detail}`);
-    assert.ok(
-      [...visited].some((e) => String(e).startsWith('http')),
-      `went HTTP-only: ${detail}`,
-    );
-    assert.ok(visited.size >= 3, `several encapsulations: ${detail}`);
-    assert.equal(summary.handshakes, 1, `no new key exchange for any move: ${detail}`);
-    assert.equal(summary.state, 'established', detail);
-    console.log(`# handovers: ${handovers.map((h) => h.encapsulation).join(' -> ')}`);
+    await checkMoves(client_);
   } finally {
     curl?.kill();
     client?.child.kill('SIGINT');
     relay.child.kill('SIGINT');
     src.server.close();
+    await relay.exited;
+  }
+});
+
+const UP_TOTAL = 128 * 1024 * 1024;
+
+/** An origin that takes one streamed PUT /sink and answers with the body's length and sha256. */
+function sink(): Promise<{ server: Server; port: number }> {
+  const server = createServer((req, res) => {
+    if (req.method !== 'PUT' || req.url !== '/sink') {
+      res.writeHead(404).end();
+      return;
+    }
+    const h = createHash('sha256');
+    let n = 0;
+    req.on('data', (d: Buffer) => {
+      n += d.length;
+      h.update(d);
+    });
+    req.on('end', () => res.writeHead(200).end(`${n} ${h.digest('hex')}`));
+  });
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve({ server, port: (server.address() as AddressInfo).port }),
+    ),
+  );
+}
+
+test('curl uploads 128 MiB through the SOCKS5 port across five moves, sha256 intact, one handshake', {
+  timeout: 180_000,
+}, async () => {
+  // The other direction: the client is the sender, so what it had in flight on a path that died
+  // is its to send again, and on HTTP the body goes up the up-stream or in POSTs.
+  const dir = tempDir();
+  const dst = await sink();
+  const clientPub = await keygen(dir);
+  const relay = run(relayArgs(dir, clientPub, ['--egress-allow', '127.0.0.1/32']));
+  let client: Proc | undefined;
+  let curl: ChildProcess | undefined;
+  try {
+    const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
+    const client_ = run(connectArgs(listening, dir, ['--socks', '127.0.0.1:0']));
+    client = client_;
+    const socks = await client_.until((l) => l.msg === 'socks-listening', 'SOCKS port');
+    await client_.until((l) => l.msg === 'registered', 'registration');
+
+    // curl streams its stdin as the body (-T -: chunked, nothing read ahead into memory); the test
+    // feeds it at RATE so that the upload spans the moves.
+    curl = spawn(
+      'curl',
+      [
+        '--silent',
+        '--show-error',
+        '--fail',
+        '--socks5-hostname',
+        socks.address as string,
+        '-T',
+        '-',
+        `http://127.0.0.1:${dst.port}/sink`,
+      ],
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    );
+    let answer = '';
+    curl.stdout!.on('data', (d) => (answer += d));
+    let curlErr = '';
+    curl.stderr!.on('data', (d) => (curlErr += d));
+    const curlExit = new Promise<number | null>((r) => curl!.once('exit', r));
+    const sent = createHash('sha256');
+    const feed = (async (): Promise<void> => {
+      const started = performance.now();
+      const stdin = curl!.stdin!;
+      for (let i = 0; i * CHUNK < UP_TOTAL; i++) {
+        const due = started + ((i * CHUNK) / RATE) * 1000;
+        const wait = due - performance.now();
+        if (wait > 0) await sleep(wait);
+        const c = chunkBytes(i + 100_000);
+        sent.update(c);
+        if (!stdin.write(c)) await new Promise((r) => stdin.once('drain', r));
+      }
+      stdin.end();
+    })();
+
+    let onHttp: Line | undefined;
+    await forceMoves(client_, relay, async () => {
+      // Up to ~1.8 s for the session to settle on HTTP streaming with its up-stream.
+      for (let i = 0; i < 9; i++) {
+        onHttp = await statusOf(client_);
+        if (onHttp.httpUpstream === 'live') return;
+        await sleep(200);
+      }
+    });
+    await feed;
+
+    assert.equal(await curlExit, 0, `curl failed: ${curlErr}`);
+    const [n, sha] = answer.trim().split(' ');
+    assert.equal(Number(n), UP_TOTAL, 'the origin got every byte');
+    assert.equal(sha, sent.digest('hex'), 'sha256 of what arrived matches');
+    // While HTTP was all there was, the body went up the up-stream, not in POSTs.
+    assert.equal(onHttp?.encapsulation, 'http-stream', JSON.stringify(onHttp));
+    assert.equal(onHttp?.httpUpstream, 'live', JSON.stringify(onHttp));
+    await checkMoves(client_);
+  } finally {
+    curl?.kill();
+    client?.child.kill('SIGINT');
+    relay.child.kill('SIGINT');
+    dst.server.close();
     await relay.exited;
   }
 });
