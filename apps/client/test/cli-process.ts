@@ -131,3 +131,14 @@ export async function stop(p: Proc | undefined, ms = 5000): Promise<void> {
   await p.exited;
   clearTimeout(t);
 }
+
+/** The client's `status` answer (control line), after the lines already seen. */
+export async function clientStatus(client: Proc): Promise<Line> {
+  const n = client.lines.length;
+  client.send('status');
+  const l = await client.until(
+    (x) => x.status !== undefined && client.lines.indexOf(x) >= n,
+    'status',
+  );
+  return l.status as Line;
+}

@@ -13,6 +13,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import {
+  clientStatus,
   connectArgs,
   keygen,
   type Line,
@@ -80,20 +81,9 @@ function origin(): Promise<{ server: Server; port: number; sha256: Promise<strin
   );
 }
 
-/** The client's status, asked for on its control input. */
-async function statusOf(client: Proc): Promise<Line> {
-  const n = client.lines.length;
-  client.send('status');
-  const l = await client.until(
-    (x) => x.status !== undefined && client.lines.indexOf(x) >= n,
-    'status',
-  );
-  return l.status as Line;
-}
-
 /** The active transport, as the control input names it. */
 async function activeOf(client: Proc): Promise<string> {
-  const enc = String((await statusOf(client)).encapsulation);
+  const enc = String((await clientStatus(client)).encapsulation);
   return enc.startsWith('http') ? 'http' : enc === 'websocket' ? 'ws' : enc;
 }
 
@@ -127,7 +117,7 @@ async function forceMoves(
  * several encapsulations, HTTP among them, and the session never handshook again.
  */
 async function checkMoves(client: Proc): Promise<void> {
-  const s = await statusOf(client);
+  const s = await clientStatus(client);
   client.child.kill('SIGINT');
   assert.equal(await client.exited, 0, client.stderr());
   const summary = client.lines.find((l) => l.summary !== undefined)?.summary as Line;
@@ -147,59 +137,74 @@ async function checkMoves(client: Proc): Promise<void> {
   console.log(`# handovers: ${handovers.map((h) => h.encapsulation).join(' -> ')}`);
 }
 
+/** A relay and a SOCKS client on it, registered; `body` runs with them, then both are stopped. */
+async function withTunnel(
+  body: (relay: Proc, client: Proc, socks: string) => Promise<void>,
+): Promise<void> {
+  const dir = tempDir();
+  const clientPub = await keygen(dir);
+  assert.match(clientPub, /^[0-9a-f]{64}$/);
+  const relay = run(relayArgs(dir, clientPub, ['--egress-allow', '127.0.0.1/32']));
+  let client: Proc | undefined;
+  try {
+    const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
+    client = run(connectArgs(listening, dir, ['--socks', '127.0.0.1:0']));
+    const socks = await client.until((l) => l.msg === 'socks-listening', 'SOCKS port');
+    await client.until((l) => l.msg === 'registered', 'registration');
+    await body(relay, client, socks.address as string);
+  } finally {
+    client?.child.kill('SIGINT');
+    relay.child.kill('SIGINT');
+    await relay.exited;
+  }
+}
+
+/** curl through the SOCKS port with `args`; stdout and stderr collected, exit awaited. */
+function curlVia(
+  socks: string,
+  args: string[],
+  stdin: 'ignore' | 'pipe',
+  onOut: (d: Buffer) => void,
+): { child: ChildProcess; exit: Promise<{ code: number | null; stderr: string }> } {
+  const child = spawn(
+    'curl',
+    ['--silent', '--show-error', '--fail', '--socks5-hostname', socks, ...args],
+    { stdio: [stdin, 'pipe', 'pipe'] },
+  );
+  child.stdout!.on('data', onOut);
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  const exit = new Promise<{ code: number | null; stderr: string }>((r) =>
+    child.once('exit', (code) => r({ code, stderr })),
+  );
+  return { child, exit };
+}
+
 test('curl downloads 256 MiB through the SOCKS5 port across five moves, sha256 intact, one handshake', {
   timeout: 180_000,
 }, async () => {
-  const dir = tempDir();
   const src = await origin();
-  const clientPub = await keygen(dir);
-  assert.match(clientPub, /^[0-9a-f]{64}$/);
-
-  const relay = run(relayArgs(dir, clientPub, ['--egress-allow', '127.0.0.1/32']));
-  let client: Proc | undefined;
   let curl: ChildProcess | undefined;
   try {
-    const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
-    const client_ = run(connectArgs(listening, dir, ['--socks', '127.0.0.1:0']));
-    client = client_;
-    const socks = await client_.until((l) => l.msg === 'socks-listening', 'SOCKS port');
-    await client_.until((l) => l.msg === 'registered', 'registration');
-
-    // curl's output is hashed as it arrives; nothing is written to disk.
-    curl = spawn(
-      'curl',
-      [
-        '--silent',
-        '--show-error',
-        '--fail',
-        '--socks5-hostname',
-        socks.address as string,
-        `http://127.0.0.1:${src.port}/data`,
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    const got = createHash('sha256');
-    let bytes = 0;
-    curl.stdout!.on('data', (d: Buffer) => {
-      bytes += d.length;
-      got.update(d);
+    await withTunnel(async (relay, client, socks) => {
+      // curl's output is hashed as it arrives; nothing is written to disk.
+      const got = createHash('sha256');
+      let bytes = 0;
+      const c = curlVia(socks, [`http://127.0.0.1:${src.port}/data`], 'ignore', (d) => {
+        bytes += d.length;
+        got.update(d);
+      });
+      curl = c.child;
+      await forceMoves(client, relay);
+      const { code, stderr } = await c.exit;
+      assert.equal(code, 0, `curl failed: ${stderr}`);
+      assert.equal(bytes, TOTAL, 'every byte arrived');
+      assert.equal(got.digest('hex'), await src.sha256, 'sha256 of what arrived matches');
+      await checkMoves(client);
     });
-    let curlErr = '';
-    curl.stderr!.on('data', (d) => (curlErr += d));
-    const curlExit = new Promise<number | null>((r) => curl!.once('exit', r));
-
-    await forceMoves(client_, relay);
-
-    assert.equal(await curlExit, 0, `curl failed: ${curlErr}`);
-    assert.equal(bytes, TOTAL, 'every byte arrived');
-    assert.equal(got.digest('hex'), await src.sha256, 'sha256 of what arrived matches');
-    await checkMoves(client_);
   } finally {
     curl?.kill();
-    client?.child.kill('SIGINT');
-    relay.child.kill('SIGINT');
     src.server.close();
-    await relay.exited;
   }
 });
 
@@ -232,79 +237,52 @@ test('curl uploads 128 MiB through the SOCKS5 port across five moves, sha256 int
 }, async () => {
   // The other direction: the client is the sender, so what it had in flight on a path that died
   // is its to send again, and on HTTP the body goes up the up-stream or in POSTs.
-  const dir = tempDir();
   const dst = await sink();
-  const clientPub = await keygen(dir);
-  const relay = run(relayArgs(dir, clientPub, ['--egress-allow', '127.0.0.1/32']));
-  let client: Proc | undefined;
   let curl: ChildProcess | undefined;
   try {
-    const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
-    const client_ = run(connectArgs(listening, dir, ['--socks', '127.0.0.1:0']));
-    client = client_;
-    const socks = await client_.until((l) => l.msg === 'socks-listening', 'SOCKS port');
-    await client_.until((l) => l.msg === 'registered', 'registration');
-
-    // curl streams its stdin as the body (-T -: chunked, nothing read ahead into memory); the test
-    // feeds it at RATE so that the upload spans the moves.
-    curl = spawn(
-      'curl',
-      [
-        '--silent',
-        '--show-error',
-        '--fail',
-        '--socks5-hostname',
-        socks.address as string,
-        '-T',
-        '-',
-        `http://127.0.0.1:${dst.port}/sink`,
-      ],
-      { stdio: ['pipe', 'pipe', 'pipe'] },
-    );
-    let answer = '';
-    curl.stdout!.on('data', (d) => (answer += d));
-    let curlErr = '';
-    curl.stderr!.on('data', (d) => (curlErr += d));
-    const curlExit = new Promise<number | null>((r) => curl!.once('exit', r));
-    const sent = createHash('sha256');
-    const feed = (async (): Promise<void> => {
-      const started = performance.now();
-      const stdin = curl!.stdin!;
-      for (let i = 0; i * CHUNK < UP_TOTAL; i++) {
-        const due = started + ((i * CHUNK) / RATE) * 1000;
-        const wait = due - performance.now();
-        if (wait > 0) await sleep(wait);
-        const c = chunkBytes(i + 100_000);
-        sent.update(c);
-        if (!stdin.write(c)) await new Promise((r) => stdin.once('drain', r));
-      }
-      stdin.end();
-    })();
-
-    let onHttp: Line | undefined;
-    await forceMoves(client_, relay, async () => {
-      // Up to ~1.8 s for the session to settle on HTTP streaming with its up-stream.
-      for (let i = 0; i < 9; i++) {
-        onHttp = await statusOf(client_);
-        if (onHttp.httpUpstream === 'live') return;
-        await sleep(200);
-      }
+    await withTunnel(async (relay, client, socks) => {
+      // curl streams its stdin as the body (-T -: chunked, nothing read ahead into memory); the
+      // test feeds it at RATE so that the upload spans the moves.
+      let answer = '';
+      const c = curlVia(socks, ['-T', '-', `http://127.0.0.1:${dst.port}/sink`], 'pipe', (d) => {
+        answer += d;
+      });
+      curl = c.child;
+      const sent = createHash('sha256');
+      const feed = (async (): Promise<void> => {
+        const started = performance.now();
+        const stdin = c.child.stdin!;
+        for (let i = 0; i * CHUNK < UP_TOTAL; i++) {
+          const wait = started + ((i * CHUNK) / RATE) * 1000 - performance.now();
+          if (wait > 0) await sleep(wait);
+          const b = chunkBytes(i + 100_000);
+          sent.update(b);
+          if (!stdin.write(b)) await new Promise((r) => stdin.once('drain', r));
+        }
+        stdin.end();
+      })();
+      let onHttp: Line | undefined;
+      await forceMoves(client, relay, async () => {
+        // Up to ~1.8 s for the session to settle on HTTP streaming with its up-stream.
+        for (let i = 0; i < 9; i++) {
+          onHttp = await clientStatus(client);
+          if (onHttp.httpUpstream === 'live') return;
+          await sleep(200);
+        }
+      });
+      await feed;
+      const { code, stderr } = await c.exit;
+      assert.equal(code, 0, `curl failed: ${stderr}`);
+      const [n, sha] = answer.trim().split(' ');
+      assert.equal(Number(n), UP_TOTAL, 'the origin got every byte');
+      assert.equal(sha, sent.digest('hex'), 'sha256 of what arrived matches');
+      // While HTTP was all there was, the body went up the up-stream, not in POSTs.
+      assert.equal(onHttp?.encapsulation, 'http-stream', JSON.stringify(onHttp));
+      assert.equal(onHttp?.httpUpstream, 'live', JSON.stringify(onHttp));
+      await checkMoves(client);
     });
-    await feed;
-
-    assert.equal(await curlExit, 0, `curl failed: ${curlErr}`);
-    const [n, sha] = answer.trim().split(' ');
-    assert.equal(Number(n), UP_TOTAL, 'the origin got every byte');
-    assert.equal(sha, sent.digest('hex'), 'sha256 of what arrived matches');
-    // While HTTP was all there was, the body went up the up-stream, not in POSTs.
-    assert.equal(onHttp?.encapsulation, 'http-stream', JSON.stringify(onHttp));
-    assert.equal(onHttp?.httpUpstream, 'live', JSON.stringify(onHttp));
-    await checkMoves(client_);
   } finally {
     curl?.kill();
-    client?.child.kill('SIGINT');
-    relay.child.kill('SIGINT');
     dst.server.close();
-    await relay.exited;
   }
 });

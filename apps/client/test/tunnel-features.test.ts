@@ -23,6 +23,7 @@ import {
   startSquid,
 } from '../../../packages/node/test/squid.ts';
 import {
+  clientStatus,
   connectArgs,
   keygen,
   type Line,
@@ -82,17 +83,6 @@ async function startPair(relayExtra: string[], clientExtra: string[]): Promise<P
 async function stopPair(p: Pair | undefined): Promise<void> {
   await stop(p?.relay);
   await stop(p?.client);
-}
-
-/** The client's `status` answer (control line), after the lines already seen. */
-async function clientStatus(client: Proc): Promise<Line> {
-  const n = client.lines.length;
-  client.send('status');
-  const l = await client.until(
-    (x) => x.status !== undefined && client.lines.indexOf(x) >= n,
-    'status',
-  );
-  return l.status as Line;
 }
 
 const hostPort = (a: string): { host: string; port: number } => {
