@@ -27,6 +27,7 @@ import {
   startForward,
   startSocksServer,
   tuneHeapForTunnel,
+  wsMasking,
 } from '@roamlink/node';
 import { TRANSPORT_KINDS, type TransportKind, TunnelClient } from './tunnel.ts';
 
@@ -212,6 +213,7 @@ export async function connect(o: ConnectOptions): Promise<number> {
   let prevBytes = 0;
   let prevAt = performance.now();
   let rate = 0;
+  const masking = wsMasking();
   const summary = (): Record<string, unknown> => {
     const st = tunnel.status();
     const m = tunnel.host.mux.stats;
@@ -224,6 +226,7 @@ export async function connect(o: ConnectOptions): Promise<number> {
       retransmittedBytes: m.streamBytesRetransmitted,
       packetsLost: m.packetsLost,
       espDrops: tunnel.session.stats.espDrops,
+      wsMasking: masking,
       seconds: Number(((performance.now() - started) / 1000).toFixed(1)),
     };
   };

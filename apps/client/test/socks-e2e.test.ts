@@ -134,6 +134,7 @@ async function checkMoves(client: Proc): Promise<void> {
   assert.ok(visited.size >= 3, `several encapsulations: ${detail}`);
   assert.equal(summary.handshakes, 1, `no new key exchange for any move: ${detail}`);
   assert.equal(summary.state, 'established', detail);
+  assert.equal(summary.wsMasking, 'native', detail);
   console.log(`# handovers: ${handovers.map((h) => h.encapsulation).join(' -> ')}`);
 }
 
@@ -148,6 +149,8 @@ async function withTunnel(
   let client: Proc | undefined;
   try {
     const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
+    // Both ends mask WebSocket frames natively (bufferutil): the relay says so as it starts.
+    assert.equal(listening.wsMasking, 'native');
     client = run(connectArgs(listening, dir, ['--socks', '127.0.0.1:0']));
     const socks = await client.until((l) => l.msg === 'socks-listening', 'SOCKS port');
     await client.until((l) => l.msg === 'registered', 'registration');

@@ -20,7 +20,7 @@ import {
   SMALL_MEASURE_BYTES,
   selectProvider,
 } from '@roamlink/crypto-node';
-import { tuneHeapForTunnel } from '@roamlink/node';
+import { tuneHeapForTunnel, wsMasking } from '@roamlink/node';
 import {
   ConfigError,
   egressPolicyOf,
@@ -180,6 +180,7 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
     dataDir: c.dataDir,
     crypto: crypto.provider.name,
     suites: crypto.suites,
+    wsMasking: wsMasking(),
     allowed: allowed ? allowed.size : 'any',
     metrics: c.metrics,
     status: status && relay.http ? `http://${formatEndpoint(relay.http)}/status` : null,

@@ -24,11 +24,31 @@
  * | 4004 | CLIENT_CLOSING     | the client is closing the path (it leaves or moves away)     |
  */
 import type { IncomingMessage, Server } from 'node:http';
+import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
 import { DEFAULT_PROXY_CONNECT_TIMEOUT_MS, ProxyAgent, type ProxyConfig } from './proxy.ts';
 import type { UdpEndpoint } from './udp.ts';
+
+/**
+ * How `ws` masks and unmasks frames in this process (RFC 6455 §5.3): 'native' when its optional
+ * peer `bufferutil` resolves from where `ws` is loaded as a native addon (a prebuild for this
+ * platform; linux-arm64 has none) and WS_NO_BUFFER_UTIL is unset, 'javascript' otherwise: `ws`'s
+ * own byte loop, which cost a WebSocket upload ~2.5x the CPU. The relay and the client report it.
+ */
+export function wsMasking(): 'native' | 'javascript' {
+  if (process.env.WS_NO_BUFFER_UTIL) return 'javascript';
+  try {
+    const fromWs = createRequire(createRequire(import.meta.url).resolve('ws'));
+    const { mask } = fromWs('bufferutil') as { mask?: unknown };
+    return typeof mask === 'function' && String(mask).includes('[native code]')
+      ? 'native'
+      : 'javascript';
+  } catch {
+    return 'javascript';
+  }
+}
 
 /** The request path of the WebSocket encapsulation (base "/rl"). */
 export const WS_PATH = '/rl/ws';

@@ -18,6 +18,7 @@ import {
   WS_PATH,
   WsCloseCode,
   type WsPathView,
+  wsMasking,
 } from '../src/websocket.ts';
 
 interface Rig {
@@ -297,4 +298,12 @@ test('ws masks and unmasks natively: bufferutil resolves from where the transpor
   const back = Buffer.from(want);
   bufferutil.unmask(back, mask);
   assert.deepEqual(back, src);
+  // What the relay and the client report; WS_NO_BUFFER_UTIL turns ws's use of it off.
+  assert.equal(wsMasking(), 'native');
+  process.env.WS_NO_BUFFER_UTIL = '1';
+  try {
+    assert.equal(wsMasking(), 'javascript');
+  } finally {
+    delete process.env.WS_NO_BUFFER_UTIL;
+  }
 });
