@@ -42,7 +42,7 @@ import {
   type IncomingMessage,
   type ServerResponse,
 } from 'node:http';
-import type { Socket } from 'node:net';
+import type { NetConnectOpts, Socket } from 'node:net';
 import {
   type BufferDetect,
   batchCount,
@@ -65,6 +65,7 @@ import {
 import { HttpUplink, type HttpUplinkOptions } from './http-uplink.ts';
 import { HttpUpstream } from './http-upstream.ts';
 import { ProxyAgent, type ProxyConfig, parseProxyUrl, proxyAuthorization } from './proxy.ts';
+import { connectWithArena } from './read-arena.ts';
 import { writeRecordChunk } from './record-chunk.ts';
 import { DEFAULT_MAX_QUEUED_BYTES } from './tcp.ts';
 import type { UdpEndpoint } from './udp.ts';
@@ -802,6 +803,20 @@ function parseBase(baseUrl: string): Target {
 }
 
 /**
+ * The keep-alive agent of a direct path: its connections read into an arena (connectWithArena),
+ * up to 256 KiB a read, so node:http's parser runs a quarter as often and hands the streamed GET's
+ * body on in larger pieces (fewer records straddle two and get copied again). Alternating 512 MiB
+ * downloads over HTTP: client CPU 4.80 → 4.00 s per GiB, 190 → 205 MB/s (medians of 15). Through
+ * a proxy the ProxyAgent's CONNECT tunnels read as Node does.
+ */
+class ArenaAgent extends Agent {
+  // Agent calls this with a callback and also takes the socket returned; the returned one is used.
+  override createConnection(options: NetConnectOpts): Socket {
+    return connectWithArena(options);
+  }
+}
+
+/**
  * What both client modes share: the keep-alive agent (a POST in flight and the down request on
  * two connections, reused), the batching uplink, the polling loop, and failing once.
  */
@@ -905,7 +920,7 @@ abstract class HttpClientBase {
     // proxy in CONNECT mode each is a tunnel.
     this.agent =
       proxy === undefined || forward
-        ? new Agent({ keepAlive: true, maxSockets: 2 })
+        ? new ArenaAgent({ keepAlive: true, maxSockets: 2 })
         : new ProxyAgent({
             keepAlive: true,
             maxSockets: 2,

@@ -6,7 +6,13 @@
  * peer acknowledges them; records may be decrypted in place), so a slice is never written twice;
  * a buffer is freed with the last view of it.
  */
-import { type Server, Socket, type SocketConstructorOpts } from 'node:net';
+import {
+  createConnection,
+  type NetConnectOpts,
+  type Server,
+  Socket,
+  type SocketConstructorOpts,
+} from 'node:net';
 
 export const READ_ARENA_BYTES = 256 * 1024;
 const MIN_READ_BYTES = 64 * 1024;
@@ -84,5 +90,24 @@ export function adoptWithArena(
   const owned = socket as unknown as { server: Server; _server: Server };
   owned.server = server;
   owned._server = server;
+  return socket;
+}
+
+/**
+ * A TCP connection whose reads land in an arena and are still handed out as 'data' events, for a
+ * consumer that only listens (node:http's client): it is handed views of up to 256 KiB reads
+ * instead of fresh 64 KiB ones, so the parser runs a quarter as often and a response body comes
+ * in larger pieces (fewer records straddle two). With `onread` Node keeps nothing for a listener
+ * that comes later, so the consumer must listen before any byte can arrive, as an HTTP client does
+ * (the server speaks only when asked).
+ */
+export function connectWithArena(options: NetConnectOpts): Socket {
+  const socket: Socket = createConnection({
+    ...options,
+    onread: arenaReads((data) => {
+      socket.emit('data', data);
+      return true;
+    }),
+  });
   return socket;
 }

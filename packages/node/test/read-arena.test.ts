@@ -5,9 +5,15 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { type AddressInfo, connect, createServer, Socket } from 'node:net';
+import { Agent, createServer as createHttpServer, get as httpGet } from 'node:http';
+import { type AddressInfo, connect, createServer, type NetConnectOpts, Socket } from 'node:net';
 import { test } from 'node:test';
-import { adoptWithArena, READ_ARENA_BYTES, ReadArena } from '../src/read-arena.ts';
+import {
+  adoptWithArena,
+  connectWithArena,
+  READ_ARENA_BYTES,
+  ReadArena,
+} from '../src/read-arena.ts';
 
 test('ReadArena: slices follow each other in one buffer; a fresh one when under 64 KiB is left', () => {
   const a = new ReadArena();
@@ -92,4 +98,57 @@ test('adoptWithArena: a socket without a handle stays as it is and delivers thro
     ['hello'],
   );
   s.destroy();
+});
+
+test('connectWithArena under node:http: reads arrive as views of the arena, the body intact, keep-alive reuses the socket', async () => {
+  // A chunked response in pieces, on a kept-alive connection.
+  const piece = Buffer.alloc(50_000, 7);
+  const server = createHttpServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    let i = 0;
+    const next = (): void => {
+      if (i++ === 4) res.end();
+      else res.write(piece, () => setTimeout(next, 5));
+    };
+    next();
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  // What node:http's parser is handed: every 'data' event of the connection.
+  const reads: Uint8Array[] = [];
+  class ArenaAgent extends Agent {
+    override createConnection(options: NetConnectOpts): Socket {
+      const s = connectWithArena(options);
+      s.on('data', (d: Uint8Array) => reads.push(d));
+      return s;
+    }
+  }
+  const agent = new ArenaAgent({ keepAlive: true, maxSockets: 1 });
+  const get = (): Promise<{ chunks: Buffer[]; socket: Socket }> =>
+    new Promise((resolve, reject) => {
+      const req = httpGet(
+        { host: '127.0.0.1', port: (server.address() as AddressInfo).port, path: '/', agent },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ chunks, socket: req.socket! }));
+        },
+      );
+      req.on('error', reject);
+    });
+  try {
+    const first = await get();
+    assert.deepEqual(Buffer.concat(first.chunks), Buffer.concat(Array(4).fill(piece)));
+    assert.ok(reads.length > 0);
+    for (const d of reads) {
+      assert.equal(d.buffer.byteLength, READ_ARENA_BYTES, 'a view of the read arena');
+      assert.ok(Buffer.isBuffer(d), 'a Buffer, as node:http expects');
+    }
+    const second = await get();
+    assert.equal(second.socket, first.socket, 'the kept-alive connection served both');
+    assert.deepEqual(Buffer.concat(second.chunks), Buffer.concat(Array(4).fill(piece)));
+  } finally {
+    agent.destroy();
+    server.close();
+  }
 });
