@@ -124,10 +124,9 @@ export async function run(args: string[]): Promise<void> {
               for (let w = 0; w < warmup; w += size) {
                 await upload(origin.port, file, size, t.socksPort, timeoutMs);
               }
-              const pids = t.pids ?? [];
-              const cpu0 = pids.length > 0 ? treeCpuSeconds(pids) : undefined;
+              const cpu0 = t.pids ? treeCpuSeconds(t.pids) : undefined;
               MBps = (await upload(origin.port, file, size, t.socksPort, timeoutMs)).MBps;
-              const cpu1 = pids.length > 0 ? treeCpuSeconds(pids) : undefined;
+              const cpu1 = t.pids ? treeCpuSeconds(t.pids) : undefined;
               if (cpu0 !== undefined && cpu1 !== undefined) {
                 cpu.set(row, [...(cpu.get(row) ?? []), (cpu1 - cpu0) / (size / 2 ** 30)]);
               }

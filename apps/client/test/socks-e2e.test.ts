@@ -162,7 +162,10 @@ async function withTunnel(
   }
 }
 
-/** curl through the SOCKS port with `args`; stdout and stderr collected, exit awaited. */
+/**
+ * curl through the SOCKS port with `args`; stdout and stderr collected. `exit` settles on 'close',
+ * once curl has exited and its output has all been read ('exit' can come before the last of it).
+ */
 function curlVia(
   socks: string,
   args: string[],
@@ -178,7 +181,7 @@ function curlVia(
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
   const exit = new Promise<{ code: number | null; stderr: string }>((r) =>
-    child.once('exit', (code) => r({ code, stderr })),
+    child.once('close', (code) => r({ code, stderr })),
   );
   return { child, exit };
 }

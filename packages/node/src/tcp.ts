@@ -140,8 +140,8 @@ export class TcpTransport {
     // fresh 64 KiB buffers nearly every 60 KB record straddles two reads and is copied whole.
     const server = createServer({ noDelay: true, pauseOnConnect: true }, (accepted) => {
       let deliver: (d: Uint8Array) => void = () => {};
+      // noDelay is on the connection's handle already (the server set it before 'connection').
       const socket = adoptWithArena(accepted, server, (d) => deliver(d));
-      socket.setNoDelay(true);
       deliver = this.#accept(socket);
     });
     this.#server = server;

@@ -38,15 +38,24 @@ import type { UdpEndpoint } from './udp.ts';
  * own byte loop, which cost a WebSocket upload ~2.5x the CPU. The relay and the client report it.
  */
 export function wsMasking(): 'native' | 'javascript' {
-  if (process.env.WS_NO_BUFFER_UTIL) return 'javascript';
+  const mask = wsBufferUtil()?.mask;
+  return typeof mask === 'function' && String(mask).includes('[native code]')
+    ? 'native'
+    : 'javascript';
+}
+
+/** `ws`'s optional mask helper as `ws` itself finds it; undefined if absent or turned off. */
+export function wsBufferUtil():
+  | {
+      mask(source: Buffer, mask: Buffer, output: Buffer, offset: number, length: number): void;
+      unmask(buffer: Buffer, mask: Buffer): void;
+    }
+  | undefined {
+  if (process.env.WS_NO_BUFFER_UTIL) return undefined;
   try {
-    const fromWs = createRequire(createRequire(import.meta.url).resolve('ws'));
-    const { mask } = fromWs('bufferutil') as { mask?: unknown };
-    return typeof mask === 'function' && String(mask).includes('[native code]')
-      ? 'native'
-      : 'javascript';
+    return createRequire(createRequire(import.meta.url).resolve('ws'))('bufferutil');
   } catch {
-    return 'javascript';
+    return undefined;
   }
 }
 

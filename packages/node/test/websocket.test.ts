@@ -6,9 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, request, type Server } from 'node:http';
-import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
-import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { WebSocket } from 'ws';
 import {
@@ -18,6 +16,7 @@ import {
   WS_PATH,
   WsCloseCode,
   type WsPathView,
+  wsBufferUtil,
   wsMasking,
 } from '../src/websocket.ts';
 
@@ -280,12 +279,8 @@ test('ws masks and unmasks natively: bufferutil resolves from where the transpor
   // The ws this package imports finds its optional peer bufferutil; without it, ws masks each
   // client frame and unmasks it at the relay in a JavaScript byte loop, which cost the client ~2.5x
   // the CPU of a WebSocket upload (docs/ARCHITECTURE.md, Performance).
-  const require = createRequire(import.meta.url);
-  const wsDir = dirname(require.resolve('ws'));
-  const bufferutil = createRequire(join(wsDir, 'index.js'))('bufferutil') as {
-    mask: (...a: unknown[]) => void;
-    unmask: (...a: unknown[]) => void;
-  };
+  const bufferutil = wsBufferUtil();
+  assert.ok(bufferutil, 'bufferutil resolves from ws');
   assert.match(String(bufferutil.mask), /\[native code\]/);
   assert.match(String(bufferutil.unmask), /\[native code\]/);
   // And it masks as RFC 6455 §5.3 says: byte i XOR mask[i % 4], at any offset and length.
@@ -303,6 +298,7 @@ test('ws masks and unmasks natively: bufferutil resolves from where the transpor
   process.env.WS_NO_BUFFER_UTIL = '1';
   try {
     assert.equal(wsMasking(), 'javascript');
+    assert.equal(wsBufferUtil(), undefined);
   } finally {
     delete process.env.WS_NO_BUFFER_UTIL;
   }
