@@ -20,6 +20,7 @@ import {
 } from '@roamlink/crypto-node';
 import {
   loadOrCreateKey,
+  onStopSignal,
   parseEndpoint,
   parseForward,
   parseProxyUrl,
@@ -257,21 +258,20 @@ export async function connect(o: ConnectOptions): Promise<number> {
       if (tty) process.stderr.write('\n');
       const s = summary();
       process.stdout.write(`${JSON.stringify({ summary: s })}\n`);
+      // Judged now, as the summary is: a relay stopped by the same Ctrl-C (./dev run) says goodbye
+      // while the client closes, and that is no failure of this session.
+      const code =
+        tunnel.session.state === 'established'
+          ? EXIT.OK
+          : // Never established at all: nothing answered (a dead port, a wrong key).
+            tunnel.session.stats.handshakes === 0
+            ? EXIT.UNREACHABLE
+            : EXIT.FAILED;
       void Promise.all(closers.map((c) => c()))
         .then(() => tunnel.close())
-        .then(() =>
-          resolve(
-            tunnel.session.state === 'established'
-              ? EXIT.OK
-              : // Never established at all: nothing answered (a dead port, a wrong key).
-                tunnel.session.stats.handshakes === 0
-                ? EXIT.UNREACHABLE
-                : EXIT.FAILED,
-          ),
-        );
+        .then(() => resolve(code));
     };
     if (o.durationS > 0) setTimeout(finish, o.durationS * 1000);
-    process.once('SIGINT', finish);
-    process.once('SIGTERM', finish);
+    onStopSignal(finish);
   });
 }

@@ -127,6 +127,10 @@ const c = spawn(
 process.on('SIGINT', () => c.kill('SIGINT'));
 process.on('SIGTERM', () => c.kill('SIGTERM'));
 const code = await new Promise<number>((resolve) => c.once('exit', (n) => resolve(n ?? 1)));
-relay.kill('SIGTERM');
-await new Promise((r) => relay.once('exit', r));
+// A terminal's Ctrl-C reaches the relay too, and it may be gone already: its 'exit' is past.
+if (relay.exitCode === null && relay.signalCode === null) {
+  const relayExited = new Promise((r) => relay.once('exit', r));
+  relay.kill('SIGTERM');
+  await relayExited;
+}
 process.exit(code);

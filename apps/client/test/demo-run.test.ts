@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -83,4 +83,66 @@ test('./dev run: the curl line it prints fetches /health through its SOCKS5 port
   };
   assert.equal(summary.summary.state, 'established');
   assert.equal(summary.summary.handshakes, 1);
+});
+
+test('Ctrl-C in a terminal (SIGINT to the whole process group), twice: the summary, exit 0, nothing left running', {
+  timeout: 60_000,
+}, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'roamlink-run-'));
+  const socks = `127.0.0.1:${await freePort()}`;
+  // Its own process group, as a shell gives a foreground job; the demo's children join it.
+  const demo = spawn(process.execPath, [DEMO, '--port', '0', '--socks', socks, '--dir', dir], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let err = '';
+  let out = '';
+  demo.stdout.on('data', (d) => (out += d));
+  demo.stderr.on('data', (d) => (err += d));
+  const exited = new Promise<number | null>((r) => demo.once('exit', r));
+  const deadline = Date.now() + 20_000;
+  while (!new RegExp(`^SOCKS5 on ${socks}$`, 'm').test(err)) {
+    assert.ok(Date.now() < deadline, `the client did not come up in 20 s: ${err}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  // Up and carrying traffic (its SOCKS port opens before the handshake ends): one fetch through it.
+  const url = /curl --socks5-hostname \S+ (\S+)/.exec(err)![1]!;
+  await new Promise<void>((resolve, reject) =>
+    execFile('curl', ['-sS', '--fail', '--max-time', '10', '--socks5-hostname', socks, url], (e) =>
+      e ? reject(e) : resolve(),
+    ),
+  );
+  const pgid = demo.pid!;
+  const members = (): number[] =>
+    readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .filter((p) => {
+        try {
+          // Field 5 of /proc/<pid>/stat is the process group (after the parenthesised name).
+          return (
+            Number(readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ')[2]) === pgid
+          );
+        } catch {
+          return false;
+        }
+      })
+      .map(Number);
+  assert.equal(members().length, 3, 'the demo, its relay and its client share the group');
+  process.kill(-pgid, 'SIGINT');
+  // The demo forwards it to its client as well, and people press Ctrl-C twice: a second one a
+  // moment later must not cut the graceful stop short (with process.once it killed the client).
+  await new Promise((r) => setTimeout(r, 20));
+  try {
+    process.kill(-pgid, 'SIGINT');
+  } catch (e) {
+    // All of them gone already: a clean stop, as fast as it gets.
+    if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+  }
+  assert.equal(await exited, 0, err);
+  const summary = JSON.parse(out.trim().split('\n').at(-1)!) as {
+    summary: { state: string; handshakes: number };
+  };
+  assert.equal(summary.summary.state, 'established');
+  assert.equal(summary.summary.handshakes, 1);
+  assert.deepEqual(members(), [], 'relay and client exited with the demo');
 });

@@ -20,7 +20,7 @@ import {
   SMALL_MEASURE_BYTES,
   selectProvider,
 } from '@roamlink/crypto-node';
-import { tuneHeapForTunnel, wsMasking } from '@roamlink/node';
+import { onStopSignal, tuneHeapForTunnel, wsMasking } from '@roamlink/node';
 import {
   ConfigError,
   egressPolicyOf,
@@ -202,8 +202,7 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
       log.info('shutdown', { graceMs: c.shutdownGraceMs, stats: relay.sessions.stats });
       void relay.close(c.shutdownGraceMs).then(() => resolve(0));
     };
-    process.once('SIGINT', shutdown);
-    process.once('SIGTERM', shutdown);
+    onStopSignal(shutdown);
   });
 }
 
