@@ -43,7 +43,8 @@ connect options:
   --outage-ms <n>           how long streams wait through an outage (default 120000)
   --keepalive-ms <n>        a PING after this long idle while streams are open (default 30000)
   --json-log                JSON lines on stdout instead of the status line
-  --control                 read control lines on stdin (drop|disable|enable|only <kind>, all, status)
+  --control                 read control lines on stdin (drop|disable|enable|only <kind>, all,
+                            network-changed: dial every transport again now, status)
   --duration-s <n>          stop after n seconds (default: run until Ctrl-C)
 
 exit codes: 0 ok, 1 session failed, 2 bad usage, 3 relay unreachable

@@ -11,7 +11,7 @@
 import { networkInterfaces } from 'node:os';
 import { createInterface } from 'node:readline';
 import type { MuxEvent, SessionEvent, Suite } from '@roamlink/core';
-import { ENCAPSULATION_NAMES, SUITE_NAMES, VERDICT_NAMES } from '@roamlink/core';
+import { ENCAPSULATION_NAMES, SUITE_NAMES, toHex, VERDICT_NAMES } from '@roamlink/core';
 import {
   BULK_PACKET_BYTES,
   keyLogWriter,
@@ -55,6 +55,9 @@ export interface ConnectOptions {
   durationS: number;
 }
 
+/** After this long without a session, the client says what each transport saw. */
+export const UNANSWERED_NOTICE_MS = 10_000;
+
 export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, UNREACHABLE: 3 } as const;
 
 export async function connect(o: ConnectOptions): Promise<number> {
@@ -94,7 +97,9 @@ export async function connect(o: ConnectOptions): Promise<number> {
     }
   };
   let lastEvent = '';
+  const sessionListeners: ((e: SessionEvent) => void)[] = [];
   const onSessionEvent = (e: SessionEvent): void => {
+    for (const l of sessionListeners) l(e);
     if (e.type === 'registered') {
       lastEvent = `registered (round ${e.round})`;
       log('info', 'registered', {
@@ -127,6 +132,8 @@ export async function connect(o: ConnectOptions): Promise<number> {
     }
   };
 
+  // The last failure of each transport kind, for the notice when no session comes up.
+  const failures = new Map<string, string>();
   let tunnel: TunnelClient;
   try {
     tunnel = await TunnelClient.start({
@@ -148,6 +155,10 @@ export async function connect(o: ConnectOptions): Promise<number> {
       onMuxEvent,
       onLog: (msg, fields) => {
         lastEvent = msg;
+        const kind = fields?.kind;
+        if ((msg === 'dial-failed' || msg === 'transport-lost') && typeof kind === 'string') {
+          failures.set(kind, String(fields?.error ?? fields?.reason ?? msg));
+        }
         log('info', msg, fields);
       },
     });
@@ -185,8 +196,7 @@ export async function connect(o: ConnectOptions): Promise<number> {
     if (now !== knownAddrs) {
       knownAddrs = now;
       log('info', 'interfaces-changed', {});
-      // Every transport's socket may be bound to an address that is gone: dial them all again.
-      for (const k of TRANSPORT_KINDS) if (tunnel.enabled[k]) tunnel.drop(k, 'interfaces-changed');
+      tunnel.networkChanged();
     }
   }, 1000);
   watch.unref();
@@ -201,6 +211,9 @@ export async function connect(o: ConnectOptions): Promise<number> {
       else if (cmd === 'only' && TRANSPORT_KINDS.includes(kind)) {
         for (const k of TRANSPORT_KINDS) if (k !== kind) tunnel.setEnabled(k, false);
         tunnel.setEnabled(kind, true);
+      } else if (cmd === 'network-changed') {
+        // As when the interfaces change (below): every transport again, now.
+        tunnel.networkChanged('network-changed');
       } else if (cmd === 'all') {
         for (const k of TRANSPORT_KINDS) if (!o.disabled.includes(k)) tunnel.setEnabled(k, true);
       } else if (cmd === 'status') {
@@ -232,6 +245,41 @@ export async function connect(o: ConnectOptions): Promise<number> {
     };
   };
   const tty = process.stderr.isTTY && !o.quiet;
+  // A relay that never answers looks, from here, like a session still handshaking: say so once,
+  // with what each transport saw, instead of a status line that waits in silence (or nothing at
+  // all without a terminal). Retries go on (with backoff); a late success is reported too.
+  let unanswered = false;
+  const notice = setTimeout(() => {
+    if (tunnel.session.stats.handshakes > 0) return;
+    unanswered = true;
+    const seen = TRANSPORT_KINDS.filter((k) => tunnel.enabled[k]).map((k) => {
+      const f = failures.get(k);
+      return `${k}: ${f === undefined ? 'no answer' : (/\bE[A-Z]{3,}\b/.exec(f)?.[0] ?? f)}`;
+    });
+    log('warn', 'relay-unanswered', { afterMs: UNANSWERED_NOTICE_MS, transports: seen });
+    if (!o.jsonLog && !o.quiet) {
+      process.stderr.write(
+        `${tty ? '\r\x1b[2K' : ''}roamlink: no session with the relay at ${o.relay} after ` +
+          `${UNANSWERED_NOTICE_MS / 1000} s (${seen.join(', ')}); still trying. Check the ` +
+          `address, --relay-key, and that the relay allows this client's key ` +
+          `${toHex(keypair.publicKey)}.\n`,
+      );
+    }
+  }, UNANSWERED_NOTICE_MS);
+  notice.unref();
+  const lateSuccess = (e: SessionEvent): void => {
+    if (e.type !== 'established' || !unanswered) return;
+    unanswered = false;
+    const after = ((performance.now() - started) / 1000).toFixed(1);
+    log('info', 'relay-answered', { afterS: Number(after) });
+    if (!o.jsonLog && !o.quiet) {
+      process.stderr.write(
+        `${tty ? '\r\x1b[2K' : ''}roamlink: session established after ${after} s\n`,
+      );
+    }
+  };
+  sessionListeners.push(lateSuccess);
+
   const fmtRate = (bps: number): string =>
     bps > 1e6 ? `${(bps / 1e6).toFixed(1)} MB/s` : `${(bps / 1e3).toFixed(1)} kB/s`;
   const status = setInterval(() => {
@@ -255,6 +303,7 @@ export async function connect(o: ConnectOptions): Promise<number> {
       done = true;
       clearInterval(status);
       clearInterval(watch);
+      clearTimeout(notice);
       if (tty) process.stderr.write('\n');
       const s = summary();
       process.stdout.write(`${JSON.stringify({ summary: s })}\n`);

@@ -170,6 +170,8 @@ export class TunnelClient {
   readonly #sid = Buffer.from(nodeRandom(16)).toString('hex');
   readonly #dialing = new Set<TransportKind>();
   readonly #backoff = new Map<TransportKind, number>();
+  /** The backoff timer of each kind waiting to be dialled again. */
+  readonly #waiting = new Map<TransportKind, NodeJS.Timeout>();
   readonly #timers = new Set<NodeJS.Timeout>();
   #lastPath: string | undefined;
   #lastEnc: Encapsulation | undefined;
@@ -280,6 +282,23 @@ export class TunnelClient {
     }
   }
 
+  /**
+   * The network changed under the client (its interfaces' addresses did: Wi-Fi to cellular):
+   * every transport may be bound to an address that is gone, and what failed before may pass now.
+   * All are dropped and dialled again at once; waits a failing relay had earned are forgotten.
+   */
+  networkChanged(reason = 'interfaces-changed'): void {
+    this.#backoff.clear();
+    for (const k of TRANSPORT_KINDS) if (this.#enabled[k]) this.drop(k, reason);
+    for (const [kind, t] of this.#waiting) {
+      clearTimeout(t);
+      this.#timers.delete(t);
+      this.#dialing.delete(kind);
+    }
+    this.#waiting.clear();
+    for (const k of TRANSPORT_KINDS) if (this.#enabled[k] && !this.#has(k)) this.#redial(k, 0);
+  }
+
   /** Turns a transport kind on or off (off closes it: "HTTP only" is all but http off). */
   setEnabled(kind: TransportKind, on: boolean): void {
     this.#enabled[kind] = on;
@@ -377,6 +396,10 @@ export class TunnelClient {
   }
 
   #receive(data: Uint8Array, path: string): void {
+    // The relay answers on this kind of transport: its next redial starts from the shortest wait
+    // again. (Not when a dial succeeds: an HTTP "dial" touches no socket, and a port that accepts
+    // and then closes would be dialled four times a second forever.)
+    if (this.#backoff.size > 0) this.#backoff.delete(this.#kindOfPath(path));
     const got = this.session.receive(data, path, this.driver.now());
     if (got && got.nextHeader === NextHeader.ROAMLINK) {
       if (this.host.mux.isMuxFrame(got.payload)) this.host.receive(got.payload);
@@ -463,7 +486,7 @@ export class TunnelClient {
     if (this.#candidates.length === before) return;
     this.#log('transport-lost', { kind, reason, remaining: this.#candidates.length });
     if (this.#candidates.length > 0 && this.session.state !== 'idle') {
-      this.moves++;
+      if (this.session.state === 'established') this.moves++;
       this.session.move([...this.#candidates], this.driver.now(), reason);
       // What was in flight on the dead transport goes again on the new paths at once.
       this.host.mux.pathChanged(this.driver.now(), reason);
@@ -481,16 +504,17 @@ export class TunnelClient {
     this.#dialing.add(kind);
     const t = setTimeout(() => {
       this.#timers.delete(t);
+      this.#waiting.delete(kind);
       if (this.#closed || !this.#enabled[kind]) {
         this.#dialing.delete(kind);
         return;
       }
       this.#dial(kind)
         .then(() => {
-          this.#backoff.delete(kind);
           if (this.#closed) return;
           if (this.session.state === 'established' || this.session.state === 'handshaking') {
-            this.moves++;
+            // A move is one of a session that exists; before that, only the candidates change.
+            if (this.session.state === 'established') this.moves++;
             this.session.move([...this.#candidates], this.driver.now(), `${kind}-up`);
             this.driver.pump();
           }
@@ -505,6 +529,7 @@ export class TunnelClient {
     }, wait);
     t.unref();
     this.#timers.add(t);
+    this.#waiting.set(kind, t);
   }
 
   #fellBack(path: string): void {

@@ -430,6 +430,91 @@ test('CLI: --help, usage errors and a relay that does not answer', async () => {
   assert.ok(ms >= 2000 && ms < 8000, `stopped after --duration-s (${ms.toFixed(0)} ms)`);
 });
 
+/**
+ * A relay's key and ports without the relay: started once to learn them (its `listening` line),
+ * then stopped, so that a client can start while it is gone.
+ */
+async function relayGone(): Promise<{ dir: string; pub: string; listening: Line }> {
+  const dir = tempDir();
+  const pub = await keygen(dir);
+  const relay = run(relayArgs(dir, pub));
+  const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
+  await stop(relay);
+  return { dir, pub, listening };
+}
+
+/** The relay of `relayGone` again: same key, same ports. */
+async function relayBack(g: { dir: string; pub: string; listening: Line }): Promise<Proc> {
+  const ports = [g.listening.udp, g.listening.tcp, g.listening.http].map(String);
+  const relay = run(relayArgs(g.dir, g.pub).map((a) => (a === '127.0.0.1:0' ? ports.shift()! : a)));
+  await relay.until((l) => l.msg === 'listening', 'relay listening again');
+  return relay;
+}
+
+test('a relay not there yet: every transport backs off, no moves are counted, a notice after 10 s names what each saw, and the session comes up with the relay', {
+  timeout: 60_000,
+}, async () => {
+  const gone = await relayGone();
+  const client = run(connectArgs(gone.listening, gone.dir));
+  let relay: Proc | undefined;
+  try {
+    const notice = await client.until((l) => l.msg === 'relay-unanswered', 'the notice', 20_000);
+    assert.deepEqual(notice.transports, [
+      'udp: no answer',
+      'tcp: ECONNREFUSED',
+      'ws: ECONNREFUSED',
+      'http: ECONNREFUSED',
+    ]);
+    // Redials wait 250 ms, doubling up to 8 s: about 6 tries per transport in 10 s. An HTTP path
+    // used to count as dialled (its "dial" opens no socket), so HTTP went again every 250 ms.
+    const tries = (kind: string): number =>
+      client.lines.filter(
+        (l) => l.kind === kind && (l.msg === 'transport-lost' || l.msg === 'dial-failed'),
+      ).length;
+    // Two HTTP paths (streaming and polling) fail per try.
+    assert.ok(tries('http') >= 4 && tries('http') <= 16, `http tried ${tries('http')} times`);
+    assert.ok(tries('tcp') >= 3 && tries('tcp') <= 8, `tcp tried ${tries('tcp')} times`);
+    const before = await clientStatus(client);
+    assert.equal(before.handshakes, 0);
+    assert.equal(before.moves, 0, 'no moves without a session');
+
+    // The relay again, same key and ports: the client finds it by itself.
+    relay = await relayBack(gone);
+    const answered = await client.until((l) => l.msg === 'relay-answered', 'the session', 15_000);
+    assert.ok(Number(answered.afterS) >= 10, JSON.stringify(answered));
+    const after = await clientStatus(client);
+    assert.equal(after.state, 'established');
+    assert.equal(after.handshakes, 1);
+  } finally {
+    await stop(client);
+    await stop(relay);
+  }
+});
+
+test('a network change cuts the backoff short: a relay back after long failures is dialled at once', {
+  timeout: 60_000,
+}, async () => {
+  const gone = await relayGone();
+  // No UDP: its handshake retries would find the relay by themselves.
+  const client = run(connectArgs(gone.listening, gone.dir, ['--no-udp']));
+  let relay: Proc | undefined;
+  try {
+    // TCP's fifth failure, about 7.75 s in: its next try waits 8 s, as do WebSocket's and HTTP's.
+    const fifth = (): boolean =>
+      client.lines.filter((l) => l.msg === 'dial-failed' && l.kind === 'tcp').length >= 5;
+    await client.until(fifth, 'five TCP dials failed', 20_000);
+    const t0 = performance.now();
+    relay = await relayBack(gone);
+    client.send('network-changed');
+    await client.until((l) => l.msg === 'established', 'the session', 15_000);
+    const ms = performance.now() - t0;
+    assert.ok(ms < 6000, `established ${ms.toFixed(0)} ms after the relay started (backoff: 8 s)`);
+  } finally {
+    await stop(client);
+    await stop(relay);
+  }
+});
+
 // --- An outage --------------------------------------------------------------------------------------
 
 test('a 5 s UDP outage: a UDP-only stream resumes, every byte once and in order, one handshake', async () => {

@@ -470,7 +470,7 @@ export const SETTINGS: readonly AnySetting[] = [
     env: 'ROAMLINK_SHUTDOWN_GRACE_MS',
     kind: 'value',
     form: 'MS ≥ 0',
-    help: 'On SIGTERM/SIGINT, how long open streams get to finish before the relay exits (the same signal again, a second or more later, exits at once).',
+    help: 'On SIGTERM/SIGINT, how long open streams get to finish (that signal again 1 s on: exit now).',
     defaultText: '5000',
     default: () => 5_000,
     parse: intParser(0),

@@ -53,7 +53,16 @@ export interface TcpTransportOptions {
   onDrain?: (pathId: string) => void;
   /** Bytes queued in one connection beyond which `send` drops the datagram (default 1 MiB). */
   maxQueuedBytes?: number;
+  /**
+   * Client: how long `connect` waits for the connection before it fails (default 10 s, as the
+   * WebSocket handshake). A firewall that drops SYNs silently would otherwise hold the dial for
+   * the kernel's SYN retries (about two minutes on Linux), and no new dial starts meanwhile.
+   */
+  connectTimeoutMs?: number;
 }
+
+/** Default of `TcpTransportOptions.connectTimeoutMs`. */
+export const DEFAULT_TCP_CONNECT_TIMEOUT_MS = 10_000;
 
 export interface TcpTransportStats {
   /** Connections closed because their preface was wrong. */
@@ -174,9 +183,22 @@ export class TcpTransport {
         socket.destroy();
         reject(e);
       };
-      socket.once('error', failed);
+      const timer = setTimeout(
+        () =>
+          failed(
+            Object.assign(new Error(`connect ETIMEDOUT ${host}:${port}`), { code: 'ETIMEDOUT' }),
+          ),
+        this.#o.connectTimeoutMs ?? DEFAULT_TCP_CONNECT_TIMEOUT_MS,
+      );
+      timer.unref();
+      const onError = (e: Error): void => {
+        clearTimeout(timer);
+        failed(e);
+      };
+      socket.once('error', onError);
       socket.once('connect', () => {
-        socket.off('error', failed);
+        clearTimeout(timer);
+        socket.off('error', onError);
         this.#pending.delete(socket);
         const id = this.#open(socket);
         this.#read(id, socket, reader);

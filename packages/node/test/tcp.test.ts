@@ -3,6 +3,8 @@
  * them; a wrong preface closed and counted; a closed connection reported on the other side.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { connect as netConnect, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { READ_ARENA_BYTES } from '../src/read-arena.ts';
@@ -269,6 +271,44 @@ test('a connection that cannot be opened rejects', async () => {
   const client = new TcpTransport({ onDatagram: () => {} });
   await assert.rejects(client.connect('127.0.0.1', port));
   await client.close();
+});
+
+test('a connection whose SYNs go unanswered fails after connectTimeoutMs (ETIMEDOUT)', async () => {
+  // A listener whose accept queue is full drops further SYNs, as a silent firewall does: a child
+  // listens with a backlog of 1 and then blocks its event loop, so it never accepts.
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const s = require('node:net').createServer();
+       s.listen({ host: '127.0.0.1', port: 0, backlog: 1 }, () => {
+         process.stdout.write(String(s.address().port) + '\\n', () =>
+           Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0));
+       });`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const fillers: Socket[] = [];
+  const client = new TcpTransport({ onDatagram: () => {}, connectTimeoutMs: 300 });
+  try {
+    const [line] = (await once(child.stdout!, 'data')) as [Buffer];
+    const port = Number(line.toString().trim());
+    // Fill the accept queue: these complete in the kernel; the next SYN gets no answer.
+    for (let i = 0; i < 4; i++) {
+      const f = netConnect(port, '127.0.0.1');
+      f.on('error', () => {});
+      fillers.push(f);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    const t0 = performance.now();
+    await assert.rejects(client.connect('127.0.0.1', port), { code: 'ETIMEDOUT' });
+    const ms = performance.now() - t0;
+    assert.ok(ms >= 290 && ms < 3000, `failed after ${ms} ms`);
+  } finally {
+    for (const f of fillers) f.destroy();
+    child.kill('SIGKILL');
+    await client.close();
+  }
 });
 
 test('send drops beyond the queue bound and counts it', async () => {
