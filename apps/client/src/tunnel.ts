@@ -217,6 +217,9 @@ export class TunnelClient {
         ...(o.outageMs ? { outageMs: o.outageMs } : {}),
       }),
       canSend: () => this.#canSend(),
+      // Not established: the 'established' and 'registered' events pump (#sessionEvent). TCP and
+      // WebSocket drains pump too; an HTTP path's queue has no drain event, so it is retried.
+      resumes: () => this.session.state !== 'established',
       send: (payload, t) => {
         const pkt = this.session.sendReserved(payload, NextHeader.ROAMLINK, t);
         if (pkt) for (const p of this.session.dataPaths) this.#sendOn(p, pkt);

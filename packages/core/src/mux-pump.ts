@@ -16,6 +16,12 @@ export interface MuxPumpOptions {
   mux: Mux;
   /** Whether a packet may go now (keys usable, transport not congested). */
   canSend: () => boolean;
+  /**
+   * While `canSend` is false: whether the host itself will call `pump` when sending can resume
+   * (a session not yet established pumps on its `established` event; a transport with a drain
+   * event pumps on it). Then a held-back pump sets no retry timer. Default: false, retry.
+   */
+  resumes?: () => boolean;
   /** Seals one mux payload and sends it. */
   send: (payload: Uint8Array, now: number) => void;
   /** Every event the mux emits, in order. */
@@ -75,7 +81,10 @@ export class MuxPump {
     const now = o.clock();
     for (;;) {
       if (!o.canSend()) {
-        // A transport queue is full (or keys are not ready): look again shortly.
+        // Nothing to send, or the host will say when it can: no timer. (A client that was
+        // handshaking with a relay that did not answer woke up a thousand times a second here.)
+        if (!o.mux.hasPending || o.resumes?.()) return;
+        // A transport queue is full with no drain event to wait for: look again shortly.
         this.#retry ??= o.timers.set(
           () => {
             this.#retry = undefined;

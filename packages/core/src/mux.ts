@@ -690,6 +690,21 @@ export class Mux {
     return buf;
   }
 
+  /**
+   * Whether `pollPacket` has anything to send, were the window, the pacer and the host to let it:
+   * content waiting (stream data, control frames, datagrams, a due keepalive), a probe, a path-MTU
+   * probe or an owed ACK. A host that cannot send now (no keys yet, a full transport) needs to
+   * look again only then; an idle session with nothing to say needs no timer at all.
+   */
+  get hasPending(): boolean {
+    return (
+      this.#pmtuDue ||
+      this.#probes > 0 ||
+      (this.#ackPending && this.#received.count > 0) ||
+      this.#hasWork()
+    );
+  }
+
   /** When `handleTimeout` should run next (absolute time), or undefined. */
   nextTimeout(): number | undefined {
     let t = this.#rec.deadline();

@@ -67,3 +67,61 @@ test('a deadline that moves later keeps the armed timer; an earlier one replaces
   assert.equal([...armed.values()][0]!.at, 1050);
   pump.close();
 });
+
+test('held back (canSend false): a retry timer only when something waits to go and the host will not pump by itself', () => {
+  let pending = false;
+  let resumes = false;
+  let canSend = false;
+  const sent: number[] = [];
+  let queued = 0;
+  const mux = {
+    pollEvent: () => undefined,
+    pollPacket: () => (queued > 0 ? new Uint8Array(queued--) : undefined),
+    nextTimeout: () => undefined,
+    handleTimeout: () => {},
+    get hasPending() {
+      return pending;
+    },
+  } as unknown as Mux;
+  const armed = new Map<number, () => void>();
+  let nextHandle = 0;
+  const pump = new MuxPump({
+    mux,
+    canSend: () => canSend,
+    resumes: () => resumes,
+    send: (p) => sent.push(p.length),
+    onEvent: () => {},
+    clock: () => 0,
+    timers: {
+      set(fn) {
+        armed.set(++nextHandle, fn);
+        return nextHandle;
+      },
+      clear(h) {
+        armed.delete(h as number);
+      },
+    },
+  });
+  // Nothing to send: an idle session that cannot send needs no timer (it used to poll every ms).
+  pump.pump();
+  assert.equal(armed.size, 0);
+  // Something waits, and the host pumps when it can (a session not yet established): none either.
+  pending = true;
+  resumes = true;
+  pump.pump();
+  assert.equal(armed.size, 0);
+  // Something waits behind a full queue with no drain event: one retry timer, not one per pump.
+  resumes = false;
+  pump.pump();
+  pump.pump();
+  assert.equal(armed.size, 1);
+  // The queue has room when it fires: what waited goes.
+  canSend = true;
+  queued = 2;
+  const fire = [...armed.values()][0]!;
+  armed.clear();
+  fire();
+  assert.deepEqual(sent, [2, 1]);
+  assert.equal(armed.size, 0);
+  pump.close();
+});

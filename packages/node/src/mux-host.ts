@@ -19,6 +19,8 @@ export interface MuxHostOptions {
   mux: Mux;
   /** Whether a packet may go now (keys usable, transport not congested). */
   canSend: () => boolean;
+  /** While `canSend` is false, whether the owner pumps by itself when it can (MuxPumpOptions). */
+  resumes?: () => boolean;
   /** Seals one mux payload and sends it on the session's current path(s). */
   send: (payload: Uint8Array, now: number) => void;
   /** Events the host does not handle itself: stream-open, goaway, dead. */
@@ -198,6 +200,7 @@ export class MuxHost {
     this.#pump = new MuxPump({
       mux: o.mux,
       canSend: o.canSend,
+      ...(o.resumes ? { resumes: o.resumes } : {}),
       send: o.send,
       onEvent: (e) => this.#event(e),
       clock: this.#clock,
