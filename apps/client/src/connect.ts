@@ -237,6 +237,7 @@ export async function connect(o: ConnectOptions): Promise<number> {
       rekeys: tunnel.session.stats.rekeys,
       registrations: tunnel.session.stats.registrations,
       moves: tunnel.moves,
+      relayRestarts: tunnel.relayRestarts,
       retransmittedBytes: m.streamBytesRetransmitted,
       packetsLost: m.packetsLost,
       espDrops: tunnel.session.stats.espDrops,

@@ -48,6 +48,7 @@ import {
   SessionDriver,
   selectProxy,
   TcpTransport,
+  TunnelError,
   UDP_PAYLOAD_CEILING,
   UdpTransport,
   WebSocketTransport,
@@ -155,7 +156,10 @@ export interface TunnelStatus {
 export class TunnelClient {
   readonly session: ClientSession<string>;
   readonly driver: SessionDriver<string, SessionEvent>;
-  readonly host: MuxHost;
+  /** The stream layer; a new one when the relay started over (#relayStartedOver). */
+  host: MuxHost;
+  /** Times the relay held no session for a rekey of ours (it restarted): streams started over. */
+  relayRestarts = 0;
   readonly #o: TunnelClientOptions;
   readonly #enabled: Record<TransportKind, boolean>;
   #candidates: Candidate<string>[] = [];
@@ -200,33 +204,7 @@ export class TunnelClient {
       (p, d) => this.#sendOn(p, d),
       (e) => this.#sessionEvent(e),
     );
-    const now = Date.now();
-    this.host = new MuxHost({
-      mux: new Mux({
-        role: 'client',
-        // Room for the ESP header and trailer: the SA seals each packet where the mux built it.
-        reserve: { head: ESP_PAYLOAD_OFFSET, tail: ESP_TAIL_RESERVE },
-        // Socket reads are never reused: the send buffer keeps them instead of copying.
-        adoptWrites: true,
-        // It writes every byte of a packet: no zero-filling of 60 000-byte buffers.
-        alloc: allocUninitialized,
-        // Idle streams must not look like a vanished client to the relay (its --peer-idle-ms).
-        keepaliveMs: o.keepaliveMs ?? STREAM_KEEPALIVE_MS,
-        now,
-        ...(o.streamWindow ? { streamWindow: o.streamWindow } : {}),
-        ...(o.outageMs ? { outageMs: o.outageMs } : {}),
-      }),
-      canSend: () => this.#canSend(),
-      // Not established: the 'established' and 'registered' events pump (#sessionEvent). TCP and
-      // WebSocket drains pump too; an HTTP path's queue has no drain event, so it is retried.
-      resumes: () => this.session.state !== 'established',
-      send: (payload, t) => {
-        const pkt = this.session.sendReserved(payload, NextHeader.ROAMLINK, t);
-        if (pkt) for (const p of this.session.dataPaths) this.#sendOn(p, pkt);
-        this.driver.pump();
-      },
-      ...(o.onMuxEvent ? { onEvent: o.onMuxEvent } : {}),
-    });
+    this.host = this.#newHost();
     const onDatagram = (data: Uint8Array, path: string): void => this.#receive(data, path);
     this.#tcp = new TcpTransport({
       onDatagram,
@@ -398,6 +376,37 @@ export class TunnelClient {
     return true;
   }
 
+  /** A stream layer for this session (a new one starts from nothing: no streams, packet 0). */
+  #newHost(): MuxHost {
+    const o = this.#o;
+    return new MuxHost({
+      mux: new Mux({
+        role: 'client',
+        // Room for the ESP header and trailer: the SA seals each packet where the mux built it.
+        reserve: { head: ESP_PAYLOAD_OFFSET, tail: ESP_TAIL_RESERVE },
+        // Socket reads are never reused: the send buffer keeps them instead of copying.
+        adoptWrites: true,
+        // It writes every byte of a packet: no zero-filling of 60 000-byte buffers.
+        alloc: allocUninitialized,
+        // Idle streams must not look like a vanished client to the relay (its --peer-idle-ms).
+        keepaliveMs: o.keepaliveMs ?? STREAM_KEEPALIVE_MS,
+        now: Date.now(),
+        ...(o.streamWindow ? { streamWindow: o.streamWindow } : {}),
+        ...(o.outageMs ? { outageMs: o.outageMs } : {}),
+      }),
+      canSend: () => this.#canSend(),
+      // Not established: the 'established' and 'registered' events pump (#sessionEvent). TCP and
+      // WebSocket drains pump too; an HTTP path's queue has no drain event, so it is retried.
+      resumes: () => this.session.state !== 'established',
+      send: (payload, t) => {
+        const pkt = this.session.sendReserved(payload, NextHeader.ROAMLINK, t);
+        if (pkt) for (const p of this.session.dataPaths) this.#sendOn(p, pkt);
+        this.driver.pump();
+      },
+      ...(o.onMuxEvent ? { onEvent: o.onMuxEvent } : {}),
+    });
+  }
+
   #receive(data: Uint8Array, path: string): void {
     // The relay answers on this kind of transport: its next redial starts from the shortest wait
     // again. (Not when a dial succeeds: an HTTP "dial" touches no socket, and a port that accepts
@@ -418,8 +427,27 @@ export class TunnelClient {
       return;
     }
     this.#o.onSessionEvent?.(e);
+    if (e.type === 'established' && e.relayFresh) this.#relayStartedOver();
     if (e.type === 'established' || e.type === 'registered') this.host.pump();
     this.#checkPath();
+  }
+
+  /**
+   * A rekey found the relay without our session (it restarted: RESP extension FRESH). Its stream
+   * layer is new, so ours must be: the old one's packet numbers would make the relay's first
+   * packets look like duplicates, and its streams, whose far ends the relay closed with its
+   * sockets, could never finish. They end now with an error (the SOCKS clients see their
+   * connections close) and new ones open at once.
+   */
+  #relayStartedOver(): void {
+    const old = this.host;
+    this.host = this.#newHost();
+    this.relayRestarts++;
+    old.close(new TunnelError('shutdown', 'the relay restarted: its streams are gone'));
+    // The new stream layer learns the path afresh (packet size, datagram or stream).
+    this.#lastPath = undefined;
+    this.#lastEnc = undefined;
+    this.#log('relay-restarted', {});
   }
 
   /**

@@ -444,9 +444,14 @@ async function relayGone(): Promise<{ dir: string; pub: string; listening: Line 
 }
 
 /** The relay of `relayGone` again: same key, same ports. */
-async function relayBack(g: { dir: string; pub: string; listening: Line }): Promise<Proc> {
+async function relayBack(
+  g: { dir: string; pub: string; listening: Line },
+  extra: string[] = [],
+): Promise<Proc> {
   const ports = [g.listening.udp, g.listening.tcp, g.listening.http].map(String);
-  const relay = run(relayArgs(g.dir, g.pub).map((a) => (a === '127.0.0.1:0' ? ports.shift()! : a)));
+  const relay = run(
+    relayArgs(g.dir, g.pub, extra).map((a) => (a === '127.0.0.1:0' ? ports.shift()! : a)),
+  );
   await relay.until((l) => l.msg === 'listening', 'relay listening again');
   return relay;
 }
@@ -513,6 +518,60 @@ test('a network change cuts the backoff short: a relay back after long failures 
     await stop(client);
     await stop(relay);
   }
+});
+
+test('the relay crashes and comes back: the client knows within a second (UNKNOWN_SPI), its old streams end, new ones work', {
+  timeout: 60_000,
+}, async () => {
+  const tcp = await tcpEcho();
+  const dir = tempDir();
+  const pub = await keygen(dir);
+  let relay = run(relayArgs(dir, pub, ['--egress-allow', '127.0.0.1/32']));
+  const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
+  const client = run(connectArgs(listening, dir, ['-L', `127.0.0.1:0:127.0.0.1:${tcp.port}`]));
+  try {
+    await client.until((l) => l.msg === 'registered', 'registration');
+    const fwd = await client.until((l) => l.msg === 'forward-listening', 'forward');
+    const { host, port } = hostPort(String(fwd.address));
+    const echoOnce = async (): Promise<{ sock: Socket; back: string }> => {
+      const sock = tcpConnect(port, host);
+      sock.on('error', () => {});
+      await once(sock, 'connect');
+      sock.write('ping');
+      const [d] = (await once(sock, 'data')) as [Buffer];
+      return { sock, back: d.toString() };
+    };
+    const old = await echoOnce();
+    assert.equal(old.back, 'ping');
+    // Closed or reset: either way it ends ('close' comes after an 'error' too).
+    const oldClosed = new Promise((r) => old.sock.once('close', r));
+
+    // SIGKILL: no GOAWAY, every SA and stream gone with the process. Back on the same ports.
+    relay.child.kill('SIGKILL');
+    await relay.exited;
+    relay = await relayBack({ dir, pub, listening }, ['--egress-allow', '127.0.0.1/32']);
+    const t0 = performance.now();
+    // The old stream's next packet meets a relay without its SA: UNKNOWN_SPI, a rekey, FRESH.
+    old.sock.write('are you there');
+    await client.until((l) => l.msg === 'relay-restarted', 'the client noticing', 10_000);
+    const noticedMs = performance.now() - t0;
+    assert.ok(noticedMs < 3000, `noticed after ${noticedMs.toFixed(0)} ms`);
+    // The old stream cannot go on (the relay's socket to the echo server died with it): it ends.
+    await oldClosed;
+    const fresh = await echoOnce();
+    assert.equal(fresh.back, 'ping');
+    fresh.sock.destroy();
+    const st = await clientStatus(client);
+    assert.equal(st.state, 'established');
+    assert.equal(st.relayRestarts, 1);
+  } finally {
+    await stop(client);
+    await stop(relay);
+    tcp.server.close();
+  }
+  const summary = client.lines.find((l) => l.summary !== undefined)?.summary as Line | undefined;
+  assert.equal(summary?.relayRestarts, 1, JSON.stringify(summary));
+  assert.equal(summary?.handshakes, 2, 'the first, and the rekey that found the new relay');
 });
 
 // --- An outage --------------------------------------------------------------------------------------

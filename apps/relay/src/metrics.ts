@@ -400,6 +400,8 @@ export interface RelayMetrics {
   readonly sessions: Gauge;
   readonly handshakes: Counter;
   readonly rekeys: Counter;
+  /** UNKNOWN_SPI hints sent (docs/PROTOCOL.md §4.2): clients whose SA this relay no longer has. */
+  readonly unknownSpiHints: Counter;
   /** {cause}: registration, upgrade, rebinding. */
   readonly handovers: Counter;
   /** {verdict}: none, address, address_and_port, port_only, protocol, unknown. */
@@ -456,6 +458,10 @@ export function relayMetrics(registry: Registry, o: RelayMetricsOptions = {}): R
   const rekeys = registry.counter({
     name: 'roamlink_rekeys_total',
     help: 'Handshakes that replaced the keys of an existing session.',
+  });
+  const unknownSpiHints = registry.counter({
+    name: 'roamlink_unknown_spi_hints_total',
+    help: 'UNKNOWN_SPI sent: ESP packets under an SPI this relay does not know (after a restart).',
   });
   const handovers = registry.counter({
     name: 'roamlink_handovers_total',
@@ -532,6 +538,7 @@ export function relayMetrics(registry: Registry, o: RelayMetricsOptions = {}): R
     sessions,
     handshakes,
     rekeys,
+    unknownSpiHints,
     handovers,
     verdicts,
     registrations,
@@ -547,6 +554,7 @@ export function relayMetrics(registry: Registry, o: RelayMetricsOptions = {}): R
     syncStats: (stats) => {
       handshakes.set(undefined, stats.handshakes);
       rekeys.set(undefined, stats.rekeys);
+      unknownSpiHints.set(undefined, stats.unknownSpiHints);
       const drops: Record<string, number> = { ...stats.espDrops, ...stats.controlDrops };
       for (const [reason, n] of Object.entries(drops)) packetsDropped.set({ reason }, n);
     },

@@ -163,6 +163,7 @@ test('roamlink metrics: names, types, units, label values pre-created', () => {
   const m = relayMetrics(r, { sessions: () => sessions, stats: () => stats, forgotten: () => 4 });
   stats.handshakes = 5;
   stats.rekeys = 2;
+  stats.unknownSpiHints = 3;
   stats.espDrops.replay = 9;
   stats.controlDrops.peer_not_allowed = 1;
   m.handovers.inc({ cause: 'rebinding' });
@@ -180,6 +181,7 @@ test('roamlink metrics: names, types, units, label values pre-created', () => {
     'roamlink_sessions_forgotten_total counter',
     'roamlink_handshakes_total counter',
     'roamlink_rekeys_total counter',
+    'roamlink_unknown_spi_hints_total counter',
     'roamlink_handovers_total counter',
     'roamlink_verdicts_total counter',
     'roamlink_registrations_total counter',
@@ -197,6 +199,7 @@ test('roamlink metrics: names, types, units, label values pre-created', () => {
     'roamlink_sessions_forgotten_total 4',
     'roamlink_handshakes_total 5',
     'roamlink_rekeys_total 2',
+    'roamlink_unknown_spi_hints_total 3',
     'roamlink_handovers_total{cause="rebinding"} 1',
     'roamlink_handovers_total{cause="upgrade"} 0',
     'roamlink_verdicts_total{verdict="address_and_port"} 1',

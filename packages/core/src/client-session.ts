@@ -46,7 +46,13 @@ import { DEFAULT_ENCAPSULATION_PREFERENCE, Encapsulation } from './encapsulation
 import { ErrorCode, isRoamlinkError } from './errors.ts';
 import type { EspOpened } from './esp.ts';
 import { DROP_NAMES, Drop, newEspOpened, readSpi, sealReserved } from './esp.ts';
-import { ControlType, controlType, InitiatorHandshake, isControl } from './handshake.ts';
+import {
+  ControlType,
+  controlType,
+  decodeUnknownSpi,
+  InitiatorHandshake,
+  isControl,
+} from './handshake.ts';
 import type { Keypair, RandomBytes } from './noise.ts';
 import type { Verdict } from './path.ts';
 import { lighterCandidates, PathProbes, retransmissionTimeout } from './path-probes.ts';
@@ -82,6 +88,9 @@ import { computeVerdict, saferVerdict } from './verdict.ts';
 
 /** Room for a view in an RREQ: the 1200-byte frame minus its fixed fields and lists. */
 const VIEW_BUDGET = 1100;
+
+/** The least time between two rekeys an UNKNOWN_SPI hint may start (docs/PROTOCOL.md §4.1). */
+export const UNKNOWN_SPI_MIN_INTERVAL_MS = 1000;
 
 export interface ClientSessionOptions {
   staticKeypair: Keypair;
@@ -171,6 +180,7 @@ export class ClientSession<P> {
   #duplicatesLeft = 0;
   readonly #rounds = new RegistrationRounds();
   #lastTimestamp: Uint8Array | undefined;
+  #lastHintAt = Number.NEGATIVE_INFINITY;
   #failed = false;
   #lastSentAt = 0;
   readonly #dead: DeadPathDetector;
@@ -845,6 +855,32 @@ export class ClientSession<P> {
     return p.sentAt + Math.min(max, base * 2 ** (p.attempt - 1));
   }
 
+  /**
+   * The relay says it does not know the SPI we send under (docs/PROTOCOL.md §4.2): it restarted,
+   * or forgot us. The message cannot be authenticated (the relay has no keys for us), so it is
+   * only a hint, and one that can do no harm: it starts a rekey, an authenticated handshake that
+   * keeps the session, at most once per UNKNOWN_SPI_MIN_INTERVAL_MS; it never ends anything.
+   * Without it the client would wait for its next scheduled rekey (2 minutes) or the stream
+   * layer's outage limit before it noticed.
+   */
+  #unknownSpi(datagram: Uint8Array, now: number): void {
+    const spi = decodeUnknownSpi(datagram);
+    const cur = this.#keys.current;
+    if (
+      spi === undefined ||
+      !cur ||
+      (spi !== cur.remoteSpi && spi !== cur.txSmall?.spi) ||
+      this.#pending ||
+      now - this.#lastHintAt < UNKNOWN_SPI_MIN_INTERVAL_MS
+    ) {
+      this.stats.controlDrops.unknown_spi_ignored++;
+      return;
+    }
+    this.#lastHintAt = now;
+    this.stats.unknownSpiHints++;
+    this.#startHandshake(now, true);
+  }
+
   #startHandshake(now: number, rekey: boolean): void {
     this.#sendInit(now, rekey, now, 1);
   }
@@ -896,6 +932,10 @@ export class ClientSession<P> {
   }
 
   #control(datagram: Uint8Array, path: P, now: number): void {
+    if (controlType(datagram) === ControlType.UNKNOWN_SPI) {
+      this.#unknownSpi(datagram, now);
+      return;
+    }
     if (controlType(datagram) !== ControlType.HANDSHAKE_RESP) {
       this.stats.controlDrops.unknown_control++;
       return;
@@ -935,6 +975,7 @@ export class ClientSession<P> {
       remoteSpi: pair.remoteSpi,
       rekey: pend.rekey,
       ...(pair.smallSuite === undefined ? {} : { smallSuite: pair.smallSuite }),
+      ...(pend.rekey && done.payload.fresh ? { relayFresh: true } : {}),
     });
     let confirmOn: P | undefined = pend.rekey ? this.path : path;
     if (!pend.rekey && !this.#rounds.current) {

@@ -36,6 +36,8 @@ export const PROTOCOL_VERSION = 1;
 export const ControlType = {
   HANDSHAKE_INIT: 1,
   HANDSHAKE_RESP: 2,
+  /** Relay → client: an ESP packet came under an SPI the relay does not know (§4.2). */
+  UNKNOWN_SPI: 3,
 } as const;
 export type ControlType = (typeof ControlType)[keyof typeof ControlType];
 
@@ -105,6 +107,7 @@ export const InitExtension = {
 /** Extension types in message 2's payload. */
 export const RespExtension = {
   SMALL_SA: 1,
+  FRESH: 2,
 } as const;
 
 export interface RespPayload {
@@ -118,6 +121,12 @@ export interface RespPayload {
   encapsulations: Encapsulation[];
   /** Extension 1, SMALL_SA: the relay's receive SPI and the suite of the small-packet SA. */
   small?: { spi: number; suite: Suite };
+  /**
+   * Extension 2, FRESH (empty): the relay held no session for this client when message 1 came (it
+   * restarted, or forgot an idle client). What ran above the old SA, the stream layer, is gone
+   * there; a client that meant a rekey starts it over too.
+   */
+  fresh?: boolean;
 }
 
 /** Keying material for one direction of ESP: RFC 4106 §8.1 / RFC 7634 §4 (key then salt). */
@@ -158,6 +167,24 @@ export function isControl(datagram: Uint8Array): boolean {
     datagram[2] === 0 &&
     datagram[3] === 0
   );
+}
+
+/** UNKNOWN_SPI: the non-ESP marker, the type and the SPI the relay did not know. */
+export const UNKNOWN_SPI_BYTES = NON_ESP_MARKER_BYTES + 1 + 4;
+
+/** Writes an UNKNOWN_SPI control message (docs/PROTOCOL.md §1, §4.2). */
+export function encodeUnknownSpi(spi: number): Uint8Array {
+  const m = new Uint8Array(UNKNOWN_SPI_BYTES);
+  m[NON_ESP_MARKER_BYTES] = ControlType.UNKNOWN_SPI;
+  writeU32(m, NON_ESP_MARKER_BYTES + 1, spi);
+  return m;
+}
+
+/** The SPI an UNKNOWN_SPI message names, or undefined if it is not exactly one. */
+export function decodeUnknownSpi(datagram: Uint8Array): number | undefined {
+  if (datagram.length !== UNKNOWN_SPI_BYTES) return undefined;
+  if (datagram[NON_ESP_MARKER_BYTES] !== ControlType.UNKNOWN_SPI) return undefined;
+  return readU32(datagram, NON_ESP_MARKER_BYTES + 1);
 }
 
 /** The control type of a datagram for which isControl() holds. */
@@ -332,13 +359,17 @@ export function encodeRespPayload(p: RespPayload): Uint8Array {
   writeList(tail, p.encapsulations);
   const head = new Uint8Array(4);
   writeU32(head, 0, p.spi);
-  if (!p.small) return concatBytes(head, Uint8Array.from(tail));
-  // SMALL_SA: u32 SPI ‖ u8 suite.
-  checkSpi(p.small.spi);
-  const v = new Uint8Array(5);
-  writeU32(v, 0, p.small.spi);
-  v[4] = p.small.suite;
-  return concatBytes(head, Uint8Array.from(tail), encodeExtension(RespExtension.SMALL_SA, v));
+  const exts: Uint8Array[] = [];
+  if (p.small) {
+    // SMALL_SA: u32 SPI ‖ u8 suite.
+    checkSpi(p.small.spi);
+    const v = new Uint8Array(5);
+    writeU32(v, 0, p.small.spi);
+    v[4] = p.small.suite;
+    exts.push(encodeExtension(RespExtension.SMALL_SA, v));
+  }
+  if (p.fresh) exts.push(encodeExtension(RespExtension.FRESH, new Uint8Array(0)));
+  return concatBytes(head, Uint8Array.from(tail), ...exts);
 }
 
 export function decodeRespPayload(b: Uint8Array): RespPayload {
@@ -357,6 +388,11 @@ export function decodeRespPayload(b: Uint8Array): RespPayload {
   };
   // Extensions, as in message 1; unknown types are skipped.
   readExtensions(b, o2, (type, v) => {
+    if (type === RespExtension.FRESH) {
+      if (v.length !== 0) throw malformed('bad fresh extension');
+      p.fresh = true;
+      return;
+    }
     if (type !== RespExtension.SMALL_SA) return;
     if (v.length !== 5) throw malformed('bad small SA extension');
     const smallSpi = readU32(v, 0);
@@ -603,6 +639,8 @@ export class ResponderHandshake {
      * small-packet SA; it is used only if the choice differs from the bulk suite (§3.7).
      */
     small?: { spi: number; suites: readonly Suite[] } | undefined;
+    /** The relay holds no session for this client: say so (extension FRESH). */
+    fresh?: boolean;
   }): { message: Uint8Array; result: HandshakeResult } {
     checkSpi(o.spi);
     const suite = chooseSuite(this.payload.suites, o.suites);
@@ -621,6 +659,7 @@ export class ResponderHandshake {
         suites: [...o.suites],
         encapsulations: [...o.encapsulations],
         ...(small ? { small } : {}),
+        ...(o.fresh ? { fresh: true } : {}),
       }),
     );
     const message = new Uint8Array(RESP_HEADER_BYTES + body.length);

@@ -35,7 +35,13 @@ import { ErrorCode, isRoamlinkError } from './errors.ts';
 import type { DropName, EspOpened } from './esp.ts';
 import { DROP_NAMES, Drop, newEspOpened, readSpi, sealReserved } from './esp.ts';
 import type { InitPayload } from './handshake.ts';
-import { ControlType, controlType, isControl, ResponderHandshake } from './handshake.ts';
+import {
+  ControlType,
+  controlType,
+  encodeUnknownSpi,
+  isControl,
+  ResponderHandshake,
+} from './handshake.ts';
 import type { Keypair, RandomBytes } from './noise.ts';
 import { type OuterView, type PathInfo, Verdict } from './path.ts';
 import {
@@ -105,6 +111,16 @@ export interface RelaySessionsOptions {
 
 /** Sources tracked by the handshake rate limit before idle ones are swept. */
 const RATE_SOURCES_MAX = 4096;
+
+/**
+ * UNKNOWN_SPI hints (docs/PROTOCOL.md §4.2): at most one per path per this interval, and at most
+ * UNKNOWN_SPI_PER_SECOND in all. A hint is 9 bytes against the at least 28 of the packet that
+ * caused it, so it cannot amplify; the limits keep a flood of junk from costing more than that.
+ */
+export const UNKNOWN_SPI_PATH_INTERVAL_MS = 1000;
+export const UNKNOWN_SPI_PER_SECOND = 256;
+/** Paths remembered for the per-path limit before old entries are swept. */
+const HINT_PATHS_MAX = 4096;
 
 /** A BINDING_ACK waiting for its time. */
 export interface PendingBindingAck<P> {
@@ -205,6 +221,10 @@ export class RelaySessions<P> {
   readonly #opened: EspOpened = newEspOpened();
   /** Handshake budget per source address: tokens left and when last refilled. */
   readonly #rate = new Map<string, { tokens: number; at: number }>();
+  /** When each path was last sent an UNKNOWN_SPI hint. */
+  readonly #hinted = new Map<P, number>();
+  /** The global UNKNOWN_SPI budget: tokens left and when last refilled. */
+  readonly #hintBudget = { tokens: UNKNOWN_SPI_PER_SECOND, at: 0 };
 
   constructor(o: RelaySessionsOptions) {
     this.#o = o;
@@ -233,6 +253,7 @@ export class RelaySessions<P> {
     const hit = this.#bySpi.get(spi);
     if (!hit || hit.pair.expired(now)) {
       this.stats.espDrops.bad_spi++;
+      this.#hintUnknownSpi(spi, path, now);
       return undefined;
     }
     const { peer, pair } = hit;
@@ -774,6 +795,9 @@ export class RelaySessions<P> {
     let answer: ReturnType<ResponderHandshake['respond']>;
     try {
       answer = hs.respond({
+        // No session with this client (a restart here, or an idle one forgotten): a client that
+        // meant a rekey must start its stream layer over, as this side will (#confirm).
+        fresh: !known?.keys.current,
         spi,
         suites,
         encapsulations: o.encapsulations ?? DEFAULT_ENCAPSULATION_PREFERENCE,
@@ -857,6 +881,41 @@ export class RelaySessions<P> {
     if (b.tokens < 1) return false;
     b.tokens -= 1;
     return true;
+  }
+
+  /**
+   * Tells the sender of an ESP packet under an SPI we do not know (we restarted, or forgot an idle
+   * client) so, in the clear: it has keys we lost, and only a new handshake helps. Without this the
+   * client would notice only at its next rekey. The client treats it as an unauthenticated hint
+   * (§4.1); here it is limited per path and in all (UNKNOWN_SPI_PATH_INTERVAL_MS, _PER_SECOND).
+   */
+  #hintUnknownSpi(spi: number, path: P, now: number): void {
+    const last = this.#hinted.get(path);
+    if (last !== undefined && now - last < UNKNOWN_SPI_PATH_INTERVAL_MS) {
+      this.stats.controlDrops.unknown_spi_ignored++;
+      return;
+    }
+    const b = this.#hintBudget;
+    b.tokens = Math.min(
+      UNKNOWN_SPI_PER_SECOND,
+      b.tokens + (Math.max(0, now - b.at) / 1000) * UNKNOWN_SPI_PER_SECOND,
+    );
+    b.at = now;
+    if (b.tokens < 1) {
+      this.stats.controlDrops.unknown_spi_ignored++;
+      return;
+    }
+    b.tokens -= 1;
+    if (this.#hinted.size >= HINT_PATHS_MAX) {
+      for (const [p, at] of this.#hinted) {
+        if (now - at >= UNKNOWN_SPI_PATH_INTERVAL_MS) this.#hinted.delete(p);
+      }
+      // Still full of recent ones: forget them all rather than grow (the global budget holds).
+      if (this.#hinted.size >= HINT_PATHS_MAX) this.#hinted.clear();
+    }
+    this.#hinted.set(path, now);
+    this.stats.unknownSpiHints++;
+    this.#out.transmit(path, encodeUnknownSpi(spi));
   }
 
   #implicitRound(

@@ -60,6 +60,11 @@ export type SessionEvent =
       rekey: boolean;
       /** The small-packet SA's suite, when the pair has one (docs/PROTOCOL.md §3.7). */
       smallSuite?: Suite;
+      /**
+       * Client, on a rekey: the relay held no session for us (it restarted; RESP extension
+       * FRESH). The keys are new and so is the relay's stream layer: ours must start over.
+       */
+      relayFresh?: boolean;
     }
   | { type: 'handshake-failed'; reason: string }
   | { type: 'keys-expired'; localSpi: number }
@@ -92,6 +97,11 @@ export interface ControlDrops {
   amplification_limited: number;
   /** Message 1s beyond a source address's handshake budget (RelaySessionsOptions.handshakeRate). */
   handshake_rate_limited: number;
+  /**
+   * Client: UNKNOWN_SPI hints not acted on (not our SPI, no keys, a handshake already out, or
+   * within UNKNOWN_SPI_MIN_INTERVAL_MS of the last). Relay: hints not sent (over the budget).
+   */
+  unknown_spi_ignored: number;
 }
 
 export interface SessionStats {
@@ -104,6 +114,11 @@ export interface SessionStats {
   registrations: number;
   handshakes: number;
   rekeys: number;
+  /**
+   * UNKNOWN_SPI hints: on the relay, sent (an ESP packet under an SPI it does not know); on the
+   * client, acted on (each started a rekey).
+   */
+  unknownSpiHints: number;
 }
 
 export function newSessionStats(): SessionStats {
@@ -122,6 +137,7 @@ export function newSessionStats(): SessionStats {
       stale_registration: 0,
       amplification_limited: 0,
       handshake_rate_limited: 0,
+      unknown_spi_ignored: 0,
     },
     packetsSent: 0,
     packetsReceived: 0,
@@ -130,6 +146,7 @@ export function newSessionStats(): SessionStats {
     registrations: 0,
     handshakes: 0,
     rekeys: 0,
+    unknownSpiHints: 0,
   };
 }
 

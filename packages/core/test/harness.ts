@@ -41,7 +41,7 @@ export interface Received {
 export class Net {
   now = 1_700_000_000_000;
   client: ClientSession<string>;
-  readonly relay: RelaySessions<string>;
+  relay: RelaySessions<string>;
   readonly clientKeys: Keypair;
   readonly relayKeys: Keypair;
   readonly atClient: Received[] = [];
@@ -58,6 +58,15 @@ export class Net {
   #flight: InFlight[] = [];
   #order = 0;
   readonly #newClient: () => ClientSession<string>;
+  readonly #newRelay: () => RelaySessions<string>;
+
+  /**
+   * The relay starts over (a restart, a crash): a new RelaySessions with the same static key and
+   * no peers. What was in flight to the old one reaches the new one.
+   */
+  restartRelay(): void {
+    this.relay = this.#newRelay();
+  }
 
   /**
    * The client starts over (a restart, a page reload): a new ClientSession with the same static
@@ -90,14 +99,16 @@ export class Net {
         ...o.client,
       });
     this.client = this.#newClient();
-    this.relay = new RelaySessions<string>({
-      staticKeypair: this.relayKeys,
-      provider: o.relayProvider ?? nobleProvider,
-      random,
-      authorize:
-        o.authorize ?? ((k) => ({ allowed: Buffer.from(k).equals(Buffer.from(clientPub)) })),
-      ...o.relay,
-    });
+    this.#newRelay = () =>
+      new RelaySessions<string>({
+        staticKeypair: this.relayKeys,
+        provider: o.relayProvider ?? nobleProvider,
+        random,
+        authorize:
+          o.authorize ?? ((k) => ({ allowed: Buffer.from(k).equals(Buffer.from(clientPub)) })),
+        ...o.relay,
+      });
+    this.relay = this.#newRelay();
   }
 
   /** Puts a datagram on the wire. */

@@ -13,6 +13,7 @@ import {
   NextHeader,
   Suite,
   tai64n,
+  UNKNOWN_SPI_PER_SECOND,
 } from '../src/index.ts';
 import { indexOf, Net, numbered, random } from './harness.ts';
 
@@ -338,6 +339,13 @@ describe('payload codecs and suite choice', () => {
       encapsulations: [2] as 2[],
     };
     assert.deepEqual(decodeRespPayload(encodeRespPayload(resp)), resp);
+    // FRESH (extension 2, empty), alone and after SMALL_SA; with a value it is malformed.
+    const fresh = { ...resp, fresh: true };
+    assert.deepEqual(decodeRespPayload(encodeRespPayload(fresh)), fresh);
+    const both = { ...fresh, small: { spi: 1000, suite: Suite.CHACHA20_POLY1305 } };
+    assert.deepEqual(decodeRespPayload(encodeRespPayload(both)), both);
+    const bad = new Uint8Array([...encodeRespPayload(resp), 2, 0, 1, 0]);
+    assert.throws(() => decodeRespPayload(bad), { code: 'ROAMLINK_ERR_MALFORMED' });
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 64 }), (b) => {
         for (const dec of [decodeInitPayload, decodeRespPayload]) {
@@ -396,7 +404,15 @@ describe('forgetting silent peers', () => {
     net.runUntil(net.now + 20);
     assert.equal(net.relay.stats.espDrops.bad_spi, badSpi + 1);
     assert.equal(net.atRelay.length, delivered);
-    // The client starting over gets a fresh peer.
+    // The relay said so (UNKNOWN_SPI): the client rekeyed by itself, with a peer the relay made
+    // anew (FRESH).
+    assert.equal(net.relay.stats.unknownSpiHints, 1);
+    net.runUntil(net.now + 100);
+    assert.equal(net.client.stats.rekeys, 1);
+    const again = [...net.relay.peers.values()][0]!;
+    assert.notEqual(again, peer);
+    // A client starting over (later: its message 1's timestamp must be newer) gets a fresh peer.
+    net.runUntil(net.now + 1000);
     net.restartClient();
     net.connect();
     net.runUntil(net.now + 100);
@@ -449,5 +465,93 @@ describe('handshake rate per source', () => {
     assert.equal(answered(), 2);
     // Nothing else was touched by the dropped ones: no handshake counted for them.
     assert.equal(drops().handshake_malformed + drops().handshake_auth, 0);
+  });
+});
+
+describe('a relay that restarts (UNKNOWN_SPI, FRESH)', () => {
+  test('the relay hints at an SPI it does not know; the client rekeys at once and hears that the relay started over', () => {
+    const net = new Net();
+    net.connect();
+    net.runUntil(net.now + 100);
+    assert.equal(net.client.state, 'established');
+    const events: string[] = [];
+    let fresh: boolean | undefined;
+    net.restartRelay();
+    net.clientSend(numbered(1));
+    // The packet finds no SA; the relay answers with a hint on the same path, within one RTT.
+    net.runUntil(net.now + 10);
+    assert.equal(net.relay.stats.espDrops.bad_spi, 1);
+    assert.equal(net.relay.stats.unknownSpiHints, 1);
+    net.runUntil(net.now + 10);
+    assert.equal(net.client.stats.unknownSpiHints, 1, 'the hint started a rekey');
+    for (let e = net.client.pollEvent(); e; e = net.client.pollEvent()) {
+      events.push(e.type);
+      if (e.type === 'established') fresh = e.relayFresh;
+    }
+    assert.ok(events.includes('handshake-sent'), events.join());
+    // One more round trip: the new keys, and the relay says it held no session (FRESH).
+    net.runUntil(net.now + 25);
+    for (let e = net.client.pollEvent(); e; e = net.client.pollEvent()) {
+      events.push(e.type);
+      if (e.type === 'established') fresh = e.relayFresh;
+    }
+    assert.ok(events.includes('established'), events.join());
+    assert.equal(fresh, true);
+    assert.equal(net.client.stats.rekeys, 1);
+    // Data flows again, on the new relay.
+    net.clientSend(numbered(2));
+    net.runUntil(net.now + 20);
+    assert.equal(indexOf(net.atRelay.at(-1)!.payload), 2);
+  });
+
+  test('hints are limited: one per path per second at the relay; the client acts on its own SPI only, once per second', () => {
+    const net = new Net();
+    net.connect();
+    net.runUntil(net.now + 100);
+    const pkt = net.client.send(numbered(1), DATA, net.now)!;
+    const unknown = pkt.slice();
+    unknown[0]! ^= 0x80;
+    const hints = (): number => net.relay.stats.unknownSpiHints;
+    net.relay.receive(unknown, 'a', net.now);
+    net.relay.receive(unknown, 'a', net.now + 500);
+    assert.equal(hints(), 1, 'a second one on the same path within 1 s is not sent');
+    assert.equal(net.relay.stats.controlDrops.unknown_spi_ignored, 1);
+    net.relay.receive(unknown, 'b', net.now + 500);
+    assert.equal(hints(), 2, 'another path gets its own');
+    net.relay.receive(unknown, 'a', net.now + 1000);
+    assert.equal(hints(), 3, 'and the first again a second later');
+    const sent: Uint8Array[] = [];
+    for (let t = net.relay.pollTransmit(); t; t = net.relay.pollTransmit()) sent.push(t.data);
+    assert.equal(sent.length, 3);
+    // Each names the SPI that was not known: not ours (the client sends under another), ignored.
+    const client = net.client;
+    client.receive(sent[0]!, 'a', net.now);
+    assert.equal(client.stats.unknownSpiHints, 0);
+    assert.equal(client.stats.controlDrops.unknown_spi_ignored, 1);
+    // One that names the client's own outbound SPI starts a rekey; a second within 1 s does not
+    // (a handshake is out anyway); malformed ones change nothing.
+    const mine = sent[0]!.slice();
+    mine.set(pkt.subarray(0, 4), 5);
+    client.receive(mine, 'a', net.now);
+    assert.equal(client.stats.unknownSpiHints, 1);
+    client.receive(mine, 'a', net.now + 10);
+    assert.equal(client.stats.unknownSpiHints, 1);
+    assert.equal(client.stats.controlDrops.unknown_spi_ignored, 2);
+    client.receive(mine.subarray(0, 8), 'a', net.now + 2000);
+    client.receive(new Uint8Array([...mine, 0]), 'a', net.now + 2000);
+    assert.equal(client.stats.unknownSpiHints, 1);
+    assert.equal(client.stats.controlDrops.unknown_spi_ignored, 4);
+    assert.equal(client.state, 'established', 'a hint never ends anything');
+  });
+
+  test('the global hint budget: a flood from many paths is cut at UNKNOWN_SPI_PER_SECOND', () => {
+    const net = new Net();
+    const junk = new Uint8Array(40).fill(0x77);
+    for (let i = 0; i < 1000; i++) net.relay.receive(junk, `p${i}`, net.now);
+    assert.equal(net.relay.stats.unknownSpiHints, UNKNOWN_SPI_PER_SECOND);
+    assert.equal(net.relay.stats.controlDrops.unknown_spi_ignored, 1000 - UNKNOWN_SPI_PER_SECOND);
+    // The budget refills with time.
+    net.relay.receive(junk, 'later', net.now + 100);
+    assert.equal(net.relay.stats.unknownSpiHints, UNKNOWN_SPI_PER_SECOND + 1);
   });
 });

@@ -289,13 +289,19 @@ export class MuxHost {
     this.#pump.pump();
   }
 
-  close(): void {
+  /** Stops: every stream and every stream still opening fails with `reason`. */
+  close(reason = new TunnelError('shutdown', 'tunnel closed')): void {
     this.#closed = true;
     this.#pump.close();
     if (this.#soon) clearImmediate(this.#soon);
-    for (const o of this.#opening.values()) o.reject(new TunnelError('shutdown', 'tunnel closed'));
+    for (const o of this.#opening.values()) o.reject(reason);
     this.#opening.clear();
-    for (const s of this.#streams.values()) s.destroy(new TunnelError('shutdown', 'tunnel closed'));
+    for (const s of this.#streams.values()) {
+      // A stream its user has let go of (its socket closed, the stream not yet freed) has no
+      // 'error' listener left, and an unheard 'error' would take the process down.
+      if (s.listenerCount('error') === 0) s.on('error', () => {});
+      s.destroy(reason);
+    }
     this.#streams.clear();
   }
 
