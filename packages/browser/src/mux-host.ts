@@ -87,7 +87,8 @@ class Entry {
 }
 
 export class BrowserMuxHost {
-  readonly mux: Mux;
+  /** The stream layer; another one after `restart`. */
+  mux: Mux;
   /** Datagrams dropped because the reader of `datagrams` was behind. */
   datagramsDropped = 0;
   readonly datagrams: ReadableStream<Datagram>;
@@ -98,20 +99,13 @@ export class BrowserMuxHost {
     { resolve: (s: BrowserStream) => void; reject: (e: Error) => void }
   >();
   #dgramCtl!: ReadableStreamDefaultController<Datagram>;
-  readonly #pump: MuxPump;
+  #pump: MuxPump;
   #closed = false;
 
   constructor(o: MuxHostOptions) {
     this.mux = o.mux;
     this.#o = o;
-    this.#pump = new MuxPump({
-      mux: o.mux,
-      canSend: o.canSend,
-      send: o.send,
-      onEvent: (e) => this.#event(e),
-      clock: o.clock,
-      timers: BROWSER_TIMERS,
-    });
+    this.#pump = this.#newPump(o.mux);
     this.datagrams = new ReadableStream<Datagram>(
       {
         start: (c) => {
@@ -160,6 +154,34 @@ export class BrowserMuxHost {
   /** Drain events, flush packets, re-arm the timer (MuxPump). */
   pump(): void {
     this.#pump.pump();
+  }
+
+  /**
+   * The relay's stream layer started over (it restarted: RESP extension FRESH, docs/PROTOCOL.md
+   * §4.1): every stream ends with `error` (their far ends are gone), and `mux`, a new stream layer
+   * numbering packets from 0, takes the old one's place. The datagram flow and `datagrams` stay.
+   */
+  restart(mux: Mux, error: Error): void {
+    if (this.#closed) return;
+    this.#pump.close();
+    for (const o of this.#opening.values()) o.reject(error);
+    this.#opening.clear();
+    for (const e of this.#streams.values()) this.#kill(e, error);
+    this.#streams.clear();
+    this.mux = mux;
+    this.#pump = this.#newPump(mux);
+  }
+
+  #newPump(mux: Mux): MuxPump {
+    const o = this.#o;
+    return new MuxPump({
+      mux,
+      canSend: o.canSend,
+      send: o.send,
+      onEvent: (e) => this.#event(e),
+      clock: o.clock,
+      timers: BROWSER_TIMERS,
+    });
   }
 
   /** Ends every stream with `error` and stops. */

@@ -330,21 +330,7 @@ export class RoamlinkSession extends TypedEventTarget {
         ? { limits: { rekeyAfterMs: o.rekeyAfterMs, rejectAfterMs: o.rekeyAfterMs * 1.5 } }
         : {}),
     });
-    const mux = new Mux({
-      role: 'client',
-      // Room for the ESP header and trailer: the SA seals each packet where the mux built it.
-      reserve: { head: ESP_PAYLOAD_OFFSET, tail: ESP_TAIL_RESERVE },
-      // Every browser path is a stream transport (TCP below): no pacing, as the Node client
-      // does on its stream paths; browsers clamp timers anyway.
-      pacing: false,
-      // Idle streams must not look like a vanished client to the relay: a PING after 30 s.
-      keepaliveMs: 30_000,
-      now: Date.now(),
-      // Every path here is a stream transport.
-      maxPayload: STREAM_PATH_PAYLOAD,
-      ...(o.streamWindow ? { streamWindow: o.streamWindow } : {}),
-      ...(o.outageMs ? { outageMs: o.outageMs } : {}),
-    });
+    const mux = this.#newMux();
     this.#host = new BrowserMuxHost({
       mux,
       clock: Date.now,
@@ -609,9 +595,39 @@ export class RoamlinkSession extends TypedEventTarget {
     this.#checkPath();
   }
 
+  /** A stream layer for this session (a new one starts from nothing: no streams, packet 0). */
+  #newMux(): Mux {
+    const o = this.#o;
+    return new Mux({
+      role: 'client',
+      // Room for the ESP header and trailer: the SA seals each packet where the mux built it.
+      reserve: { head: ESP_PAYLOAD_OFFSET, tail: ESP_TAIL_RESERVE },
+      // Every browser path is a stream transport (TCP below): no pacing, as the Node client
+      // does on its stream paths; browsers clamp timers anyway.
+      pacing: false,
+      // Idle streams must not look like a vanished client to the relay: a PING after 30 s.
+      keepaliveMs: 30_000,
+      now: Date.now(),
+      // Every path here is a stream transport.
+      maxPayload: STREAM_PATH_PAYLOAD,
+      ...(o.streamWindow ? { streamWindow: o.streamWindow } : {}),
+      ...(o.outageMs ? { outageMs: o.outageMs } : {}),
+    });
+  }
+
   #sessionEvent(e: SessionEvent): void {
     switch (e.type) {
       case 'established':
+        if (e.relayFresh) {
+          // The relay restarted (PROTOCOL §4.1, FRESH): its streams are gone, and so are ours.
+          this.#host.restart(
+            this.#newMux(),
+            new RoamlinkBrowserError(
+              BrowserErrorCode.STREAM_RESET,
+              'the relay restarted: its streams are gone',
+            ),
+          );
+        }
         if (e.rekey) {
           this.#emit('rekey', {
             suite: SUITE_NAMES[e.suite] as SuiteName,

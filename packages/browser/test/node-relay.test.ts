@@ -6,11 +6,25 @@
  * rekey mid-transfer, and close(). The browser itself (CORS, offline, the bundle) is the e2e suite's.
  */
 import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
+import { once } from 'node:events';
+import { mkdtempSync } from 'node:fs';
 import { createServer as createHttpServer, request } from 'node:http';
 import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
-import { generateKeypair, nobleProvider, StreamError, Suite, toHex } from '@roamlink/core';
+import { fileURLToPath } from 'node:url';
+import {
+  generateKeypair,
+  nobleProvider,
+  nobleX25519,
+  StreamError,
+  Suite,
+  toHex,
+} from '@roamlink/core';
 import { type RelayHandle, startRelay } from '@roamlink/relay';
 import {
   BrowserErrorCode,
@@ -34,6 +48,13 @@ function newClientKey(): Uint8Array {
   return k.secretKey;
 }
 const otherKey = generateKeypair(browserRandom);
+
+/** The relay process's `listening` line (JSON log). */
+interface Listening {
+  msg: string;
+  http: string;
+  publicKey: string;
+}
 
 let relay: RelayHandle;
 let echo: Server;
@@ -343,4 +364,86 @@ test('bad options and an unknown client key fail clearly', async () => {
     connect(options({ relay: `http://${LOOPBACK}:9`, encapsulations: ['ws'] })),
     (e: unknown) => isRoamlinkBrowserError(e, BrowserErrorCode.CONNECT_FAILED),
   );
+});
+
+test('the relay crashes and comes back: a rekey within seconds (UNKNOWN_SPI), the old stream errors, a new one echoes', {
+  timeout: 60_000,
+}, async () => {
+  // A relay process (SIGKILL is the crash), restarted on the same port with the same key.
+  const cli = fileURLToPath(new URL('../../../apps/client/src/cli.ts', import.meta.url));
+  const dir = mkdtempSync(join(tmpdir(), 'roamlink-browser-restart-'));
+  const clientKey = newClientKey();
+  const clientPub = toHex(nobleX25519.publicKey(clientKey));
+  const startCli = async (http: string): Promise<{ child: ChildProcess; line: Listening }> => {
+    const child = spawn(
+      process.execPath,
+      [
+        cli,
+        'relay',
+        '--udp',
+        `${LOOPBACK}:0`,
+        '--encapsulations',
+        'ws,http-stream,http-poll',
+        '--http',
+        http,
+        '--data-dir',
+        dir,
+        '--allow',
+        clientPub,
+        '--egress-allow',
+        `${LOOPBACK}/32`,
+        '--log-format',
+        'json',
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const lines = createInterface({ input: child.stdout! });
+    for await (const l of lines) {
+      const j = JSON.parse(l) as Listening;
+      if (j.msg === 'listening') return { child, line: j };
+    }
+    throw new Error('the relay exited before listening');
+  };
+  let r = await startCli(`${LOOPBACK}:0`);
+  const s = await connect({
+    relay: `http://${r.line.http}`,
+    relayKey: r.line.publicKey,
+    clientKey,
+    followPage: false,
+    connectTimeoutMs: 5000,
+  });
+  try {
+    const old = await s.openStream(LOOPBACK, echoPort);
+    const w = old.writable.getWriter();
+    const rd = old.readable.getReader();
+    await w.write(new Uint8Array([1, 2, 3]));
+    assert.deepEqual([...(await rd.read()).value!], [1, 2, 3]);
+    const rekeys: number[] = [];
+    s.addEventListener('rekey', (e) => rekeys.push(e.detail.localSpi));
+
+    r.child.kill('SIGKILL');
+    await once(r.child, 'exit');
+    r = await startCli(r.line.http);
+    const t0 = performance.now();
+    // The next packet meets a relay without the SA: UNKNOWN_SPI, a rekey, FRESH.
+    void w.write(new Uint8Array([4])).catch(() => {});
+    const ended = await rd.read().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(isRoamlinkBrowserError(ended), String(ended));
+    assert.equal(ended.code, BrowserErrorCode.STREAM_RESET);
+    assert.match(ended.message, /relay restarted/);
+    assert.ok(performance.now() - t0 < 5000, 'noticed in seconds, not at the next rekey');
+    assert.equal(rekeys.length, 1);
+    // A new stream on the new relay: the new stream layer numbers from 0, and it echoes.
+    const fresh = await s.openStream(LOOPBACK, echoPort);
+    const fw = fresh.writable.getWriter();
+    const fr = fresh.readable.getReader();
+    await fw.write(new Uint8Array([9, 9]));
+    assert.deepEqual([...(await fr.read()).value!], [9, 9]);
+  } finally {
+    await s.close();
+    r.child.kill('SIGKILL');
+  }
 });

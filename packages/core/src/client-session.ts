@@ -146,6 +146,8 @@ export type ClientState = 'idle' | 'handshaking' | 'established' | 'failed';
 interface Pending<P> {
   hs: InitiatorHandshake;
   paths: P[];
+  /** Where every attempt of this handshake goes, when not the usual (a rekey after a hint). */
+  via: P[] | undefined;
   sentAt: number;
   startedAt: number;
   attempt: number;
@@ -410,7 +412,7 @@ export class ClientSession<P> {
         this.#failed = !this.#keys.current;
         this.#out.event({ type: 'handshake-failed', reason: 'no response' });
       } else if (now >= this.#retryAt(pend)) {
-        this.#sendInit(now, pend.rekey, pend.startedAt, pend.attempt + 1);
+        this.#sendInit(now, pend.rekey, pend.startedAt, pend.attempt + 1, pend.via);
       }
     } else if (this.#keys.current?.wantsRekey(now)) {
       this.#startHandshake(now, true);
@@ -863,7 +865,7 @@ export class ClientSession<P> {
    * Without it the client would wait for its next scheduled rekey (2 minutes) or the stream
    * layer's outage limit before it noticed.
    */
-  #unknownSpi(datagram: Uint8Array, now: number): void {
+  #unknownSpi(datagram: Uint8Array, path: P, now: number): void {
     const spi = decodeUnknownSpi(datagram);
     const cur = this.#keys.current;
     if (
@@ -878,14 +880,21 @@ export class ClientSession<P> {
     }
     this.#lastHintAt = now;
     this.stats.unknownSpiHints++;
-    this.#startHandshake(now, true);
+    // On the path the hint came by, which reaches the relay now, as well as the chosen one: that
+    // one may be a transport that died with the relay and was dialled again under another id.
+    this.#sendInit(now, true, now, 1, path === this.path ? [path] : [path, ...this.#pathList()]);
+  }
+
+  /** The chosen path, if there is one, as a list. */
+  #pathList(): P[] {
+    return this.path === undefined ? [] : [this.path];
   }
 
   #startHandshake(now: number, rekey: boolean): void {
     this.#sendInit(now, rekey, now, 1);
   }
 
-  #sendInit(now: number, rekey: boolean, startedAt: number, attempt: number): void {
+  #sendInit(now: number, rekey: boolean, startedAt: number, attempt: number, via?: P[]): void {
     const o = this.#o;
     // A fresh message (new ephemeral, SPI and timestamp) per attempt: a lost one is simply gone.
     const spi = allocateSpi(o.random, (s) => this.#keys.bySpi(s) !== undefined);
@@ -925,15 +934,15 @@ export class ClientSession<P> {
     });
     // A rekey goes on the chosen path; the first handshake on every candidate at once.
     const paths =
-      rekey && this.path !== undefined ? [this.path] : this.#candidates.map((c) => c.path);
-    this.#pending = { hs, paths, sentAt: now, startedAt, attempt, rekey };
+      via ?? (rekey && this.path !== undefined ? [this.path] : this.#candidates.map((c) => c.path));
+    this.#pending = { hs, paths, via, sentAt: now, startedAt, attempt, rekey };
     for (const p of paths) this.#out.transmit(p, hs.message);
     this.#out.event({ type: 'handshake-sent', spi, attempt, rekey });
   }
 
   #control(datagram: Uint8Array, path: P, now: number): void {
     if (controlType(datagram) === ControlType.UNKNOWN_SPI) {
-      this.#unknownSpi(datagram, now);
+      this.#unknownSpi(datagram, path, now);
       return;
     }
     if (controlType(datagram) !== ControlType.HANDSHAKE_RESP) {
@@ -977,7 +986,9 @@ export class ClientSession<P> {
       ...(pair.smallSuite === undefined ? {} : { smallSuite: pair.smallSuite }),
       ...(pend.rekey && done.payload.fresh ? { relayFresh: true } : {}),
     });
-    let confirmOn: P | undefined = pend.rekey ? this.path : path;
+    // A rekey is confirmed on the chosen path; one a hint started, on the path its answer came
+    // by (the chosen one may be dead: the relay restarted and took its transports with it).
+    let confirmOn: P | undefined = pend.rekey && pend.via === undefined ? this.path : path;
     if (!pend.rekey && !this.#rounds.current) {
       if (pend.hs.carriesViews) {
         // Round 1 rode on message 1: the relay answers it right behind the response. Its nonce

@@ -504,6 +504,26 @@ describe('a relay that restarts (UNKNOWN_SPI, FRESH)', () => {
     assert.equal(indexOf(net.atRelay.at(-1)!.payload), 2);
   });
 
+  test("a hint's rekey goes by the hint's path too, and is confirmed on the path its answer came by", () => {
+    const net = new Net();
+    net.connect(['a']);
+    net.runUntil(net.now + 100);
+    assert.equal(net.client.path, 'a');
+    net.restartRelay();
+    // Path a died with the relay; the transport was dialled again as path b, which the session
+    // has not chosen yet (no round can settle while the relay does not know the SPI).
+    net.filter = (d) => d.path !== 'a';
+    const pkt = net.client.send(numbered(1), DATA, net.now)!;
+    net.wire('relay', 'b', pkt);
+    // Five trips on b (25 ms each): the packet, the hint, message 1, message 2, the keepalive
+    // that confirms the new keys.
+    net.runUntil(net.now + 130);
+    assert.equal(net.client.stats.unknownSpiHints, 1);
+    assert.equal(net.client.stats.rekeys, 1, 'the rekey went by b as well, and was answered');
+    const peer = [...net.relay.peers.values()][0]!;
+    assert.ok(peer.keys.current, 'confirmed on b: the relay uses the new keys');
+  });
+
   test('hints are limited: one per path per second at the relay; the client acts on its own SPI only, once per second', () => {
     const net = new Net();
     net.connect();
