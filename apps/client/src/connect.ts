@@ -77,6 +77,14 @@ export async function connect(o: ConnectOptions): Promise<number> {
     process.stderr.write(`roamlink: unknown or unavailable suite "${o.suite}"\n`);
     return EXIT.USAGE;
   }
+  let relayKey: Uint8Array;
+  try {
+    relayKey = parsePublicKey(o.relayKey);
+  } catch (e) {
+    // A typo in the key is a usage error, not an unreachable relay.
+    process.stderr.write(`roamlink: --relay-key: ${(e as Error).message}\n`);
+    return EXIT.USAGE;
+  }
   if (o.proxy) {
     try {
       // Checked now, so that a typo is a usage error, not a path that fails later.
@@ -140,7 +148,7 @@ export async function connect(o: ConnectOptions): Promise<number> {
       relay,
       ...(o.relayTcp ? { relayTcp: parseEndpoint(o.relayTcp) } : {}),
       ...(o.relayHttp ? { relayHttp: parseEndpoint(o.relayHttp) } : {}),
-      relayKey: parsePublicKey(o.relayKey),
+      relayKey,
       keypair,
       provider: crypto.provider,
       suites: only === undefined ? crypto.suites : [only],

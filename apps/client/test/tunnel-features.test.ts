@@ -398,6 +398,10 @@ test('CLI: --help, usage errors and a relay that does not answer', async () => {
   assert.equal(await noArgs.exited, 2, 'connect without a relay is a usage error');
   assert.match(noArgs.stderr(), /expected one relay address/);
 
+  const badKey = run(['connect', '127.0.0.1:1', '--relay-key', 'zz', '--data-dir', tempDir()]);
+  assert.equal(await badKey.exited, 2, 'a malformed relay key is a usage error');
+  assert.match(badKey.stderr(), /--relay-key: a public key is 64 hex characters/);
+
   const bogus = run(['relay', '--bogus']);
   assert.equal(await bogus.exited, 2, 'an unknown relay flag is a usage error');
   assert.match(bogus.stderr(), /--bogus/);
