@@ -402,6 +402,23 @@ test('CLI: --help, usage errors and a relay that does not answer', async () => {
   assert.equal(await badKey.exited, 2, 'a malformed relay key is a usage error');
   assert.match(badKey.stderr(), /--relay-key: a public key is 64 hex characters/);
 
+  // A relay that allows nobody says so (clients only ever see silence).
+  const lonely = run([
+    'relay',
+    '--udp',
+    '127.0.0.1:0',
+    '--http',
+    '127.0.0.1:0',
+    '--data-dir',
+    tempDir(),
+    '--log-format',
+    'json',
+  ]);
+  const warned = await lonely.until((l) => l.msg === 'no-client-allowed', 'the warning');
+  assert.equal(warned.level, 'warn');
+  assert.match(String(warned.hint), /--allow-client/);
+  await stop(lonely);
+
   const bogus = run(['relay', '--bogus']);
   assert.equal(await bogus.exited, 2, 'an unknown relay flag is a usage error');
   assert.match(bogus.stderr(), /--bogus/);

@@ -185,6 +185,13 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
     metrics: c.metrics,
     status: status && relay.http ? `http://${formatEndpoint(relay.http)}/status` : null,
   });
+  if (allowed && allowed.size === 0) {
+    // Secure by default, but silent by design towards clients (no oracle): say it here instead,
+    // or an operator sees every client time out and nothing in the log.
+    log.warn('no-client-allowed', {
+      hint: 'every handshake is dropped unanswered: add --allow-client <key> (the client prints its key on start and in `roamlink keygen`), or --allow-client any',
+    });
+  }
 
   if (control) {
     createInterface({ input: process.stdin }).on('line', (line) => {
