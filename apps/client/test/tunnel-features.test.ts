@@ -15,6 +15,7 @@ import {
   type Socket,
   connect as tcpConnect,
 } from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   hasNcsaAuth,
@@ -417,6 +418,29 @@ test('CLI: --help, usage errors and a relay that does not answer', async () => {
   const warned = await lonely.until((l) => l.msg === 'no-client-allowed', 'the warning');
   assert.equal(warned.level, 'warn');
   assert.match(String(warned.hint), /--allow-client/);
+  // A client knocking gets silence; the operator gets its key, once (not once per retry).
+  const knockDir = tempDir();
+  const knockPub = await keygen(knockDir);
+  const lonelyAt = await lonely.until((l) => l.msg === 'listening', 'listening');
+  const knocker = run([
+    'connect',
+    String(lonelyAt.udp),
+    '--relay-key',
+    String(lonelyAt.publicKey),
+    '--no-tcp',
+    '--no-ws',
+    '--no-http',
+    '--duration-s',
+    '3',
+    '--data-dir',
+    join(knockDir, 'client'),
+    '--json-log',
+  ]);
+  const refusedLine = await lonely.until((l) => l.msg === 'client-refused', 'the refusal');
+  assert.equal(refusedLine.publicKey, knockPub);
+  assert.equal(refusedLine.reason, 'not on the allow-list');
+  assert.equal(await knocker.exited, 3, 'never answered');
+  assert.equal(lonely.lines.filter((l) => l.msg === 'client-refused').length, 1);
   await stop(lonely);
 
   const bogus = run(['relay', '--bogus']);

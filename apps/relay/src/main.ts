@@ -37,6 +37,11 @@ import { StatusRecorder } from './status.ts';
 import { loadStatusAssets, sampleTunnels } from './status-node.ts';
 
 /** Runs the relay until a signal; resolves with the exit code. */
+/** A refused client key is logged at most this often. */
+const REFUSED_LOG_INTERVAL_MS = 60_000;
+/** Refused keys remembered for that; beyond this many the memory starts over. */
+const REFUSED_KEYS_MAX = 1024;
+
 export async function runRelay(argv: readonly string[]): Promise<number> {
   tuneHeapForTunnel();
   const control = argv.includes('--control');
@@ -67,6 +72,16 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
   }
   const { keypair, created } = loadOrCreateIdentity(c.dataDir);
   const allowed = c.allowClients === 'any' ? undefined : new Set(c.allowClients);
+  // The client gets silence (no oracle for who is allowed); the operator gets the key, which
+  // Noise IK's message 1 authenticates, once a minute per key at most.
+  const refusedAt = new Map<string, number>();
+  const refused = (key: string, reason: string): void => {
+    const now = Date.now();
+    if (now - (refusedAt.get(key) ?? Number.NEGATIVE_INFINITY) < REFUSED_LOG_INTERVAL_MS) return;
+    if (refusedAt.size >= REFUSED_KEYS_MAX) refusedAt.clear();
+    refusedAt.set(key, now);
+    log.warn('client-refused', { publicKey: key, reason });
+  };
   // Measured at the stream layer's packet size (tens of KB on every path but a small-MTU UDP
   // one): there AES-GCM with AES-NI outruns ChaCha20 where at 1400 bytes it does not.
   const crypto = selectProvider({
@@ -117,8 +132,14 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
     http: httpOn ? c.httpListen : undefined,
     encapsulations: encapsulationCodes(c),
     authorize: (k) => {
-      if (allowed && !allowed.has(toHex(k))) return { allowed: false };
-      if (sessionsNow() >= c.maxSessions) return { allowed: false };
+      if (allowed && !allowed.has(toHex(k))) {
+        refused(toHex(k), 'not on the allow-list');
+        return { allowed: false };
+      }
+      if (sessionsNow() >= c.maxSessions) {
+        refused(toHex(k), `--max-sessions (${c.maxSessions}) reached`);
+        return { allowed: false };
+      }
       return psk ? { allowed: true, psk } : { allowed: true };
     },
     egress,
