@@ -573,10 +573,22 @@ test('the relay crashes and comes back: the client knows within a second (UNKNOW
   const pub = await keygen(dir);
   let relay = run(relayArgs(dir, pub, ['--egress-allow', '127.0.0.1/32']));
   const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
-  const client = run(connectArgs(listening, dir, ['-L', `127.0.0.1:0:127.0.0.1:${tcp.port}`]));
+  const client = run(
+    connectArgs(listening, dir, [
+      '-L',
+      `127.0.0.1:0:127.0.0.1:${tcp.port}`,
+      '--socks',
+      '127.0.0.1:0',
+    ]),
+  );
   try {
     await client.until((l) => l.msg === 'registered', 'registration');
     const fwd = await client.until((l) => l.msg === 'forward-listening', 'forward');
+    // A UDP association through SOCKS too: its flow dies with the relay's stream layer.
+    const socks = String((await client.until((l) => l.msg === 'socks-listening', 'SOCKS')).address);
+    const assoc = await socksRequest(socks, 0x03, '0.0.0.0', 0);
+    assert.equal(assoc.rep, 0x00);
+    const assocClosed = new Promise((r) => assoc.socket.once('close', r));
     const { host, port } = hostPort(String(fwd.address));
     const echoOnce = async (): Promise<{ sock: Socket; back: string }> => {
       const sock = tcpConnect(port, host);
@@ -603,6 +615,9 @@ test('the relay crashes and comes back: the client knows within a second (UNKNOW
     assert.ok(noticedMs < 3000, `noticed after ${noticedMs.toFixed(0)} ms`);
     // The old stream cannot go on (the relay's socket to the echo server died with it): it ends.
     await oldClosed;
+    // And the association ends as RFC 1928 §7 ends one, with its TCP connection: the
+    // application associates again instead of sending into a flow nobody reads.
+    await assocClosed;
     const fresh = await echoOnce();
     assert.equal(fresh.back, 'ping');
     fresh.sock.destroy();

@@ -188,6 +188,8 @@ export class MuxHost {
     { resolve: (d: MuxDuplex) => void; reject: (e: Error) => void }
   >();
   readonly #flows = new Map<number, (from: StreamTarget, data: Uint8Array) => void>();
+  /** Told when the host closes: the datagram flows still open (their users end them). */
+  readonly #flowEnds = new Set<() => void>();
   #nextFlow = 1;
   readonly #pump: MuxPump;
   #soon: NodeJS.Immediate | undefined;
@@ -256,16 +258,26 @@ export class MuxHost {
     const flow = this.#nextFlow++;
     let cb: (from: StreamTarget, data: Uint8Array) => void = () => {};
     this.#flows.set(flow, (from, data) => cb(from, data));
+    let ended: (() => void) | undefined;
+    const closed = (): void => {
+      ended?.();
+    };
+    this.#flowEnds.add(closed);
     return {
       send: (target, data) => {
+        if (this.#closed) return;
         this.mux.sendDatagram(flow, target, data);
         this.pump();
       },
       onMessage: (f) => {
         cb = f;
       },
+      onClose: (f) => {
+        ended = f;
+      },
       close: () => {
         this.#flows.delete(flow);
+        this.#flowEnds.delete(closed);
       },
     };
   }
@@ -296,6 +308,9 @@ export class MuxHost {
     if (this.#soon) clearImmediate(this.#soon);
     for (const o of this.#opening.values()) o.reject(reason);
     this.#opening.clear();
+    const ends = [...this.#flowEnds];
+    this.#flowEnds.clear();
+    for (const end of ends) end();
     for (const s of this.#streams.values()) {
       // A stream its user has let go of (its socket closed, the stream not yet freed) has no
       // 'error' listener left, and an unheard 'error' would take the process down.

@@ -126,6 +126,11 @@ export interface TunnelDialer {
 export interface TunnelDatagrams {
   send(target: TunnelTarget, data: Uint8Array): void;
   onMessage(cb: (from: TunnelTarget, data: Uint8Array) => void): void;
+  /**
+   * The tunnel ended the flow by itself (it closed, or the relay restarted and its stream layer
+   * with it): nothing sent on it arrives any more.
+   */
+  onClose?(cb: () => void): void;
   close(): void;
 }
 
@@ -830,6 +835,9 @@ export async function startSocksServer(o: SocksServerOptions): Promise<SocksServ
     // and its end ends the association.
     s.on('end', () => s.end());
     s.once('close', teardown);
+    // A flow the tunnel ended (the relay restarted) ends the association, as RFC 1928 §7 ends
+    // one: by closing its TCP connection, so that the application associates again.
+    dg.onClose?.(() => s.destroy());
     s.resume();
   };
 
