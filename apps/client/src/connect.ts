@@ -105,9 +105,20 @@ export async function connect(o: ConnectOptions): Promise<number> {
     }
   };
   let lastEvent = '';
-  const sessionListeners: ((e: SessionEvent) => void)[] = [];
+  const tty = process.stderr.isTTY && !o.quiet;
+  // Set when the client said the relay does not answer (below): its answer is then worth a line.
+  let unanswered = false;
   const onSessionEvent = (e: SessionEvent): void => {
-    for (const l of sessionListeners) l(e);
+    if (e.type === 'established' && unanswered) {
+      unanswered = false;
+      const after = ((performance.now() - started) / 1000).toFixed(1);
+      log('info', 'relay-answered', { afterS: Number(after) });
+      if (!o.jsonLog && !o.quiet) {
+        process.stderr.write(
+          `${tty ? '\r\x1b[2K' : ''}roamlink: session established after ${after} s\n`,
+        );
+      }
+    }
     if (e.type === 'registered') {
       lastEvent = `registered (round ${e.round})`;
       log('info', 'registered', {
@@ -253,11 +264,9 @@ export async function connect(o: ConnectOptions): Promise<number> {
       seconds: Number(((performance.now() - started) / 1000).toFixed(1)),
     };
   };
-  const tty = process.stderr.isTTY && !o.quiet;
   // A relay that never answers looks, from here, like a session still handshaking: say so once,
   // with what each transport saw, instead of a status line that waits in silence (or nothing at
   // all without a terminal). Retries go on (with backoff); a late success is reported too.
-  let unanswered = false;
   const notice = setTimeout(() => {
     if (tunnel.session.stats.handshakes > 0) return;
     unanswered = true;
@@ -276,18 +285,6 @@ export async function connect(o: ConnectOptions): Promise<number> {
     }
   }, UNANSWERED_NOTICE_MS);
   notice.unref();
-  const lateSuccess = (e: SessionEvent): void => {
-    if (e.type !== 'established' || !unanswered) return;
-    unanswered = false;
-    const after = ((performance.now() - started) / 1000).toFixed(1);
-    log('info', 'relay-answered', { afterS: Number(after) });
-    if (!o.jsonLog && !o.quiet) {
-      process.stderr.write(
-        `${tty ? '\r\x1b[2K' : ''}roamlink: session established after ${after} s\n`,
-      );
-    }
-  };
-  sessionListeners.push(lateSuccess);
 
   const fmtRate = (bps: number): string =>
     bps > 1e6 ? `${(bps / 1e6).toFixed(1)} MB/s` : `${(bps / 1e3).toFixed(1)} kB/s`;

@@ -36,12 +36,12 @@ import { type EgressAnswer, startRelay } from './relay.ts';
 import { StatusRecorder } from './status.ts';
 import { loadStatusAssets, sampleTunnels } from './status-node.ts';
 
-/** Runs the relay until a signal; resolves with the exit code. */
 /** A refused client key is logged at most this often. */
 const REFUSED_LOG_INTERVAL_MS = 60_000;
 /** Refused keys remembered for that; beyond this many the memory starts over. */
 const REFUSED_KEYS_MAX = 1024;
 
+/** Runs the relay until a signal; resolves with the exit code. */
 export async function runRelay(argv: readonly string[]): Promise<number> {
   tuneHeapForTunnel();
   const control = argv.includes('--control');
@@ -132,12 +132,13 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
     http: httpOn ? c.httpListen : undefined,
     encapsulations: encapsulationCodes(c),
     authorize: (k) => {
-      if (allowed && !allowed.has(toHex(k))) {
-        refused(toHex(k), 'not on the allow-list');
+      const key = toHex(k);
+      if (allowed && !allowed.has(key)) {
+        refused(key, 'not on the allow-list');
         return { allowed: false };
       }
       if (sessionsNow() >= c.maxSessions) {
-        refused(toHex(k), `--max-sessions (${c.maxSessions}) reached`);
+        refused(key, `--max-sessions (${c.maxSessions}) reached`);
         return { allowed: false };
       }
       return psk ? { allowed: true, psk } : { allowed: true };

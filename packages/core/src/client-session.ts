@@ -145,7 +145,6 @@ export type ClientState = 'idle' | 'handshaking' | 'established' | 'failed';
 
 interface Pending<P> {
   hs: InitiatorHandshake;
-  paths: P[];
   /** Where every attempt of this handshake goes, when not the usual (a rekey after a hint). */
   via: P[] | undefined;
   sentAt: number;
@@ -882,12 +881,14 @@ export class ClientSession<P> {
     this.stats.unknownSpiHints++;
     // On the path the hint came by, which reaches the relay now, as well as the chosen one: that
     // one may be a transport that died with the relay and was dialled again under another id.
-    this.#sendInit(now, true, now, 1, path === this.path ? [path] : [path, ...this.#pathList()]);
-  }
-
-  /** The chosen path, if there is one, as a list. */
-  #pathList(): P[] {
-    return this.path === undefined ? [] : [this.path];
+    const chosen = this.path;
+    this.#sendInit(
+      now,
+      true,
+      now,
+      1,
+      chosen === undefined || chosen === path ? [path] : [path, chosen],
+    );
   }
 
   #startHandshake(now: number, rekey: boolean): void {
@@ -935,17 +936,18 @@ export class ClientSession<P> {
     // A rekey goes on the chosen path; the first handshake on every candidate at once.
     const paths =
       via ?? (rekey && this.path !== undefined ? [this.path] : this.#candidates.map((c) => c.path));
-    this.#pending = { hs, paths, via, sentAt: now, startedAt, attempt, rekey };
+    this.#pending = { hs, via, sentAt: now, startedAt, attempt, rekey };
     for (const p of paths) this.#out.transmit(p, hs.message);
     this.#out.event({ type: 'handshake-sent', spi, attempt, rekey });
   }
 
   #control(datagram: Uint8Array, path: P, now: number): void {
-    if (controlType(datagram) === ControlType.UNKNOWN_SPI) {
+    const type = controlType(datagram);
+    if (type === ControlType.UNKNOWN_SPI) {
       this.#unknownSpi(datagram, path, now);
       return;
     }
-    if (controlType(datagram) !== ControlType.HANDSHAKE_RESP) {
+    if (type !== ControlType.HANDSHAKE_RESP) {
       this.stats.controlDrops.unknown_control++;
       return;
     }

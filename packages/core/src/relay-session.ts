@@ -122,6 +122,18 @@ export const UNKNOWN_SPI_PER_SECOND = 256;
 /** Paths remembered for the per-path limit before old entries are swept. */
 const HINT_PATHS_MAX = 4096;
 
+/** A token bucket: tokens left, and when they were last counted. */
+interface TokenBucket {
+  tokens: number;
+  at: number;
+}
+
+/** Adds what `perSecond` earned since the bucket was last counted, up to `burst`. */
+function refillBucket(b: TokenBucket, now: number, perSecond: number, burst: number): void {
+  b.tokens = Math.min(burst, b.tokens + ((now - b.at) / 1000) * perSecond);
+  b.at = now;
+}
+
 /** A BINDING_ACK waiting for its time. */
 export interface PendingBindingAck<P> {
   id: number;
@@ -220,11 +232,11 @@ export class RelaySessions<P> {
   readonly #events: RelayEvent<P>[] = [];
   readonly #opened: EspOpened = newEspOpened();
   /** Handshake budget per source address: tokens left and when last refilled. */
-  readonly #rate = new Map<string, { tokens: number; at: number }>();
+  readonly #rate = new Map<string, TokenBucket>();
   /** When each path was last sent an UNKNOWN_SPI hint. */
   readonly #hinted = new Map<P, number>();
   /** The global UNKNOWN_SPI budget: tokens left and when last refilled. */
-  readonly #hintBudget = { tokens: UNKNOWN_SPI_PER_SECOND, at: 0 };
+  readonly #hintBudget: TokenBucket = { tokens: UNKNOWN_SPI_PER_SECOND, at: 0 };
 
   constructor(o: RelaySessionsOptions) {
     this.#o = o;
@@ -849,21 +861,11 @@ export class RelaySessions<P> {
     this.#implicitRound(peer, path, now, info, datagram.length);
   }
 
-  /**
-   * Round 1 rides on message 1 (docs/PROTOCOL.md §3.2, §7): when message 1 carries the client's
-   * candidate views, each copy of it is handled as that round's RREQ for the path it came on, and
-   * the RREP follows the response at once, sealed with the new keys (it carries no user data, so
-   * it need not wait for their confirmation). The round's nonce is the start of the handshake
-   * hash, which only the two ends know.
-   */
   /** Takes one handshake token for `source` (unknown source: no limit); false when none is left. */
   #handshakeBudget(source: string | undefined, now: number): boolean {
     const rate = this.#o.handshakeRate ?? { perSecond: 50, burst: 50 };
     if (source === undefined || rate.perSecond <= 0) return true;
-    const refill = (b: { tokens: number; at: number }): void => {
-      b.tokens = Math.min(rate.burst, b.tokens + ((now - b.at) / 1000) * rate.perSecond);
-      b.at = now;
-    };
+    const refill = (b: TokenBucket): void => refillBucket(b, now, rate.perSecond, rate.burst);
     let b = this.#rate.get(source);
     if (b) refill(b);
     else {
@@ -896,11 +898,7 @@ export class RelaySessions<P> {
       return;
     }
     const b = this.#hintBudget;
-    b.tokens = Math.min(
-      UNKNOWN_SPI_PER_SECOND,
-      b.tokens + (Math.max(0, now - b.at) / 1000) * UNKNOWN_SPI_PER_SECOND,
-    );
-    b.at = now;
+    refillBucket(b, now, UNKNOWN_SPI_PER_SECOND, UNKNOWN_SPI_PER_SECOND);
     if (b.tokens < 1) {
       this.stats.controlDrops.unknown_spi_ignored++;
       return;
@@ -918,6 +916,13 @@ export class RelaySessions<P> {
     this.#out.transmit(path, encodeUnknownSpi(spi));
   }
 
+  /**
+   * Round 1 rides on message 1 (docs/PROTOCOL.md §3.2, §7): when message 1 carries the client's
+   * candidate views, each copy of it is handled as that round's RREQ for the path it came on, and
+   * the RREP follows the response at once, sealed with the new keys (it carries no user data, so
+   * it need not wait for their confirmation). The round's nonce is the start of the handshake
+   * hash, which only the two ends know.
+   */
   #implicitRound(
     peer: RelayPeer<P>,
     path: P,

@@ -188,8 +188,8 @@ export class MuxHost {
     { resolve: (d: MuxDuplex) => void; reject: (e: Error) => void }
   >();
   readonly #flows = new Map<number, (from: StreamTarget, data: Uint8Array) => void>();
-  /** Told when the host closes: the datagram flows still open (their users end them). */
-  readonly #flowEnds = new Set<() => void>();
+  /** Told when the host closes, by flow: the datagram flows still open (their users end them). */
+  readonly #flowEnds = new Map<number, () => void>();
   #nextFlow = 1;
   readonly #pump: MuxPump;
   #soon: NodeJS.Immediate | undefined;
@@ -258,11 +258,6 @@ export class MuxHost {
     const flow = this.#nextFlow++;
     let cb: (from: StreamTarget, data: Uint8Array) => void = () => {};
     this.#flows.set(flow, (from, data) => cb(from, data));
-    let ended: (() => void) | undefined;
-    const closed = (): void => {
-      ended?.();
-    };
-    this.#flowEnds.add(closed);
     return {
       send: (target, data) => {
         if (this.#closed) return;
@@ -273,11 +268,11 @@ export class MuxHost {
         cb = f;
       },
       onClose: (f) => {
-        ended = f;
+        this.#flowEnds.set(flow, f);
       },
       close: () => {
         this.#flows.delete(flow);
-        this.#flowEnds.delete(closed);
+        this.#flowEnds.delete(flow);
       },
     };
   }
@@ -308,7 +303,7 @@ export class MuxHost {
     if (this.#soon) clearImmediate(this.#soon);
     for (const o of this.#opening.values()) o.reject(reason);
     this.#opening.clear();
-    const ends = [...this.#flowEnds];
+    const ends = [...this.#flowEnds.values()];
     this.#flowEnds.clear();
     for (const end of ends) end();
     for (const s of this.#streams.values()) {
