@@ -105,6 +105,8 @@ export async function connect(o: ConnectOptions): Promise<number> {
     }
   };
   let lastEvent = '';
+  // The suites of the current SA pair (bulk, and small-packet if any), for the summary.
+  let suites: { suite: string; smallSuite?: string } | undefined;
   const tty = process.stderr.isTTY && !o.quiet;
   // Set when the client said the relay does not answer (below): its answer is then worth a line.
   let unanswered = false;
@@ -129,10 +131,11 @@ export async function connect(o: ConnectOptions): Promise<number> {
       });
     } else if (e.type === 'established') {
       lastEvent = e.rekey ? 'rekeyed' : 'established';
-      log('info', e.rekey ? 'rekeyed' : 'established', {
+      suites = {
         suite: SUITE_NAMES[e.suite],
         ...(e.smallSuite === undefined ? {} : { smallSuite: SUITE_NAMES[e.smallSuite] }),
-      });
+      };
+      log('info', e.rekey ? 'rekeyed' : 'established', suites);
     } else if (e.type === 'path-dead' || e.type === 'path-data-blocked') {
       lastEvent = e.type;
       log('warn', e.type, {});
@@ -252,6 +255,8 @@ export async function connect(o: ConnectOptions): Promise<number> {
     const m = tunnel.host.mux.stats;
     return {
       ...st,
+      suite: suites?.suite ?? null,
+      smallSuite: suites?.smallSuite ?? null,
       handshakes: tunnel.session.stats.handshakes,
       rekeys: tunnel.session.stats.rekeys,
       registrations: tunnel.session.stats.registrations,

@@ -6,7 +6,8 @@
  * demo's own services) besides the public internet; private ranges stay denied otherwise.
  *
  *   node apps/client/src/demo.ts [--socks 127.0.0.1:1080] [--port 51820] [--duration-s N]
- *        [--rekey-after-ms 20000] [--no-udp] [--no-tcp] [--no-ws] [--no-http] [--dir .roamlink/demo]
+ *        [--rekey-after-ms 20000] [--suite name] [--no-udp] [--no-tcp] [--no-ws] [--no-http]
+ *        [--dir .roamlink/demo] [-- <roamlink connect options>]
  *
  * Then, in another terminal: curl --socks5-hostname 127.0.0.1:1080 http://127.0.0.1:51821/health
  */
@@ -19,19 +20,71 @@ import { parseArgs } from 'node:util';
 import { toHex } from '@roamlink/core';
 import { loadOrCreateKey } from '@roamlink/node';
 
-const { values } = parseArgs({
-  options: {
-    socks: { type: 'string', default: '127.0.0.1:1080' },
-    port: { type: 'string', default: '51820' },
-    'duration-s': { type: 'string', default: '0' },
-    'rekey-after-ms': { type: 'string', default: '20000' },
-    'no-udp': { type: 'boolean', default: false },
-    'no-tcp': { type: 'boolean', default: false },
-    'no-ws': { type: 'boolean', default: false },
-    'no-http': { type: 'boolean', default: false },
-    dir: { type: 'string', default: '.roamlink/demo' },
-  },
-});
+const USAGE = `usage: ./dev run [options] [-- <roamlink connect options>]
+
+Starts a relay and a client on this machine, with generated keys, and shows the live session.
+
+  --socks <host:port>      the client's SOCKS5 port (default 127.0.0.1:1080)
+  --port <n>               the relay's UDP and TCP port; HTTP is n + 1 (default 51820; 0: any)
+  --duration-s <n>         stop after n seconds (default 0: run until Ctrl-C)
+  --rekey-after-ms <n>     rekey this often (default 20000, to show rekeys in a short demo)
+  --suite <name>           offer one suite only (chacha20-poly1305 | aes-256-gcm)
+  --no-udp, --no-tcp, --no-ws, --no-http
+                           leave that encapsulation out of the client's race
+  --dir <dir>              keys and the relay's log (default .roamlink/demo)
+  -h, --help               this text
+
+After --, options go to \`roamlink connect\` as they are (see \`roamlink connect --help\`).
+`;
+
+/** A usage error: said on one line, with a pointer to --help, exit 2 (as the CLI does). */
+function usageError(message: string): never {
+  process.stderr.write(`roamlink demo: ${message}\nTry ./dev run --help\n`);
+  process.exit(2);
+}
+
+const dashes = process.argv.indexOf('--', 2);
+const passThrough = dashes < 0 ? [] : process.argv.slice(dashes + 1);
+let values: {
+  socks: string;
+  port: string;
+  'duration-s': string;
+  'rekey-after-ms': string;
+  suite?: string | undefined;
+  'no-udp': boolean;
+  'no-tcp': boolean;
+  'no-ws': boolean;
+  'no-http': boolean;
+  dir: string;
+  help: boolean;
+};
+try {
+  ({ values } = parseArgs({
+    args: process.argv.slice(2, dashes < 0 ? undefined : dashes),
+    options: {
+      socks: { type: 'string', default: '127.0.0.1:1080' },
+      port: { type: 'string', default: '51820' },
+      'duration-s': { type: 'string', default: '0' },
+      'rekey-after-ms': { type: 'string', default: '20000' },
+      suite: { type: 'string' },
+      'no-udp': { type: 'boolean', default: false },
+      'no-tcp': { type: 'boolean', default: false },
+      'no-ws': { type: 'boolean', default: false },
+      'no-http': { type: 'boolean', default: false },
+      dir: { type: 'string', default: '.roamlink/demo' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  }));
+} catch (e) {
+  usageError((e as Error).message);
+}
+if (values.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+if (!/^\d+$/.test(values.port) || Number(values.port) > 65534) {
+  usageError(`--port: a port number below 65535 (HTTP takes the next one), not ${values.port}`);
+}
 const cli = fileURLToPath(new URL('./cli.ts', import.meta.url));
 const port = Number(values.port);
 const client = loadOrCreateKey(`${values.dir}/client/client.key`).keypair;
@@ -77,8 +130,16 @@ const relay = spawn(
   ],
   { stdio: ['ignore', 'pipe', 'inherit'] },
 );
-const listening = await new Promise<Record<string, string>>((resolve, reject) => {
-  relay.once('exit', (code) => reject(new Error(`relay exited (${code}); see ${relayLog}`)));
+/** The relay exited before it listened: it said why on stderr (shared); a stack adds nothing. */
+const onEarlyExit = (code: number | null): void => {
+  process.stderr.write(
+    `roamlink demo: the relay did not start (exit ${code}); its log: ${relayLog}` +
+      (port === 0 ? '\n' : `. If port ${port} or ${port + 1} is taken, try --port 0.\n`),
+  );
+  process.exit(code || 1);
+};
+relay.once('exit', onEarlyExit);
+const listening = await new Promise<Record<string, string>>((resolve) => {
   createInterface({ input: relay.stdout! }).on('line', (line) => {
     logFile.write(`${line}\n`);
     try {
@@ -89,6 +150,7 @@ const listening = await new Promise<Record<string, string>>((resolve, reject) =>
     }
   });
 });
+relay.off('exit', onEarlyExit);
 process.stderr.write(
   `relay   udp ${listening.udp}  tcp ${listening.tcp}  http ${listening.http}  key ${listening.publicKey}\n` +
     `        status page http://${listening.http}/status#key=${toHex(browser.secretKey)}&echo=${echoAddr}\n` +
@@ -121,6 +183,8 @@ const c = spawn(
     ...(['udp', 'tcp', 'ws', 'http'] as const)
       .filter((k) => values[`no-${k}`])
       .map((k) => `--no-${k}`),
+    ...(values.suite !== undefined ? ['--suite', values.suite] : []),
+    ...passThrough,
   ],
   { stdio: 'inherit' },
 );

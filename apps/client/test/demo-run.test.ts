@@ -146,3 +146,74 @@ test('Ctrl-C in a terminal (SIGINT to the whole process group), twice: the summa
   assert.equal(summary.summary.handshakes, 1);
   assert.deepEqual(members(), [], 'relay and client exited with the demo');
 });
+
+/** Runs the demo to its end; its exit code and both outputs. */
+function runToEnd(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [DEMO, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (err += d));
+    p.once('close', (code) => resolve({ code, out, err }));
+  });
+}
+
+test('./dev run --help, a wrong option, a taken port: usage, a one-line error, no stack trace', {
+  timeout: 60_000,
+}, async () => {
+  const help = await runToEnd(['--help']);
+  assert.equal(help.code, 0, help.err);
+  assert.match(help.out, /^usage: \.\/dev run/);
+  assert.match(help.out, /--suite <name>/);
+
+  const bogus = await runToEnd(['--bogus']);
+  assert.equal(bogus.code, 2);
+  assert.equal(bogus.err, "roamlink demo: Unknown option '--bogus'\nTry ./dev run --help\n");
+
+  const badPort = await runToEnd(['--port', '70000']);
+  assert.equal(badPort.code, 2);
+  assert.match(badPort.err, /^roamlink demo: --port: /);
+
+  // Something else holds the relay's TCP port: the relay says why, the demo what to do.
+  const holder = createServer();
+  await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+  const taken = (holder.address() as { port: number }).port;
+  try {
+    const dir = mkdtempSync(join(tmpdir(), 'roamlink-run-'));
+    const r = await runToEnd(['--port', String(taken), '--dir', dir, '--socks', '127.0.0.1:0']);
+    assert.equal(r.code, 1, r.err);
+    assert.match(r.err, /EADDRINUSE/);
+    assert.match(r.err, new RegExp(`If port ${taken} or ${taken + 1} is taken, try --port 0`));
+    assert.doesNotMatch(r.err, /^\s+at /m, 'no stack trace');
+  } finally {
+    holder.close();
+  }
+});
+
+test('./dev run --suite and options after -- reach the client', { timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'roamlink-run-'));
+  const socks = `127.0.0.1:${await freePort()}`;
+  // --no-udp after -- is the client's own flag: the session must come up on another transport.
+  const r = await runToEnd([
+    '--port',
+    '0',
+    '--socks',
+    socks,
+    '--dir',
+    dir,
+    '--duration-s',
+    '3',
+    '--suite',
+    'aes-256-gcm',
+    '--',
+    '--no-udp',
+  ]);
+  assert.equal(r.code, 0, r.err);
+  const { summary } = JSON.parse(r.out.trim().split('\n').at(-1)!) as {
+    summary: { state: string; suite: string; encapsulation: string };
+  };
+  assert.equal(summary.state, 'established', r.err);
+  assert.equal(summary.suite, 'aes-256-gcm');
+  assert.notEqual(summary.encapsulation, 'udp');
+});
