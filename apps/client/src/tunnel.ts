@@ -47,6 +47,7 @@ import {
   nodeRandom,
   SessionDriver,
   selectProxy,
+  TCP_MAX_DATAGRAM,
   TcpTransport,
   TunnelError,
   UDP_PAYLOAD_CEILING,
@@ -211,6 +212,7 @@ export class TunnelClient {
       onPathClose: (p, r) => this.#lose(p, r, 'tcp'),
       // The stream layer held back for a full socket: it goes on at once, not at its retry timer.
       onDrain: () => this.host.pump(),
+      maxDatagram: TCP_MAX_DATAGRAM,
     });
     this.#ws = new WebSocketTransport({
       onDatagram,
@@ -633,6 +635,7 @@ export class TunnelClient {
           path,
           info: {
             encapsulation: Encapsulation.TCP,
+            maxDatagram: TCP_MAX_DATAGRAM,
             view: {
               srcAddr: ends.local.address,
               srcPort: ends.local.port,

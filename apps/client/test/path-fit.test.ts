@@ -20,10 +20,31 @@ import {
 } from '@roamlink/core';
 import { nodeRandom } from '@roamlink/node';
 import { WebSocket, WebSocketServer } from 'ws';
+import type { RelayHandle } from '../../relay/src/relay.ts';
 import { startLoopbackRelay } from '../../relay/test/loopback-relay.ts';
 import { TunnelClient } from '../src/tunnel.ts';
 
 const BYTES = 4 * 1024 * 1024;
+
+/** A relay on loopback (UDP and TCP) and a client with TCP alone. */
+async function tcpRig(): Promise<{ relay: RelayHandle; client: TunnelClient }> {
+  const relayKeys = generateKeypair(nodeRandom);
+  const relay = await startLoopbackRelay(
+    { udp: { address: '127.0.0.1', port: 0 }, tcp: { address: '127.0.0.1', port: 0 } },
+    relayKeys,
+  );
+  const client = await TunnelClient.start({
+    relay: relay.udp!,
+    relayTcp: relay.tcp!,
+    relayKey: relayKeys.publicKey,
+    keypair: generateKeypair(nodeRandom),
+    provider: nobleProvider,
+    suites: [Suite.CHACHA20_POLY1305],
+    enabled: { udp: false, tcp: true, ws: false, http: false },
+    proxy: false,
+  });
+  return { relay, client };
+}
 
 test('a TCP-only client fits its stream layer to TCP: unpaced, stream-sized packets', async () => {
   let got = 0;
@@ -42,21 +63,7 @@ test('a TCP-only client fits its stream layer to TCP: unpaced, stream-sized pack
   await once(sink, 'listening');
   const sinkPort = (sink.address() as AddressInfo).port;
 
-  const relayKeys = generateKeypair(nodeRandom);
-  const relay = await startLoopbackRelay(
-    { udp: { address: '127.0.0.1', port: 0 }, tcp: { address: '127.0.0.1', port: 0 } },
-    relayKeys,
-  );
-  const client = await TunnelClient.start({
-    relay: relay.udp!,
-    relayTcp: relay.tcp!,
-    relayKey: relayKeys.publicKey,
-    keypair: generateKeypair(nodeRandom),
-    provider: nobleProvider,
-    suites: [Suite.CHACHA20_POLY1305],
-    enabled: { udp: false, tcp: true, ws: false, http: false },
-    proxy: false,
-  });
+  const { relay, client } = await tcpRig();
   try {
     const stream = await client.dialer.connect({ host: '127.0.0.1', port: sinkPort });
     let streamError: Error | undefined;
@@ -85,17 +92,23 @@ test('a TCP-only client fits its stream layer to TCP: unpaced, stream-sized pack
   }
 });
 
-/** A TCP echo server and a relay on one HTTP port (WebSocket only), both on loopback. */
-async function wsRig() {
+/** A TCP echo server on loopback. */
+async function echoServer() {
   const echo = createServer((s) => {
     s.pipe(s);
     s.on('error', () => {});
   });
   echo.listen(0, '127.0.0.1');
   await once(echo, 'listening');
+  return { echo, echoPort: (echo.address() as AddressInfo).port };
+}
+
+/** A TCP echo server and a relay on one HTTP port (WebSocket only), both on loopback. */
+async function wsRig() {
+  const { echo, echoPort } = await echoServer();
   const relayKeys = generateKeypair(nodeRandom);
   const relay = await startLoopbackRelay({ http: { address: '127.0.0.1', port: 0 } }, relayKeys);
-  return { echo, echoPort: (echo.address() as AddressInfo).port, relayKeys, relay };
+  return { echo, echoPort, relayKeys, relay };
 }
 
 /** A client with WebSocket alone, to the relay's HTTP port at `at`. */
@@ -136,35 +149,59 @@ async function echoed(stream: NodeJS.ReadWriteStream, data: Uint8Array): Promise
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
+/**
+ * Echoes 8 MiB through `client` and checks it came back intact over `encapsulation`, with both
+ * ends at 1 MiB packets (both announced it, PROTOCOL §6.4). How large packets get follows the
+ * path's delivery rate (4 ms of it; a loaded machine moves less), but at 60 000 bytes a packet no
+ * average could exceed 60 000.
+ */
+async function echoInLargePackets(
+  client: TunnelClient,
+  relay: RelayHandle,
+  echoPort: number,
+  encapsulation: string,
+): Promise<void> {
+  const stream = await client.dialer.connect({ host: '127.0.0.1', port: echoPort });
+  const data = randomBytes(8 * 1024 * 1024);
+  const up0 = client.host.mux.stats;
+  const down0 = relay.tunnels()[0]!.stats;
+  const back = await echoed(stream, data);
+  const up1 = client.host.mux.stats;
+  const down1 = relay.tunnels()[0]!.stats;
+  stream.destroy();
+  assert.equal(client.status().encapsulation, encapsulation);
+  assert.equal(sha(back), sha(data));
+  assert.equal(client.host.mux.maxPayload, (1 << 20) - 64);
+  for (const [who, a, b] of [
+    ['client → relay', up0, up1],
+    ['relay → client', down0, down1],
+  ] as const) {
+    const packets = b.packetsSent - a.packetsSent;
+    const bytes = b.bytesSent - a.bytesSent;
+    assert.ok(
+      bytes / packets > STREAM_PATH_PAYLOAD,
+      `${who}: ${packets} packets for ${bytes} bytes: ${Math.round(bytes / packets)} each`,
+    );
+  }
+}
+
 test('two Node ends over WebSocket: packets of up to 1 MiB both ways, 8 MiB echoed intact', async () => {
   const { echo, echoPort, relayKeys, relay } = await wsRig();
   const client = await wsClient(relayKeys.publicKey, relay.http!);
   try {
-    const stream = await client.dialer.connect({ host: '127.0.0.1', port: echoPort });
-    const data = randomBytes(8 * 1024 * 1024);
-    const up0 = client.host.mux.stats;
-    const down0 = relay.tunnels()[0]!.stats;
-    const back = await echoed(stream, data);
-    const up1 = client.host.mux.stats;
-    const down1 = relay.tunnels()[0]!.stats;
-    stream.destroy();
-    assert.equal(client.status().encapsulation, 'websocket');
-    assert.equal(sha(back), sha(data));
-    // Both ends said they take 1 MiB: the client's stream layer may fill packets that large.
-    assert.equal(client.host.mux.maxPayload, (1 << 20) - 64);
-    // How large they get follows the path's delivery rate (4 ms of it; a loaded machine moves
-    // less), but at 60 000 bytes a packet no average could exceed 60 000.
-    for (const [who, a, b] of [
-      ['client → relay', up0, up1],
-      ['relay → client', down0, down1],
-    ] as const) {
-      const packets = b.packetsSent - a.packetsSent;
-      const bytes = b.bytesSent - a.bytesSent;
-      assert.ok(
-        bytes / packets > STREAM_PATH_PAYLOAD,
-        `${who}: ${packets} packets for ${bytes} bytes: ${Math.round(bytes / packets)} each`,
-      );
-    }
+    await echoInLargePackets(client, relay, echoPort, 'websocket');
+  } finally {
+    await client.close();
+    await relay.close(0);
+    echo.close();
+  }
+});
+
+test('two Node ends over TCP: extended records carry packets of up to 1 MiB both ways, 8 MiB echoed intact', async () => {
+  const { echo, echoPort } = await echoServer();
+  const { relay, client } = await tcpRig();
+  try {
+    await echoInLargePackets(client, relay, echoPort, 'tcp');
   } finally {
     await client.close();
     await relay.close(0);

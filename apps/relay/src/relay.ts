@@ -61,6 +61,7 @@ import {
   nodeRandom,
   RELAY_HTTP_IDLE_MS,
   SessionDriver,
+  TCP_MAX_DATAGRAM,
   TcpTransport,
   UDP_PAYLOAD_CEILING,
   UdpTransport,
@@ -501,11 +502,13 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
             dstAddr: ends.local.address,
             dstPort: ends.local.port,
           },
+          maxDatagram: TCP_MAX_DATAGRAM,
         })),
       );
     },
     onPathClose: (path, reason) => o.log('debug', 'tcp-closed', { path, reason }),
     onDrain: (path) => drained(path),
+    maxDatagram: TCP_MAX_DATAGRAM,
   });
   const tcpLocal = o.tcp ? await tcp.listen(o.tcp.address, o.tcp.port) : undefined;
 

@@ -4,6 +4,12 @@
  * datagram. A Length of 2 (an empty record) carries nothing: a heartbeat, and the HTTP
  * down-stream's stream-open marker. A Length below 2 is a framing error. Runtime-neutral: the
  * Node adapters and the simulator share this code, so their bytes on the wire are the same.
+ *
+ * Extended records (docs/PROTOCOL.md §2.2) carry a datagram longer than a 16-bit Length holds,
+ * on a TCP path whose receiver announced a MAX_DATAGRAM above 65 535 (§6.4), and only there: a
+ * Length of 0, which RFC 8229 never uses, then a 32-bit big-endian length of the datagram alone,
+ * which must be above MAX_RECORD_DATAGRAM_BYTES (one encoding per datagram). A reader that was
+ * not told to take them treats Length 0 as the framing error it always was.
  */
 
 /** "RLNK/1": the 6 bytes that open a roamlink TCP stream (in the role of RFC 8229's "IKETCP"). */
@@ -11,6 +17,26 @@ export const TCP_PREFACE: Uint8Array = new Uint8Array([0x52, 0x4c, 0x4e, 0x4b, 0
 export const RECORD_HEADER_BYTES = 2;
 /** The longest datagram one record holds: 0xffff minus the Length field itself. */
 export const MAX_RECORD_DATAGRAM_BYTES = 0xffff - RECORD_HEADER_BYTES;
+/** An extended record's header: Length 0, then the datagram's length as a u32. */
+export const EXTENDED_RECORD_HEADER_BYTES = 6;
+
+/** The header of the record around a datagram of `length` bytes: 2 bytes, or 6 if extended. */
+export function recordHeader(length: number): Uint8Array {
+  if (length <= MAX_RECORD_DATAGRAM_BYTES) {
+    const len = length + RECORD_HEADER_BYTES;
+    return new Uint8Array([len >>> 8, len & 255]);
+  }
+  if (length > 0xffffffff) throw new RangeError('datagram too long for an extended record');
+  return new Uint8Array([
+    0,
+    0,
+    length >>> 24,
+    (length >>> 16) & 255,
+    (length >>> 8) & 255,
+    length & 255,
+  ]);
+}
+
 /** The empty record: heartbeat, and stream-open marker of the HTTP down-stream. */
 export const EMPTY_RECORD: Uint8Array = new Uint8Array([0, RECORD_HEADER_BYTES]);
 
@@ -102,7 +128,9 @@ export function recordPieces(datagrams: readonly Uint8Array[]): Uint8Array[] {
 /**
  * Streaming record parser: feed it the bytes as TCP delivers them, in chunks of any size; it calls
  * `onRecord` once per whole record (empty ones included), in order. A Length below 2 is a framing
- * error, after which it stays failed.
+ * error, after which it stays failed; so is Length 0, unless `maxDatagram` is above
+ * MAX_RECORD_DATAGRAM_BYTES: then it opens an extended record of up to `maxDatagram` bytes (a
+ * longer or a shorter one is a framing error, so that a peer cannot make it allocate more).
  *
  * No byte is copied twice: a record split across chunks is gathered once into a buffer of its own
  * size. A record that lies whole inside a chunk is copied out of it, unless `zeroCopy` is set:
@@ -116,16 +144,19 @@ export class RecordReader {
   onRecord: (datagram: Uint8Array) => void = () => {};
   readonly #zeroCopy: boolean;
   readonly #copyBelow: number;
-  /** The first byte of a Length split across two chunks. */
-  #headerByte = -1;
+  readonly #maxDatagram: number;
+  /** A header split across chunks: its bytes so far (2 of a Length, or up to 6 if extended). */
+  readonly #header = new Uint8Array(EXTENDED_RECORD_HEADER_BYTES);
+  #headerFilled = 0;
   /** A record being gathered across chunks, and how much of it has arrived. */
   #partial: Uint8Array | undefined;
   #filled = 0;
   #failed = false;
 
-  constructor(o: { zeroCopy?: boolean; copyBelow?: number } = {}) {
+  constructor(o: { zeroCopy?: boolean; copyBelow?: number; maxDatagram?: number } = {}) {
     this.#zeroCopy = o.zeroCopy ?? false;
     this.#copyBelow = o.copyBelow ?? 0;
+    this.#maxDatagram = o.maxDatagram ?? MAX_RECORD_DATAGRAM_BYTES;
   }
 
   get failed(): boolean {
@@ -134,7 +165,7 @@ export class RecordReader {
 
   /** Whether the stream may end here (no partial record). */
   get atBoundary(): boolean {
-    return this.#partial === undefined && this.#headerByte < 0;
+    return this.#partial === undefined && this.#headerFilled === 0;
   }
 
   /** Returns false on a framing error. */
@@ -155,23 +186,34 @@ export class RecordReader {
         if (this.#failed) return false;
         continue;
       }
-      let len: number;
-      if (this.#headerByte >= 0) {
-        len = (this.#headerByte << 8) | bytes[o]!;
-        this.#headerByte = -1;
-        o += 1;
-      } else if (n - o === 1) {
-        this.#headerByte = bytes[o]!;
-        return true;
-      } else {
-        len = (bytes[o]! << 8) | bytes[o + 1]!;
+      let body: number;
+      if (
+        this.#headerFilled === 0 &&
+        n - o >= RECORD_HEADER_BYTES &&
+        (bytes[o]! | bytes[o + 1]!) !== 0
+      ) {
+        // The common case: a whole 16-bit Length in this chunk.
+        const len = (bytes[o]! << 8) | bytes[o + 1]!;
         o += RECORD_HEADER_BYTES;
+        if (len < RECORD_HEADER_BYTES) return this.#fail();
+        body = len - RECORD_HEADER_BYTES;
+      } else {
+        // A header split across chunks, or an extended one: gathered byte by byte (rare).
+        const h = this.#header;
+        while (o < n && this.#headerFilled < this.#headerNeeds())
+          h[this.#headerFilled++] = bytes[o++]!;
+        if (this.#headerFilled < this.#headerNeeds()) return true;
+        this.#headerFilled = 0;
+        if (h[0] !== 0 || h[1] !== 0) {
+          const len = (h[0]! << 8) | h[1]!;
+          if (len < RECORD_HEADER_BYTES) return this.#fail();
+          body = len - RECORD_HEADER_BYTES;
+        } else {
+          if (this.#maxDatagram <= MAX_RECORD_DATAGRAM_BYTES) return this.#fail();
+          body = ((h[2]! << 24) | (h[3]! << 16) | (h[4]! << 8) | h[5]!) >>> 0;
+          if (body <= MAX_RECORD_DATAGRAM_BYTES || body > this.#maxDatagram) return this.#fail();
+        }
       }
-      if (len < RECORD_HEADER_BYTES) {
-        this.#failed = true;
-        return false;
-      }
-      const body = len - RECORD_HEADER_BYTES;
       if (n - o >= body) {
         // A plain Uint8Array view (not a Buffer's subarray) or a copy.
         const d =
@@ -187,6 +229,20 @@ export class RecordReader {
       }
     }
     return true;
+  }
+
+  /** Bytes of the header being gathered: 2, or 6 once its Length reads 0 and extended ones are on. */
+  #headerNeeds(): number {
+    if (this.#headerFilled < RECORD_HEADER_BYTES) return RECORD_HEADER_BYTES;
+    const h = this.#header;
+    return h[0] === 0 && h[1] === 0 && this.#maxDatagram > MAX_RECORD_DATAGRAM_BYTES
+      ? EXTENDED_RECORD_HEADER_BYTES
+      : RECORD_HEADER_BYTES;
+  }
+
+  #fail(): false {
+    this.#failed = true;
+    return false;
   }
 }
 

@@ -5,6 +5,10 @@
  * record (Length 2) is a heartbeat and carries nothing. The server closes a connection whose
  * preface is wrong, or whose framing breaks, without answering.
  *
+ * With `maxDatagram` above 65 533 the transport also reads and writes extended records (Length 0,
+ * then a u32: docs/PROTOCOL.md §2.2) for datagrams a 16-bit Length cannot hold. Both ends announce
+ * it as the path's MAX_DATAGRAM (§6.4); the stream layer only makes such datagrams when both did.
+ *
  * One connection is one path, "tcp:<n>" (numbered per transport), so that the core can tell two
  * connections apart and the app can route a transmit by the path's prefix. The bytes on the wire
  * are those of the simulator's TCP encapsulation, byte for byte.
@@ -15,6 +19,7 @@ import {
   MAX_RECORD_DATAGRAM_BYTES,
   RECORD_HEADER_BYTES,
   RecordReader,
+  recordHeader,
   TCP_PREFACE,
 } from '@roamlink/core';
 import { listenOn } from './listen.ts';
@@ -34,6 +39,12 @@ export {
 const SMALL_RECORD_BYTES = 4096;
 /** Default bound on the bytes queued in one connection before `send` drops (1 MiB). */
 export const DEFAULT_MAX_QUEUED_BYTES = 1 << 20;
+/**
+ * The MAX_DATAGRAM the Node relay and client take and announce on TCP paths, as on WebSocket
+ * (WS_MAX_PAYLOAD): the stream layer's packets grow up to it on a fast path, and a cipher call, a
+ * write and the bookkeeping are paid per megabyte rather than per 60 KB.
+ */
+export const TCP_MAX_DATAGRAM = 1 << 20;
 
 export type TcpEndpoint = UdpEndpoint;
 
@@ -51,8 +62,16 @@ export interface TcpTransportOptions {
    * go on now, rather than polling.
    */
   onDrain?: (pathId: string) => void;
-  /** Bytes queued in one connection beyond which `send` drops the datagram (default 1 MiB). */
+  /**
+   * Bytes queued in one connection beyond which `send` drops the datagram (default 1 MiB, or four
+   * of the largest datagram if that is more).
+   */
   maxQueuedBytes?: number;
+  /**
+   * The largest datagram this side takes and sends (default 65 533, RFC 8229's records only).
+   * Above that, extended records are read and written; announce it as the path's MAX_DATAGRAM.
+   */
+  maxDatagram?: number;
   /**
    * Client: how long `connect` waits for the connection before it fails (default 10 s, as the
    * WebSocket handshake). A firewall that drops SYNs silently would otherwise hold the dial for
@@ -67,7 +86,10 @@ export const DEFAULT_TCP_CONNECT_TIMEOUT_MS = 10_000;
 export interface TcpTransportStats {
   /** Connections closed because their preface was wrong. */
   prefaceRejected: number;
-  /** Connections closed because a record's Length was below 2. */
+  /**
+   * Connections closed because a record's Length was below 2, or 0 without a u32 length above
+   * 65 533 and up to `maxDatagram` behind it.
+   */
   framingErrors: number;
   /** Datagrams dropped because the connection's queue was over the bound. */
   queueDrops: number;
@@ -110,6 +132,7 @@ export class TcpTransport {
   };
   readonly #o: TcpTransportOptions;
   readonly #maxQueued: number;
+  readonly #maxDatagram: number;
   readonly #conns = new Map<string, Conn>();
   readonly #pending = new Set<Socket>();
   #server: Server | undefined;
@@ -117,7 +140,8 @@ export class TcpTransport {
 
   constructor(o: TcpTransportOptions) {
     this.#o = o;
-    this.#maxQueued = o.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
+    this.#maxDatagram = o.maxDatagram ?? MAX_RECORD_DATAGRAM_BYTES;
+    this.#maxQueued = o.maxQueuedBytes ?? Math.max(DEFAULT_MAX_QUEUED_BYTES, 4 * this.#maxDatagram);
   }
 
   /** The listening address, once `listen` resolved. */
@@ -162,7 +186,7 @@ export class TcpTransport {
    * connection is up (rejects if it cannot be opened).
    */
   connect(host: string, port: number): Promise<string> {
-    const reader = new RecordReader({ zeroCopy: true, copyBelow: SMALL_RECORD_BYTES });
+    const reader = this.#reader();
     let framingError = (): void => {};
     const socket = createConnection({
       host,
@@ -209,13 +233,13 @@ export class TcpTransport {
   }
 
   /**
-   * Sends one datagram as a record. Returns false if it was dropped: no such path, a datagram too
-   * long for a record, or the connection's queue over the bound (counted in `queueDrops`).
+   * Sends one datagram as a record. Returns false if it was dropped: no such path, a datagram
+   * over `maxDatagram`, or the connection's queue over the bound (counted in `queueDrops`).
    */
   send(pathId: string, datagram: Uint8Array): boolean {
     const c = this.#conns.get(pathId);
     if (!c || c.socket.destroyed || !c.socket.writable) return false;
-    if (datagram.length > MAX_RECORD_DATAGRAM_BYTES) return false;
+    if (datagram.length > this.#maxDatagram) return false;
     // TCP delivers everything or nothing: beyond the bound, dropping is the datagram semantics the
     // core expects (it recovers as it would from a UDP loss), and memory stays bounded.
     if (c.socket.writableLength + datagram.length + RECORD_HEADER_BYTES > this.#maxQueued) {
@@ -227,12 +251,8 @@ export class TcpTransport {
       ok = c.socket.write(encodeRecord(datagram));
     } else {
       // A big datagram is not copied behind its Length: two writes in one writev (cork).
-      const hdr = new Uint8Array(RECORD_HEADER_BYTES);
-      const len = datagram.length + RECORD_HEADER_BYTES;
-      hdr[0] = len >>> 8;
-      hdr[1] = len & 255;
       c.socket.cork();
-      c.socket.write(hdr);
+      c.socket.write(recordHeader(datagram.length));
       ok = c.socket.write(datagram);
       c.socket.uncork();
     }
@@ -261,6 +281,14 @@ export class TcpTransport {
     this.#server = undefined;
     if (!server) return Promise.resolve();
     return new Promise((resolve) => server.close(() => resolve()));
+  }
+
+  #reader(): RecordReader {
+    return new RecordReader({
+      zeroCopy: true,
+      copyBelow: SMALL_RECORD_BYTES,
+      maxDatagram: this.#maxDatagram,
+    });
   }
 
   #open(socket: Socket): string {
@@ -319,7 +347,7 @@ export class TcpTransport {
     this.#pending.add(socket);
     let seen = 0;
     let id: string | undefined;
-    const reader = new RecordReader({ zeroCopy: true, copyBelow: SMALL_RECORD_BYTES });
+    const reader = this.#reader();
     // Before the preface is complete the connection is not a path: errors and closes are silent.
     const early = (): void => {
       this.#pending.delete(socket);

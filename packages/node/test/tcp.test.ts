@@ -7,10 +7,12 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { connect as netConnect, type Socket } from 'node:net';
 import { test } from 'node:test';
+import { recordHeader } from '@roamlink/core';
 import { READ_ARENA_BYTES } from '../src/read-arena.ts';
 import {
   encodeRecord,
   RecordReader,
+  TCP_MAX_DATAGRAM,
   TCP_PREFACE,
   type TcpEndpoint,
   TcpTransport,
@@ -37,7 +39,7 @@ function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
   });
 }
 
-async function pair(): Promise<{
+async function pair(maxDatagram?: number): Promise<{
   server: TcpTransport;
   client: TcpTransport;
   serverGot: Got[];
@@ -53,11 +55,13 @@ async function pair(): Promise<{
   const server = new TcpTransport({
     onDatagram: (data, path, remote) => serverGot.push({ data, path, remote }),
     onPathClose: (p, r) => serverClosed.push([p, r]),
+    ...(maxDatagram === undefined ? {} : { maxDatagram }),
   });
   const { port } = await server.listen('127.0.0.1', 0);
   const client = new TcpTransport({
     onDatagram: (data, path, remote) => clientGot.push({ data, path, remote }),
     onPathClose: (p, r) => clientClosed.push([p, r]),
+    ...(maxDatagram === undefined ? {} : { maxDatagram }),
   });
   return { server, client, serverGot, clientGot, serverClosed, clientClosed, port };
 }
@@ -123,6 +127,64 @@ test('records go both ways intact and in order over loopback', async () => {
     assert.equal(server.send('tcp:999', pattern(1, 1)), false);
   } finally {
     await client.close();
+    await server.close();
+  }
+});
+
+test('with maxDatagram 1 MiB: extended records both ways, plain ones among them, intact', async () => {
+  const { server, client, serverGot, clientGot, port } = await pair(TCP_MAX_DATAGRAM);
+  try {
+    const path = await client.connect('127.0.0.1', port);
+    const sizes = [65_533, 65_534, 3, TCP_MAX_DATAGRAM, 300_000, 1400];
+    const sent = sizes.map((n, i) => pattern(i, n));
+    for (const d of sent) assert.ok(client.send(path, d));
+    assert.equal(client.send(path, pattern(9, TCP_MAX_DATAGRAM + 1)), false, 'over the limit');
+    await until(() => serverGot.length === sent.length, 'records at the server');
+    assert.deepEqual(
+      serverGot.map((g) => g.data),
+      sent,
+    );
+    const sp = serverGot[0]!.path;
+    const back = [pattern(20, 700_000), pattern(21, 5)];
+    for (const d of back) assert.ok(server.send(sp, d));
+    await until(() => clientGot.length === back.length, 'records at the client');
+    assert.deepEqual(
+      clientGot.map((g) => g.data),
+      back,
+    );
+    assert.equal(server.stats.framingErrors + client.stats.framingErrors, 0);
+  } finally {
+    await client.close();
+    await server.close();
+  }
+});
+
+test('a plain transport sends no extended record, and closes a connection that sends one', async () => {
+  const { server, client, serverGot, serverClosed, port } = await pair();
+  try {
+    const path = await client.connect('127.0.0.1', port);
+    assert.equal(client.send(path, pattern(1, 65_534)), false, 'a 16-bit Length cannot hold it');
+    assert.equal(client.stats.datagramsSent, 0);
+  } finally {
+    await client.close();
+  }
+  const sock = netConnect({ host: '127.0.0.1', port });
+  sock.on('error', () => {});
+  try {
+    const closed = new Promise<void>((r) => sock.once('close', () => r()));
+    const big = pattern(2, 70_000);
+    sock.write(new Uint8Array([...TCP_PREFACE, ...encodeRecord(pattern(1, 8))]));
+    sock.write(recordHeader(big.length));
+    sock.write(big);
+    await closed;
+    assert.equal(serverGot.length, 1, 'the record before it arrived');
+    assert.equal(server.stats.framingErrors, 1);
+    assert.ok(
+      serverClosed.some(([, r]) => r === 'tcp-framing-error'),
+      JSON.stringify(serverClosed),
+    );
+  } finally {
+    sock.destroy();
     await server.close();
   }
 });
