@@ -439,17 +439,21 @@ export class TunnelClient {
    * layer is new, so ours must be: the old one's packet numbers would make the relay's first
    * packets look like duplicates, and its streams, whose far ends the relay closed with its
    * sockets, could never finish. They end now with an error (the SOCKS clients see their
-   * connections close) and new ones open at once.
+   * connections close) and new ones open at once. Streams the relay never accepted (often the
+   * very connection whose first packet found the relay without our SA: a laptop waking up) open
+   * again on the new layer instead: their users see nothing but a round trip more.
    */
   #relayStartedOver(): void {
     const old = this.host;
     this.host = this.#newHost();
     this.relayRestarts++;
+    const reopen = old.takeOpening();
     old.close(new TunnelError('shutdown', 'the relay restarted: its streams are gone'));
+    for (const o of reopen) this.host.open(o.target).then(o.resolve, o.reject);
     // The new stream layer learns the path afresh (packet size, datagram or stream).
     this.#lastPath = undefined;
     this.#lastEnc = undefined;
-    this.#log('relay-restarted', {});
+    this.#log('relay-restarted', { reopened: reopen.length });
   }
 
   /**

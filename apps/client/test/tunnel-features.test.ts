@@ -312,6 +312,11 @@ test('egress: private ranges are refused by default (0x02), unresolvable names g
     pair = await startPair([], ['--socks', '127.0.0.1:0']);
     const { client, relay } = pair;
     const socks = String((await client.until((l) => l.msg === 'socks-listening', 'SOCKS')).address);
+    // The relay's log names the suite (and verdicts) as the client's does, not by wire code.
+    const established = await relay.until((l) => l.msg === 'established', 'established');
+    const clientEstablished = await client.until((l) => l.msg === 'established', 'established');
+    assert.equal(established.suite, clientEstablished.suite);
+    assert.match(String(established.suite), /^(aes-256-gcm|chacha20-poly1305)$/);
 
     const denied = await socksRequest(socks, 0x01, '127.0.0.1', tcp.port);
     assert.equal(denied.rep, 0x02, 'connection not allowed by ruleset');
@@ -632,6 +637,40 @@ test('the relay crashes and comes back: the client knows within a second (UNKNOW
   const summary = client.lines.find((l) => l.summary !== undefined)?.summary as Line | undefined;
   assert.equal(summary?.relayRestarts, 1, JSON.stringify(summary));
   assert.equal(summary?.handshakes, 2, 'the first, and the rekey that found the new relay');
+});
+
+test('a client that slept past --peer-idle-ms (SIGSTOP): on waking, its first new connection works (opened again on the new stream layer)', {
+  timeout: 60_000,
+}, async () => {
+  const tcp = await tcpEcho();
+  let pair: Pair | undefined;
+  try {
+    pair = await startPair(
+      ['--egress-allow', '127.0.0.1/32', '--outage-ms', '1000', '--peer-idle-ms', '1500'],
+      ['-L', `127.0.0.1:0:127.0.0.1:${tcp.port}`],
+    );
+    const { client, relay } = pair;
+    const fwd = String(
+      (await client.until((l) => l.msg === 'forward-listening', 'forward')).address,
+    );
+    (await echoThrough(fwd, 'before')).destroy();
+    // A laptop lid closed: the process runs no code, its sockets stay open.
+    client.child.kill('SIGSTOP');
+    await relay.until((l) => l.msg === 'peer-forgotten', 'the relay forgetting the client', 10_000);
+    client.child.kill('SIGCONT');
+    const t0 = performance.now();
+    // The forward's first packet meets a relay without its SA: UNKNOWN_SPI, a rekey, FRESH; the
+    // stream it opened is the new stream layer's (or goes again once that exists).
+    (await echoThrough(fwd, 'after')).destroy();
+    const ms = performance.now() - t0;
+    assert.ok(ms < 3000, `working again ${ms.toFixed(0)} ms after waking`);
+    const st = await clientStatus(client);
+    assert.equal(st.state, 'established');
+    assert.equal(st.relayRestarts, 1, 'the relay started over with this client');
+  } finally {
+    await stopPair(pair);
+    tcp.server.close();
+  }
 });
 
 // --- An outage --------------------------------------------------------------------------------------

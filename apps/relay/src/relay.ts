@@ -44,8 +44,10 @@ import {
   NextHeader,
   RelaySessions,
   StreamError,
+  SUITE_NAMES,
   streamPathPayload,
   toHex,
+  VERDICT_NAMES,
 } from '@roamlink/core';
 import type { UdpEndpoint, WsPathView } from '@roamlink/node';
 import {
@@ -217,8 +219,9 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       {
         peer: e.peer.id.slice(0, 16),
         path: e.peer.path,
-        ...('suite' in e ? { suite: e.suite } : {}),
-        ...('verdict' in e ? { verdict: e.verdict } : {}),
+        // Names, not wire codes: an operator reads these (the status page says the same).
+        ...('suite' in e ? { suite: SUITE_NAMES[e.suite] ?? e.suite } : {}),
+        ...('verdict' in e ? { verdict: VERDICT_NAMES[e.verdict] ?? e.verdict } : {}),
         ...('reason' in e ? { reason: e.reason } : {}),
         ...('rekey' in e ? { rekey: e.rekey } : {}),
       },

@@ -160,16 +160,28 @@ export class BrowserMuxHost {
    * The relay's stream layer started over (it restarted: RESP extension FRESH, docs/PROTOCOL.md
    * §4.1): every stream ends with `error` (their far ends are gone), and `mux`, a new stream layer
    * numbering packets from 0, takes the old one's place. The datagram flow and `datagrams` stay.
+   * Streams the relay never accepted open again on the new layer: their callers hold nothing yet
+   * (`open` has not resolved), so nothing was written to them and nothing goes twice.
    */
   restart(mux: Mux, error: Error): void {
     if (this.#closed) return;
     this.#pump.close();
-    for (const o of this.#opening.values()) o.reject(error);
+    const reopen: {
+      target: StreamTarget;
+      resolve: (s: BrowserStream) => void;
+      reject: (e: Error) => void;
+    }[] = [];
+    for (const [id, o] of this.#opening) {
+      const e = this.#streams.get(id);
+      this.#streams.delete(id);
+      if (e) reopen.push({ target: e.target, ...o });
+    }
     this.#opening.clear();
     for (const e of this.#streams.values()) this.#kill(e, error);
     this.#streams.clear();
     this.mux = mux;
     this.#pump = this.#newPump(mux);
+    for (const o of reopen) this.open(o.target).then(o.resolve, o.reject);
   }
 
   #newPump(mux: Mux): MuxPump {

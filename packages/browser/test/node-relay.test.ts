@@ -366,7 +366,7 @@ test('bad options and an unknown client key fail clearly', async () => {
   );
 });
 
-test('the relay crashes and comes back: a rekey within seconds (UNKNOWN_SPI), the old stream errors, a new one echoes', {
+test('the relay crashes and comes back: a rekey within seconds (UNKNOWN_SPI), the old stream errors, one still opening and a new one echo', {
   timeout: 60_000,
 }, async () => {
   // A relay process (SIGKILL is the crash), restarted on the same port with the same key.
@@ -425,7 +425,9 @@ test('the relay crashes and comes back: a rekey within seconds (UNKNOWN_SPI), th
     await once(r.child, 'exit');
     r = await startCli(r.line.http);
     const t0 = performance.now();
-    // The next packet meets a relay without the SA: UNKNOWN_SPI, a rekey, FRESH.
+    // The next packets meet a relay without the SA: UNKNOWN_SPI, a rekey, FRESH. A stream opened
+    // now, which that relay never accepted, opens again on the new stream layer.
+    const early = s.openStream(LOOPBACK, echoPort);
     void w.write(new Uint8Array([4])).catch(() => {});
     const ended = await rd.read().then(
       () => undefined,
@@ -436,6 +438,11 @@ test('the relay crashes and comes back: a rekey within seconds (UNKNOWN_SPI), th
     assert.match(ended.message, /relay restarted/);
     assert.ok(performance.now() - t0 < 5000, 'noticed in seconds, not at the next rekey');
     assert.equal(rekeys.length, 1);
+    const e = await early;
+    const ew = e.writable.getWriter();
+    const er = e.readable.getReader();
+    await ew.write(new Uint8Array([7]));
+    assert.deepEqual([...(await er.read()).value!], [7]);
     // A new stream on the new relay: the new stream layer numbers from 0, and it echoes.
     const fresh = await s.openStream(LOOPBACK, echoPort);
     const fw = fresh.writable.getWriter();

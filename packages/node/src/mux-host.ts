@@ -296,6 +296,30 @@ export class MuxHost {
     this.#pump.pump();
   }
 
+  /**
+   * Takes the streams still opening out of this host, for a new one to open again: the relay
+   * started over, and never accepted them (it lost them, or saw them and died before it could).
+   * Their users hold no Duplex yet (`open` has not resolved), so nothing was written to them and
+   * opening them again sends nothing twice; at most the target sees a second connect, the first
+   * one's socket having died with the relay. They leave without a reset (the relay knows none).
+   */
+  takeOpening(): {
+    target: StreamTarget;
+    resolve: (d: MuxDuplex) => void;
+    reject: (e: Error) => void;
+  }[] {
+    const out = [];
+    for (const [id, o] of this.#opening) {
+      const d = this.#streams.get(id);
+      this.#streams.delete(id);
+      if (!d) continue;
+      d.forget();
+      out.push({ target: d.target, ...o });
+    }
+    this.#opening.clear();
+    return out;
+  }
+
   /** Stops: every stream and every stream still opening fails with `reason`. */
   close(reason = new TunnelError('shutdown', 'tunnel closed')): void {
     this.#closed = true;
