@@ -145,6 +145,7 @@ export class RecordReader {
   readonly #zeroCopy: boolean;
   readonly #copyBelow: number;
   readonly #maxDatagram: number;
+  readonly #alloc: (n: number) => Uint8Array;
   /** A header split across chunks: its bytes so far (2 of a Length, or up to 6 if extended). */
   readonly #header = new Uint8Array(EXTENDED_RECORD_HEADER_BYTES);
   #headerFilled = 0;
@@ -153,10 +154,23 @@ export class RecordReader {
   #filled = 0;
   #failed = false;
 
-  constructor(o: { zeroCopy?: boolean; copyBelow?: number; maxDatagram?: number } = {}) {
+  constructor(
+    o: {
+      zeroCopy?: boolean;
+      copyBelow?: number;
+      maxDatagram?: number;
+      /**
+       * Allocates the buffer a split record is gathered in (default: a zeroed Uint8Array). Every
+       * byte of it is written before the record is handed up, so a runtime may hand out memory
+       * it did not clear (Node: Buffer.allocUnsafeSlow), and skip zeroing up to a megabyte.
+       */
+      alloc?: (n: number) => Uint8Array;
+    } = {},
+  ) {
     this.#zeroCopy = o.zeroCopy ?? false;
     this.#copyBelow = o.copyBelow ?? 0;
     this.#maxDatagram = o.maxDatagram ?? MAX_RECORD_DATAGRAM_BYTES;
+    this.#alloc = o.alloc ?? ((n) => new Uint8Array(n));
   }
 
   get failed(): boolean {
@@ -224,11 +238,40 @@ export class RecordReader {
         this.onRecord(d);
         if (this.#failed) return false;
       } else {
-        this.#partial = new Uint8Array(body);
+        this.#partial = this.#alloc(body);
         this.#filled = 0;
       }
     }
     return true;
+  }
+
+  /**
+   * Where the rest of the record being gathered may be written directly, if at least `min` bytes
+   * of it are missing (a socket can read into it: those bytes are then never copied); else
+   * undefined. Tell `gathered` how many were written.
+   */
+  gatherTarget(min: number): Uint8Array | undefined {
+    const p = this.#partial;
+    if (!p || this.#failed || p.length - this.#filled < min) return undefined;
+    return p.subarray(this.#filled);
+  }
+
+  /**
+   * `n` bytes were written at the start of the last `gatherTarget` (and nothing was pushed since);
+   * hands the record up once it is whole. Returns false if the reader has failed.
+   */
+  gathered(n: number): boolean {
+    const p = this.#partial;
+    if (this.#failed) return false;
+    if (!p || !Number.isInteger(n) || n < 0 || n > p.length - this.#filled) {
+      throw new RangeError('gathered: more than the record being gathered lacks');
+    }
+    this.#filled += n;
+    if (this.#filled === p.length) {
+      this.#partial = undefined;
+      this.onRecord(p);
+    }
+    return !this.#failed;
   }
 
   /** Bytes of the header being gathered: 2, or 6 once its Length reads 0 and extended ones are on. */

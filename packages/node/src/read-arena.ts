@@ -38,17 +38,45 @@ export class ReadArena {
 }
 
 /**
- * Node's `onread` socket option over a fresh arena: each read is handed to `deliver` as a view of
- * the bytes it filled; `deliver` returning false pauses the socket (Node's contract).
+ * A reader that may take reads straight into its own buffer: a record (RFC 8229 framing) split
+ * across reads is gathered there instead of being copied out of the arena (RecordReader's
+ * `gatherTarget` and `gathered`).
  */
-export function arenaReads(deliver: (data: Uint8Array) => boolean): {
+export interface ReadGather {
+  /** Where the next read may go instead of the arena (at least `min` bytes), or undefined. */
+  target(min: number): Uint8Array | undefined;
+  /** The read went to the last target and filled `n` bytes of it. */
+  filled(n: number): void;
+}
+
+/**
+ * Node's `onread` socket option over a fresh arena: each read is handed to `deliver` as a view of
+ * the bytes it filled; `deliver` returning false pauses the socket (Node's contract). With
+ * `gather`, a read goes into the gatherer's buffer instead whenever it offers 64 KiB or more.
+ *
+ * Node asks for the next read's buffer right after handing over the last read (and once before
+ * the first), so the last buffer given out is always the one the next callback reports.
+ */
+export function arenaReads(
+  deliver: (data: Uint8Array) => boolean,
+  gather?: ReadGather,
+): {
   buffer: () => Uint8Array;
   callback: (n: number, buf: Uint8Array) => boolean;
 } {
   const arena = new ReadArena();
+  let gathering = false;
   return {
-    buffer: () => arena.next(),
+    buffer: () => {
+      const t = gather?.target(MIN_READ_BYTES);
+      gathering = t !== undefined;
+      return t ?? arena.next();
+    },
     callback: (n, buf) => {
+      if (gathering) {
+        gather!.filled(n);
+        return true;
+      }
       arena.used(n);
       return deliver(buf.subarray(0, n));
     },
@@ -67,6 +95,7 @@ export function adoptWithArena(
   accepted: Socket,
   server: Server,
   deliver: (data: Uint8Array) => void,
+  gather?: ReadGather,
 ): Socket {
   const internal = accepted as unknown as { _handle: unknown };
   const handle = internal._handle;
@@ -83,7 +112,7 @@ export function adoptWithArena(
     onread: arenaReads((data) => {
       deliver(data);
       return true;
-    }),
+    }, gather),
   } as SocketConstructorOpts);
   // What Node's server sets on the sockets it accepts: its connection count drops when this one
   // closes.

@@ -22,8 +22,9 @@ import {
   recordHeader,
   TCP_PREFACE,
 } from '@roamlink/core';
+import { allocUninitialized } from './alloc.ts';
 import { listenOn } from './listen.ts';
-import { adoptWithArena, arenaReads } from './read-arena.ts';
+import { adoptWithArena, arenaReads, type ReadGather } from './read-arena.ts';
 import type { UdpEndpoint } from './udp.ts';
 
 // The framing lives in the core (shared with the simulator); re-exported for this transport's users.
@@ -100,6 +101,12 @@ export interface TcpTransportStats {
   heartbeatsReceived: number;
 }
 
+/** Where an accepted connection's reads go: its preface and records, or a record's rest. */
+interface Accepted {
+  deliver: (d: Uint8Array) => void;
+  gather: ReadGather;
+}
+
 interface Conn {
   socket: Socket;
   local: TcpEndpoint;
@@ -172,10 +179,13 @@ export class TcpTransport {
     // Accepted connections read into an arena as the client's do (adoptWithArena): with Node's
     // fresh 64 KiB buffers nearly every 60 KB record straddles two reads and is copied whole.
     const server = createServer({ noDelay: true, pauseOnConnect: true }, (accepted) => {
-      let deliver: (d: Uint8Array) => void = () => {};
+      let into: Accepted | undefined;
       // noDelay is on the connection's handle already (the server set it before 'connection').
-      const socket = adoptWithArena(accepted, server, (d) => deliver(d));
-      deliver = this.#accept(socket);
+      const socket = adoptWithArena(accepted, server, (d) => into?.deliver(d), {
+        target: (min) => into?.gather.target(min),
+        filled: (n) => into?.gather.filled(n),
+      });
+      into = this.#accept(socket);
     });
     this.#server = server;
     return listenOn(server, host, port);
@@ -192,11 +202,20 @@ export class TcpTransport {
       host,
       port,
       noDelay: true,
-      // Reads land in an arena (up to 256 KiB per read syscall, fewer records split).
-      onread: arenaReads((data) => {
-        if (!reader.push(data)) framingError();
-        return true;
-      }),
+      // Reads land in an arena (up to 256 KiB per read syscall, fewer records split), or straight
+      // in the record being gathered.
+      onread: arenaReads(
+        (data) => {
+          if (!reader.push(data)) framingError();
+          return true;
+        },
+        {
+          target: (min) => reader.gatherTarget(min),
+          filled: (n) => {
+            if (!reader.gathered(n)) framingError();
+          },
+        },
+      ),
     });
     // Written at once: it leaves with the first segment after the handshake.
     socket.write(TCP_PREFACE);
@@ -288,6 +307,8 @@ export class TcpTransport {
       zeroCopy: true,
       copyBelow: SMALL_RECORD_BYTES,
       maxDatagram: this.#maxDatagram,
+      // Written whole before it is handed up: no need to zero up to a megabyte first.
+      alloc: allocUninitialized,
     });
   }
 
@@ -343,7 +364,7 @@ export class TcpTransport {
   }
 
   /** Takes on an accepted connection; returns where its reads go. */
-  #accept(socket: Socket): (d: Uint8Array) => void {
+  #accept(socket: Socket): Accepted {
     this.#pending.add(socket);
     let seen = 0;
     let id: string | undefined;
@@ -355,7 +376,14 @@ export class TcpTransport {
     };
     socket.on('error', early);
     socket.on('close', early);
-    return (d: Uint8Array) => {
+    const gather: ReadGather = {
+      // Only a record of an open path is ever gathered (the preface is read from the arena).
+      target: (min) => reader.gatherTarget(min),
+      filled: (n) => {
+        if (!reader.gathered(n) && id !== undefined) this.#framingError(id, socket);
+      },
+    };
+    const deliver = (d: Uint8Array): void => {
       let rest: Uint8Array = d;
       if (id === undefined) {
         const n = Math.min(TCP_PREFACE.length - seen, d.length);
@@ -380,5 +408,6 @@ export class TcpTransport {
       }
       if (rest.length > 0 && !reader.push(rest)) this.#framingError(id, socket);
     };
+    return { deliver, gather };
   }
 }

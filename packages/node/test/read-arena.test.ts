@@ -1,15 +1,18 @@
 /**
  * Read arenas: consecutive, never-overlapping slices of one buffer per socket, and a server's
  * accepted connection moved onto one (adoptWithArena) so that its reads land there too, with the
- * server's connection count still right.
+ * server's connection count still right; a record split across reads read straight into its own
+ * buffer.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { Agent, createServer as createHttpServer, get as httpGet } from 'node:http';
 import { type AddressInfo, connect, createServer, type NetConnectOpts, Socket } from 'node:net';
 import { test } from 'node:test';
+import { RecordReader, recordHeader } from '@roamlink/core';
 import {
   adoptWithArena,
+  arenaReads,
   connectWithArena,
   READ_ARENA_BYTES,
   ReadArena,
@@ -151,4 +154,51 @@ test('connectWithArena under node:http: reads arrive as views of the arena, the 
     agent.destroy();
     server.close();
   }
+});
+
+test('arenaReads with a gatherer: a 1 MiB record split across reads goes mostly straight into its buffer', async () => {
+  const n = 1 << 20;
+  const body = Uint8Array.from({ length: n }, (_, i) => (i * 13) & 255);
+  const server = createServer(async (s) => {
+    // In 64 KiB writes a few ms apart, so that the record arrives over many reads.
+    s.write(recordHeader(n));
+    for (let o = 0; o < n; o += 65_536) {
+      s.write(body.subarray(o, o + 65_536));
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    s.end();
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const reader = new RecordReader({ zeroCopy: true, maxDatagram: n });
+  const got: Uint8Array[] = [];
+  reader.onRecord = (d) => got.push(d);
+  let pushed = 0;
+  let gathered = 0;
+  const c = connect({
+    port: (server.address() as AddressInfo).port,
+    host: '127.0.0.1',
+    onread: arenaReads(
+      (d) => {
+        pushed += d.length;
+        assert.ok(reader.push(d));
+        return true;
+      },
+      {
+        target: (min) => reader.gatherTarget(min),
+        filled: (k) => {
+          gathered += k;
+          assert.ok(reader.gathered(k));
+        },
+      },
+    ),
+  });
+  await once(c, 'end');
+  c.destroy();
+  server.close();
+  assert.equal(got.length, 1);
+  assert.deepEqual(got[0], body);
+  assert.equal(pushed + gathered, n + 6);
+  // Only what came with the header, and a tail under 64 KiB, went through the arena.
+  assert.ok(gathered > n / 2, `${gathered} of ${n} bytes read in place`);
 });
