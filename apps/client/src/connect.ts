@@ -19,6 +19,8 @@ import {
   selectProvider,
 } from '@roamlink/crypto-node';
 import {
+  type ForwardSpec,
+  formatEndpoint,
   loadOrCreateKey,
   onStopSignal,
   parseEndpoint,
@@ -28,6 +30,7 @@ import {
   startForward,
   startSocksServer,
   tuneHeapForTunnel,
+  type UdpEndpoint,
   wsMasking,
 } from '@roamlink/node';
 import { TRANSPORT_KINDS, type TransportKind, TunnelClient } from './tunnel.ts';
@@ -94,7 +97,31 @@ export async function connect(o: ConnectOptions): Promise<number> {
       return EXIT.USAGE;
     }
   }
-  const relay = parseEndpoint(o.relay.includes(':') ? o.relay : `${o.relay}:51820`);
+  // Every address is checked before anything starts: a typo is a usage error (exit 2), not a
+  // failure after the session is up.
+  let relay: UdpEndpoint;
+  let relayTcp: UdpEndpoint | undefined;
+  let relayHttp: UdpEndpoint | undefined;
+  let socksAt: UdpEndpoint | undefined;
+  let forwards: ForwardSpec[];
+  try {
+    const at = (flag: string, v: string, forBind = false): UdpEndpoint => {
+      try {
+        return parseEndpoint(v, forBind);
+      } catch (e) {
+        throw new Error(`${flag}: ${(e as Error).message}`);
+      }
+    };
+    // A host without a port takes the default one (IPv6 goes in brackets, with its port).
+    relay = at('relay', o.relay.includes(':') ? o.relay : `${o.relay}:51820`);
+    relayTcp = o.relayTcp ? at('--relay-tcp', o.relayTcp) : undefined;
+    relayHttp = o.relayHttp ? at('--relay-http', o.relayHttp) : undefined;
+    socksAt = o.socks ? at('--socks', o.socks, true) : undefined;
+    forwards = o.forwards.map((spec) => parseForward(spec));
+  } catch (e) {
+    process.stderr.write(`roamlink: ${(e as Error).message}\n`);
+    return EXIT.USAGE;
+  }
   const writeKey = keyLogWriter();
   const started = performance.now();
   const log = (level: string, msg: string, fields: Record<string, unknown> = {}): void => {
@@ -160,8 +187,8 @@ export async function connect(o: ConnectOptions): Promise<number> {
   try {
     tunnel = await TunnelClient.start({
       relay,
-      ...(o.relayTcp ? { relayTcp: parseEndpoint(o.relayTcp) } : {}),
-      ...(o.relayHttp ? { relayHttp: parseEndpoint(o.relayHttp) } : {}),
+      ...(relayTcp ? { relayTcp } : {}),
+      ...(relayHttp ? { relayHttp } : {}),
       relayKey,
       keypair,
       provider: crypto.provider,
@@ -190,19 +217,25 @@ export async function connect(o: ConnectOptions): Promise<number> {
   }
 
   const closers: (() => Promise<void>)[] = [];
-  if (o.socks) {
-    const e = parseEndpoint(o.socks, true);
-    const s = await startSocksServer({ host: e.address, port: e.port, dialer: tunnel.dialer });
+  if (socksAt) {
+    const s = await startSocksServer({
+      host: socksAt.address,
+      port: socksAt.port,
+      dialer: tunnel.dialer,
+    });
     closers.push(() => s.close());
-    log('info', 'socks-listening', { address: `${s.address.host}:${s.address.port}` });
-    if (!o.jsonLog && !o.quiet) {
-      process.stderr.write(`SOCKS5 on ${s.address.host}:${s.address.port}\n`);
-    }
+    // [v6]:port, as curl and browsers take it.
+    const address = formatEndpoint(s.address.host, s.address.port);
+    log('info', 'socks-listening', { address });
+    if (!o.jsonLog && !o.quiet) process.stderr.write(`SOCKS5 on ${address}\n`);
   }
-  for (const spec of o.forwards) {
-    const f = await startForward({ spec: parseForward(spec), dialer: tunnel.dialer });
+  for (const [i, spec] of forwards.entries()) {
+    const f = await startForward({ spec, dialer: tunnel.dialer });
     closers.push(() => f.close());
-    log('info', 'forward-listening', { spec, address: `${f.address.host}:${f.address.port}` });
+    log('info', 'forward-listening', {
+      spec: o.forwards[i],
+      address: formatEndpoint(f.address.host, f.address.port),
+    });
   }
 
   // Interfaces that change under us are a move (Wi-Fi to cellular shows as an address change).

@@ -349,6 +349,27 @@ test('egress: private ranges are refused by default (0x02), unresolvable names g
 
 // --- Graceful shutdown ----------------------------------------------------------------------------
 
+test('SOCKS5 on IPv6 loopback: its address is logged as [::1]:port, and it answers there', async () => {
+  let pair: Pair | undefined;
+  try {
+    pair = await startPair([], ['--socks', '[::1]:0']);
+    const at = String(
+      (await pair.client.until((l) => l.msg === 'socks-listening', 'SOCKS')).address,
+    );
+    const m = /^\[::1\]:(\d+)$/.exec(at);
+    assert.ok(m, `in brackets, as curl --socks5-hostname takes it: ${at}`);
+    // RFC 1928 §3: a greeting offering "no authentication" gets version 5, method 0.
+    const s = tcpConnect(Number(m[1]), '::1');
+    await once(s, 'connect');
+    s.write(Uint8Array.of(5, 1, 0));
+    const [hello] = (await once(s, 'data')) as [Buffer];
+    assert.deepEqual([...hello], [5, 0]);
+    s.destroy();
+  } finally {
+    await stopPair(pair);
+  }
+});
+
 test('SIGTERM: the relay sends GOAWAY (the client logs it) and exits 0 within its grace period', async () => {
   const GRACE = 1500;
   const tcp = await tcpEcho();
@@ -407,6 +428,19 @@ test('CLI: --help, usage errors and a relay that does not answer', async () => {
   const badKey = run(['connect', '127.0.0.1:1', '--relay-key', 'zz', '--data-dir', tempDir()]);
   assert.equal(await badKey.exited, 2, 'a malformed relay key is a usage error');
   assert.match(badKey.stderr(), /--relay-key: a public key is 64 hex characters/);
+
+  // Addresses are checked before anything starts: usage errors, named by their flag.
+  const key = ['--relay-key', 'ab'.repeat(32), '--data-dir', tempDir()];
+  for (const [args, said] of [
+    [['-L', '1:2'], /invalid forward "1:2"/],
+    [['--socks', 'nohost'], /--socks: expected host:port/],
+    [['--relay-http', '127.0.0.1:0'], /--relay-http: bad port/],
+    [['--relay-tcp', 'x'], /--relay-tcp: expected host:port/],
+  ] as const) {
+    const p = run(['connect', '127.0.0.1:1', ...key, ...args]);
+    assert.equal(await p.exited, 2, `${args.join(' ')} is a usage error`);
+    assert.match(p.stderr(), said);
+  }
 
   // A relay that allows nobody says so (clients only ever see silence).
   const lonely = run([
