@@ -5,11 +5,12 @@
  * down-stream's stream-open marker. A Length below 2 is a framing error. Runtime-neutral: the
  * Node adapters and the simulator share this code, so their bytes on the wire are the same.
  *
- * Extended records (docs/PROTOCOL.md §2.2) carry a datagram longer than a 16-bit Length holds,
- * on a TCP path whose receiver announced a MAX_DATAGRAM above 65 535 (§6.4), and only there: a
- * Length of 0, which RFC 8229 never uses, then a 32-bit big-endian length of the datagram alone,
- * which must be above MAX_RECORD_DATAGRAM_BYTES (one encoding per datagram). A reader that was
- * not told to take them treats Length 0 as the framing error it always was.
+ * Extended records (packages/sim/README.md, "Records") carry a datagram longer than a 16-bit
+ * Length holds, on a TCP path whose receiver announced a MAX_DATAGRAM above 65 535
+ * (docs/PROTOCOL.md §6.4), and only there: a Length of 0, which RFC 8229 never uses, then a 32-bit
+ * big-endian length of the datagram alone, which must be above MAX_RECORD_DATAGRAM_BYTES (one
+ * encoding per datagram). A reader that was not told to take them treats Length 0 as the framing
+ * error it always was.
  */
 
 /** "RLNK/1": the 6 bytes that open a roamlink TCP stream (in the role of RFC 8229's "IKETCP"). */

@@ -6,8 +6,9 @@
  * preface is wrong, or whose framing breaks, without answering.
  *
  * With `maxDatagram` above 65 533 the transport also reads and writes extended records (Length 0,
- * then a u32: docs/PROTOCOL.md §2.2) for datagrams a 16-bit Length cannot hold. Both ends announce
- * it as the path's MAX_DATAGRAM (§6.4); the stream layer only makes such datagrams when both did.
+ * then a u32; packages/sim/README.md, "Records") for datagrams a 16-bit Length cannot hold. Both
+ * ends announce it as the path's MAX_DATAGRAM (docs/PROTOCOL.md §6.4); the stream layer only makes
+ * such datagrams when both did.
  *
  * One connection is one path, "tcp:<n>" (numbered per transport), so that the core can tell two
  * connections apart and the app can route a transmit by the path's prefix. The bytes on the wire
