@@ -299,6 +299,30 @@ describe('one relay and client: SOCKS5 UDP ASSOCIATE, -L forward, metrics', () =
         .reduce((a, b) => a + b, 0);
     assert.ok(bytes(second, 'received') > bytes(first, 'received'), 'bytes received counted');
     assert.ok(bytes(second, 'sent') > bytes(first, 'sent'), 'bytes sent counted');
+    // The client registered its paths: counted by encapsulation and verdict (on loopback
+    // nothing translates). These stayed at 0 while the relay listened for the client's event.
+    const count = (text: string, re: RegExp): number => Number(re.exec(text)?.[1] ?? 0);
+    assert.ok(count(second, /^roamlink_registrations_total\{encapsulation="udp"\} (\d+)$/m) >= 1);
+    assert.ok(count(second, /^roamlink_verdicts_total\{verdict="none"\} (\d+)$/m) >= 1);
+  });
+
+  test('GET /metrics: the RTT histogram fills from sessions with traffic (one look every 10 s)', {
+    timeout: 30_000,
+  }, async () => {
+    const url = `http://${String(pair!.listening.http)}/metrics`;
+    const deadline = Date.now() + 15_000;
+    let text = '';
+    for (;;) {
+      // Traffic, so that the stream layer has fresh RTT samples when the relay looks.
+      (await echoThrough(forward, 'rtt')).destroy();
+      text = await (await fetch(url)).text();
+      if (/^roamlink_rtt_seconds_count\{encapsulation="udp"\} [1-9]/m.test(text)) break;
+      assert.ok(Date.now() < deadline, `no RTT sample in 15 s:\n${text}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const sum = Number(/^roamlink_rtt_seconds_sum\{encapsulation="udp"\} (\S+)$/m.exec(text)?.[1]);
+    // A loopback round trip: more than nothing, far under a second.
+    assert.ok(sum > 0 && sum < 1, `rtt sum ${sum}`);
   });
 });
 

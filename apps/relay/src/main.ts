@@ -31,7 +31,7 @@ import {
   readPskFile,
 } from './config.ts';
 import { createLogger } from './log.ts';
-import { Registry, relayMetrics } from './metrics.ts';
+import { Registry, relayMetrics, VERDICT_LABELS } from './metrics.ts';
 import { type EgressAnswer, startRelay } from './relay.ts';
 import { StatusRecorder } from './status.ts';
 import { loadStatusAssets, sampleTunnels } from './status-node.ts';
@@ -158,13 +158,15 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
     onBytes: (direction, encapsulation, n) => {
       (direction === 'in' ? bytesIn : bytesOut)[encapsulation]?.inc(n);
     },
+    onRtt: (encapsulation, ms) => metrics.observeRttMs(ENCAPSULATION_NAMES[encapsulation], ms),
     observe: (e) => {
       status?.observe(e);
       switch (e.type) {
-        case 'registered':
+        // The relay's own event for a path that registered ('registered' is the client's: these
+        // counters stayed at 0 while they listened for it).
+        case 'registration-answered':
           metrics.registrations.inc({ encapsulation: ENCAPSULATION_NAMES[e.encapsulation] });
-          metrics.verdicts.inc({ verdict: String(e.verdict).toLowerCase() });
-          metrics.observeRttMs(ENCAPSULATION_NAMES[e.encapsulation], e.rttMs);
+          metrics.verdicts.inc({ verdict: VERDICT_LABELS[e.verdict] });
           break;
         case 'path-changed':
           metrics.handovers.inc({ cause: e.reason });

@@ -515,7 +515,7 @@ export function relayMetrics(registry: Registry, o: RelayMetricsOptions = {}): R
   });
   const rtt = registry.histogram({
     name: 'roamlink_rtt_seconds',
-    help: 'Round-trip times between relay and clients, by encapsulation.',
+    help: "Round-trip times between relay and clients, by encapsulation: each session's smoothed RTT, every 10 s while it has traffic.",
     labelNames: ['encapsulation'],
     buckets: RTT_BUCKETS_SECONDS,
   });

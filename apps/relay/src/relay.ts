@@ -104,6 +104,13 @@ export interface RelayOptions {
   outageMs?: number;
   /** Every datagram's size as it arrives or leaves, by encapsulation (metrics). */
   onBytes?: (direction: 'in' | 'out', encapsulation: EncapsulationT, bytes: number) => void;
+  /**
+   * RTT samples (metrics): every `rttSampleMs`, each session whose stream layer had packets
+   * acknowledged since the last look gives its smoothed RTT, with its current encapsulation.
+   */
+  onRtt?: (encapsulation: EncapsulationT, ms: number) => void;
+  /** How often `onRtt` looks at the sessions (default 10 s). */
+  rttSampleMs?: number;
   /** Streams one client may hold open (default 1024). */
   maxStreams?: number;
   /** Connect timeout for egress TCP (default 10 s). */
@@ -125,6 +132,8 @@ interface PeerTunnel {
   flows: Map<number, UdpSocket>;
   /** The peer's session this stream layer belongs to (RelayPeer.generation). */
   generation: number;
+  /** The stream layer's packetsAcked when `onRtt` last looked (a fresh RTT needs new ACKs). */
+  ackedAtRttSample: number;
 }
 
 export interface RelayHandle {
@@ -304,6 +313,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       lastPath: undefined,
       flows: new Map(),
       generation: peer.generation,
+      ackedAtRttSample: 0,
     };
     tunnels.set(id, t);
     return t;
@@ -594,6 +604,21 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
   );
   sweep.unref();
 
+  const onRtt = o.onRtt;
+  const rttSampler = onRtt
+    ? setInterval(() => {
+        for (const t of tunnels.values()) {
+          const m = t.host.mux.stats;
+          if (!m.rttSampled || m.packetsAcked === t.ackedAtRttSample) continue;
+          t.ackedAtRttSample = m.packetsAcked;
+          const p = t.peer.path;
+          const enc = p === undefined ? undefined : t.peer.paths.get(p)?.info?.encapsulation;
+          if (enc !== undefined) onRtt(enc, m.rttMs);
+        }
+      }, o.rttSampleMs ?? 10_000)
+    : undefined;
+  rttSampler?.unref();
+
   return {
     publicKey: toHex(o.keypair.publicKey),
     udp: udpBind,
@@ -622,6 +647,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
     async close(graceMs = 0): Promise<void> {
       closing = true;
       clearInterval(sweep);
+      clearInterval(rttSampler);
       for (const t of tunnels.values()) {
         t.host.mux.goAway(StreamError.SHUTDOWN);
         t.host.pump();
