@@ -231,6 +231,10 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
         // Names, not wire codes: an operator reads these (the status page says the same).
         ...('suite' in e ? { suite: SUITE_NAMES[e.suite] ?? e.suite } : {}),
         ...('verdict' in e ? { verdict: VERDICT_NAMES[e.verdict] ?? e.verdict } : {}),
+        ...('encapsulation' in e
+          ? { encapsulation: ENCAPSULATION_NAMES[e.encapsulation] ?? e.encapsulation }
+          : {}),
+        ...('chosen' in e ? { chosen: e.chosen } : {}),
         ...('reason' in e ? { reason: e.reason } : {}),
         ...('rekey' in e ? { rekey: e.rekey } : {}),
       },
