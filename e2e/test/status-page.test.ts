@@ -227,10 +227,16 @@ if (kinds.includes('node'))
         .waitFor({ timeout: 10_000 });
       assert.equal(await text(page, '.race-row[data-chosen="true"] .race-tag'), '✓ chosen');
       assert.equal(await page.locator('.race-row[data-chosen="true"]').count(), 1);
-      assert.ok(
-        (await page.locator('.race-row').count()) >= 2,
-        'the race shows every encapsulation',
-      );
+      // Every encapsulation that reached the relay in the round, not only the winner (rows may
+      // render a moment after the chosen one, as the page's live updates arrive).
+      await page
+        .waitForFunction(() => document.querySelectorAll('.race-row').length >= 2, null, {
+          timeout: 10_000,
+        })
+        .catch(async () => {
+          const rows = await page.locator('.race-row').allTextContents();
+          assert.fail(`the race shows every encapsulation: ${JSON.stringify(rows)}`);
+        });
       const views = page.getByTestId('views');
       assert.equal(await text(page, '[data-testid="views"] thead'), 'Client sentRelay observed');
       const srcPort = views.locator('tr[data-field="srcPort"] td');
