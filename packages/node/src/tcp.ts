@@ -102,6 +102,16 @@ export interface TcpTransportStats {
   heartbeatsReceived: number;
 }
 
+/** Reads straight into `reader`'s split record (ReadGather); `failed` on a framing error. */
+function gatherInto(reader: RecordReader, failed: () => void): ReadGather {
+  return {
+    target: (min) => reader.gatherTarget(min),
+    filled: (n) => {
+      if (!reader.gathered(n)) failed();
+    },
+  };
+}
+
 /** Where an accepted connection's reads go: its preface and records, or a record's rest. */
 interface Accepted {
   deliver: (d: Uint8Array) => void;
@@ -210,12 +220,7 @@ export class TcpTransport {
           if (!reader.push(data)) framingError();
           return true;
         },
-        {
-          target: (min) => reader.gatherTarget(min),
-          filled: (n) => {
-            if (!reader.gathered(n)) framingError();
-          },
-        },
+        gatherInto(reader, () => framingError()),
       ),
     });
     // Written at once: it leaves with the first segment after the handshake.
@@ -377,13 +382,10 @@ export class TcpTransport {
     };
     socket.on('error', early);
     socket.on('close', early);
-    const gather: ReadGather = {
-      // Only a record of an open path is ever gathered (the preface is read from the arena).
-      target: (min) => reader.gatherTarget(min),
-      filled: (n) => {
-        if (!reader.gathered(n) && id !== undefined) this.#framingError(id, socket);
-      },
-    };
+    // Only a record of an open path is ever gathered (the preface is read from the arena).
+    const gather = gatherInto(reader, () => {
+      if (id !== undefined) this.#framingError(id, socket);
+    });
     const deliver = (d: Uint8Array): void => {
       let rest: Uint8Array = d;
       if (id === undefined) {
