@@ -2,10 +2,11 @@
 /**
  * The `roamlink` command.
  *
- *   roamlink connect <relay host[:port]> --relay-key <hex> [--socks 127.0.0.1:1080]
+ *   roamlink connect <relay host[:port] | https://host[:port]> --relay-key <hex> [--socks 127.0.0.1:1080]
  *            [-L [bind:]port:host:port]... [--proxy http://user:pass@host:port]
  *            [--no-udp] [--no-tcp] [--no-ws] [--no-http] [--no-http-upstream] [--relay-tcp host:port]
- *            [--relay-http host:port] [--data-dir dir] [--suite name] [--json-log] [--control]
+ *            [--relay-udp host:port] [--relay-http host:port|URL] [--tls-ca file] [--tls-insecure]
+ *            [--data-dir dir] [--suite name] [--json-log] [--control]
  *   roamlink relay [relay options; see roamlink relay --help]
  *   roamlink keygen [--data-dir dir | --out file]
  *
@@ -18,9 +19,13 @@ import { connect, EXIT } from './connect.ts';
 import type { TransportKind } from './tunnel.ts';
 
 const USAGE = `usage:
-  roamlink connect <relay host[:port]> --relay-key <hex> [options]   run a client
+  roamlink connect <relay> --relay-key <hex> [options]              run a client
   roamlink relay [options]                                          run a relay
   roamlink keygen [--data-dir dir | --out file]                     create or show a key
+
+<relay> is host[:port] (a Node relay: UDP and TCP on port, default 51820, WebSocket and HTTP on
+port + 1) or a URL, https://host[:port][/prefix] (http://, wss://, ws:// too), for WebSocket and
+HTTP only, as an edge relay or a relay behind a TLS front on 443 serves them.
 
 connect options:
   --relay-key <hex>         the relay's public key (printed by the relay on start)
@@ -36,8 +41,18 @@ connect options:
                             leave an encapsulation out of the race
   --no-http-upstream        HTTP streaming: a POST per batch, never one open chunked POST (which
                             is otherwise tried, and used where request bodies pass unbuffered)
-  --relay-tcp <host:port>   the relay's TCP port (default: the relay's address and port)
-  --relay-http <host:port>  the relay's HTTP port (default: the relay's port + 1)
+  --relay-udp <host:port>   the relay's UDP port (default: the relay's address and port; with a
+                            URL relay, no UDP unless given)
+  --relay-tcp <host:port>   the relay's TCP port (default: as UDP; with a URL relay, no TCP unless
+                            given)
+  --relay-http <host:port|URL>
+                            the relay's HTTP port (default: the relay's port + 1), or its URL
+                            (https:// for TLS)
+  --tls-ca <file>           PEM CA certificate(s) to trust for an https relay, besides the
+                            system's (repeatable; $NODE_EXTRA_CA_CERTS works too)
+  --tls-insecure            do not check an https relay's certificate: for self-signed ones and
+                            intercepting proxies; the session still authenticates the relay by
+                            --relay-key, so nothing inside becomes readable
   --data-dir <dir>          where the client key lives (default .roamlink/client)
   --suite <name>            offer one suite only (chacha20-poly1305 | aes-256-gcm)
   --outage-ms <n>           how long streams wait through an outage (default 120000)
@@ -112,8 +127,11 @@ function parseConnect(args: string[]): Parameters<typeof connect>[0] | 'help' {
       'no-ws': { type: 'boolean', default: false },
       'no-http': { type: 'boolean', default: false },
       'no-http-upstream': { type: 'boolean', default: false },
+      'relay-udp': { type: 'string' },
       'relay-tcp': { type: 'string' },
       'relay-http': { type: 'string' },
+      'tls-ca': { type: 'string', multiple: true, default: [] },
+      'tls-insecure': { type: 'boolean', default: false },
       'data-dir': { type: 'string', default: '.roamlink/client' },
       suite: { type: 'string' },
       'rekey-after-ms': { type: 'string' },
@@ -141,8 +159,11 @@ function parseConnect(args: string[]): Parameters<typeof connect>[0] | 'help' {
   return {
     relay: positionals[0]!,
     relayKey: values['relay-key'],
+    relayUdp: values['relay-udp'],
     relayTcp: values['relay-tcp'],
     relayHttp: values['relay-http'],
+    tlsCa: values['tls-ca'],
+    tlsInsecure: values['tls-insecure'],
     socks: values.socks,
     forwards: values.forward,
     dataDir: values['data-dir'],

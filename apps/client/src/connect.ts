@@ -8,6 +8,8 @@
  * that appears or goes is a move). With `--control`, lines on stdin steer it (for tests and
  * demos): `drop udp|tcp|ws|http`, `disable <kind>`, `enable <kind>`, `only <kind>`, `all`.
  */
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { createInterface } from 'node:readline';
 import type { MuxEvent, SessionEvent, Suite } from '@roamlink/core';
@@ -27,8 +29,10 @@ import {
   parseForward,
   parseProxyUrl,
   parsePublicKey,
+  type RelayTls,
   startForward,
   startSocksServer,
+  tlsTrustErrorIn,
   tuneHeapForTunnel,
   type UdpEndpoint,
   wsMasking,
@@ -36,10 +40,17 @@ import {
 import { TRANSPORT_KINDS, type TransportKind, TunnelClient } from './tunnel.ts';
 
 export interface ConnectOptions {
+  /** host[:port], or the relay's HTTP face as a URL (http, https, ws, wss). */
   relay: string;
   relayKey: string;
+  relayUdp?: string | undefined;
   relayTcp?: string | undefined;
+  /** host:port, or a URL. */
   relayHttp?: string | undefined;
+  /** PEM files of CAs to trust for an https relay. */
+  tlsCa?: readonly string[] | undefined;
+  /** Do not check an https relay's certificate. */
+  tlsInsecure?: boolean | undefined;
   socks?: string | undefined;
   forwards: string[];
   dataDir: string;
@@ -102,8 +113,11 @@ export async function connect(o: ConnectOptions): Promise<number> {
   let relay: UdpEndpoint;
   let relayTcp: UdpEndpoint | undefined;
   let relayHttp: UdpEndpoint | undefined;
+  let relayUrl: string | undefined;
   let socksAt: UdpEndpoint | undefined;
   let forwards: ForwardSpec[];
+  let tls: RelayTls | undefined;
+  const disabled = new Set(o.disabled);
   try {
     const at = (flag: string, v: string, forBind = false): UdpEndpoint => {
       try {
@@ -112,10 +126,33 @@ export async function connect(o: ConnectOptions): Promise<number> {
         throw new Error(`${flag}: ${(e as Error).message}`);
       }
     };
-    // A host without a port takes the default one (IPv6 goes in brackets, with its port).
-    relay = at('relay', o.relay.includes(':') ? o.relay : `${o.relay}:51820`);
+    if (isRelayUrl(o.relay)) {
+      // The relay's HTTP face only (an edge relay has no UDP or TCP): those two are raced only
+      // where their own flag names them.
+      relayUrl = parseRelayUrl('relay', o.relay);
+      const u = new URL(relayUrl);
+      relay = o.relayUdp
+        ? at('--relay-udp', o.relayUdp)
+        : { address: u.hostname.replace(/^\[(.*)\]$/, '$1'), port: DEFAULT_RELAY_PORT };
+      if (!o.relayUdp) disabled.add('udp');
+      if (!o.relayTcp) disabled.add('tcp');
+    } else {
+      // A host without a port takes the default one (IPv6 goes in brackets, with its port).
+      relay = at('relay', o.relay.includes(':') ? o.relay : `${o.relay}:${DEFAULT_RELAY_PORT}`);
+      if (o.relayUdp) relay = at('--relay-udp', o.relayUdp);
+    }
     relayTcp = o.relayTcp ? at('--relay-tcp', o.relayTcp) : undefined;
-    relayHttp = o.relayHttp ? at('--relay-http', o.relayHttp) : undefined;
+    if (o.relayHttp && isRelayUrl(o.relayHttp)) {
+      relayUrl = parseRelayUrl('--relay-http', o.relayHttp);
+    } else if (o.relayHttp) {
+      relayHttp = at('--relay-http', o.relayHttp);
+    }
+    if (disabled.size === TRANSPORT_KINDS.length) {
+      throw new Error(
+        'every encapsulation is turned off (a URL relay races WebSocket and HTTP only; name UDP and TCP with --relay-udp, --relay-tcp)',
+      );
+    }
+    tls = relayTlsFrom(o);
     socksAt = o.socks ? at('--socks', o.socks, true) : undefined;
     forwards = o.forwards.map((spec) => parseForward(spec));
   } catch (e) {
@@ -183,17 +220,20 @@ export async function connect(o: ConnectOptions): Promise<number> {
 
   // The last failure of each transport kind, for the notice when no session comes up.
   const failures = new Map<string, string>();
+  let tlsWarned = false;
   let tunnel: TunnelClient;
   try {
     tunnel = await TunnelClient.start({
       relay,
       ...(relayTcp ? { relayTcp } : {}),
       ...(relayHttp ? { relayHttp } : {}),
+      ...(relayUrl ? { relayUrl } : {}),
+      ...(tls ? { tls } : {}),
       relayKey,
       keypair,
       provider: crypto.provider,
       suites: only === undefined ? crypto.suites : [only],
-      enabled: Object.fromEntries(o.disabled.map((k) => [k, false])),
+      enabled: Object.fromEntries([...disabled].map((k) => [k, false])),
       ...(o.rekeyAfterMs ? { rekeyAfterMs: o.rekeyAfterMs } : {}),
       ...(o.outageMs ? { outageMs: o.outageMs } : {}),
       ...(o.keepaliveMs ? { keepaliveMs: o.keepaliveMs } : {}),
@@ -206,7 +246,21 @@ export async function connect(o: ConnectOptions): Promise<number> {
         lastEvent = msg;
         const kind = fields?.kind;
         if ((msg === 'dial-failed' || msg === 'transport-lost') && typeof kind === 'string') {
-          failures.set(kind, String(fields?.error ?? fields?.reason ?? msg));
+          const why = String(fields?.error ?? fields?.reason ?? msg);
+          failures.set(kind, why);
+          // Retrying cannot fix an untrusted certificate: say what will, at once, once.
+          const code = tlsTrustErrorIn(why);
+          if (code !== undefined && !tlsWarned) {
+            tlsWarned = true;
+            log('warn', 'tls-untrusted', { kind, code });
+            if (!o.jsonLog && !o.quiet) {
+              process.stderr.write(
+                `${tty ? '\r\x1b[2K' : ''}roamlink: ${kind}: the relay's TLS certificate is not trusted (${code}). ` +
+                  'Trust its CA with --tls-ca FILE, or skip the check with --tls-insecure (the ' +
+                  'session still authenticates the relay by --relay-key).\n',
+              );
+            }
+          }
         }
         log('info', msg, fields);
       },
@@ -310,7 +364,9 @@ export async function connect(o: ConnectOptions): Promise<number> {
     unanswered = true;
     const seen = TRANSPORT_KINDS.filter((k) => tunnel.enabled[k]).map((k) => {
       const f = failures.get(k);
-      return `${k}: ${f === undefined ? 'no answer' : (/\bE[A-Z]{3,}\b/.exec(f)?.[0] ?? f)}`;
+      const code =
+        f === undefined ? undefined : (tlsTrustErrorIn(f) ?? /\bE[A-Z]{3,}\b/.exec(f)?.[0]);
+      return `${k}: ${f === undefined ? 'no answer' : (code ?? f)}`;
     });
     log('warn', 'relay-unanswered', { afterMs: UNANSWERED_NOTICE_MS, transports: seen });
     if (!o.jsonLog && !o.quiet) {
@@ -367,4 +423,61 @@ export async function connect(o: ConnectOptions): Promise<number> {
     if (o.durationS > 0) setTimeout(finish, o.durationS * 1000);
     onStopSignal(finish);
   });
+}
+
+const DEFAULT_RELAY_PORT = 51820;
+const RELAY_URL_SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
+
+/**
+ * Whether a relay argument is meant as a URL (its HTTP face) rather than host[:port]: any
+ * scheme, so that an unsupported one gets its own error.
+ */
+export function isRelayUrl(v: string): boolean {
+  return RELAY_URL_SCHEME.test(v);
+}
+
+/**
+ * A relay URL as the client uses it: ws and wss taken as http and https (one URL names both the
+ * WebSocket and the HTTP paths), no credentials, query or fragment (the client builds its own
+ * request targets), the path kept as the routes' prefix.
+ */
+export function parseRelayUrl(flag: string, v: string): string {
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    throw new Error(`${flag}: "${v}" is not a URL`);
+  }
+  const scheme = { 'http:': 'http:', 'ws:': 'http:', 'https:': 'https:', 'wss:': 'https:' }[
+    u.protocol
+  ];
+  if (scheme === undefined)
+    throw new Error(`${flag}: scheme ${u.protocol} is not http(s) or ws(s)`);
+  if (u.username !== '' || u.password !== '')
+    throw new Error(`${flag}: a relay URL takes no credentials`);
+  if (u.search !== '' || u.hash !== '')
+    throw new Error(`${flag}: a relay URL takes no query or fragment`);
+  const secure = scheme === 'https:';
+  const port = u.port === '' || Number(u.port) === (secure ? 443 : 80) ? '' : `:${u.port}`;
+  return `${scheme}//${u.hostname}${port}${u.pathname.replace(/\/+$/, '')}`;
+}
+
+/** The TLS settings the flags give: CA files read and checked now (a bad one is a usage error). */
+function relayTlsFrom(o: ConnectOptions): RelayTls | undefined {
+  const ca = (o.tlsCa ?? []).map((file) => {
+    let pem: string;
+    try {
+      pem = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new Error(`--tls-ca: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? e})`);
+    }
+    try {
+      new X509Certificate(pem);
+    } catch {
+      throw new Error(`--tls-ca: ${file} holds no PEM certificate`);
+    }
+    return pem;
+  });
+  if (ca.length === 0 && !o.tlsInsecure) return undefined;
+  return { ...(ca.length > 0 ? { ca } : {}), ...(o.tlsInsecure ? { verify: false } : {}) };
 }

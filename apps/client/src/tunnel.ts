@@ -33,7 +33,7 @@ import {
   streamPathPayload,
   VERDICT_NAMES,
 } from '@roamlink/core';
-import type { TunnelDatagrams, TunnelDialer, UdpEndpoint } from '@roamlink/node';
+import type { RelayTls, TunnelDatagrams, TunnelDialer, UdpEndpoint } from '@roamlink/node';
 import {
   allocUninitialized,
   HTTP_BASE,
@@ -87,6 +87,14 @@ export interface TunnelClientOptions {
   relayTcp?: UdpEndpoint;
   /** The relay's HTTP port (WebSocket and HTTP); default: the relay's address, port + 1. */
   relayHttp?: UdpEndpoint;
+  /**
+   * The relay's HTTP face as a URL, `http(s)://host[:port][/prefix]` (overrides relayHttp): https
+   * puts the WebSocket (wss://) and HTTP paths in TLS, as an edge relay or a TLS front on 443
+   * needs; a path is the prefix a reverse proxy serves the relay's routes under.
+   */
+  relayUrl?: string;
+  /** For an https relayUrl: the CAs to trust, and whether to check the certificate. */
+  tls?: RelayTls;
   relayKey: Uint8Array;
   keypair: Keypair;
   provider: CryptoProvider;
@@ -232,10 +240,19 @@ export class TunnelClient {
   /** Opens every enabled transport at once and starts the handshake on all of them. */
   static async start(o: TunnelClientOptions): Promise<TunnelClient> {
     const c = new TunnelClient(o);
+    const failed: string[] = [];
     await Promise.all(
-      TRANSPORT_KINDS.filter((k) => c.#enabled[k]).map((k) => c.#dial(k).catch(() => {})),
+      TRANSPORT_KINDS.filter((k) => c.#enabled[k]).map((k) =>
+        c.#dial(k).catch((e: unknown) => {
+          const error = dialError(e);
+          failed.push(`${k}: ${error}`);
+          c.#log('dial-failed', { kind: k, error });
+        }),
+      ),
     );
-    if (c.#candidates.length === 0) throw new Error('no transport to the relay could be opened');
+    if (c.#candidates.length === 0) {
+      throw new Error(`no transport to the relay could be opened (${failed.join('; ')})`);
+    }
     c.session.connect([...c.#candidates], c.driver.now());
     c.driver.pump();
     for (const k of TRANSPORT_KINDS) if (c.#enabled[k] && !c.#has(k)) c.#redial(k);
@@ -557,7 +574,7 @@ export class TunnelClient {
           }
         })
         .catch((e: unknown) => {
-          this.#log('dial-failed', { kind, error: String(e) });
+          this.#log('dial-failed', { kind, error: dialError(e) });
         })
         .finally(() => {
           this.#dialing.delete(kind);
@@ -586,11 +603,20 @@ export class TunnelClient {
     }
   }
 
-  #httpEndpoint(): { address: string; port: number; authority: string } {
+  /** Where the WebSocket and HTTP paths go: scheme, authority and the routes' prefix. */
+  #httpEndpoint(): { secure: boolean; authority: string; prefix: string } {
+    if (this.#o.relayUrl !== undefined) {
+      const u = new URL(this.#o.relayUrl);
+      return {
+        secure: u.protocol === 'https:',
+        authority: u.host,
+        prefix: u.pathname.replace(/\/+$/, ''),
+      };
+    }
     const r = this.#o.relay;
     const e = this.#o.relayHttp ?? { address: r.address, port: Math.min(r.port + 1, 65535) };
     const host = e.address.includes(':') ? `[${e.address}]` : e.address;
-    return { ...e, authority: `${host}:${e.port}` };
+    return { secure: false, authority: `${host}:${e.port}`, prefix: '' };
   }
 
   async #dial(kind: TransportKind): Promise<void> {
@@ -651,9 +677,17 @@ export class TunnelClient {
         return;
       }
       case 'ws': {
-        const url = `ws://${this.#httpEndpoint().authority}${WS_PATH}?sid=${this.#sid}`;
+        const e = this.#httpEndpoint();
+        const url = `${e.secure ? 'wss' : 'ws'}://${e.authority}${e.prefix}${WS_PATH}?sid=${this.#sid}`;
         const proxy = selectProxy(url, this.#o.proxy);
-        const path = await this.#ws.connect(url, { 'User-Agent': ua }, proxy ? { proxy } : {});
+        const path = await this.#ws.connect(
+          url,
+          { 'User-Agent': ua },
+          {
+            ...(proxy ? { proxy } : {}),
+            ...(e.secure && this.#o.tls ? { tls: this.#o.tls } : {}),
+          },
+        );
         const v = this.#ws.view(path)!;
         this.#candidates.push({
           path,
@@ -679,12 +713,14 @@ export class TunnelClient {
           [Encapsulation.HTTP_STREAM, HttpStreamClient],
           [Encapsulation.HTTP_POLL, HttpPollClient],
         ] as const;
-        const baseUrl = `http://${e.authority}${HTTP_BASE}`;
+        const baseUrl = `${e.secure ? 'https' : 'http'}://${e.authority}${e.prefix}${HTTP_BASE}`;
         const proxy = selectProxy(baseUrl, this.#o.proxy);
         for (const [encapsulation, Kind] of kinds) {
           const c = new Kind({
             baseUrl,
+            // Plain http goes to the proxy as forward requests; https cannot, and rides CONNECT.
             ...(proxy ? { proxy, proxyMode: 'forward' as const } : {}),
+            ...(e.secure && this.#o.tls ? { tls: this.#o.tls } : {}),
             ...(this.#o.httpUpstream === false ? { upstream: false } : {}),
             // The clients build their own request targets: the routing id goes as a header.
             headers: { 'User-Agent': ua, 'Roamlink-Session': this.#sid },
@@ -718,4 +754,14 @@ export class TunnelClient {
       }
     }
   }
+}
+
+/**
+ * A failed dial in a log line: the error's code first when its message lacks it (a TLS
+ * certificate error says "unable to verify the first certificate" and keeps its code apart).
+ */
+function dialError(e: unknown): string {
+  if (!(e instanceof Error)) return String(e);
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === undefined || e.message.includes(code) ? String(e) : `${code}: ${e.message}`;
 }

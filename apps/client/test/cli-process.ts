@@ -5,7 +5,9 @@
  * `listening`), and a client connected to it.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
+import { type AddressInfo, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -141,4 +143,15 @@ export async function clientStatus(client: Proc): Promise<Line> {
     'status',
   );
   return l.status as Line;
+}
+
+/** A TCP echo server on 127.0.0.1 (half-close passed back): the target of streams in tests. */
+export async function tcpEcho(): Promise<{ server: Server; port: number }> {
+  const server = createServer((s) => {
+    s.on('error', () => {});
+    s.pipe(s);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, port: (server.address() as AddressInfo).port };
 }

@@ -8,13 +8,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { once } from 'node:events';
-import {
-  type AddressInfo,
-  createServer,
-  type Server,
-  type Socket,
-  connect as tcpConnect,
-} from 'node:net';
+import { type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
@@ -33,21 +27,11 @@ import {
   run,
   sleep,
   stop,
+  tcpEcho,
   tempDir,
 } from './cli-process.ts';
 
 // --- Local servers ------------------------------------------------------------------------------
-
-/** A TCP echo server on 127.0.0.1 (half-close passed back). */
-async function tcpEcho(): Promise<{ server: Server; port: number }> {
-  const server = createServer((s) => {
-    s.on('error', () => {});
-    s.pipe(s);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return { server, port: (server.address() as AddressInfo).port };
-}
 
 /** A UDP echo server on 127.0.0.1. */
 async function udpEcho(): Promise<{ socket: UdpSocket; port: number }> {

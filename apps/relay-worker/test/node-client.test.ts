@@ -7,10 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { nobleProvider, STREAM_PATH_PAYLOAD, Suite } from '@roamlink/core';
 import type { Miniflare } from 'miniflare';
 import { TunnelClient } from '../../client/src/tunnel.ts';
@@ -93,3 +94,79 @@ test('the Node client races WebSocket and HTTP against a Workers relay: one obje
 
 test('the Node client over HTTP alone: the Roamlink-Session header routes every request', () =>
   session('alone'));
+
+// --- Over TLS, as an edge platform serves it ------------------------------------------------------
+
+const TLS_DIR = fileURLToPath(
+  new URL('../../../packages/node/test/fixtures/tls/', import.meta.url),
+);
+
+/**
+ * The Worker on https:// (workerd's own TLS, a certificate for localhost from the test CA) and the
+ * Node client given only its URL, as a user connects to an edge relay: wss:// and https:// paths,
+ * the CA trusted with the client's `tls.ca`. Racing, WebSocket wins; alone, HTTP streaming
+ * carries a stream. Without the CA, no path comes up and the failure names the certificate.
+ */
+test('the Node client reaches the Workers relay over TLS (wss:// and https://), given its URL and CA', async () => {
+  const tlsPersist = mkdtempSync(join(tmpdir(), 'roamlink-worker-tls-'));
+  const { code } = await buildWorker();
+  const w = await startWorker({
+    code,
+    keys,
+    persist: tlsPersist,
+    tls: { certPath: join(TLS_DIR, 'relay.pem'), keyPath: join(TLS_DIR, 'relay.key') },
+  });
+  assert.equal(w.url.protocol, 'https:');
+  const ca = [readFileSync(join(TLS_DIR, 'ca.pem'), 'utf8')];
+  const start = (ws: boolean, tls: { ca?: string[] }) =>
+    TunnelClient.start({
+      // Unused: UDP and TCP are off (an edge relay has neither).
+      relay: { address: '127.0.0.1', port: w.port },
+      relayUrl: `https://localhost:${w.port}`,
+      tls,
+      relayKey: keys.relay.publicKey,
+      keypair: keys.client,
+      provider: nobleProvider,
+      suites: [Suite.CHACHA20_POLY1305],
+      enabled: { udp: false, tcp: false, ws, http: true },
+      proxy: false,
+    });
+  try {
+    for (const ws of [true, false]) {
+      const t = await start(ws, { ca });
+      try {
+        await until(() => t.status().encapsulation !== null, 10_000, 'registration over TLS');
+        assert.equal(t.status().encapsulation, ws ? 'websocket' : 'http-stream');
+        const data = new Uint8Array(randomBytes(256 * 1024));
+        const s = await t.dialer.connect({ host: '127.0.0.1', port: echo.port });
+        assert.equal(sha256(await echoThrough(s, data, 20_000)), sha256(data));
+        s.destroy();
+      } finally {
+        await t.close();
+      }
+    }
+    // No CA: the certificate is not trusted, so the one path cannot open, and the log says why.
+    const failures: string[] = [];
+    await assert.rejects(
+      TunnelClient.start({
+        relay: { address: '127.0.0.1', port: w.port },
+        relayUrl: `https://localhost:${w.port}`,
+        relayKey: keys.relay.publicKey,
+        keypair: keys.client,
+        provider: nobleProvider,
+        suites: [Suite.CHACHA20_POLY1305],
+        enabled: { udp: false, tcp: false, ws: true, http: false },
+        proxy: false,
+        redial: false,
+        onLog: (msg, f) => {
+          if (msg === 'dial-failed') failures.push(String(f?.error));
+        },
+      }),
+      /no transport to the relay could be opened/,
+    );
+    assert.match(failures.join('\n'), /UNABLE_TO_VERIFY_LEAF_SIGNATURE/);
+  } finally {
+    await w.mf.dispose();
+    rmSync(tlsPersist, { recursive: true, force: true });
+  }
+});

@@ -63,8 +63,11 @@ export async function startWorker(o: {
   keys: RelayKeys;
   persist: string;
   port?: number;
+  /** Serve https:// (and wss://) with this PEM certificate and key, as the edge does. */
+  tls?: { certPath: string; keyPath: string };
 }): Promise<{ mf: Miniflare; url: URL; port: number }> {
   const mf = new Miniflare({
+    ...(o.tls ? { https: true, httpsCertPath: o.tls.certPath, httpsKeyPath: o.tls.keyPath } : {}),
     modules: true,
     script: o.code,
     compatibilityDate: COMPATIBILITY_DATE,

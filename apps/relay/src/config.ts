@@ -17,6 +17,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createSecureContext } from 'node:tls';
 import { Encapsulation, ErrorCode, fromHex, type Keypair, RoamlinkError } from '@roamlink/core';
 import { loadOrCreateKey } from '@roamlink/node';
 import { EgressPolicy, type EgressRule, type EgressRuleInput, parseEgressRule } from './egress.ts';
@@ -51,6 +52,9 @@ export interface RelayConfig {
   /** Client public keys (64 lower-case hex characters) allowed in, or `any`. */
   readonly allowClients: 'any' | readonly string[];
   readonly pskFile: string | undefined;
+  /** TLS on the HTTP port: the PEM certificate chain and its key (both or neither). */
+  readonly tlsCert: string | undefined;
+  readonly tlsKey: string | undefined;
   readonly egressAllow: readonly EgressRule[];
   readonly egressDeny: readonly EgressRule[];
   readonly egressDefault: 'allow' | 'deny';
@@ -307,6 +311,28 @@ export const SETTINGS: readonly AnySetting[] = [
     kind: 'value',
     form: 'FILE',
     help: 'A 32-byte pre-shared key as 64 hex characters: clients must use it (Noise IKpsk2).',
+    defaultText: 'none',
+    default: () => undefined,
+    parse: nonEmpty,
+  }),
+  def({
+    key: 'tlsCert',
+    flag: 'tls-cert',
+    env: 'ROAMLINK_TLS_CERT',
+    kind: 'value',
+    form: 'FILE',
+    help: 'PEM certificate chain: the HTTP port serves https:// and wss:// (with --tls-key).',
+    defaultText: 'none (plain http:// and ws://)',
+    default: () => undefined,
+    parse: nonEmpty,
+  }),
+  def({
+    key: 'tlsKey',
+    flag: 'tls-key',
+    env: 'ROAMLINK_TLS_KEY',
+    kind: 'value',
+    form: 'FILE',
+    help: "The PEM private key of --tls-cert's certificate.",
     defaultText: 'none',
     default: () => undefined,
     parse: nonEmpty,
@@ -771,6 +797,11 @@ export function loadConfig(o: LoadConfigOptions): LoadConfigResult {
         'a client riding out an outage would be forgotten, and its streams with it',
     );
   }
+  if ((resolved.tlsCert === undefined) !== (resolved.tlsKey === undefined)) {
+    throw new ConfigError(
+      `${resolved.tlsCert === undefined ? 'tls-key' : 'tls-cert'} is set without ${resolved.tlsCert === undefined ? 'tls-cert' : 'tls-key'}: TLS needs both the certificate and its key`,
+    );
+  }
   resolved.configFile = configFile;
   sources.configFile = configFile === undefined ? 'default' : parsed.configFile ? 'flag' : 'env';
   return {
@@ -794,6 +825,33 @@ export function egressPolicyOf(c: RelayConfig): EgressPolicy {
 /** The enabled encapsulations as the core's codes, in preference order. */
 export function encapsulationCodes(c: RelayConfig): Encapsulation[] {
   return c.encapsulations.map((n) => ENCAPSULATION_CODES[n]);
+}
+
+/**
+ * The TLS certificate and key the configuration names, read and checked together (a key that is
+ * not the certificate's fails here, at start, not at the first client's handshake).
+ */
+export function readTlsFiles(c: RelayConfig): { cert: Buffer; key: Buffer } | undefined {
+  if (c.tlsCert === undefined || c.tlsKey === undefined) return undefined;
+  const read = (flag: string, path: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (e) {
+      throw new ConfigError(
+        `--${flag}: cannot read ${path} (${(e as { code?: string }).code ?? (e as Error).message})`,
+      );
+    }
+  };
+  const cert = read('tls-cert', c.tlsCert);
+  const key = read('tls-key', c.tlsKey);
+  try {
+    createSecureContext({ cert, key });
+  } catch (e) {
+    throw new ConfigError(
+      `--tls-cert/--tls-key: ${c.tlsCert} and ${c.tlsKey} are not a PEM certificate and its key (${(e as Error).message})`,
+    );
+  }
+  return { cert, key };
 }
 
 /** The relay's static identity: `relay.key` in the data dir, created on first run (mode 0600). */

@@ -29,6 +29,7 @@ import {
   loadConfig,
   loadOrCreateIdentity,
   readPskFile,
+  readTlsFiles,
 } from './config.ts';
 import { createLogger } from './log.ts';
 import { Registry, relayMetrics, VERDICT_LABELS } from './metrics.ts';
@@ -64,8 +65,10 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
   const c = loaded.config;
   const log = createLogger({ level: c.logLevel, format: c.logFormat, out: process.stdout });
   let psk: Uint8Array | undefined;
+  let tls: ReturnType<typeof readTlsFiles>;
   try {
     psk = c.pskFile ? readPskFile(c.pskFile) : undefined;
+    tls = readTlsFiles(c);
   } catch (e) {
     process.stderr.write(`roamlink relay: ${(e as Error).message}\n`);
     return 2;
@@ -130,6 +133,7 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
     udp: udpOn ? c.udpListen : undefined,
     tcp: tcpOn ? c.tcpListen : undefined,
     http: httpOn ? c.httpListen : undefined,
+    tls,
     encapsulations: encapsulationCodes(c),
     authorize: (k) => {
       const key = toHex(k);
@@ -194,6 +198,7 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
   }
   registry.onCollect(() => metrics.syncStats(relay.sessions.stats));
 
+  const scheme = tls ? 'https' : 'http';
   // Always written, whatever the level: tools and tests read the addresses and key from it.
   createLogger({ level: 'info', format: c.logFormat, out: process.stdout }).info('listening', {
     udp: relay.udp ? formatEndpoint(relay.udp) : null,
@@ -207,7 +212,8 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
     wsMasking: wsMasking(),
     allowed: allowed ? allowed.size : 'any',
     metrics: c.metrics,
-    status: status && relay.http ? `http://${formatEndpoint(relay.http)}/status` : null,
+    tls: tls !== undefined,
+    status: status && relay.http ? `${scheme}://${formatEndpoint(relay.http)}/status` : null,
   });
   if (allowed && allowed.size === 0) {
     // Secure by default, but silent by design towards clients (no oracle): say it here instead,

@@ -14,7 +14,8 @@
  * or one path: a move, a rekey or an outage leaves its streams where they are.
  */
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { connect as tcpConnect } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 import type {
@@ -85,6 +86,11 @@ export interface RelayOptions {
   udp?: UdpEndpoint | undefined;
   tcp?: UdpEndpoint | undefined;
   http?: UdpEndpoint | undefined;
+  /**
+   * TLS on the HTTP port (https:// and wss://, PEM certificate chain and key): what a client
+   * behind a firewall that passes only TLS on 443 needs. The SA inside does not depend on it.
+   */
+  tls?: { cert: string | Buffer; key: string | Buffer } | undefined;
   encapsulations?: readonly EncapsulationT[];
   authorize: (clientKey: Uint8Array) => Authorization;
   /** Resolves and checks a destination (DNS, then the policy on the address: no rebinding). */
@@ -568,7 +574,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
   let server: Server | undefined;
   let httpLocal: UdpEndpoint | undefined;
   if (o.http) {
-    const s = createServer((req, res) => {
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
       if (httpT.handle(req, res)) return;
       // The server has no whole-request deadline (below): the hono app's requests get the one a
       // POST to the tunnel has.
@@ -578,7 +584,13 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       deadline.unref();
       req.once('close', () => clearTimeout(deadline));
       void honoListener(req, res);
-    });
+    };
+    const s: Server = o.tls
+      ? createHttpsServer(
+          { cert: o.tls.cert, key: o.tls.key, ALPNProtocols: ['http/1.1'] },
+          onRequest,
+        )
+      : createServer(onRequest);
     s.keepAliveTimeout = RELAY_HTTP_IDLE_MS;
     // No deadline for a whole request: the HTTP up-stream's body never ends (a POST's body has
     // its own, UP_BODY_DEADLINE_MS); headersTimeout still bounds every head.

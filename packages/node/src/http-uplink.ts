@@ -20,6 +20,7 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { type Http1Error, type Http1Response, Http1ResponseReader } from './http1-response.ts';
 import { connectViaProxy, type ProxyConfig } from './proxy.ts';
+import { dialRelayTls, type RelayTls, tlsOver } from './relay-tls.ts';
 
 export interface HttpUplinkOptions {
   /** Where to connect: the relay, the far end of a CONNECT tunnel, or a forward proxy. */
@@ -35,6 +36,8 @@ export interface HttpUplinkOptions {
    */
   forward?: { origin: string; authorization?: string | undefined };
   proxyConnectTimeoutMs?: number;
+  /** TLS to the relay (https://), direct or inside the CONNECT tunnel; never with `forward`. */
+  tls?: RelayTls;
   /** Longest answer body, default 4 MiB. */
   maxAnswerBytes?: number;
 }
@@ -96,10 +99,16 @@ export function requestHead(
  * CONNECT tunnel through the proxy once it is up.
  */
 export function dialUplink(o: HttpUplinkOptions): Socket | Promise<Socket> {
-  if (o.proxy === undefined) return netConnect({ host: o.hostname, port: o.port });
-  return connectViaProxy(o.proxy, o.hostname, o.port, {
+  const tls = o.tls;
+  if (o.proxy === undefined) {
+    return tls === undefined
+      ? netConnect({ host: o.hostname, port: o.port })
+      : dialRelayTls(o.hostname, o.port, tls);
+  }
+  const tunnel = connectViaProxy(o.proxy, o.hostname, o.port, {
     ...(o.proxyConnectTimeoutMs === undefined ? {} : { timeoutMs: o.proxyConnectTimeoutMs }),
   });
+  return tls === undefined ? tunnel : tunnel.then((s) => tlsOver(s, o.hostname, tls));
 }
 
 export class HttpUplink {

@@ -42,6 +42,7 @@ import {
   type IncomingMessage,
   type ServerResponse,
 } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { NetConnectOpts, Socket } from 'node:net';
 import {
   type BufferDetect,
@@ -67,6 +68,7 @@ import { HttpUpstream } from './http-upstream.ts';
 import { ProxyAgent, type ProxyConfig, parseProxyUrl, proxyAuthorization } from './proxy.ts';
 import { connectWithArena } from './read-arena.ts';
 import { writeRecordChunk } from './record-chunk.ts';
+import { type RelayTls, relayTlsOptions } from './relay-tls.ts';
 import { DEFAULT_MAX_QUEUED_BYTES } from './tcp.ts';
 import type { UdpEndpoint } from './udp.ts';
 import type { WsPathView } from './websocket.ts';
@@ -746,6 +748,12 @@ export interface HttpClientOptions {
   /** Deadline for each tunnel (connection to the proxy and its answer), default 10 s. */
   proxyConnectTimeoutMs?: number;
   /**
+   * For an https:// base URL: the CAs to trust and whether to check the certificate
+   * (relay-tls.ts). Each connection is TLS to the relay, direct or inside a CONNECT tunnel; a
+   * forward proxy cannot carry https requests, so `proxyMode` "forward" is taken as "connect".
+   */
+  tls?: RelayTls;
+  /**
    * Streaming only: once the stream shows a byte, try the up-stream (http-upstream.ts: one
    * chunked POST whose body stays open) and send on it instead of a POST per batch if the relay
    * answers it within the buffering deadline. Default true.
@@ -788,14 +796,19 @@ interface Target {
   host: string;
   basePath: string;
   url: string;
+  secure: boolean;
 }
 
 function parseBase(baseUrl: string): Target {
   const u = new URL(baseUrl);
-  if (u.protocol !== 'http:') throw new RangeError(`not an http URL: ${baseUrl}`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+    throw new RangeError(`not an http or https URL: ${baseUrl}`);
+  }
+  const secure = u.protocol === 'https:';
   return {
+    secure,
     hostname: u.hostname.replace(/^\[(.*)\]$/, '$1'),
-    port: u.port === '' ? 80 : Number(u.port),
+    port: u.port === '' ? (secure ? 443 : 80) : Number(u.port),
     host: u.host,
     basePath: u.pathname.replace(/\/$/, ''),
     url: `${u.protocol}//${u.host}`,
@@ -839,6 +852,8 @@ abstract class HttpClientBase {
   protected readonly target: Target;
   protected readonly agent: Agent;
   readonly #proxy: ProxyConfig | undefined;
+  /** TLS on every connection (an https:// base URL). */
+  readonly #tls: RelayTls | undefined;
   protected readonly extraHeaders: Record<string, string>;
   #mode: HttpMode;
   #upPath: string;
@@ -887,7 +902,9 @@ abstract class HttpClientBase {
     const proxy =
       o.proxy === undefined || typeof o.proxy !== 'string' ? o.proxy : parseProxyUrl(o.proxy);
     this.#proxy = proxy;
-    const forward = proxy !== undefined && o.proxyMode === 'forward';
+    const tls = this.target.secure ? (o.tls ?? {}) : undefined;
+    this.#tls = tls;
+    const forward = proxy !== undefined && o.proxyMode === 'forward' && tls === undefined;
     const authorization = forward ? proxyAuthorization(proxy) : undefined;
     // Forward mode: every connection goes to the proxy; requests name the relay's URL.
     this.#forward = forward
@@ -911,6 +928,7 @@ abstract class HttpClientBase {
           port: this.target.port,
           host: this.target.host,
           ...(proxy === undefined ? {} : { proxy }),
+          ...(tls === undefined ? {} : { tls }),
           ...(o.proxyConnectTimeoutMs === undefined
             ? {}
             : { proxyConnectTimeoutMs: o.proxyConnectTimeoutMs }),
@@ -919,16 +937,23 @@ abstract class HttpClientBase {
     // Two sockets: the held down request would block a poll queued behind it on one. Through a
     // proxy in CONNECT mode each is a tunnel.
     this.agent =
-      proxy === undefined || forward
-        ? new ArenaAgent({ keepAlive: true, maxSockets: 2 })
-        : new ProxyAgent({
+      proxy !== undefined && !forward
+        ? new ProxyAgent({
             keepAlive: true,
             maxSockets: 2,
             proxy,
+            ...(tls === undefined ? {} : { tls }),
             ...(o.proxyConnectTimeoutMs === undefined
               ? {}
               : { connectTimeoutMs: o.proxyConnectTimeoutMs }),
-          });
+          })
+        : tls !== undefined
+          ? new HttpsAgent({
+              keepAlive: true,
+              maxSockets: 2,
+              ...relayTlsOptions(this.target.hostname, tls),
+            })
+          : new ArenaAgent({ keepAlive: true, maxSockets: 2 });
   }
 
   /** What the path's datagrams travel as now: a streaming path that fell back says "poll". */
@@ -1164,7 +1189,7 @@ abstract class HttpClientBase {
     onResponse: (res: IncomingMessage) => void,
   ): ClientRequest {
     const fwd = this.#forward;
-    const req = httpRequest(
+    const req = (this.#tls === undefined ? httpRequest : httpsRequest)(
       fwd
         ? {
             agent: this.agent,

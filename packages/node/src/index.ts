@@ -12,6 +12,7 @@ export * from './mux-host.ts';
 export * from './pipe.ts';
 export * from './proxy.ts';
 export * from './read-arena.ts';
+export * from './relay-tls.ts';
 export * from './signals.ts';
 export * from './socks5.ts';
 export * from './tcp.ts';

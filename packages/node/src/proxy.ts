@@ -24,6 +24,7 @@
 import { Agent, type AgentOptions, type ClientRequestArgs } from 'node:http';
 import { BlockList, isIP, connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { type RelayTls, tlsOver } from './relay-tls.ts';
 
 /** Stable codes: callers and logs match on these, never on messages. */
 export const ProxyErrorCode = {
@@ -446,6 +447,11 @@ export interface ProxyAgentOptions extends AgentOptions {
   connectTimeoutMs?: number;
   /** Extra header fields on each CONNECT request. */
   connectHeaders?: Record<string, string>;
+  /**
+   * TLS to the target inside each tunnel (relay-tls.ts): the agent then serves `https.request`
+   * (and `ws` for wss://), and the proxy sees CONNECT and a TLS handshake only.
+   */
+  tls?: RelayTls;
 }
 
 /**
@@ -458,15 +464,19 @@ export class ProxyAgent extends Agent {
   readonly proxy: ProxyConfig;
   readonly #timeoutMs: number | undefined;
   readonly #headers: Record<string, string> | undefined;
+  readonly #tls: RelayTls | undefined;
   readonly #opening = new Set<AbortController>();
   #destroyed = false;
 
   constructor(o: ProxyAgentOptions) {
-    const { proxy, connectTimeoutMs, connectHeaders, ...rest } = o;
+    const { proxy, connectTimeoutMs, connectHeaders, tls, ...rest } = o;
     super(rest);
     this.proxy = typeof proxy === 'string' ? parseProxyUrl(proxy) : proxy;
     this.#timeoutMs = connectTimeoutMs;
     this.#headers = connectHeaders;
+    this.#tls = tls;
+    // node:http checks that a request's protocol is its agent's: https.request needs "https:".
+    if (tls !== undefined) Object.assign(this, { protocol: 'https:', defaultPort: 443 });
   }
 
   override createConnection(
@@ -489,7 +499,7 @@ export class ProxyAgent extends Agent {
           cb(new ProxyError(ProxyErrorCode.ABORTED, 'proxy agent destroyed'), socket);
           return;
         }
-        cb(null, socket);
+        cb(null, this.#tls === undefined ? socket : tlsOver(socket, host, this.#tls));
       },
       (e: Error) => {
         this.#opening.delete(ctl);

@@ -29,6 +29,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
 import { DEFAULT_PROXY_CONNECT_TIMEOUT_MS, ProxyAgent, type ProxyConfig } from './proxy.ts';
+import { type RelayTls, relayTlsOptions } from './relay-tls.ts';
 import type { UdpEndpoint } from './udp.ts';
 
 /**
@@ -137,6 +138,8 @@ export interface WsConnectOptions {
   proxy?: ProxyConfig | string;
   /** Deadline for the tunnel (connection to the proxy and its answer), default 10 s. */
   proxyConnectTimeoutMs?: number;
+  /** For a wss:// URL: the CAs to trust and whether to check the certificate (relay-tls.ts). */
+  tls?: RelayTls;
 }
 
 export interface WebSocketTransportStats {
@@ -273,12 +276,16 @@ export class WebSocketTransport {
   ): Promise<string> {
     // One agent per proxied connection: the upgrade takes the socket out of it, and destroying
     // it when the WebSocket closes also ends a tunnel still being opened.
+    const target = new URL(url);
+    const secure = target.protocol === 'wss:' || target.protocol === 'https:';
+    const tls = secure ? (opts.tls ?? {}) : undefined;
     const agent =
       opts.proxy === undefined
         ? undefined
         : new ProxyAgent({
             proxy: opts.proxy,
             connectTimeoutMs: opts.proxyConnectTimeoutMs ?? DEFAULT_PROXY_CONNECT_TIMEOUT_MS,
+            ...(tls === undefined ? {} : { tls }),
           });
     const ws = new WebSocket(url, {
       headers,
@@ -286,6 +293,10 @@ export class WebSocketTransport {
       perMessageDeflate: false,
       handshakeTimeout: 10_000,
       ...(agent ? { agent } : {}),
+      // Direct wss://: `ws` hands these to tls.connect.
+      ...(tls !== undefined && !agent
+        ? relayTlsOptions(target.hostname.replace(/^\[(.*)\]$/, '$1'), tls)
+        : {}),
     });
     if (agent) ws.once('close', () => agent.destroy());
     this.#pending.add(ws);
@@ -306,7 +317,7 @@ export class WebSocketTransport {
       ws.once('open', () => {
         ws.off('error', failed);
         this.#pending.delete(ws);
-        const u = new URL(url);
+        const u = target;
         const set = Object.entries(headers).map(([k, v]): [string, string] => [k.toLowerCase(), v]);
         const id = this.#open(ws, {
           // Proxied: the ends of the connection to the proxy (the tunnel's socket).
