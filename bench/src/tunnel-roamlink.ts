@@ -13,7 +13,9 @@ import type { SocksTunnel } from './tunnel-ssh.ts';
 
 const CLI = fileURLToPath(new URL('../../apps/client/src/cli.ts', import.meta.url));
 const KINDS = ['udp', 'tcp', 'ws', 'http'] as const;
-type Kind = (typeof KINDS)[number] | 'udp-1400';
+type Kind = (typeof KINDS)[number] | 'udp-1400' | 'wss' | 'https';
+/** The test CA's certificate for localhost (never used outside tests and benchmarks). */
+const TLS_DIR = fileURLToPath(new URL('../../packages/node/test/fixtures/tls/', import.meta.url));
 
 const spawnCli = (args: string[], env: Record<string, string> = {}): NodeChild =>
   spawnNode(CLI, args, env);
@@ -36,7 +38,16 @@ export async function startRoamlinkTunnel(
 ): Promise<SocksTunnel> {
   const dir = mkdtempSync(join(tmpdir(), 'roamlink-bench-'));
   // udp-1400: UDP held at the common 1400-byte packet (no path-MTU search), on both sides.
-  const kind: (typeof KINDS)[number] = encapsulation === 'udp-1400' ? 'udp' : encapsulation;
+  const kind: (typeof KINDS)[number] =
+    encapsulation === 'udp-1400'
+      ? 'udp'
+      : encapsulation === 'wss'
+        ? 'ws'
+        : encapsulation === 'https'
+          ? 'http'
+          : encapsulation;
+  // wss, https: TLS on the relay's HTTP port; the client given its https:// URL.
+  const tls = encapsulation === 'wss' || encapsulation === 'https';
   const env: Record<string, string> =
     encapsulation === 'udp-1400' ? { ROAMLINK_UDP_MAX_PAYLOAD: '1360' } : {};
   const key = spawnCli(['keygen', '--data-dir', join(dir, 'client')]);
@@ -58,6 +69,9 @@ export async function startRoamlinkTunnel(
       '127.0.0.1/32',
       '--log-format',
       'json',
+      ...(tls
+        ? ['--tls-cert', join(TLS_DIR, 'relay.pem'), '--tls-key', join(TLS_DIR, 'relay.key')]
+        : []),
     ],
     env,
   );
@@ -79,7 +93,8 @@ export async function startRoamlinkTunnel(
         '--relay-tcp',
         tcpAt,
         '--relay-http',
-        httpAt,
+        tls ? `https://localhost:${httpAt.split(':').pop()}` : httpAt,
+        ...(tls ? ['--tls-ca', join(TLS_DIR, 'ca.pem')] : []),
         '--data-dir',
         join(dir, 'client'),
         '--socks',

@@ -40,8 +40,17 @@ import { startRoamlinkTunnel } from './tunnel-roamlink.ts';
 import { type SocksTunnel, startSshSocks } from './tunnel-ssh.ts';
 
 /** `udp-1400`: UDP with the payload held at 1360 bytes (no path-MTU search): packets of 1400. */
-export type Encapsulation = 'udp' | 'udp-1400' | 'tcp' | 'ws' | 'http';
-export const ENCAPSULATIONS: readonly Encapsulation[] = ['udp', 'udp-1400', 'tcp', 'ws', 'http'];
+/** wss and https: the WebSocket and HTTP rows again with TLS on the relay's HTTP port. */
+export type Encapsulation = 'udp' | 'udp-1400' | 'tcp' | 'ws' | 'http' | 'wss' | 'https';
+export const ENCAPSULATIONS: readonly Encapsulation[] = [
+  'udp',
+  'udp-1400',
+  'tcp',
+  'ws',
+  'http',
+  'wss',
+  'https',
+];
 /** Stream bytes in one 1400-byte packet of the `udp-1400` row (ESP and mux framing take the rest). */
 const STREAM_BYTES_PER_1400 = 1340;
 
