@@ -6,11 +6,13 @@
  * trusts it with --tls-ca, or skips the check with --tls-insecure, or says what is wrong.
  */
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
+import { copyFileSync, readFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { hasNcsaAuth, hasSquid, startSquid } from '../../../packages/node/test/squid.ts';
 import {
@@ -157,6 +159,65 @@ test('an untrusted relay certificate: the client says so at once and how to fix 
       client.stderr(),
       /the relay's TLS certificate is not trusted \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\)\. Trust its CA with --tls-ca FILE, or skip the check with --tls-insecure/,
     );
+  } finally {
+    await stop(relay);
+    await stop(client);
+  }
+});
+
+/** The SHA-256 fingerprint of the certificate a TLS server at 127.0.0.1:port presents now. */
+async function presented(port: number): Promise<string> {
+  const s = tlsConnect({
+    host: '127.0.0.1',
+    port,
+    servername: 'localhost',
+    rejectUnauthorized: false,
+  });
+  await once(s, 'secureConnect');
+  const fp = s.getPeerCertificate().fingerprint256;
+  s.destroy();
+  return fp;
+}
+
+const fingerprintOf = (file: string): string =>
+  new X509Certificate(readFileSync(file)).fingerprint256;
+
+test('a renewed certificate is taken up on SIGHUP without a restart; a bad pair is refused and the old one kept', async () => {
+  const dir = tempDir();
+  const pub = await keygen(dir);
+  // The relay's files, replaced in place as a renewal would.
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  copyFileSync(CERT, cert);
+  copyFileSync(KEY, key);
+  const relay = run(relayArgs(dir, pub, ['--tls-cert', cert, '--tls-key', key]));
+  let client: Proc | undefined;
+  try {
+    const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
+    assert.match(String(listening.tlsNotAfter), /^2126-/);
+    const port = Number(String(listening.http).split(':').pop());
+    assert.equal(await presented(port), fingerprintOf(CERT));
+    client = run(clientArgs(`https://localhost:${port}`, listening, dir, ['--tls-ca', CA]));
+    await client.until((l) => l.msg === 'registered', 'registration');
+
+    copyFileSync(join(TLS, 'other.pem'), cert);
+    copyFileSync(join(TLS, 'other.key'), key);
+    relay.child.kill('SIGHUP');
+    const reloaded = await relay.until((l) => l.msg === 'tls-reloaded', 'the reload');
+    assert.equal(reloaded.why, 'SIGHUP');
+    assert.equal(await presented(port), fingerprintOf(join(TLS, 'other.pem')));
+    // The session's open connection kept its TLS: the client noticed nothing.
+    const st = await clientStatus(client);
+    assert.equal(st.encapsulation, 'websocket');
+    assert.equal(st.handovers, 0);
+
+    // Half a renewal: the new certificate beside the old key. Refused; the relay keeps serving.
+    copyFileSync(CERT, cert);
+    relay.child.kill('SIGHUP');
+    const failed = await relay.until((l) => l.msg === 'tls-reload-failed', 'the refused reload');
+    assert.match(String(failed.error), /not a PEM certificate and its key/);
+    assert.equal(await presented(port), fingerprintOf(join(TLS, 'other.pem')));
+    assert.equal(relay.child.exitCode, null, 'the relay still runs');
   } finally {
     await stop(relay);
     await stop(client);

@@ -831,7 +831,9 @@ export function encapsulationCodes(c: RelayConfig): Encapsulation[] {
  * The TLS certificate and key the configuration names, read and checked together (a key that is
  * not the certificate's fails here, at start, not at the first client's handshake).
  */
-export function readTlsFiles(c: RelayConfig): { cert: Buffer; key: Buffer } | undefined {
+export function readTlsFiles(
+  c: Pick<RelayConfig, 'tlsCert' | 'tlsKey'>,
+): { cert: Buffer; key: Buffer } | undefined {
   if (c.tlsCert === undefined || c.tlsKey === undefined) return undefined;
   const read = (flag: string, path: string): Buffer => {
     try {

@@ -10,7 +10,9 @@
  * `--control` (for tests and demos) reads lines on stdin: `udp off` closes the UDP listener (UDP
  * blocked, as a firewall would), `udp on` opens it again on the same port.
  */
+import { X509Certificate } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
+import { statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { StreamTarget } from '@roamlink/core';
 import { ENCAPSULATION_NAMES, StreamError, toHex } from '@roamlink/core';
@@ -28,10 +30,11 @@ import {
   formatEndpoint,
   loadConfig,
   loadOrCreateIdentity,
+  type RelayConfig,
   readPskFile,
   readTlsFiles,
 } from './config.ts';
-import { createLogger } from './log.ts';
+import { createLogger, type Logger } from './log.ts';
 import { Registry, relayMetrics, VERDICT_LABELS } from './metrics.ts';
 import { type EgressAnswer, startRelay } from './relay.ts';
 import { StatusRecorder } from './status.ts';
@@ -213,6 +216,7 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
     allowed: allowed ? allowed.size : 'any',
     metrics: c.metrics,
     tls: tls !== undefined,
+    ...(tls ? { tlsNotAfter: certNotAfter(tls.cert) } : {}),
     status: status && relay.http ? `${scheme}://${formatEndpoint(relay.http)}/status` : null,
   });
   if (allowed && allowed.size === 0) {
@@ -222,6 +226,8 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
       hint: 'every handshake is dropped unanswered: add --allow-client <key> (the client prints its key on start and in `roamlink keygen`), or --allow-client any',
     });
   }
+
+  if (tls) watchTls(c, (next) => relay.setTls(next), log);
 
   if (control) {
     createInterface({ input: process.stdin }).on('line', (line) => {
@@ -251,4 +257,59 @@ if (import.meta.main) {
       process.exit(1);
     },
   );
+}
+
+/** How often the relay looks at its certificate files for a renewal (two stat calls). */
+export const TLS_CHECK_MS = 60_000;
+
+/** The expiry of the first certificate in a PEM chain, as an ISO date. */
+function certNotAfter(pem: Buffer): string {
+  return new Date(new X509Certificate(pem).validTo).toISOString();
+}
+
+/**
+ * A renewed certificate (certbot and the like replace the files every 60-90 days) is taken up
+ * without a restart: on SIGHUP, and when either file's modification time changed since the last
+ * look (every `intervalMs`, default once a minute). A pair that does not load (a half-written
+ * renewal, a key that is not the certificate's) is logged and the one in use kept; the next
+ * change or SIGHUP tries again. Returns a function that stops watching.
+ */
+export function watchTls(
+  c: Pick<RelayConfig, 'tlsCert' | 'tlsKey'>,
+  apply: (tls: { cert: Buffer; key: Buffer }) => void,
+  log: Logger,
+  intervalMs = TLS_CHECK_MS,
+): () => void {
+  const stamp = (): string => {
+    try {
+      return [c.tlsCert!, c.tlsKey!].map((f) => statSync(f).mtimeMs).join('/');
+    } catch (e) {
+      return `missing: ${(e as NodeJS.ErrnoException).code ?? e}`;
+    }
+  };
+  let seen = stamp();
+  const reload = (why: string): void => {
+    seen = stamp();
+    try {
+      const next = readTlsFiles(c)!;
+      apply(next);
+      log.info('tls-reloaded', { why, notAfter: certNotAfter(next.cert) });
+    } catch (e) {
+      log.error('tls-reload-failed', {
+        why,
+        error: (e as Error).message,
+        kept: 'the current certificate',
+      });
+    }
+  };
+  const onHup = (): void => reload('SIGHUP');
+  process.on('SIGHUP', onHup);
+  const timer = setInterval(() => {
+    if (stamp() !== seen) reload('files changed');
+  }, intervalMs);
+  timer.unref();
+  return () => {
+    process.off('SIGHUP', onHup);
+    clearInterval(timer);
+  };
 }

@@ -15,7 +15,7 @@
  */
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { connect as tcpConnect } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 import type {
@@ -152,6 +152,11 @@ export interface RelayHandle {
   tunnels(): { peer: string; path: string | undefined; streams: number; stats: MuxStats }[];
   /** Test and operator hook: close the UDP listener (true: open it again on the same port). */
   setUdp(on: boolean): Promise<void>;
+  /**
+   * A new certificate and key for the HTTP port (a renewed certificate): new connections get it,
+   * open ones keep theirs. Throws, changing nothing, when TLS is off or the pair is not valid.
+   */
+  setTls(tls: { cert: string | Buffer; key: string | Buffer }): void;
   /** Tells every client (GOAWAY), waits up to `graceMs` for streams to finish, then stops. */
   close(graceMs?: number): Promise<void>;
 }
@@ -659,6 +664,12 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
         udp = await bindUdp(udpBind);
         o.log('info', 'udp-opened', {});
       }
+    },
+    setTls(tls): void {
+      if (!o.tls || !server)
+        throw new Error('the relay serves no TLS (start it with a certificate)');
+      // The server's other TLS options (ALPN) stay as they were.
+      (server as unknown as HttpsServer).setSecureContext({ cert: tls.cert, key: tls.key });
     },
     async close(graceMs = 0): Promise<void> {
       closing = true;
