@@ -616,7 +616,9 @@ export class StatusRecorder {
     }
     if (path === undefined) return;
     let round = s.round;
-    if (!round || round.round !== e.round) {
+    // A new round, or round 1 again: the client restarted with the same key (a new session's
+    // rounds count from 1 again), and its race is a new one, not more rows of the old.
+    if (!round || round.round !== e.round || round.startedAt !== peer.roundStartedAt) {
       round = {
         round: e.round,
         startedAt: peer.roundStartedAt,

@@ -400,6 +400,54 @@ test('StatusRecorder: a scripted session gives the exact snapshot, and updates r
   assert.equal(rec.snapshot().sessions[0]!.verdict!.clientView!.srcAddr, '10.0.0.2');
 });
 
+test('StatusRecorder: a client restarted with the same key races anew; the old race is not extended', () => {
+  let now = T0;
+  const rec = new StatusRecorder({ now: () => now });
+  const peer = new RelayPeer<string>(new Uint8Array(32).fill(9));
+  const ev = (e: Record<string, unknown>): void =>
+    rec.observe({ ...e, peer } as unknown as RelayEvent<string>);
+  const answer = (path: string, info: PathInfo, view: OuterView, at: number): void => {
+    now = at;
+    peer.paths.set(path, pathState(info, 1, at, view));
+    if (peer.path === undefined) {
+      peer.path = path;
+      peer.chosenEncapsulation = info.encapsulation;
+      ev({ type: 'path-changed', reason: 'registration' });
+    }
+    ev({
+      type: 'registration-answered',
+      round: 1,
+      encapsulation: info.encapsulation,
+      chosen: peer.path === path,
+      verdict: Verdict.NONE,
+      decision: 1,
+    });
+  };
+  const tcp = { encapsulation: Encapsulation.TCP, view: tcp1Relay };
+  const udp = { encapsulation: Encapsulation.UDP, view: udpRelayView };
+  // The first session's round 1: UDP and TCP.
+  peer.round = 1;
+  peer.roundStartedAt = T0;
+  answer(UDP, udp, udpClientView, T0);
+  answer('tcp:1', tcp, tcp1Client, T0 + 4);
+  const raced = () => rec.snapshot().sessions[0]!.round!.raced.map((r) => [r.path, r.arrivedMs]);
+  assert.deepEqual(raced(), [
+    [UDP, 0],
+    ['tcp:1', 4],
+  ]);
+  // The process restarts: a new handshake, and the relay counts its rounds from 1 again.
+  peer.paths.clear();
+  peer.path = undefined;
+  peer.round = 1;
+  peer.roundStartedAt = T0 + 60_000;
+  answer('tcp:2', tcp, tcp1Client, T0 + 60_000);
+  answer('203.0.113.9:61001', udp, udpClientView, T0 + 60_002);
+  assert.deepEqual(raced(), [
+    ['tcp:2', 0],
+    ['203.0.113.9:61001', 2],
+  ]);
+});
+
 test('StatusRecorder: bounded sessions and timeline; subscribers come and go safely', () => {
   let now = T0;
   const rec = new StatusRecorder({ now: () => now, maxSessions: 2, timelineMax: 3 });
