@@ -931,7 +931,16 @@ export class RelaySessions<P> {
     size: number,
   ): void {
     const init = peer.lastInit;
-    if (!init?.payload.candidates || peer.round > 1 || (peer.keys.current && !init.restart)) {
+    // Every copy of the first handshake's message 1 is round 1's RREQ for its path (PROTOCOL
+    // §3.2), also one that arrives after the keys were confirmed on a faster path (an HTTP copy
+    // behind a UDP one): the relay then knows and has answered every candidate, as after a
+    // restart. Not once a rekey replaced the handshake's keys: the RREP would be sealed with
+    // keys the client may have dropped.
+    if (
+      !init?.payload.candidates ||
+      peer.round > 1 ||
+      (peer.keys.current !== undefined && peer.keys.current !== init.pair && !init.restart)
+    ) {
       return;
     }
     const enc = info?.encapsulation;

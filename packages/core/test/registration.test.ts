@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import {
+  ENCAPSULATION_NAMES,
   Encapsulation,
   encodeBindingAck,
   encodeOuterView,
@@ -294,6 +295,31 @@ describe('round 1 rides on the handshake', () => {
     net.relaySend(numbered(8));
     net.runUntil(net.now + 100);
     assert.equal(indexOf(net.atClient.at(-1)!.payload), 8);
+  });
+
+  test('a copy of message 1 that arrives after the keys were confirmed still registers its path', () => {
+    // UDP's copy wins and the client confirms the keys on it at once; HTTP's copy comes 150 ms
+    // later. It is round 1's RREQ for the HTTP path all the same (§3.2: every copy), so the relay
+    // knows and answers every candidate, and the client's next move finds them validated.
+    const net = new Net();
+    net.delay = { u: 10, h: 150 };
+    net.paths.u = { ...net.pathOf('u'), encapsulation: Encapsulation.UDP };
+    net.paths.h = { ...net.pathOf('h'), encapsulation: Encapsulation.HTTP_STREAM };
+    net.connect(['u', 'h']);
+    net.runUntil(net.now + 100);
+    const peer = [...net.relay.peers.values()][0]!;
+    assert.ok(peer.keys.current, 'the keys are confirmed on UDP before the HTTP copy arrives');
+    assert.equal(peer.paths.get('h'), undefined);
+    net.runUntil(net.now + 300);
+    assert.equal(peer.paths.get('h')?.rreq?.round, 1, 'HTTP registered in round 1');
+    assert.equal(peer.paths.get('h')?.validated, true, 'and validated (it got the response)');
+    const answered: string[] = [];
+    for (let e = net.relay.pollEvent(); e; e = net.relay.pollEvent()) {
+      if (e.type === 'registration-answered') answered.push(ENCAPSULATION_NAMES[e.encapsulation]);
+    }
+    assert.deepEqual(answered, ['udp', 'http-stream']);
+    assert.equal(peer.path, 'u', 'the late copy moved nothing');
+    assert.equal(net.client.path, 'u');
   });
 
   test('views too large for message 1 are left out; round 1 then goes as RREQs', () => {
