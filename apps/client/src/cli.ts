@@ -48,8 +48,8 @@ connect options:
   --relay-http <host:port|URL>
                             the relay's HTTP port (default: the relay's port + 1), or its URL
                             (https:// for TLS)
-  --tls-ca <file>           PEM CA certificate(s) to trust for an https relay, besides the
-                            system's (repeatable; $NODE_EXTRA_CA_CERTS works too)
+  --tls-ca <file>           PEM CA certificate(s) to trust for an https relay, besides those
+                            Node trusts (repeatable; $NODE_EXTRA_CA_CERTS works too)
   --tls-insecure            do not check an https relay's certificate: for self-signed ones and
                             intercepting proxies; the session still authenticates the relay by
                             --relay-key, so nothing inside becomes readable

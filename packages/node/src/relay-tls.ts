@@ -13,15 +13,18 @@
 import { isIP, type Socket } from 'node:net';
 import {
   type ConnectionOptions,
-  rootCertificates,
+  createSecureContext,
+  getCACertificates,
+  type SecureContext,
   type TLSSocket,
   connect as tlsConnect,
 } from 'node:tls';
 
 export interface RelayTls {
   /**
-   * PEM certificates of CAs to trust for the relay, in addition to Node's bundled roots (and
-   * NODE_EXTRA_CA_CERTS): a private CA, or a self-signed relay certificate.
+   * PEM certificates of CAs to trust for the relay, in addition to the ones Node trusts by
+   * default (its bundled roots, NODE_EXTRA_CA_CERTS, the system's with --use-system-ca): a
+   * private CA, or a self-signed relay certificate.
    */
   ca?: readonly (string | Buffer)[];
   /** false: the relay's certificate is not checked (the SA still authenticates the relay). Default true. */
@@ -31,15 +34,31 @@ export interface RelayTls {
 }
 
 /**
+ * One secure context per set of extra CAs: building one parses every trusted certificate (about
+ * 25 ms for Node's default set here), far too much for each of a session's connections.
+ */
+const contexts = new WeakMap<readonly (string | Buffer)[], SecureContext>();
+
+function contextWith(ca: readonly (string | Buffer)[]): SecureContext {
+  let c = contexts.get(ca);
+  if (!c) {
+    // Node's `ca` replaces the default set: the extra CAs go beside it, not instead of it.
+    c = createSecureContext({ ca: [...getCACertificates('default'), ...ca] });
+    contexts.set(ca, c);
+  }
+  return c;
+}
+
+/**
  * The options of `tls.connect` for a relay at `host`: SNI only for a name (RFC 6066 §3 forbids
- * literal addresses there), the CAs added to the roots rather than replacing them (Node's `ca`
- * replaces), ALPN http/1.1 (both paths speak HTTP/1.1; a front that offers h2 must not pick it).
+ * literal addresses there), the extra CAs beside the default ones, ALPN http/1.1 (both paths
+ * speak HTTP/1.1; a front that offers h2 must not pick it).
  */
 export function relayTlsOptions(host: string, t: RelayTls): ConnectionOptions {
   const name = t.servername ?? host;
   return {
     ...(isIP(name) === 0 ? { servername: name } : {}),
-    ...(t.ca !== undefined && t.ca.length > 0 ? { ca: [...rootCertificates, ...t.ca] } : {}),
+    ...(t.ca !== undefined && t.ca.length > 0 ? { secureContext: contextWith(t.ca) } : {}),
     rejectUnauthorized: t.verify !== false,
     ALPNProtocols: ['http/1.1'],
   };

@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
-import { createServer, rootCertificates, type TLSSocket } from 'node:tls';
+import { createServer, type TLSSocket } from 'node:tls';
 import { dialRelayTls, relayTlsOptions, tlsTrustErrorIn } from '../src/relay-tls.ts';
 
 const fixture = (name: string): string =>
@@ -18,16 +18,21 @@ test('relayTlsOptions: SNI for names only, CAs added to the roots, checked unles
   const named = relayTlsOptions('relay.example', { ca: [ca] });
   assert.equal(named.servername, 'relay.example');
   assert.equal(named.rejectUnauthorized, true);
-  // Node's `ca` replaces the roots: the bundled ones must still be there, plus ours.
-  assert.deepEqual(named.ca, [...rootCertificates, ca]);
+  // One context for the set, built once: every connection of a session shares it.
+  const t = { ca: [ca] };
+  assert.ok(relayTlsOptions('relay.example', t).secureContext);
+  assert.equal(
+    relayTlsOptions('relay.example', t).secureContext,
+    relayTlsOptions('other.example', t).secureContext,
+  );
   assert.deepEqual(named.ALPNProtocols, ['http/1.1']);
   // RFC 6066 §3: no literal address in SNI.
   assert.equal(relayTlsOptions('127.0.0.1', {}).servername, undefined);
   assert.equal(relayTlsOptions('::1', {}).servername, undefined);
   assert.equal(
-    relayTlsOptions('127.0.0.1', {}).ca,
+    relayTlsOptions('127.0.0.1', {}).secureContext,
     undefined,
-    'no ca option: the roots as they are',
+    'no CA given: the defaults as they are',
   );
   assert.equal(relayTlsOptions('relay.example', { verify: false }).rejectUnauthorized, false);
   assert.equal(relayTlsOptions('127.0.0.1', { servername: 'localhost' }).servername, 'localhost');
