@@ -391,7 +391,7 @@ export async function connect(o: ConnectOptions): Promise<number> {
     prevAt = now;
     if (!tty) return;
     const line =
-      `${st.state} | ${st.encapsulation ?? '-'}${st.httpUpstream === 'live' ? ' (up-stream)' : ''} | verdict ${st.verdict ?? '-'} | rtt ${st.rttMs ?? '-'} ms` +
+      `${st.state} | ${st.encapsulation ?? '-'}${st.tls ? '+tls' : ''}${st.httpUpstream === 'live' ? ' (up-stream)' : ''} | verdict ${st.verdict ?? '-'} | rtt ${st.rttMs ?? '-'} ms` +
       ` | ${fmtRate(rate)} | streams ${st.streams} | handovers ${st.handovers} | ${lastEvent}`;
     process.stderr.write(`\r\x1b[2K${line.slice(0, (process.stderr.columns || 120) - 1)}`);
   }, 500);

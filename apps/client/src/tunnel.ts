@@ -160,6 +160,8 @@ export interface TunnelStatus {
    * other paths.
    */
   httpUpstream: 'live' | 'trying' | 'refused' | 'none' | null;
+  /** The current path is in TLS (wss:// or https://; UDP and TCP paths never are). */
+  tls: boolean;
 }
 
 export class TunnelClient {
@@ -335,6 +337,10 @@ export class TunnelClient {
         s.path === undefined || !isHttpStreamPath(s.path)
           ? null
           : (this.#http.get(s.path)?.upstream ?? null),
+      tls:
+        s.path !== undefined &&
+        (isWsPath(s.path) || isHttpPath(s.path)) &&
+        this.#httpEndpoint().secure,
     };
   }
 

@@ -124,6 +124,7 @@ test('roamlink connect https://...: wss:// and https:// to a relay with --tls-ce
       if (up !== 'live') await sleep(100);
     }
     assert.equal(up, 'live');
+    assert.equal((await clientStatus(client)).tls, true, 'the summary says the path is in TLS');
     await echoBytes(fwd, 1 << 20);
     assert.equal(
       client.lines.filter((l) => l.msg === 'established').length,
