@@ -12,7 +12,9 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Measured } from '../src/tunnel.ts';
 import { parseOnly, parseSize, runTunnelBench, unknownArg } from '../src/tunnel.ts';
-import { percentile } from '../src/tunnel-curl.ts';
+import { download, percentile } from '../src/tunnel-curl.ts';
+import { startOrigin } from '../src/tunnel-origin.ts';
+import { startRoamlinkTunnel } from '../src/tunnel-roamlink.ts';
 import { SSHD } from '../src/tunnel-ssh.ts';
 
 const SIZE = 8 * 2 ** 20;
@@ -103,7 +105,8 @@ test('sizes, --only and the percentile', () => {
   assert.throws(() => parseSize('lots'), /cannot read size/);
   assert.throws(() => parseSize('0'), /out of range/);
   assert.deepEqual(parseOnly('udp,tcp'), ['udp', 'tcp']);
-  assert.deepEqual(parseOnly(undefined), ['udp', 'udp-1400', 'tcp', 'ws', 'http']);
+  assert.deepEqual(parseOnly(undefined), ['udp', 'udp-1400', 'tcp', 'ws', 'http', 'wss', 'https']);
+  assert.deepEqual(parseOnly('wss,https'), ['wss', 'https']);
   assert.deepEqual(parseOnly('udp-1400'), ['udp-1400']);
   assert.throws(() => parseOnly('udp,quic'), /unknown encapsulation "quic"/);
   assert.throws(() => parseOnly(','), /at least one/);
@@ -282,4 +285,26 @@ test('pnpm bench tunnel --json: rows with the documented fields, errors in the r
   });
   assert.equal(noWarmup.status, 2);
   assert.match(noWarmup.stderr, /--warmup needs a positive integer/);
+});
+
+test('the wss and https rows: the real relay and client, TLS on the relay’s HTTP port, exact bytes', async () => {
+  const origin = await startOrigin();
+  try {
+    for (const [row, encapsulation] of [
+      ['wss', 'websocket'],
+      ['https', 'http-stream'],
+    ] as const) {
+      const t = await startRoamlinkTunnel(row);
+      try {
+        assert.equal(t.info?.encapsulation, encapsulation, row);
+        // download() checks the status and that every byte came.
+        const d = await download(origin.port, SIZE, t.socksPort, 60_000);
+        assert.equal(d.bytes, SIZE);
+      } finally {
+        await t.stop();
+      }
+    }
+  } finally {
+    await origin.stop();
+  }
 });
