@@ -166,6 +166,40 @@ test('an untrusted relay certificate: the client says so at once and how to fix 
   }
 });
 
+test('the relay prints the connect line a client needs; run as printed, it races all four', async () => {
+  const dir = tempDir();
+  const pub = await keygen(dir);
+  const { relay, listening } = await tlsRelay(dir, pub);
+  let client: Proc | undefined;
+  try {
+    const line = String(listening.connect);
+    assert.equal(
+      line,
+      `roamlink connect https://${listening.http} --relay-key ${listening.publicKey} --relay-udp ${listening.udp} --relay-tcp ${listening.tcp}`,
+    );
+    const [, ...args] = line.split(' ');
+    client = run([
+      ...args,
+      '--tls-ca',
+      CA,
+      '--data-dir',
+      join(dir, 'client'),
+      '--json-log',
+      '--control',
+    ]);
+    const reg = await client.until((l) => l.msg === 'registered', 'registration as printed');
+    // UDP, named by --relay-udp, is raced too, and the relay prefers it.
+    assert.equal(reg.encapsulation, 'udp');
+    const st = await clientStatus(client);
+    for (const kind of ['udp', 'tcp', 'websocket', 'http-stream']) {
+      assert.ok((st.candidates as string[]).includes(kind), `${kind} raced: ${st.candidates}`);
+    }
+  } finally {
+    await stop(relay);
+    await stop(client);
+  }
+});
+
 /** The SHA-256 fingerprint of the certificate a TLS server at 127.0.0.1:port presents now. */
 async function presented(port: number): Promise<string> {
   const s = tlsConnect({

@@ -23,6 +23,7 @@ import {
   selectProvider,
 } from '@roamlink/crypto-node';
 import { onStopSignal, tuneHeapForTunnel, wsMasking } from '@roamlink/node';
+import { clientCommand } from './client-command.ts';
 import {
   ConfigError,
   egressPolicyOf,
@@ -218,6 +219,14 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
     tls: tls !== undefined,
     ...(tls ? { tlsNotAfter: certNotAfter(tls.cert) } : {}),
     status: status && relay.http ? `${scheme}://${formatEndpoint(relay.http)}/status` : null,
+    // What a client runs (RELAY-HOST where the relay listens on every address).
+    connect: clientCommand({
+      udp: relay.udp,
+      tcp: relay.tcp,
+      http: relay.http,
+      publicKey: relay.publicKey,
+      tls: tls !== undefined,
+    }),
   });
   if (allowed && allowed.size === 0) {
     // Secure by default, but silent by design towards clients (no oracle): say it here instead,
