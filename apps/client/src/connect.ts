@@ -220,7 +220,16 @@ export async function connect(o: ConnectOptions): Promise<number> {
 
   // The last failure of each transport kind, for the notice when no session comes up.
   const failures = new Map<string, string>();
-  let tlsWarned = false;
+  // Failures that retrying cannot fix: each said once, at once, with what will fix it.
+  const warned = new Set<string>();
+  const warnOnce = (event: string, fields: Record<string, unknown>, text: string): void => {
+    if (warned.has(event)) return;
+    warned.add(event);
+    log('warn', event, fields);
+    if (!o.jsonLog && !o.quiet)
+      process.stderr.write(`${tty ? '\r\x1b[2K' : ''}roamlink: ${text}\n`);
+  };
+  const secureUrl = relayUrl?.startsWith('https:') === true;
   let tunnel: TunnelClient;
   try {
     tunnel = await TunnelClient.start({
@@ -248,18 +257,23 @@ export async function connect(o: ConnectOptions): Promise<number> {
         if ((msg === 'dial-failed' || msg === 'transport-lost') && typeof kind === 'string') {
           const why = String(fields?.error ?? fields?.reason ?? msg);
           failures.set(kind, why);
-          // Retrying cannot fix an untrusted certificate: say what will, at once, once.
           const code = tlsTrustErrorIn(why);
-          if (code !== undefined && !tlsWarned) {
-            tlsWarned = true;
-            log('warn', 'tls-untrusted', { kind, code });
-            if (!o.jsonLog && !o.quiet) {
-              process.stderr.write(
-                `${tty ? '\r\x1b[2K' : ''}roamlink: ${kind}: the relay's TLS certificate is not trusted (${code}). ` +
-                  'Trust its CA with --tls-ca FILE, or skip the check with --tls-insecure (the ' +
-                  'session still authenticates the relay by --relay-key).\n',
-              );
-            }
+          if (code !== undefined) {
+            warnOnce(
+              'tls-untrusted',
+              { kind, code },
+              `${kind}: the relay's TLS certificate is not trusted (${code}). Trust its CA with ` +
+                '--tls-ca FILE, or skip the check with --tls-insecure (the session still ' +
+                'authenticates the relay by --relay-key).',
+            );
+          } else if (secureUrl && (kind === 'ws' || kind === 'http') && /\bEPROTO\b/.test(why)) {
+            // A TLS handshake answered by something else: OpenSSL's "wrong version number".
+            warnOnce(
+              'tls-not-spoken',
+              { kind },
+              `${kind}: the relay's HTTP port does not answer in TLS (EPROTO): if it serves plain ` +
+                `HTTP, give it as ${relayUrl!.replace(/^https:/, 'http:')}.`,
+            );
           }
         }
         log('info', msg, fields);
@@ -368,13 +382,20 @@ export async function connect(o: ConnectOptions): Promise<number> {
         f === undefined ? undefined : (tlsTrustErrorIn(f) ?? /\bE[A-Z]{3,}\b/.exec(f)?.[0]);
       return `${k}: ${f === undefined ? 'no answer' : (code ?? f)}`;
     });
+    // Plain requests to a port that serves TLS: the relay resets them. Only a guess (a firewall
+    // resets too), so it is a hint in the notice, not a warning of its own.
+    const reset = ['ws', 'http'].some((k) => /\bECONNRESET\b/.test(failures.get(k) ?? ''));
+    const hint =
+      relayUrl !== undefined && !secureUrl && reset
+        ? ` If the relay serves TLS on that port (--tls-cert), give it as ${relayUrl.replace(/^http:/, 'https:')}.`
+        : '';
     log('warn', 'relay-unanswered', { afterMs: UNANSWERED_NOTICE_MS, transports: seen });
     if (!o.jsonLog && !o.quiet) {
       process.stderr.write(
         `${tty ? '\r\x1b[2K' : ''}roamlink: no session with the relay at ${o.relay} after ` +
           `${UNANSWERED_NOTICE_MS / 1000} s (${seen.join(', ')}); still trying. Check the ` +
           `address, --relay-key, and that the relay allows this client's key ` +
-          `${toHex(keypair.publicKey)}.\n`,
+          `${toHex(keypair.publicKey)}.${hint}\n`,
       );
     }
   }, UNANSWERED_NOTICE_MS);

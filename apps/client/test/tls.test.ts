@@ -200,6 +200,38 @@ test('the relay prints the connect line a client needs; run as printed, it races
   }
 });
 
+test('the wrong scheme for the relay: https:// to plain HTTP is said at once; http:// to TLS is hinted in the 10 s notice', async () => {
+  const dir = tempDir();
+  const pub = await keygen(dir);
+  const { relay: tlsR, listening: tlsL } = await tlsRelay(dir, pub);
+  const plainDir = tempDir();
+  const plainPub = await keygen(plainDir);
+  const plainR = run(relayArgs(plainDir, plainPub));
+  let a: Proc | undefined;
+  let b: Proc | undefined;
+  try {
+    const plainL = await plainR.until((l) => l.msg === 'listening', 'plain relay listening');
+    const plainUrl = `https://${plainL.http}`;
+    a = run(clientArgs(plainUrl, plainL, plainDir, []).filter((x) => x !== '--json-log'));
+    b = run(clientArgs(`http://${tlsL.http}`, tlsL, dir, []).filter((x) => x !== '--json-log'));
+    for (let i = 0; i < 200 && !a.stderr().includes('does not answer in TLS'); i++) await sleep(25);
+    assert.match(
+      a.stderr(),
+      new RegExp(
+        `the relay's HTTP port does not answer in TLS \\(EPROTO\\): if it serves plain HTTP, give it as http://${plainL.http}\\.`,
+      ),
+    );
+    for (let i = 0; i < 600 && !b.stderr().includes('no session'); i++) await sleep(25);
+    assert.match(b.stderr(), new RegExp(`give it as https://${tlsL.http}\\.`));
+    assert.doesNotMatch(a.stderr(), /serves TLS on that port/);
+  } finally {
+    await stop(a);
+    await stop(b);
+    await stop(tlsR);
+    await stop(plainR);
+  }
+});
+
 /** The SHA-256 fingerprint of the certificate a TLS server at 127.0.0.1:port presents now. */
 async function presented(port: number): Promise<string> {
   const s = tlsConnect({
