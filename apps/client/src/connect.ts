@@ -153,6 +153,12 @@ export async function connect(o: ConnectOptions): Promise<number> {
       );
     }
     tls = relayTlsFrom(o);
+    if (tls !== undefined && !relayUrl?.startsWith('https:')) {
+      // Not an error (a script may pass them always), but worth knowing: nothing uses them.
+      process.stderr.write(
+        'roamlink: --tls-ca/--tls-insecure have no effect: the relay is not an https:// URL\n',
+      );
+    }
     socksAt = o.socks ? at('--socks', o.socks, true) : undefined;
     forwards = o.forwards.map((spec) => parseForward(spec));
   } catch (e) {

@@ -319,6 +319,26 @@ test('roamlink connect: a bad relay URL or --tls-ca file is a usage error before
   }
 });
 
+test('roamlink connect: TLS flags with a relay that is not an https:// URL are said to do nothing', async () => {
+  const dir = tempDir();
+  const c = run([
+    'connect',
+    '127.0.0.1:9',
+    '--relay-key',
+    '00'.repeat(32),
+    '--data-dir',
+    join(dir, 'client'),
+    '--tls-insecure',
+    '--duration-s',
+    '1',
+  ]);
+  await c.exited;
+  assert.match(
+    c.stderr(),
+    /--tls-ca\/--tls-insecure have no effect: the relay is not an https:\/\/ URL/,
+  );
+});
+
 const noSquid =
   (!hasSquid || !hasNcsaAuth) && !process.env.CI && 'needs squid (scripts/system-deps.sh)';
 
