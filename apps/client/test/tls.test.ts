@@ -81,24 +81,39 @@ const clientArgs = (url: string, listening: Line, dir: string, extra: string[]):
   ...extra,
 ];
 
-test('roamlink connect https://...: wss:// and https:// to a relay with --tls-cert, streams survive a move between them', async () => {
+/**
+ * A TCP echo, a TLS relay, and a client given its https:// URL and the test CA with a forward
+ * to the echo; `body` gets them once the client has registered; everything is stopped after.
+ */
+async function withTlsForward(
+  body: (p: { client: Proc; listening: Line; reg: Line; fwd: string }) => Promise<void>,
+): Promise<void> {
   const echo = await tcpEcho();
   const dir = tempDir();
   const pub = await keygen(dir);
   const { relay, listening, url } = await tlsRelay(dir, pub);
   let client: Proc | undefined;
   try {
-    assert.equal(listening.tls, true);
-    client = run(
+    const c = run(
       clientArgs(url, listening, dir, ['--tls-ca', CA, '-L', `127.0.0.1:0:127.0.0.1:${echo.port}`]),
     );
-    const reg = await client.until((l) => l.msg === 'registered', 'registration over TLS');
+    client = c;
+    const reg = await c.until((l) => l.msg === 'registered', 'registration over TLS');
+    const fwd = String((await c.until((l) => l.msg === 'forward-listening', 'forward')).address);
+    await body({ client: c, listening, reg, fwd });
+  } finally {
+    await stop(relay);
+    await stop(client);
+    echo.server.close();
+  }
+}
+
+test('roamlink connect https://...: wss:// and https:// to a relay with --tls-cert, streams survive a move between them', () =>
+  withTlsForward(async ({ client, listening, reg, fwd }) => {
+    assert.equal(listening.tls, true);
     // A URL relay races WebSocket and HTTP only; WebSocket is the relay's choice.
     assert.equal(reg.encapsulation, 'websocket');
     assert.equal(reg.verdict, 'none', 'nothing between client and relay changed the request');
-    const fwd = String(
-      (await client.until((l) => l.msg === 'forward-listening', 'forward')).address,
-    );
     await echoBytes(fwd, 4 << 20);
     // A stream opened on wss:// goes on over https:// (HTTP streaming) once WebSocket is gone.
     const i = fwd.lastIndexOf(':');
@@ -109,7 +124,7 @@ test('roamlink connect https://...: wss:// and https:// to a relay with --tls-ce
     const n = client.lines.length;
     client.send('disable ws');
     const moved = await client.until(
-      (l) => l.msg === 'registered' && client!.lines.indexOf(l) >= n,
+      (l) => l.msg === 'registered' && client.lines.indexOf(l) >= n,
       'registration over HTTP',
     );
     assert.equal(moved.encapsulation, 'http-stream');
@@ -119,7 +134,7 @@ test('roamlink connect https://...: wss:// and https:// to a relay with --tls-ce
     await echoBytes(fwd, 1 << 20);
     // The up-stream (one chunked POST left open) passes TLS too, and then carries the uplink.
     let up: unknown;
-    for (let i = 0; i < 50 && up !== 'live'; i++) {
+    for (let k = 0; k < 50 && up !== 'live'; k++) {
       up = (await clientStatus(client)).httpUpstream;
       if (up !== 'live') await sleep(100);
     }
@@ -131,12 +146,26 @@ test('roamlink connect https://...: wss:// and https:// to a relay with --tls-ce
       1,
       'the move needed no new handshake',
     );
-  } finally {
-    await stop(relay);
-    await stop(client);
-    echo.server.close();
-  }
-});
+  }));
+
+test('over TLS, a 32 MiB echo survives its connections being killed again and again, every byte once, one handshake', () =>
+  withTlsForward(async ({ client, fwd }) => {
+    // Kill the live TLS connections every 300 ms, WebSocket and HTTP in turn, while it runs.
+    let kills = 0;
+    const killer = setInterval(() => {
+      client.send(kills % 2 === 0 ? 'drop ws' : 'drop http');
+      kills++;
+    }, 300);
+    try {
+      await echoBytes(fwd, 32 << 20);
+    } finally {
+      clearInterval(killer);
+    }
+    assert.ok(kills >= 2, `only ${kills} kills during the transfer`);
+    assert.equal(client.lines.filter((l) => l.msg === 'established').length, 1, 'no new handshake');
+    const lost = client.lines.filter((l) => l.msg === 'transport-lost').length;
+    assert.ok(lost >= 2, `transports lost: ${lost}`);
+  }));
 
 test('an untrusted relay certificate: the client says so at once and how to fix it; --tls-insecure connects', async () => {
   const dir = tempDir();
