@@ -321,7 +321,7 @@ export const SETTINGS: readonly AnySetting[] = [
     env: 'ROAMLINK_TLS_CERT',
     kind: 'value',
     form: 'FILE',
-    help: 'PEM certificate chain: the HTTP port serves https:// and wss:// (with --tls-key).',
+    help: 'PEM certificate chain: the HTTP port serves https:// and wss:// (with --tls-key); SIGHUP reloads it.',
     defaultText: 'none (plain http:// and ws://)',
     default: () => undefined,
     parse: nonEmpty,
