@@ -153,7 +153,7 @@ export async function connect(o: ConnectOptions): Promise<number> {
       );
     }
     tls = relayTlsFrom(o);
-    if (tls !== undefined && !relayUrl?.startsWith('https:')) {
+    if (tls !== undefined && !isSecureUrl(relayUrl)) {
       // Not an error (a script may pass them always), but worth knowing: nothing uses them.
       process.stderr.write(
         'roamlink: --tls-ca/--tls-insecure have no effect: the relay is not an https:// URL\n',
@@ -235,7 +235,7 @@ export async function connect(o: ConnectOptions): Promise<number> {
     if (!o.jsonLog && !o.quiet)
       process.stderr.write(`${tty ? '\r\x1b[2K' : ''}roamlink: ${text}\n`);
   };
-  const secureUrl = relayUrl?.startsWith('https:') === true;
+  const secureUrl = isSecureUrl(relayUrl);
   let tunnel: TunnelClient;
   try {
     tunnel = await TunnelClient.start({
@@ -454,6 +454,9 @@ export async function connect(o: ConnectOptions): Promise<number> {
 
 const DEFAULT_RELAY_PORT = 51820;
 const RELAY_URL_SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
+
+/** Whether the relay's HTTP face, as parseRelayUrl gave it, is in TLS. */
+const isSecureUrl = (url: string | undefined): boolean => url?.startsWith('https:') === true;
 
 /**
  * Whether a relay argument is meant as a URL (its HTTP face) rather than host[:port]: any

@@ -852,8 +852,6 @@ abstract class HttpClientBase {
   protected readonly target: Target;
   protected readonly agent: Agent;
   readonly #proxy: ProxyConfig | undefined;
-  /** TLS on every connection (an https:// base URL). */
-  readonly #tls: RelayTls | undefined;
   protected readonly extraHeaders: Record<string, string>;
   #mode: HttpMode;
   #upPath: string;
@@ -903,7 +901,6 @@ abstract class HttpClientBase {
       o.proxy === undefined || typeof o.proxy !== 'string' ? o.proxy : parseProxyUrl(o.proxy);
     this.#proxy = proxy;
     const tls = this.target.secure ? (o.tls ?? {}) : undefined;
-    this.#tls = tls;
     const forward = proxy !== undefined && o.proxyMode === 'forward' && tls === undefined;
     const authorization = forward ? proxyAuthorization(proxy) : undefined;
     // Forward mode: every connection goes to the proxy; requests name the relay's URL.
@@ -1189,7 +1186,7 @@ abstract class HttpClientBase {
     onResponse: (res: IncomingMessage) => void,
   ): ClientRequest {
     const fwd = this.#forward;
-    const req = (this.#tls === undefined ? httpRequest : httpsRequest)(
+    const req = (this.target.secure ? httpsRequest : httpRequest)(
       fwd
         ? {
             agent: this.agent,
