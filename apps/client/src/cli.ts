@@ -3,7 +3,8 @@
  * The `roamlink` command.
  *
  *   roamlink connect <relay host[:port] | https://host[:port]> --relay-key <hex> [--socks 127.0.0.1:1080]
- *            [-L [bind:]port:host:port]... [--proxy http://user:pass@host:port]
+ *            [-L [bind:]port:host:port]... [--proxy http(s)://user:pass@host:port]
+ *            [--proxy-ca file] [--proxy-insecure]
  *            [--no-udp] [--no-tcp] [--no-ws] [--no-http] [--no-http-upstream] [--relay-tcp host:port]
  *            [--relay-udp host:port] [--relay-http host:port|URL] [--tls-ca file] [--tls-insecure]
  *            [--data-dir dir] [--suite name] [--json-log] [--control]
@@ -35,7 +36,11 @@ connect options:
                             a CONNECT tunnel, HTTP as plain proxied requests: that passes a
                             proxy that allows CONNECT only to port 443, as squid's default does);
                             default: $HTTPS_PROXY / $HTTP_PROXY, honouring $NO_PROXY
-                            (credentials are better kept in $HTTPS_PROXY than on the command line)
+                            (credentials are better kept in $HTTPS_PROXY than on the command line);
+                            an https:// proxy is reached over TLS
+  --proxy-ca <file>         PEM CA certificate(s) to trust for an https:// proxy, besides those
+                            Node trusts (repeatable)
+  --proxy-insecure          do not check an https:// proxy's certificate
   --no-proxy                never use a proxy, whatever the environment says
   --no-udp, --no-tcp, --no-ws, --no-http
                             leave an encapsulation out of the race
@@ -122,6 +127,8 @@ function parseConnect(args: string[]): Parameters<typeof connect>[0] | 'help' {
       forward: { type: 'string', short: 'L', multiple: true, default: [] },
       proxy: { type: 'string' },
       'no-proxy': { type: 'boolean', default: false },
+      'proxy-ca': { type: 'string', multiple: true, default: [] },
+      'proxy-insecure': { type: 'boolean', default: false },
       'no-udp': { type: 'boolean', default: false },
       'no-tcp': { type: 'boolean', default: false },
       'no-ws': { type: 'boolean', default: false },
@@ -173,6 +180,8 @@ function parseConnect(args: string[]): Parameters<typeof connect>[0] | 'help' {
     outageMs: num('--outage-ms', values['outage-ms']),
     keepaliveMs: num('--keepalive-ms', values['keepalive-ms']),
     proxy: values['no-proxy'] ? false : values.proxy,
+    proxyCa: values['proxy-ca'],
+    proxyInsecure: values['proxy-insecure'],
     httpUpstream: !values['no-http-upstream'],
     control: values.control,
     jsonLog: values['json-log'],

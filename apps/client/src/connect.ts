@@ -25,6 +25,8 @@ import {
   formatEndpoint,
   loadOrCreateKey,
   onStopSignal,
+  PROXY_ENV_VARS,
+  ProxyErrorCode,
   parseEndpoint,
   parseForward,
   parseProxyUrl,
@@ -61,6 +63,10 @@ export interface ConnectOptions {
   keepaliveMs?: number | undefined;
   /** An HTTP proxy URL; false: never use one (not even from the environment). */
   proxy?: string | false | undefined;
+  /** PEM files of CAs to trust for an https:// proxy. */
+  proxyCa?: readonly string[] | undefined;
+  /** Do not check an https:// proxy's certificate. */
+  proxyInsecure?: boolean | undefined;
   /** false: HTTP streaming paths never try the up-stream (a POST per batch). */
   httpUpstream?: boolean | undefined;
   control: boolean;
@@ -117,6 +123,7 @@ export async function connect(o: ConnectOptions): Promise<number> {
   let socksAt: UdpEndpoint | undefined;
   let forwards: ForwardSpec[];
   let tls: RelayTls | undefined;
+  let proxyTls: RelayTls | undefined;
   const disabled = new Set(o.disabled);
   try {
     const at = (flag: string, v: string, forBind = false): UdpEndpoint => {
@@ -152,7 +159,13 @@ export async function connect(o: ConnectOptions): Promise<number> {
         'every encapsulation is turned off (a URL relay races WebSocket and HTTP only; name UDP and TCP with --relay-udp, --relay-tcp)',
       );
     }
-    tls = relayTlsFrom(o);
+    tls = tlsFrom('--tls-ca', o.tlsCa, o.tlsInsecure);
+    proxyTls = tlsFrom('--proxy-ca', o.proxyCa, o.proxyInsecure);
+    if (proxyTls !== undefined && !httpsProxyConfigured(o.proxy)) {
+      process.stderr.write(
+        'roamlink: --proxy-ca/--proxy-insecure have no effect: no https:// proxy is configured\n',
+      );
+    }
     if (tls !== undefined && !isSecureUrl(relayUrl)) {
       // Not an error (a script may pass them always), but worth knowing: nothing uses them.
       process.stderr.write(
@@ -253,6 +266,7 @@ export async function connect(o: ConnectOptions): Promise<number> {
       ...(o.outageMs ? { outageMs: o.outageMs } : {}),
       ...(o.keepaliveMs ? { keepaliveMs: o.keepaliveMs } : {}),
       ...(o.proxy !== undefined ? { proxy: o.proxy } : {}),
+      ...(proxyTls ? { proxyTls } : {}),
       ...(o.httpUpstream === false ? { httpUpstream: false } : {}),
       ...(writeKey ? { keyLog: writeKey } : {}),
       onSessionEvent,
@@ -264,7 +278,17 @@ export async function connect(o: ConnectOptions): Promise<number> {
           const why = String(fields?.error ?? fields?.reason ?? msg);
           failures.set(kind, why);
           const code = tlsTrustErrorIn(why);
-          if (code !== undefined) {
+          if (why.includes(ProxyErrorCode.TLS)) {
+            // The proxy's TLS, not the relay's: its own flags fix it.
+            const fix =
+              code !== undefined
+                ? `its certificate is not trusted (${code}). Trust its CA with --proxy-ca FILE, ` +
+                  'or skip the check with --proxy-insecure.'
+                : /\b(EPROTO|ERR_SSL_WRONG_VERSION_NUMBER)\b/.test(why)
+                  ? 'it does not answer in TLS: if it is a plain HTTP proxy, give it as http://.'
+                  : `the handshake failed (${why}).`;
+            warnOnce('proxy-tls-failed', { kind, code }, `${kind}: the https:// proxy: ${fix}`);
+          } else if (code !== undefined) {
             warnOnce(
               'tls-untrusted',
               { kind, code },
@@ -384,8 +408,11 @@ export async function connect(o: ConnectOptions): Promise<number> {
     unanswered = true;
     const seen = TRANSPORT_KINDS.filter((k) => tunnel.enabled[k]).map((k) => {
       const f = failures.get(k);
+      // A proxy's failure is told in full: its code alone would not say it was the proxy's.
       const code =
-        f === undefined ? undefined : (tlsTrustErrorIn(f) ?? /\bE[A-Z]{3,}\b/.exec(f)?.[0]);
+        f === undefined || f.includes('ROAMLINK_ERR_PROXY_')
+          ? undefined
+          : (tlsTrustErrorIn(f) ?? /\bE[A-Z]{3,}\b/.exec(f)?.[0]);
       return `${k}: ${f === undefined ? 'no answer' : (code ?? f)}`;
     });
     // Plain requests to a port that serves TLS: the relay resets them. Only a guess (a firewall
@@ -492,22 +519,41 @@ export function parseRelayUrl(flag: string, v: string): string {
   return `${scheme}//${u.hostname}${port}${u.pathname.replace(/\/+$/, '')}`;
 }
 
+/**
+ * Whether an https:// proxy is configured: `--proxy`'s, else the first proxy variable set (a
+ * malformed one counts as none: it fails the paths with its own error).
+ */
+function httpsProxyConfigured(proxy: string | false | undefined): boolean {
+  if (proxy === false) return false;
+  const text = proxy ?? PROXY_ENV_VARS.map((k) => process.env[k]?.trim()).find((v) => v);
+  if (!text) return false;
+  try {
+    return parseProxyUrl(text).secure;
+  } catch {
+    return false;
+  }
+}
+
 /** The TLS settings the flags give: CA files read and checked now (a bad one is a usage error). */
-function relayTlsFrom(o: ConnectOptions): RelayTls | undefined {
-  const ca = (o.tlsCa ?? []).map((file) => {
+function tlsFrom(
+  flag: string,
+  files: readonly string[] | undefined,
+  insecure: boolean | undefined,
+): RelayTls | undefined {
+  const ca = (files ?? []).map((file) => {
     let pem: string;
     try {
       pem = readFileSync(file, 'utf8');
     } catch (e) {
-      throw new Error(`--tls-ca: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? e})`);
+      throw new Error(`${flag}: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? e})`);
     }
     try {
       new X509Certificate(pem);
     } catch {
-      throw new Error(`--tls-ca: ${file} holds no PEM certificate`);
+      throw new Error(`${flag}: ${file} holds no PEM certificate`);
     }
     return pem;
   });
-  if (ca.length === 0 && !o.tlsInsecure) return undefined;
-  return { ...(ca.length > 0 ? { ca } : {}), ...(o.tlsInsecure ? { verify: false } : {}) };
+  if (ca.length === 0 && !insecure) return undefined;
+  return { ...(ca.length > 0 ? { ca } : {}), ...(insecure ? { verify: false } : {}) };
 }

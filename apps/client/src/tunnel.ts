@@ -45,6 +45,7 @@ import {
   isWsPath,
   MuxHost,
   nodeRandom,
+  type ProxyConfig,
   SessionDriver,
   selectProxy,
   TCP_MAX_DATAGRAM,
@@ -121,9 +122,12 @@ export interface TunnelClientOptions {
    * a CONNECT tunnel; the HTTP paths send their requests to the proxy in absolute form (forward
    * mode). A proxy that allows CONNECT to the relay's port gives WebSocket, which the relay
    * prefers to HTTP, so HTTP in a CONNECT tunnel would add nothing; one that allows CONNECT only
-   * to port 443 (squid's default) still forwards plain requests to the relay's port.
+   * to port 443 (squid's default) still forwards plain requests to the relay's port. An
+   * https:// proxy is reached over TLS (proxy.ts), its certificate checked as `proxyTls` says.
    */
   proxy?: string | false;
+  /** For an https:// proxy: CAs to trust for its certificate, or no check (relay-tls.ts). */
+  proxyTls?: RelayTls;
   /**
    * false: HTTP streaming paths keep to a POST per batch and never try the up-stream (one open
    * chunked POST; packages/node/src/http-upstream.ts). Default: tried, and used where it passes.
@@ -432,6 +436,12 @@ export class TunnelClient {
     });
   }
 
+  /** The proxy for a path to `url` (the option, else the environment), with its TLS settings. */
+  #proxyFor(url: string): ProxyConfig | undefined {
+    const p = selectProxy(url, this.#o.proxy);
+    return p?.secure && this.#o.proxyTls ? { ...p, tls: this.#o.proxyTls } : p;
+  }
+
   #receive(data: Uint8Array, path: string): void {
     // The relay answers on this kind of transport: its next redial starts from the shortest wait
     // again. (Not when a dial succeeds: an HTTP "dial" touches no socket, and a port that accepts
@@ -685,7 +695,7 @@ export class TunnelClient {
       case 'ws': {
         const e = this.#httpEndpoint();
         const url = `${e.secure ? 'wss' : 'ws'}://${e.authority}${e.prefix}${WS_PATH}?sid=${this.#sid}`;
-        const proxy = selectProxy(url, this.#o.proxy);
+        const proxy = this.#proxyFor(url);
         const path = await this.#ws.connect(
           url,
           { 'User-Agent': ua },
@@ -720,7 +730,7 @@ export class TunnelClient {
           [Encapsulation.HTTP_POLL, HttpPollClient],
         ] as const;
         const baseUrl = `${e.secure ? 'https' : 'http'}://${e.authority}${e.prefix}${HTTP_BASE}`;
-        const proxy = selectProxy(baseUrl, this.#o.proxy);
+        const proxy = this.#proxyFor(baseUrl);
         for (const [encapsulation, Kind] of kinds) {
           const c = new Kind({
             baseUrl,

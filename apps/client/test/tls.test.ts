@@ -14,7 +14,12 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { hasNcsaAuth, hasSquid, startSquid } from '../../../packages/node/test/squid.ts';
+import {
+  hasNcsaAuth,
+  hasSquid,
+  type Squid,
+  startSquid,
+} from '../../../packages/node/test/squid.ts';
 import {
   clientStatus,
   keygen,
@@ -331,7 +336,7 @@ test('roamlink relay: --tls-cert without --tls-key, or a key that is not the cer
   assert.match(wrong.stderr(), /are not a PEM certificate and its key/);
 });
 
-test('roamlink connect: a bad relay URL or --tls-ca file is a usage error before anything starts', async () => {
+test('roamlink connect: a bad relay URL, --tls-ca or --proxy-ca file is a usage error before anything starts', async () => {
   const dir = tempDir();
   const key = '00'.repeat(32);
   for (const [args, message] of [
@@ -340,6 +345,8 @@ test('roamlink connect: a bad relay URL or --tls-ca file is a usage error before
     [['https://relay.example/?x=1'], /takes no query or fragment/],
     [['https://relay.example', '--tls-ca', join(dir, 'missing.pem')], /--tls-ca: cannot read/],
     [['https://relay.example', '--tls-ca', KEY], /--tls-ca: .* holds no PEM certificate/],
+    [['https://relay.example', '--proxy-ca', KEY], /--proxy-ca: .* holds no PEM certificate/],
+    [['https://relay.example', '--proxy', 'socks5://p:1080'], /--proxy: .*scheme socks5:/],
     [['https://relay.example', '--no-ws', '--no-http'], /every encapsulation is turned off/],
   ] as const) {
     const c = run(['connect', ...args, '--relay-key', key, '--data-dir', join(dir, 'client')]);
@@ -348,75 +355,170 @@ test('roamlink connect: a bad relay URL or --tls-ca file is a usage error before
   }
 });
 
-test('roamlink connect: TLS flags with a relay that is not an https:// URL are said to do nothing', async () => {
+test('roamlink connect: TLS flags that nothing uses are said to do nothing', async () => {
   const dir = tempDir();
-  const c = run([
-    'connect',
-    '127.0.0.1:9',
-    '--relay-key',
-    '00'.repeat(32),
-    '--data-dir',
-    join(dir, 'client'),
-    '--tls-insecure',
-    '--duration-s',
-    '1',
-  ]);
-  await c.exited;
-  assert.match(
-    c.stderr(),
-    /--tls-ca\/--tls-insecure have no effect: the relay is not an https:\/\/ URL/,
-  );
+  for (const [flags, message] of [
+    // The relay is not an https:// URL.
+    [
+      ['--tls-insecure'],
+      /--tls-ca\/--tls-insecure have no effect: the relay is not an https:\/\/ URL/,
+    ],
+    // No https:// proxy (--proxy http://, so the environment's proxies do not count).
+    [
+      ['--proxy', 'http://127.0.0.1:9', '--proxy-insecure'],
+      /--proxy-ca\/--proxy-insecure have no effect: no https:\/\/ proxy is configured/,
+    ],
+  ] as const) {
+    const c = run([
+      'connect',
+      '127.0.0.1:9',
+      '--relay-key',
+      '00'.repeat(32),
+      '--data-dir',
+      join(dir, 'client'),
+      ...flags,
+      '--duration-s',
+      '1',
+    ]);
+    await c.exited;
+    assert.match(c.stderr(), message);
+  }
 });
+
+/**
+ * A client started through a proxy (`squid`) registers over WebSocket, echoes 1 MiB through its
+ * forward, moves to HTTP (`disable ws`) and echoes 1 MiB more, with one handshake; it is stopped,
+ * and squid's access log, once it shows the CONNECT to the relay, is returned.
+ */
+async function wsThenHttp(
+  client: Proc,
+  listening: Line,
+  squid: { accessLog(): string },
+  via: string,
+): Promise<string> {
+  const reg = await client.until((l) => l.msg === 'registered', `registration via ${via}`);
+  assert.equal(reg.encapsulation, 'websocket');
+  const fwd = String((await client.until((l) => l.msg === 'forward-listening', 'forward')).address);
+  await echoBytes(fwd, 1 << 20);
+  const n = client.lines.length;
+  client.send('disable ws');
+  const moved = await client.until(
+    (l) => l.msg === 'registered' && client.lines.indexOf(l) >= n,
+    `registration over HTTP via ${via}`,
+  );
+  assert.equal(moved.encapsulation, 'http-stream');
+  await echoBytes(fwd, 1 << 20);
+  assert.equal(client.lines.filter((l) => l.msg === 'established').length, 1, 'one handshake');
+  await stop(client);
+  const port = String(listening.http).split(':').pop();
+  for (let i = 0; i < 40 && !squid.accessLog().includes('CONNECT'); i++) await sleep(50);
+  const log = squid.accessLog();
+  assert.match(log, new RegExp(`CONNECT localhost:${port}`));
+  return log;
+}
 
 const noSquid =
   (!hasSquid || !hasNcsaAuth) && !process.env.CI && 'needs squid (scripts/system-deps.sh)';
 
-test('https:// through squid: WebSocket and HTTP each in a CONNECT tunnel, TLS inside; the proxy sees no request of ours', {
-  skip: noSquid,
-}, async () => {
+/**
+ * A TCP echo, squid (`opts`), and a TLS relay; `body` gets the relay's URL and listening line,
+ * the squid, and the client arguments for a forward to the echo, and starts its clients through
+ * `track` (each is stopped after, with everything else).
+ */
+async function withSquidAndTlsRelay(
+  opts: Parameters<typeof startSquid>[0],
+  body: (p: {
+    squid: Squid;
+    url: string;
+    listening: Line;
+    dir: string;
+    forward: string[];
+    track: (c: Proc) => Proc;
+  }) => Promise<void>,
+): Promise<void> {
   const echo = await tcpEcho();
-  const squid = await startSquid({ auth: { user: 'roam', password: 'tls pass' } });
+  const squid = await startSquid(opts);
   const dir = tempDir();
   const pub = await keygen(dir);
   const { relay, listening, url } = await tlsRelay(dir, pub);
-  let client: Proc | undefined;
+  const clients: Proc[] = [];
   try {
-    const proxy = `http://roam:${encodeURIComponent('tls pass')}@127.0.0.1:${squid.port}`;
-    client = run(
-      clientArgs(url, listening, dir, [
-        '--tls-ca',
-        CA,
-        '--proxy',
-        proxy,
-        '-L',
-        `127.0.0.1:0:127.0.0.1:${echo.port}`,
-      ]),
-    );
-    const reg = await client.until((l) => l.msg === 'registered', 'registration via squid');
-    assert.equal(reg.encapsulation, 'websocket');
-    const fwd = String(
-      (await client.until((l) => l.msg === 'forward-listening', 'forward')).address,
-    );
-    await echoBytes(fwd, 1 << 20);
-    const n = client.lines.length;
-    client.send('disable ws');
-    const moved = await client.until(
-      (l) => l.msg === 'registered' && client!.lines.indexOf(l) >= n,
-      'registration over HTTP via squid',
-    );
-    assert.equal(moved.encapsulation, 'http-stream');
-    await echoBytes(fwd, 1 << 20);
-    await stop(client);
-    const port = String(listening.http).split(':').pop();
-    for (let i = 0; i < 40 && !squid.accessLog().includes('CONNECT'); i++) await sleep(50);
-    const log = squid.accessLog();
-    assert.match(log, new RegExp(`CONNECT localhost:${port}`));
-    // Plain http paths go to squid as forward requests (POST http://...); https ones cannot.
-    assert.doesNotMatch(log, /POST|GET http/);
+    await body({
+      squid,
+      url,
+      listening,
+      dir,
+      forward: ['-L', `127.0.0.1:0:127.0.0.1:${echo.port}`],
+      track: (c) => {
+        clients.push(c);
+        return c;
+      },
+    });
   } finally {
     await stop(relay);
-    await stop(client);
+    for (const c of clients) await stop(c);
     await squid.stop();
     echo.server.close();
   }
-});
+}
+
+test(
+  'https:// through squid: WebSocket and HTTP each in a CONNECT tunnel, TLS inside; the proxy sees no request of ours',
+  {
+    skip: noSquid,
+  },
+  () =>
+    withSquidAndTlsRelay(
+      { auth: { user: 'roam', password: 'tls pass' } },
+      async ({ squid, url, listening, dir, forward, track }) => {
+        const proxy = `http://roam:${encodeURIComponent('tls pass')}@127.0.0.1:${squid.port}`;
+        const client = track(
+          run(clientArgs(url, listening, dir, ['--tls-ca', CA, '--proxy', proxy, ...forward])),
+        );
+        const log = await wsThenHttp(client, listening, squid, 'squid');
+        // Plain http paths go to squid as forward requests (POST http://...); https ones cannot.
+        assert.doesNotMatch(log, /POST|GET http/);
+      },
+    ),
+);
+
+test(
+  "https:// relay through an https:// proxy: TLS inside TLS; an untrusted proxy certificate is named as the proxy's",
+  {
+    skip: noSquid,
+  },
+  () =>
+    withSquidAndTlsRelay(
+      // The proxy's certificate comes from the same test CA (and names 127.0.0.1).
+      { auth: { user: 'roam', password: 'tls pass' }, tls: { cert: CERT, key: KEY } },
+      async ({ squid, url, listening, dir, forward, track }) => {
+        const proxy = `https://roam:${encodeURIComponent('tls pass')}@127.0.0.1:${squid.port}`;
+        const args = clientArgs(url, listening, dir, [
+          '--tls-ca',
+          CA,
+          '--proxy',
+          proxy,
+          ...forward,
+        ]);
+        // The relay's CA is given, not the proxy's: the warning is the proxy's, with its flags.
+        let client = track(run(args));
+        const warned = await client.until(
+          (l) => l.msg === 'proxy-tls-failed',
+          'the proxy TLS warning',
+          5000,
+        );
+        assert.equal(warned.code, 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
+        assert.equal(client.lines.filter((l) => l.msg === 'tls-untrusted').length, 0);
+        await stop(client);
+        client = track(run(args.filter((a) => a !== '--json-log')));
+        for (let i = 0; i < 200 && !client.stderr().includes('proxy'); i++) await sleep(25);
+        assert.match(
+          client.stderr(),
+          /the https:\/\/ proxy: its certificate is not trusted \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\)\. Trust its CA with --proxy-ca FILE, or skip the check with --proxy-insecure\./,
+        );
+        await stop(client);
+        client = track(run([...args, '--proxy-ca', CA]));
+        await wsThenHttp(client, listening, squid, 'the https proxy');
+      },
+    ),
+);

@@ -19,7 +19,7 @@
  */
 import { connect as netConnect, type Socket } from 'node:net';
 import { type Http1Error, type Http1Response, Http1ResponseReader } from './http1-response.ts';
-import { connectViaProxy, type ProxyConfig } from './proxy.ts';
+import { connectViaProxy, dialProxy, type ProxyConfig } from './proxy.ts';
 import { dialRelayTls, type RelayTls, tlsOver } from './relay-tls.ts';
 
 export interface HttpUplinkOptions {
@@ -32,9 +32,10 @@ export interface HttpUplinkOptions {
   proxy?: ProxyConfig | string;
   /**
    * Forward-proxy mode (RFC 9112 §3.2.2): hostname:port is the proxy, each request-target is in
-   * absolute form (`origin` + path), with `Proxy-Authorization` when given.
+   * absolute form (`origin` + path), with `Proxy-Authorization` when given. With `proxy`, the
+   * proxy is dialled as it says (TLS to an https:// proxy); no CONNECT is sent.
    */
-  forward?: { origin: string; authorization?: string | undefined };
+  forward?: { origin: string; authorization?: string | undefined; proxy?: ProxyConfig };
   proxyConnectTimeoutMs?: number;
   /** TLS to the relay (https://), direct or inside the CONNECT tunnel; never with `forward`. */
   tls?: RelayTls;
@@ -100,6 +101,7 @@ export function requestHead(
  */
 export function dialUplink(o: HttpUplinkOptions): Socket | Promise<Socket> {
   const tls = o.tls;
+  if (o.forward?.proxy !== undefined) return dialProxy(o.forward.proxy);
   if (o.proxy === undefined) {
     return tls === undefined
       ? netConnect({ host: o.hostname, port: o.port })

@@ -872,6 +872,8 @@ abstract class HttpClientBase {
   readonly #forward: { proxy: ProxyConfig; fields: Record<string, string> } | undefined;
   /** Where the POSTs' (and the up-stream's) connections go. */
   readonly #dial: HttpUplinkOptions;
+  /** https.request when the path's connections are TLS (to the relay, or to a forward proxy). */
+  readonly #requestFn: typeof httpRequest;
   /** The up-stream being tried or in use, if any. */
   #up: HttpUpstream | undefined;
   /** The relay answered it; the path sends on it once no POST is in flight (order kept). */
@@ -903,6 +905,9 @@ abstract class HttpClientBase {
     const tls = this.target.secure ? (o.tls ?? {}) : undefined;
     const forward = proxy !== undefined && o.proxyMode === 'forward' && tls === undefined;
     const authorization = forward ? proxyAuthorization(proxy) : undefined;
+    // Forward requests to an https:// proxy go over TLS to the proxy (to the relay they are plain).
+    const proxyTls = forward && proxy.secure ? (proxy.tls ?? {}) : undefined;
+    this.#requestFn = tls !== undefined || proxyTls !== undefined ? httpsRequest : httpRequest;
     // Forward mode: every connection goes to the proxy; requests name the relay's URL.
     this.#forward = forward
       ? {
@@ -918,7 +923,7 @@ abstract class HttpClientBase {
           hostname: proxy.hostname,
           port: proxy.port,
           host: this.target.host,
-          forward: { origin: this.target.url, authorization },
+          forward: { origin: this.target.url, authorization, proxy },
         }
       : {
           hostname: this.target.hostname,
@@ -944,11 +949,13 @@ abstract class HttpClientBase {
               ? {}
               : { connectTimeoutMs: o.proxyConnectTimeoutMs }),
           })
-        : tls !== undefined
+        : tls !== undefined || proxyTls !== undefined
           ? new HttpsAgent({
               keepAlive: true,
               maxSockets: 2,
-              ...relayTlsOptions(this.target.hostname, tls),
+              ...(proxyTls !== undefined
+                ? relayTlsOptions(proxy!.hostname, proxyTls)
+                : relayTlsOptions(this.target.hostname, tls!)),
             })
           : new ArenaAgent({ keepAlive: true, maxSockets: 2 });
   }
@@ -1186,7 +1193,7 @@ abstract class HttpClientBase {
     onResponse: (res: IncomingMessage) => void,
   ): ClientRequest {
     const fwd = this.#forward;
-    const req = (this.target.secure ? httpsRequest : httpRequest)(
+    const req = this.#requestFn(
       fwd
         ? {
             agent: this.agent,

@@ -9,6 +9,12 @@
  * absolute-form to the proxy): the relay then sees exactly the requests the client made, and a
  * proxy cannot buffer the stream.
  *
+ * The proxy itself may be reached over TLS (an `https://` proxy URL, as curl and browsers take it):
+ * the connection to the proxy is then TLS (its certificate checked as the relay's is, against the
+ * CAs Node trusts plus any given), and CONNECT and the forward requests ride inside it, so that a
+ * network between the client and its proxy sees neither the relay's name nor the credentials.
+ * An https relay through an https proxy is TLS inside TLS.
+ *
  * Credentials ride in `Proxy-Authorization: Basic` (RFC 9110 §11.7.2, RFC 7617): base64 of
  * "user-id:password" in UTF-8; a user-id cannot contain ":", neither part a control character.
  * A proxy that wants (other) credentials answers 407 (RFC 9110 §15.5.8).
@@ -24,7 +30,8 @@
 import { Agent, type AgentOptions, type ClientRequestArgs } from 'node:http';
 import { BlockList, isIP, connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { type RelayTls, tlsOver } from './relay-tls.ts';
+import { connect as tlsConnect } from 'node:tls';
+import { type RelayTls, relayTlsOptions, TLS_TRUST_ERROR_CODES, tlsOver } from './relay-tls.ts';
 
 /** Stable codes: callers and logs match on these, never on messages. */
 export const ProxyErrorCode = {
@@ -32,6 +39,11 @@ export const ProxyErrorCode = {
   INVALID_URL: 'ROAMLINK_ERR_PROXY_INVALID_URL',
   /** No TCP connection to the proxy (refused, unreachable, name not found). */
   UNREACHABLE: 'ROAMLINK_ERR_PROXY_UNREACHABLE',
+  /**
+   * An https:// proxy: the TLS handshake with the proxy failed (its certificate is not trusted,
+   * or it does not speak TLS on that port). The message names OpenSSL's or Node's code.
+   */
+  TLS: 'ROAMLINK_ERR_PROXY_TLS',
   /** The proxy answered 407: credentials missing or rejected. */
   AUTH_REQUIRED: 'ROAMLINK_ERR_PROXY_AUTH_REQUIRED',
   /** The proxy answered CONNECT with another non-2xx status (403 by policy, 502, 503, ...). */
@@ -70,10 +82,17 @@ export interface ProxyConfig {
   /** Host name or IP literal (IPv6 without brackets). */
   readonly hostname: string;
   readonly port: number;
+  /** An https:// proxy: the connection to the proxy is TLS. */
+  readonly secure: boolean;
+  /**
+   * For an https:// proxy: the CAs to trust for its certificate, besides Node's, and whether to
+   * check it at all (relay-tls.ts; default: checked against Node's CAs).
+   */
+  readonly tls?: RelayTls;
   /** Percent-decoded; undefined when the URL carries no credentials. */
   readonly username: string | undefined;
   readonly password: string | undefined;
-  /** The proxy without credentials, "http://host:port": safe for logs and errors. */
+  /** The proxy without credentials, "http://host:port" or "https://host:port": safe for logs. */
   readonly href: string;
 }
 
@@ -102,9 +121,10 @@ export function hostPort(host: string, port: number): string {
 }
 
 /**
- * Parses `http://[user[:password]@]host[:port][/]`. A value without a scheme is taken as http
- * (as the environment variables are often written); the port defaults to 80. Credentials are
- * percent-decoded. Only http proxies: TLS to the proxy and SOCKS are not supported.
+ * Parses `http://[user[:password]@]host[:port][/]`, or `https://...` for a proxy reached over TLS.
+ * A value without a scheme is taken as http (as the environment variables are often written); the
+ * port defaults to 80 for http and 443 for https. Credentials are percent-decoded. SOCKS proxies
+ * are not supported.
  */
 export function parseProxyUrl(text: string): ProxyConfig {
   const t = text.trim();
@@ -115,14 +135,15 @@ export function parseProxyUrl(text: string): ProxyConfig {
   } catch {
     throw invalid('URL', 'not a URL');
   }
-  if (u.protocol !== 'http:') {
-    throw invalid('URL', `scheme ${u.protocol} not supported (only http://)`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+    throw invalid('URL', `scheme ${u.protocol} not supported (only http:// and https://)`);
   }
+  const secure = u.protocol === 'https:';
   if (u.hostname === '') throw invalid('URL', 'no host');
   if ((u.pathname !== '' && u.pathname !== '/') || u.search !== '' || u.hash !== '') {
     throw invalid('URL', 'a proxy URL has no path, query or fragment');
   }
-  const port = u.port === '' ? 80 : Number(u.port);
+  const port = u.port === '' ? (secure ? 443 : 80) : Number(u.port);
   if (port < 1 || port > 65_535) throw invalid('URL', 'port out of range');
   const hostname = u.hostname.replace(/^\[(.*)\]$/, '$1');
   let username: string | undefined;
@@ -135,7 +156,14 @@ export function parseProxyUrl(text: string): ProxyConfig {
       throw invalid('credentials', 'control characters (RFC 7617 §2)');
     }
   }
-  return { hostname, port, username, password, href: `http://${hostPort(hostname, port)}` };
+  return {
+    hostname,
+    port,
+    secure,
+    username,
+    password,
+    href: `${u.protocol}//${hostPort(hostname, port)}`,
+  };
 }
 
 /** The `Proxy-Authorization` value for a proxy's credentials (RFC 7617 §2, UTF-8), if any. */
@@ -325,8 +353,11 @@ export function connectViaProxy(
   const request = `CONNECT ${target} HTTP/1.1\r\n${fields.map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
 
   return new Promise<Socket>((resolve, reject) => {
-    const socket = netConnect({ host: p.hostname, port: p.port });
+    const socket = dialProxy(p);
     const where = `proxy ${p.href} (CONNECT ${target})`;
+    // `reached`: the TCP connection is up; `connected`: so is TLS to an https proxy (the CONNECT
+    // request is written then).
+    let reached = false;
     let connected = false;
     let settled = false;
     let buf: Buffer = Buffer.alloc(0);
@@ -341,11 +372,25 @@ export function connectViaProxy(
     }, timeoutMs);
     signal?.addEventListener('abort', onAbort, { once: true });
 
+    const onReached = (): void => {
+      reached = true;
+    };
     const onConnect = (): void => {
+      reached = true;
       connected = true;
       socket.write(request);
     };
     const onError = (e: NodeJS.ErrnoException): void => {
+      if (!connected && reached && p.secure) {
+        finish(
+          new ProxyError(
+            ProxyErrorCode.TLS,
+            `${where}: TLS handshake with the proxy failed: ${e.code ?? e.message}${proxyTlsHint(e.code)}`,
+            { cause: e },
+          ),
+        );
+        return;
+      }
       const code = connected ? ProxyErrorCode.BAD_RESPONSE : ProxyErrorCode.UNREACHABLE;
       const stage = connected ? 'connection broke before an answer' : 'cannot connect';
       finish(new ProxyError(code, `${where}: ${stage}: ${e.code ?? e.message}`, { cause: e }));
@@ -412,7 +457,8 @@ export function connectViaProxy(
       settled = true;
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
-      socket.off('connect', onConnect);
+      socket.off('connect', onReached);
+      socket.off(p.secure ? 'secureConnect' : 'connect', onConnect);
       socket.off('error', onError);
       socket.off('end', onEnd);
       socket.off('close', onEnd);
@@ -431,12 +477,33 @@ export function connectViaProxy(
       process.nextTick(() => resolve(socket));
     }
 
-    socket.on('connect', onConnect);
+    if (p.secure) socket.on('connect', onReached);
+    socket.on(p.secure ? 'secureConnect' : 'connect', onConnect);
     socket.on('error', onError);
     socket.on('end', onEnd);
     socket.on('close', onEnd);
     socket.on('readable', onReadable);
   });
+}
+
+/**
+ * A connection to the proxy itself: TCP, or TLS for an https:// proxy (SNI and the certificate
+ * check for the proxy's name, ALPN http/1.1: a proxy speaks HTTP/1.1 to CONNECT).
+ */
+export function dialProxy(p: ProxyConfig): Socket {
+  return p.secure
+    ? tlsConnect({ host: p.hostname, port: p.port, ...relayTlsOptions(p.hostname, p.tls ?? {}) })
+    : netConnect({ host: p.hostname, port: p.port });
+}
+
+/** What a failed TLS handshake with an https:// proxy means, by its error code. */
+function proxyTlsHint(code: string | undefined): string {
+  if (code === undefined) return '';
+  if (code === 'EPROTO' || code === 'ERR_SSL_WRONG_VERSION_NUMBER') {
+    return ' (the proxy does not speak TLS on that port)';
+  }
+  if (TLS_TRUST_ERROR_CODES.has(code)) return " (the proxy's certificate is not trusted)";
+  return '';
 }
 
 // ---- agent ----

@@ -4,10 +4,13 @@
  * authentication (right credentials carry datagrams; wrong or missing ones give the 407 code;
  * a CONNECT the proxy's policy forbids gives REFUSED with 403); and the HTTP clients in forward
  * mode through a squid that refuses CONNECT, as its default configuration does to any port but
- * 443. The proof that traffic went through the proxy: the client's socket ends at the proxy, and
- * squid's access log has the CONNECT or the forwarded requests.
+ * 443; and all of it through an https:// squid (TLS to the proxy, its certificate from a test CA),
+ * with the errors of an untrusted proxy certificate and of a proxy that does not speak TLS. The
+ * proof that traffic went through the proxy: the client's socket ends at the proxy, and squid's
+ * access log has the CONNECT or the forwarded requests.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -18,7 +21,13 @@ import {
   HttpRelayTransport,
   HttpStreamClient,
 } from '../src/http.ts';
-import { connectViaProxy, isProxyError, ProxyErrorCode } from '../src/proxy.ts';
+import {
+  connectViaProxy,
+  isProxyError,
+  type ProxyConfig,
+  ProxyErrorCode,
+  parseProxyUrl,
+} from '../src/proxy.ts';
 import { WebSocketTransport, WS_PATH, type WsPathView } from '../src/websocket.ts';
 import { hasNcsaAuth, hasSquid, type Squid, startSquid } from './squid.ts';
 
@@ -85,7 +94,7 @@ const waitFor = async (pred: () => boolean, what: string, ms = 5000): Promise<vo
 const bytes = (...v: number[]): Uint8Array => new Uint8Array(v);
 
 /** WebSocket through `proxy`: datagrams both ways; the views say what the proxy changed. */
-async function wsThrough(relay: Relay, squid: Squid, proxy: string): Promise<void> {
+async function wsThrough(relay: Relay, squid: Squid, proxy: string | ProxyConfig): Promise<void> {
   const got: Uint8Array[] = [];
   const client = new WebSocketTransport({ onDatagram: (d) => got.push(d) });
   const url = `ws://127.0.0.1:${relay.port}${WS_PATH}`;
@@ -139,7 +148,7 @@ function collector() {
 async function httpThrough(
   relay: Relay,
   squid: Squid,
-  proxy: string,
+  proxy: string | ProxyConfig,
   proxyMode: 'connect' | 'forward' = 'connect',
 ): Promise<{ upstream: string; end: string | undefined }> {
   const baseUrl = `http://127.0.0.1:${relay.port}/rl`;
@@ -354,5 +363,90 @@ describe('through squid with basic authentication', { skip }, () => {
       assert.deepEqual(c.errors, [`http-error: ${ProxyErrorCode.AUTH_REQUIRED}`]);
       assert.equal(client.isDone, true);
     }
+  });
+});
+
+describe('through an https:// squid (TLS to the proxy)', { skip }, () => {
+  const fixtures = new URL('./fixtures/tls/', import.meta.url);
+  const ca = readFileSync(new URL('ca.pem', fixtures), 'utf8');
+  const user = 'roam';
+  const password = 'over tls';
+  let squid: Squid;
+  let relay: Relay;
+  let url: string;
+  let trusted: ProxyConfig;
+  before(async () => {
+    squid = await startSquid({
+      auth: { user, password },
+      tls: {
+        cert: new URL('relay.pem', fixtures).pathname,
+        key: new URL('relay.key', fixtures).pathname,
+      },
+    });
+    relay = await startRelay();
+    url = `https://${user}:${encodeURIComponent(password)}@127.0.0.1:${squid.port}`;
+    trusted = { ...parseProxyUrl(url), tls: { ca: [ca] } };
+  });
+  after(async () => {
+    await relay?.close();
+    await squid?.stop();
+  });
+
+  test('WebSocket and both HTTP clients carry datagrams through CONNECT inside TLS', async () => {
+    assert.equal(trusted.href, `https://127.0.0.1:${squid.port}`);
+    await wsThrough(relay, squid, trusted);
+    assert.equal((await httpThrough(relay, squid, trusted)).upstream, 'live');
+    await waitFor(
+      () => squid.accessLog().includes(`CONNECT 127.0.0.1:${relay.port}`),
+      'the CONNECT in the access log',
+    );
+  });
+
+  test('forward mode: the requests go to the proxy over TLS', async () => {
+    assert.equal((await httpThrough(relay, squid, trusted, 'forward')).upstream, 'live');
+    assert.match(
+      squid.accessLog(),
+      new RegExp(`POST http://127\\.0\\.0\\.1:${relay.port}/rl/up\\?`),
+    );
+  });
+
+  test("an untrusted proxy certificate: TLS, with the verifier's code; no check: it works", async () => {
+    await assert.rejects(connectViaProxy(url, '127.0.0.1', relay.port), (e) => {
+      assert.ok(isProxyError(e, ProxyErrorCode.TLS), String(e));
+      assert.match(
+        e.message,
+        /UNABLE_TO_VERIFY_LEAF_SIGNATURE \(the proxy's certificate is not trusted\)/,
+      );
+      assert.ok(!e.message.includes(password), e.message);
+      return true;
+    });
+    const s = await connectViaProxy(
+      { ...parseProxyUrl(url), tls: { verify: false } },
+      '127.0.0.1',
+      relay.port,
+    );
+    s.destroy();
+    // The paths fail with the code, not with a certificate error taken for the relay's.
+    const c = collector();
+    const client = new HttpStreamClient({
+      baseUrl: `http://127.0.0.1:${relay.port}/rl`,
+      proxy: url,
+      ...c.opts,
+    });
+    client.send(bytes(1));
+    await waitFor(() => c.errors.length > 0, 'the client failing');
+    assert.deepEqual(c.errors, [`http-error: ${ProxyErrorCode.TLS}`]);
+  });
+
+  test('https:// to a proxy port that does not speak TLS: TLS, saying so', async () => {
+    // The relay's port answers plain HTTP, as a plain proxy would.
+    await assert.rejects(
+      connectViaProxy(`https://127.0.0.1:${relay.port}`, '127.0.0.1', relay.port),
+      (e) => {
+        assert.ok(isProxyError(e, ProxyErrorCode.TLS), String(e));
+        assert.match(e.message, /\(the proxy does not speak TLS on that port\)$/);
+        return true;
+      },
+    );
   });
 });

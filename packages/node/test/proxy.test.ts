@@ -28,6 +28,7 @@ test('parseProxyUrl: host, port, percent-decoded credentials, redacted href', ()
   assert.deepEqual(p, {
     hostname: 'proxy.example',
     port: 3128,
+    secure: false,
     username: 'us er',
     password: 'p@ss:wörd',
     href: 'http://proxy.example:3128',
@@ -35,6 +36,7 @@ test('parseProxyUrl: host, port, percent-decoded credentials, redacted href', ()
   assert.deepEqual(parseProxyUrl('http://10.0.0.1/'), {
     hostname: '10.0.0.1',
     port: 80,
+    secure: false,
     username: undefined,
     password: undefined,
     href: 'http://10.0.0.1:80',
@@ -48,11 +50,28 @@ test('parseProxyUrl: host, port, percent-decoded credentials, redacted href', ()
   assert.equal(v6.password, '');
 });
 
+test('parseProxyUrl: https:// is a proxy reached over TLS, on port 443 by default', () => {
+  assert.deepEqual(parseProxyUrl('https://u:p%40@proxy.example'), {
+    hostname: 'proxy.example',
+    port: 443,
+    secure: true,
+    username: 'u',
+    password: 'p@',
+    href: 'https://proxy.example:443',
+  });
+  const v6 = parseProxyUrl('HTTPS://[fd00::1]:8443/');
+  assert.equal(v6.secure, true);
+  assert.equal(v6.href, 'https://[fd00::1]:8443');
+  // No scheme stays plain http.
+  assert.equal(parseProxyUrl('proxy.example:443').secure, false);
+});
+
 test('parseProxyUrl: unusable URLs throw INVALID_URL', () => {
   for (const bad of [
     '',
-    'https://proxy:443',
     'socks5://proxy:1080',
+    'ftp://proxy:21',
+    'https://proxy:443/path',
     'http://proxy:3128/path',
     'http://proxy:3128/?q=1',
     'http://proxy:0',

@@ -3,12 +3,21 @@
  * configuration in a temporary directory (no cache; CONNECT, unless refused, and plain requests
  * allowed to 127.0.0.1 on any port and nowhere else; pid and logs in the directory; DNS pointed at loopback so that nothing leaves the
  * machine), run in the foreground (-N). Optionally with basic authentication through squid's
- * basic_ncsa_auth helper and a generated password file. As root, squid drops to the `proxy` user
- * (Debian's), which then owns the directory.
+ * basic_ncsa_auth helper and a generated password file. Optionally serving TLS (an https://
+ * proxy: `https_port` with a given certificate and key, copied into the directory). As root,
+ * squid drops to the `proxy` user (Debian's), which then owns the directory.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +28,7 @@ export const hasNcsaAuth = existsSync(NCSA_AUTH);
 
 export interface Squid {
   port: number;
-  /** The proxy URL without credentials. */
+  /** The proxy URL without credentials (https:// when it serves TLS). */
   url: string;
   /** The access log so far (one line per finished request or tunnel). */
   accessLog(): string;
@@ -66,13 +75,28 @@ const connects = (port: number): Promise<boolean> =>
   });
 
 export async function startSquid(
-  opts: { auth?: { user: string; password: string }; connect?: boolean } = {},
+  opts: {
+    auth?: { user: string; password: string };
+    connect?: boolean;
+    /** PEM files: serve TLS with this certificate and key. */
+    tls?: { cert: string; key: string };
+  } = {},
 ) {
   const dir = mkdtempSync(join(tmpdir(), 'rl-squid-'));
   const port = await freePort();
   const asRoot = process.getuid?.() === 0;
+  const owned: string[] = [];
+  let listen = `http_port 127.0.0.1:${port}`;
+  if (opts.tls) {
+    const cert = join(dir, 'proxy.pem');
+    const key = join(dir, 'proxy.key');
+    copyFileSync(opts.tls.cert, cert);
+    copyFileSync(opts.tls.key, key);
+    owned.push(cert, key);
+    listen = `https_port 127.0.0.1:${port} tls-cert=${cert} tls-key=${key}`;
+  }
   const lines = [
-    `http_port 127.0.0.1:${port}`,
+    listen,
     `pid_filename ${join(dir, 'squid.pid')}`,
     `cache_log ${join(dir, 'cache.log')}`,
     `access_log stdio:${join(dir, 'access.log')}`,
@@ -111,7 +135,7 @@ export async function startSquid(
   if (asRoot) {
     const uid = idOf('-u', 'proxy');
     const gid = idOf('-g', 'proxy');
-    for (const f of [dir, conf, ...(opts.auth ? [join(dir, 'passwd')] : [])]) {
+    for (const f of [dir, conf, ...owned, ...(opts.auth ? [join(dir, 'passwd')] : [])]) {
       chownSync(f, uid, gid);
     }
   }
@@ -158,7 +182,7 @@ export async function startSquid(
   }
   const squid: Squid = {
     port,
-    url: `http://127.0.0.1:${port}`,
+    url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     accessLog: () => read('access.log'),
     stop,
   };
