@@ -37,7 +37,9 @@ connect options:
                             proxy that allows CONNECT only to port 443, as squid's default does);
                             default: $HTTPS_PROXY / $HTTP_PROXY, honouring $NO_PROXY
                             (credentials are better kept in $HTTPS_PROXY than on the command line);
-                            an https:// proxy is reached over TLS
+                            an https:// proxy is reached over TLS; the proxy may ask for Basic,
+                            Digest or NTLM (a domain user as DOMAIN%5Cuser in the URL), and gets
+                            no password over plain http before it asks
   --proxy-ca <file>         PEM CA certificate(s) to trust for an https:// proxy, besides those
                             Node trusts (repeatable)
   --proxy-insecure          do not check an https:// proxy's certificate

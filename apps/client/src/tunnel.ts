@@ -43,7 +43,9 @@ import {
   isHttpStreamPath,
   isTcpPath,
   isWsPath,
+  learnForwardAuth,
   MuxHost,
+  needsConnect,
   nodeRandom,
   type ProxyConfig,
   SessionDriver,
@@ -182,6 +184,8 @@ export class TunnelClient {
   readonly #tcp: TcpTransport;
   readonly #ws: WebSocketTransport;
   readonly #http = new Map<string, HttpClient>();
+  /** Proxy configurations by proxy and credentials (#proxyFor). */
+  readonly #proxies = new Map<string, ProxyConfig>();
   /**
    * The session routing id (docs/PROTOCOL.md §7, "Session routing id"): on every WebSocket and
    * HTTP request, so that a relay spread over servers (Workers) routes them to one place.
@@ -436,10 +440,21 @@ export class TunnelClient {
     });
   }
 
-  /** The proxy for a path to `url` (the option, else the environment), with its TLS settings. */
+  /**
+   * The proxy for a path to `url` (the option, else the environment), with its TLS settings; one
+   * configuration per proxy and credentials for the client's life, so that what the proxy wants
+   * for authentication is learnt once (its `memory`).
+   */
   #proxyFor(url: string): ProxyConfig | undefined {
     const p = selectProxy(url, this.#o.proxy);
-    return p?.secure && this.#o.proxyTls ? { ...p, tls: this.#o.proxyTls } : p;
+    if (p === undefined) return undefined;
+    const key = `${p.href}\n${p.username ?? ''}\n${p.password ?? ''}`;
+    let known = this.#proxies.get(key);
+    if (!known) {
+      known = p.secure && this.#o.proxyTls ? { ...p, tls: this.#o.proxyTls } : p;
+      this.#proxies.set(key, known);
+    }
+    return known;
   }
 
   #receive(data: Uint8Array, path: string): void {
@@ -731,11 +746,16 @@ export class TunnelClient {
         ] as const;
         const baseUrl = `${e.secure ? 'https' : 'http'}://${e.authority}${e.prefix}${HTTP_BASE}`;
         const proxy = this.#proxyFor(baseUrl);
+        // Forward requests to a plain proxy carry the scheme it asked for, learnt first.
+        if (proxy && !e.secure) await learnForwardAuth(proxy, `${baseUrl}/`);
         for (const [encapsulation, Kind] of kinds) {
           const c = new Kind({
             baseUrl,
-            // Plain http goes to the proxy as forward requests; https cannot, and rides CONNECT.
-            ...(proxy ? { proxy, proxyMode: 'forward' as const } : {}),
+            // Plain http goes to the proxy as forward requests (with Basic); https cannot, and
+            // rides CONNECT, as does everything to a proxy that wants NTLM or Digest.
+            ...(proxy
+              ? { proxy, proxyMode: needsConnect(proxy.memory) ? 'connect' : ('forward' as const) }
+              : {}),
             ...(e.secure && this.#o.tls ? { tls: this.#o.tls } : {}),
             ...(this.#o.httpUpstream === false ? { upstream: false } : {}),
             // The clients build their own request targets: the routing id goes as a header.

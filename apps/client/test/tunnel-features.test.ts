@@ -12,6 +12,7 @@ import { type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
+  hasDigestAndNtlmAuth,
   hasNcsaAuth,
   hasSquid,
   type Squid,
@@ -927,11 +928,15 @@ const noSquid =
  * log is read by the checks that follow (squid logs a tunnel when it ends).
  */
 async function throughSquid(
-  squidOpts: { connect?: boolean },
+  squidOpts: { connect?: boolean; scheme?: 'basic' | 'digest' | 'ntlm' },
   check: (client: Proc, relay: Line, squid: Squid, echo: () => Promise<void>) => Promise<void>,
 ): Promise<void> {
   const tcp = await tcpEcho();
-  const squid = await startSquid({ auth: { user: 'roam', password: 'p@ss w0rd' }, ...squidOpts });
+  const { scheme, ...rest } = squidOpts;
+  const squid = await startSquid({
+    auth: { user: 'roam', password: 'p@ss w0rd', ...(scheme ? { scheme } : {}) },
+    ...rest,
+  });
   const dir = tempDir();
   const pub = await keygen(dir);
   const relay = run(relayArgs(dir, pub, ['--egress-allow', '127.0.0.1/32']));
@@ -998,3 +1003,34 @@ test('--proxy: through squid that refuses CONNECT (its default but to port 443),
     assert.match(log, /TCP_DENIED\/403 .*CONNECT/);
   });
 });
+
+for (const scheme of ['digest', 'ntlm'] as const) {
+  test(`--proxy: squid asking for ${scheme === 'ntlm' ? 'NTLM' : 'Digest'}: WebSocket and HTTP both by CONNECT, each tunnel's credentials checked by squid`, {
+    skip: (!hasSquid || !hasDigestAndNtlmAuth) && !process.env.CI && 'needs squid',
+  }, async () => {
+    await throughSquid({ scheme }, async (client, listening, squid, echo) => {
+      const reg = await client.until((l) => l.msg === 'registered', 'registration through squid');
+      assert.equal(reg.encapsulation, 'websocket');
+      await echo();
+      const n = client.lines.length;
+      client.send('disable ws');
+      const moved = await client.until(
+        (l) => l.msg === 'registered' && client.lines.indexOf(l) >= n,
+        'registration over HTTP through squid',
+      );
+      assert.equal(moved.encapsulation, 'http-stream');
+      await echo();
+      await stop(client);
+      const httpPort = String(listening.http).split(':').pop();
+      for (let i = 0; i < 40 && !squid.accessLog().includes('TCP_TUNNEL'); i++) await sleep(50);
+      const log = squid.accessLog();
+      // Squid checked each tunnel's credentials and logged whose they were.
+      assert.match(
+        log,
+        new RegExp(`TCP_TUNNEL/200 \\d+ CONNECT 127\\.0\\.0\\.1:${httpPort} \\\\{0,2}roam `),
+      );
+      // HTTP went by CONNECT too: no forward request went through.
+      assert.doesNotMatch(log, /TCP_MISS\/200 \d+ (POST|GET) http/);
+    });
+  });
+}

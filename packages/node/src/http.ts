@@ -66,6 +66,7 @@ import {
 import { HttpUplink, type HttpUplinkOptions } from './http-uplink.ts';
 import { HttpUpstream } from './http-upstream.ts';
 import { ProxyAgent, type ProxyConfig, parseProxyUrl, proxyAuthorization } from './proxy.ts';
+import { forwardSendsBasic, noteForwardRefusal } from './proxy-auth.ts';
 import { connectWithArena } from './read-arena.ts';
 import { writeRecordChunk } from './record-chunk.ts';
 import { type RelayTls, relayTlsOptions } from './relay-tls.ts';
@@ -904,7 +905,10 @@ abstract class HttpClientBase {
     this.#proxy = proxy;
     const tls = this.target.secure ? (o.tls ?? {}) : undefined;
     const forward = proxy !== undefined && o.proxyMode === 'forward' && tls === undefined;
-    const authorization = forward ? proxyAuthorization(proxy) : undefined;
+    const authorization =
+      forward && forwardSendsBasic(proxy.memory, proxy.secure)
+        ? proxyAuthorization(proxy)
+        : undefined;
     // Forward requests to an https:// proxy go over TLS to the proxy (to the relay they are plain).
     const proxyTls = forward && proxy.secure ? (proxy.tls ?? {}) : undefined;
     this.#requestFn = tls !== undefined || proxyTls !== undefined ? httpsRequest : httpRequest;
@@ -1223,6 +1227,16 @@ abstract class HttpClientBase {
     return req;
   }
 
+  /**
+   * A forward request answered 407: the scheme the proxy asks for is remembered with its
+   * configuration, so that the path, dialled again, answers it (Basic on each request; NTLM or
+   * Digest by CONNECT; proxy-auth.ts).
+   */
+  protected forwardRefused(status: number, authenticate: string | undefined): void {
+    if (status !== 407 || this.#forward === undefined || authenticate === undefined) return;
+    noteForwardRefusal(this.#forward.proxy.memory, [authenticate]);
+  }
+
   /** Hook: a POST was answered 2xx (its head is in). */
   protected onAnswer(): void {}
 
@@ -1243,6 +1257,7 @@ abstract class HttpClientBase {
         const status = res.statusCode ?? 0;
         if (status !== 200 && status !== 204) {
           res.resume();
+          this.forwardRefused(status, res.headers['proxy-authenticate']);
           this.fail(`${HttpPathError.HTTP_STATUS}: poll ${status} ${res.statusMessage}`);
           return;
         }
@@ -1309,6 +1324,7 @@ abstract class HttpClientBase {
       }
       const status = res.status;
       if (status < 200 || status >= 300) {
+        this.forwardRefused(status, res.headers.get('proxy-authenticate'));
         this.fail(`${HttpPathError.HTTP_STATUS}: POST ${status} ${res.reason}`);
         return;
       }
@@ -1374,6 +1390,7 @@ export class HttpStreamClient extends HttpClientBase {
         }
         if (res.statusCode !== 200) {
           res.resume();
+          this.forwardRefused(res.statusCode ?? 0, res.headers['proxy-authenticate']);
           this.fail(`${HttpPathError.HTTP_STATUS}: GET ${res.statusCode} ${res.statusMessage}`);
           return;
         }

@@ -31,6 +31,12 @@ import { Agent, type AgentOptions, type ClientRequestArgs } from 'node:http';
 import { BlockList, isIP, connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
+import {
+  AuthRefusal,
+  noteForwardRefusal,
+  type ProxyAuthMemory,
+  ProxyAuthSession,
+} from './proxy-auth.ts';
 import { type RelayTls, relayTlsOptions, TLS_TRUST_ERROR_CODES, tlsOver } from './relay-tls.ts';
 
 /** Stable codes: callers and logs match on these, never on messages. */
@@ -92,6 +98,11 @@ export interface ProxyConfig {
   /** Percent-decoded; undefined when the URL carries no credentials. */
   readonly username: string | undefined;
   readonly password: string | undefined;
+  /**
+   * What the proxy was found to want for authentication (proxy-auth.ts), shared by every copy of
+   * this configuration: later tunnels start with it.
+   */
+  readonly memory: ProxyAuthMemory;
   /** The proxy without credentials, "http://host:port" or "https://host:port": safe for logs. */
   readonly href: string;
 }
@@ -162,6 +173,7 @@ export function parseProxyUrl(text: string): ProxyConfig {
     secure,
     username,
     password,
+    memory: {},
     href: `${u.protocol}//${hostPort(hostname, port)}`,
   };
 }
@@ -299,25 +311,55 @@ export interface ConnectViaProxyOptions {
   headers?: Record<string, string>;
 }
 
+interface Head {
+  status: number;
+  reason: string;
+  authenticate: string[];
+  /** Content-Length, if the answer has one (and no Transfer-Encoding). */
+  contentLength: number | undefined;
+  /** The proxy closes the connection after this answer (or may: a body without a length). */
+  close: boolean;
+}
+
 /** Status code and the fields that matter from the proxy's answer. */
-function parseHead(head: string): { status: number; reason: string; authenticate: string[] } {
+function parseHead(head: string): Head {
   const lines = head.split('\r\n');
-  const m = /^HTTP\/1\.[01] (\d{3})(?: (.*))?$/.exec(lines[0] ?? '');
+  const m = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(lines[0] ?? '');
   if (!m) throw new Error(`not an HTTP/1.x status line: ${JSON.stringify(lines[0]!.slice(0, 80))}`);
   const authenticate: string[] = [];
+  let contentLength: number | undefined;
+  let chunked = false;
+  let connection = '';
   for (const l of lines.slice(1)) {
     const c = l.indexOf(':');
-    if (c > 0 && l.slice(0, c).trim().toLowerCase() === 'proxy-authenticate') {
-      authenticate.push(l.slice(c + 1).trim());
-    }
+    if (c <= 0) continue;
+    const name = l.slice(0, c).trim().toLowerCase();
+    const value = l.slice(c + 1).trim();
+    if (name === 'proxy-authenticate') authenticate.push(value);
+    else if (name === 'content-length' && /^\d+$/.test(value)) contentLength = Number(value);
+    else if (name === 'transfer-encoding') chunked = true;
+    else if (name === 'connection' || name === 'proxy-connection') connection += `,${value}`;
   }
-  return { status: Number(m[1]), reason: m[2] ?? '', authenticate };
+  const tokens = connection.toLowerCase().split(/[\s,]+/);
+  const keepAlive = m[1] === '1' ? !tokens.includes('close') : tokens.includes('keep-alive');
+  return {
+    status: Number(m[2]),
+    reason: m[3] ?? '',
+    authenticate,
+    contentLength: chunked ? undefined : contentLength,
+    close: !keepAlive || chunked || contentLength === undefined,
+  };
 }
+
+/** At most this many requests per CONNECT: probe, NTLM's two, a stale Digest nonce. */
+const MAX_AUTH_ROUNDS = 4;
 
 /**
  * Opens a tunnel to `host`:`port` through `proxy` with CONNECT and resolves with the socket,
  * positioned at the first byte from the target (ready for a WebSocket handshake or HTTP
- * requests). Rejects with a ProxyError; the connection to the proxy is destroyed first.
+ * requests). A 407 is answered with the credentials in the scheme the proxy asks for
+ * (proxy-auth.ts: Basic, Digest, NTLM), on the same connection when the proxy keeps it, else on
+ * a new one. Rejects with a ProxyError; every connection to the proxy is destroyed first.
  */
 export function connectViaProxy(
   proxy: ProxyConfig | string,
@@ -340,8 +382,6 @@ export function connectViaProxy(
   }
   const timeoutMs = opts.timeoutMs ?? DEFAULT_PROXY_CONNECT_TIMEOUT_MS;
   const fields: [string, string][] = [['Host', target]];
-  const auth = proxyAuthorization(p);
-  if (auth !== undefined) fields.push(['Proxy-Authorization', auth]);
   for (const [k, v] of Object.entries(opts.headers ?? {})) {
     if (/[\r\n]/.test(k) || /[\r\n]/.test(v)) {
       return Promise.reject(
@@ -350,90 +390,162 @@ export function connectViaProxy(
     }
     fields.push([k, v]);
   }
-  const request = `CONNECT ${target} HTTP/1.1\r\n${fields.map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
+  const request = (authorization: string | undefined): string => {
+    const all =
+      authorization === undefined ? fields : [...fields, ['Proxy-Authorization', authorization]];
+    return `CONNECT ${target} HTTP/1.1\r\n${all.map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
+  };
+  const auth = new ProxyAuthSession({
+    username: p.username,
+    password: p.password,
+    memory: p.memory,
+    method: 'CONNECT',
+    uri: target,
+    secure: p.secure,
+  });
 
   return new Promise<Socket>((resolve, reject) => {
-    const socket = dialProxy(p);
     const where = `proxy ${p.href} (CONNECT ${target})`;
-    // `reached`: the TCP connection is up; `connected`: so is TLS to an https proxy (the CONNECT
-    // request is written then).
-    let reached = false;
-    let connected = false;
     let settled = false;
-    let buf: Buffer = Buffer.alloc(0);
+    let rounds = 0;
+    /** The connection in use, and what its listeners need. */
+    let c!: {
+      socket: Socket;
+      // `reached`: the TCP connection is up; `connected`: so is TLS to an https proxy (requests
+      // are written then).
+      reached: boolean;
+      connected: boolean;
+      authorization: string | undefined;
+      buf: Buffer;
+      /** Body bytes of a 407 still to skip before the next answer. */
+      skip: number;
+      /** A request after a 407 went on this connection and is not answered yet. */
+      followUp: boolean;
+      off: () => void;
+    };
+    /** A follow-up whose connection the proxy closed was sent again on a new one. */
+    let reopened = false;
 
     const onAbort = (): void =>
       finish(
         new ProxyError(ProxyErrorCode.ABORTED, `${where}: aborted`, { cause: signal?.reason }),
       );
     const timer = setTimeout(() => {
-      const stage = connected ? 'no answer to CONNECT' : 'no connection';
+      const stage = c.connected ? 'no answer to CONNECT' : 'no connection';
       finish(new ProxyError(ProxyErrorCode.TIMEOUT, `${where}: ${stage} within ${timeoutMs} ms`));
     }, timeoutMs);
     signal?.addEventListener('abort', onAbort, { once: true });
 
-    const onReached = (): void => {
-      reached = true;
-    };
-    const onConnect = (): void => {
-      reached = true;
-      connected = true;
-      socket.write(request);
-    };
-    const onError = (e: NodeJS.ErrnoException): void => {
-      if (!connected && reached && p.secure) {
+    function open(authorization: string | undefined): void {
+      const socket = dialProxy(p);
+      const conn: typeof c = {
+        socket,
+        reached: false,
+        connected: false,
+        authorization,
+        buf: Buffer.alloc(0),
+        skip: 0,
+        followUp: false,
+        off: () => {},
+      };
+      c = conn;
+      const onReached = (): void => {
+        conn.reached = true;
+      };
+      const onConnect = (): void => {
+        conn.reached = true;
+        conn.connected = true;
+        socket.write(request(conn.authorization));
+      };
+      const onError = (e: NodeJS.ErrnoException): void => {
+        if (!conn.connected && conn.reached && p.secure) {
+          finish(
+            new ProxyError(
+              ProxyErrorCode.TLS,
+              `${where}: TLS handshake with the proxy failed: ${e.code ?? e.message}${proxyTlsHint(e.code)}`,
+              { cause: e },
+            ),
+          );
+          return;
+        }
+        const code = conn.connected ? ProxyErrorCode.BAD_RESPONSE : ProxyErrorCode.UNREACHABLE;
+        const stage = conn.connected ? 'connection broke before an answer' : 'cannot connect';
+        finish(new ProxyError(code, `${where}: ${stage}: ${e.code ?? e.message}`, { cause: e }));
+      };
+      const onEnd = (): void => {
+        // A proxy that said it would keep the connection after its 407, and did not: the
+        // request goes once more on a new one (not NTLM's, which belongs to the old one).
+        if (conn.followUp && conn.buf.length === 0 && !reopened && !auth.sameConnection) {
+          reopened = true;
+          conn.off();
+          conn.socket.on('error', () => {});
+          conn.socket.destroy();
+          open(conn.authorization);
+          return;
+        }
         finish(
           new ProxyError(
-            ProxyErrorCode.TLS,
-            `${where}: TLS handshake with the proxy failed: ${e.code ?? e.message}${proxyTlsHint(e.code)}`,
-            { cause: e },
+            ProxyErrorCode.BAD_RESPONSE,
+            `${where}: connection closed before an answer`,
           ),
         );
-        return;
-      }
-      const code = connected ? ProxyErrorCode.BAD_RESPONSE : ProxyErrorCode.UNREACHABLE;
-      const stage = connected ? 'connection broke before an answer' : 'cannot connect';
-      finish(new ProxyError(code, `${where}: ${stage}: ${e.code ?? e.message}`, { cause: e }));
-    };
-    const onEnd = (): void =>
-      finish(
-        new ProxyError(ProxyErrorCode.BAD_RESPONSE, `${where}: connection closed before an answer`),
-      );
-    const onReadable = (): void => {
+      };
+      const onReadable = (): void => read(conn);
+      const connectEvent = p.secure ? 'secureConnect' : 'connect';
+      if (p.secure) socket.on('connect', onReached);
+      socket.on(connectEvent, onConnect);
+      socket.on('error', onError);
+      socket.on('end', onEnd);
+      socket.on('close', onEnd);
+      socket.on('readable', onReadable);
+      conn.off = () => {
+        socket.off('connect', onReached);
+        socket.off(connectEvent, onConnect);
+        socket.off('error', onError);
+        socket.off('end', onEnd);
+        socket.off('close', onEnd);
+        socket.off('readable', onReadable);
+      };
+    }
+
+    function read(conn: typeof c): void {
       let chunk: Buffer | null;
       // biome-ignore lint/suspicious/noAssignInExpressions: the usual read loop.
-      while (!settled && (chunk = socket.read() as Buffer | null) !== null) {
-        buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-        // Interim (1xx) answers may precede the final one; each ends with an empty line.
-        for (;;) {
-          const end = buf.indexOf('\r\n\r\n');
-          if (end < 0) break;
-          let head: ReturnType<typeof parseHead>;
+      while (!settled && c === conn && (chunk = conn.socket.read() as Buffer | null) !== null) {
+        conn.buf = conn.buf.length === 0 ? chunk : Buffer.concat([conn.buf, chunk]);
+        while (!settled && c === conn) {
+          if (conn.skip > 0) {
+            const n = Math.min(conn.skip, conn.buf.length);
+            conn.skip -= n;
+            conn.buf = conn.buf.subarray(n);
+            if (conn.skip > 0) break;
+          }
+          const end = conn.buf.indexOf('\r\n\r\n');
+          if (end < 0) {
+            if (conn.buf.length > MAX_PROXY_RESPONSE_HEAD_BYTES) {
+              finish(
+                new ProxyError(ProxyErrorCode.BAD_RESPONSE, `${where}: answer header too large`),
+              );
+            }
+            break;
+          }
+          let head: Head;
           try {
-            head = parseHead(buf.subarray(0, end).toString('latin1'));
+            head = parseHead(conn.buf.subarray(0, end).toString('latin1'));
           } catch (e) {
             finish(
               new ProxyError(ProxyErrorCode.BAD_RESPONSE, `${where}: ${(e as Error).message}`),
             );
             return;
           }
-          const rest = buf.subarray(end + 4);
-          if (head.status >= 100 && head.status < 200) {
-            buf = rest;
-            continue;
-          }
+          conn.buf = conn.buf.subarray(end + 4);
+          conn.followUp = false;
+          // Interim (1xx) answers may precede the final one; each ends with an empty line.
+          if (head.status >= 100 && head.status < 200) continue;
           if (head.status >= 200 && head.status < 300) {
-            finish(undefined, rest);
+            finish(undefined, conn.buf);
           } else if (head.status === 407) {
-            const offered = head.authenticate.length > 0 ? head.authenticate.join(', ') : 'none';
-            const sent = auth === undefined ? 'no credentials sent' : 'credentials rejected';
-            finish(
-              new ProxyError(
-                ProxyErrorCode.AUTH_REQUIRED,
-                `${where}: 407 proxy authentication required (${sent}; proxy offers: ${offered})`,
-                { status: 407 },
-              ),
-            );
+            answer407(conn, head);
           } else {
             finish(
               new ProxyError(
@@ -443,26 +555,55 @@ export function connectViaProxy(
               ),
             );
           }
-          return;
-        }
-        if (buf.length > MAX_PROXY_RESPONSE_HEAD_BYTES) {
-          finish(new ProxyError(ProxyErrorCode.BAD_RESPONSE, `${where}: answer header too large`));
-          return;
         }
       }
-    };
+    }
+
+    /** A 407: the next request with the credentials it asks for, or AUTH_REQUIRED. */
+    function answer407(conn: typeof c, head: Head): void {
+      const offered = head.authenticate.length > 0 ? head.authenticate.join(', ') : 'none';
+      const next = auth.on407(head.authenticate);
+      const refused = (why: string): void =>
+        finish(
+          new ProxyError(
+            ProxyErrorCode.AUTH_REQUIRED,
+            `${where}: 407 proxy authentication required (${why}; proxy offers: ${offered})`,
+            { status: 407 },
+          ),
+        );
+      const why =
+        next instanceof AuthRefusal
+          ? next.reason
+          : ++rounds >= MAX_AUTH_ROUNDS
+            ? 'too many authentication rounds'
+            : head.close && auth.sameConnection
+              ? 'the proxy closed the connection mid-handshake'
+              : undefined;
+      if (why !== undefined || next instanceof AuthRefusal) {
+        refused(why ?? '');
+        return;
+      }
+      if (!head.close) {
+        conn.skip = head.contentLength ?? 0;
+        conn.authorization = next;
+        conn.followUp = true;
+        conn.socket.write(request(next));
+        return;
+      }
+      // The proxy ends this connection: the next request goes on a new one.
+      conn.off();
+      conn.socket.on('error', () => {});
+      conn.socket.destroy();
+      open(next);
+    }
 
     function finish(err: ProxyError | undefined, rest?: Buffer): void {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
-      socket.off('connect', onReached);
-      socket.off(p.secure ? 'secureConnect' : 'connect', onConnect);
-      socket.off('error', onError);
-      socket.off('end', onEnd);
-      socket.off('close', onEnd);
-      socket.off('readable', onReadable);
+      const { socket } = c;
+      c.off();
       if (err) {
         // Nothing of a failed attempt outlives it; a late error must not go unhandled.
         socket.on('error', () => {});
@@ -477,12 +618,50 @@ export function connectViaProxy(
       process.nextTick(() => resolve(socket));
     }
 
-    if (p.secure) socket.on('connect', onReached);
-    socket.on(p.secure ? 'secureConnect' : 'connect', onConnect);
-    socket.on('error', onError);
-    socket.on('end', onEnd);
-    socket.on('close', onEnd);
-    socket.on('readable', onReadable);
+    open(auth.first());
+  });
+}
+
+/**
+ * Learns what a plain-http proxy wants before forward requests go through it, so that none of
+ * them carries a password the proxy did not ask for, and none fails for want of one: one request
+ * without credentials (HEAD of `url`, in absolute form); a 407 is noted in the proxy's memory
+ * (proxy-auth.ts `noteForwardRefusal`). Does nothing where the memory already knows, or without
+ * credentials; never throws (a proxy that cannot be reached fails the paths in their own way).
+ */
+export function learnForwardAuth(p: ProxyConfig, url: string, timeoutMs = 5_000): Promise<void> {
+  if (p.username === undefined || p.memory.scheme !== undefined || p.secure) {
+    return Promise.resolve();
+  }
+  const u = new URL(url);
+  return new Promise<void>((resolve) => {
+    const socket = dialProxy(p);
+    let buf = Buffer.alloc(0);
+    const done = (): void => {
+      clearTimeout(timer);
+      socket.removeAllListeners('data');
+      socket.on('error', () => {});
+      socket.destroy();
+      resolve();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    socket.on('error', done);
+    socket.on('close', done);
+    socket.on('connect', () => {
+      socket.write(`HEAD ${u.href} HTTP/1.1\r\nHost: ${u.host}\r\nConnection: close\r\n\r\n`);
+    });
+    socket.on('data', (b: Buffer) => {
+      buf = Buffer.concat([buf, b]);
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0 && buf.length < MAX_PROXY_RESPONSE_HEAD_BYTES) return;
+      try {
+        const head = parseHead(buf.subarray(0, end < 0 ? buf.length : end).toString('latin1'));
+        if (head.status === 407) noteForwardRefusal(p.memory, head.authenticate);
+      } catch {
+        // Not HTTP: the paths will say so.
+      }
+      done();
+    });
   });
 }
 

@@ -29,7 +29,7 @@ import {
   parseProxyUrl,
 } from '../src/proxy.ts';
 import { WebSocketTransport, WS_PATH, type WsPathView } from '../src/websocket.ts';
-import { hasNcsaAuth, hasSquid, type Squid, startSquid } from './squid.ts';
+import { hasDigestAndNtlmAuth, hasNcsaAuth, hasSquid, type Squid, startSquid } from './squid.ts';
 
 const skip =
   (!hasSquid || !hasNcsaAuth) && !process.env.CI && 'needs squid (scripts/system-deps.sh)';
@@ -275,10 +275,24 @@ describe('through squid that refuses CONNECT (as its default does but to port 44
     await squid?.stop();
   });
 
-  test('forward mode: both HTTP clients carry datagrams, with basic authentication', async () => {
-    // Squid passes a chunked body as it comes and the answer's head before the body ends: the
-    // up-stream opens through it too.
-    assert.deepEqual(await httpThrough(relay, squid, good, 'forward'), {
+  test('forward mode: no password until the proxy asks; then both HTTP clients carry datagrams with Basic', async () => {
+    const proxy = parseProxyUrl(good);
+    // The first request goes without credentials: the 407 says Basic, and the path fails.
+    const c = collector();
+    const first = new HttpPollClient({
+      baseUrl: `http://127.0.0.1:${relay.port}/rl`,
+      proxy,
+      proxyMode: 'forward',
+      ...c.opts,
+    });
+    first.send(bytes(1));
+    await waitFor(() => c.errors.length > 0, 'the first client failing');
+    assert.match(c.errors[0]!, / 407 /);
+    assert.equal(proxy.memory.scheme, 'basic');
+    first.close();
+    // Dialled again (as the tunnel does), the paths carry Basic. Squid passes a chunked body
+    // as it comes and the answer's head before the body ends: the up-stream opens through it.
+    assert.deepEqual(await httpThrough(relay, squid, proxy, 'forward'), {
       upstream: 'live',
       end: undefined,
     });
@@ -447,6 +461,73 @@ describe('through an https:// squid (TLS to the proxy)', { skip }, () => {
         assert.match(e.message, /\(the proxy does not speak TLS on that port\)$/);
         return true;
       },
+    );
+  });
+});
+
+const noDigestNtlm = (!hasSquid || !hasDigestAndNtlmAuth) && !process.env.CI && 'needs squid';
+
+describe('through squid asking for Digest (RFC 7616)', { skip: noDigestNtlm }, () => {
+  const user = 'roam';
+  const password = 'digest pass';
+  let squid: Squid;
+  let relay: Relay;
+  let good: ProxyConfig;
+  before(async () => {
+    squid = await startSquid({ auth: { user, password, scheme: 'digest' } });
+    relay = await startRelay();
+    good = parseProxyUrl(`http://${user}:${encodeURIComponent(password)}@127.0.0.1:${squid.port}`);
+  });
+  after(async () => {
+    await relay?.close();
+    await squid?.stop();
+  });
+
+  test('WebSocket and both HTTP clients carry datagrams; the password never goes as Basic', async () => {
+    await wsThrough(relay, squid, good);
+    assert.equal(good.memory.scheme, 'digest');
+    assert.equal((await httpThrough(relay, squid, good)).upstream, 'live');
+    // Squid verified every tunnel's Digest response and logged the user.
+    await waitFor(
+      () => squid.accessLog().includes(`CONNECT 127.0.0.1:${relay.port} ${user} `),
+      'the CONNECT with the user in the access log',
+    );
+  });
+
+  test('a wrong password: AUTH_REQUIRED, credentials rejected', async () => {
+    const bad = `http://${user}:wrong@127.0.0.1:${squid.port}`;
+    await assert.rejects(connectViaProxy(bad, '127.0.0.1', relay.port), (e) => {
+      assert.ok(isProxyError(e, ProxyErrorCode.AUTH_REQUIRED), String(e));
+      assert.match(e.message, /\(credentials rejected; proxy offers: Digest realm="roamlink-test"/);
+      return true;
+    });
+  });
+});
+
+describe("through squid asking for NTLM (squid's test helper: any user)", {
+  skip: noDigestNtlm,
+}, () => {
+  let squid: Squid;
+  let relay: Relay;
+  before(async () => {
+    squid = await startSquid({ auth: { user: 'x', password: 'x', scheme: 'ntlm' } });
+    relay = await startRelay();
+  });
+  after(async () => {
+    await relay?.close();
+    await squid?.stop();
+  });
+
+  test('NEGOTIATE and AUTHENTICATE on one connection; squid reads the user from it', async () => {
+    const proxy = parseProxyUrl(`http://CORP%5Croam:secret@127.0.0.1:${squid.port}`);
+    await wsThrough(relay, squid, proxy);
+    assert.equal(proxy.memory.scheme, 'ntlm');
+    assert.equal((await httpThrough(relay, squid, proxy)).upstream, 'live');
+    // The fake helper takes the domain and user out of our AUTHENTICATE message (squid's log
+    // escapes the backslash).
+    await waitFor(
+      () => /CONNECT 127\.0\.0\.1:\d+ CORP\\{1,2}roam /.test(squid.accessLog()),
+      'the CONNECT with DOMAIN\\user in the access log',
     );
   });
 });

@@ -22,6 +22,7 @@ import {
   selectProxy,
 } from '../src/proxy.ts';
 import { WebSocketTransport } from '../src/websocket.ts';
+import { scripted } from './scripted-proxy.ts';
 
 test('parseProxyUrl: host, port, percent-decoded credentials, redacted href', () => {
   const p = parseProxyUrl('http://us%20er:p%40ss%3Aw%C3%B6rd@proxy.example:3128');
@@ -31,6 +32,7 @@ test('parseProxyUrl: host, port, percent-decoded credentials, redacted href', ()
     secure: false,
     username: 'us er',
     password: 'p@ss:wörd',
+    memory: {},
     href: 'http://proxy.example:3128',
   });
   assert.deepEqual(parseProxyUrl('http://10.0.0.1/'), {
@@ -39,6 +41,7 @@ test('parseProxyUrl: host, port, percent-decoded credentials, redacted href', ()
     secure: false,
     username: undefined,
     password: undefined,
+    memory: {},
     href: 'http://10.0.0.1:80',
   });
   // No scheme: http, as the environment variables are often written.
@@ -57,6 +60,7 @@ test('parseProxyUrl: https:// is a proxy reached over TLS, on port 443 by defaul
     secure: true,
     username: 'u',
     password: 'p@',
+    memory: {},
     href: 'https://proxy.example:443',
   });
   const v6 = parseProxyUrl('HTTPS://[fd00::1]:8443/');
@@ -191,49 +195,6 @@ test('proxyFromEnv: HTTPS_PROXY, https_proxy, HTTP_PROXY, http_proxy in that ord
 
 // ---- CONNECT against a scripted proxy ----
 
-interface Scripted {
-  port: number;
-  url: string;
-  /** Each CONNECT request's head as received. */
-  heads: string[];
-  /** Connections still open on the proxy's side. */
-  open(): number;
-  close(): Promise<void>;
-}
-
-/** A proxy that reads one request head and then runs `answer` on the connection. */
-async function scripted(answer: (s: Socket, head: string) => void): Promise<Scripted> {
-  const heads: string[] = [];
-  const conns = new Set<Socket>();
-  const server: Server = createServer((s) => {
-    conns.add(s);
-    s.on('close', () => conns.delete(s));
-    s.on('error', () => {});
-    let buf = '';
-    const onData = (b: Buffer): void => {
-      buf += b.toString('latin1');
-      const end = buf.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      s.off('data', onData);
-      heads.push(buf.slice(0, end));
-      answer(s, buf.slice(0, end));
-    };
-    s.on('data', onData);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as AddressInfo).port;
-  return {
-    port,
-    url: `http://127.0.0.1:${port}`,
-    heads,
-    open: () => conns.size,
-    close: () => {
-      for (const s of conns) s.destroy();
-      return new Promise<void>((r) => server.close(() => r()));
-    },
-  };
-}
-
 const waitFor = async (pred: () => boolean, what: string, ms = 3000): Promise<void> => {
   const end = Date.now() + ms;
   while (!pred()) {
@@ -251,26 +212,37 @@ async function deadPort(): Promise<number> {
   return port;
 }
 
-test('CONNECT: request form, credentials, and tunnel bytes that arrive with the answer', async () => {
-  const p = await scripted((s) => {
+test('CONNECT: request form, credentials once asked for, and tunnel bytes that arrive with the answer', async () => {
+  const p = await scripted((s, head) => {
+    if (!head.includes('Proxy-Authorization:')) {
+      // A plain proxy gets no password until it asks; its 407 has a body, skipped.
+      s.write(
+        'HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="x"\r\nContent-Length: 5\r\n\r\nnope!',
+      );
+      return true;
+    }
     // An interim answer, the final one, and the target's first bytes, all in one write.
     s.write('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 Connection established\r\n\r\nHELLO');
     s.on('data', (b: Buffer) => s.write(b));
   });
   try {
-    const sock = await connectViaProxy(
-      `http://Aladdin:open%20sesame@127.0.0.1:${p.port}`,
-      '::1',
-      51821,
-      {
-        headers: { 'User-Agent': 'roamlink-test' },
-      },
-    );
-    const lines = p.heads[0]!.split('\r\n');
+    const proxy = parseProxyUrl(`http://Aladdin:open%20sesame@127.0.0.1:${p.port}`);
+    const sock = await connectViaProxy(proxy, '::1', 51821, {
+      headers: { 'User-Agent': 'roamlink-test' },
+    });
+    assert.equal(p.heads.length, 2, 'a probe, then the request with credentials');
+    assert.ok(!p.heads[0]!.includes('Proxy-Authorization'));
+    const lines = p.heads[1]!.split('\r\n');
     assert.equal(lines[0], 'CONNECT [::1]:51821 HTTP/1.1');
     assert.ok(lines.includes('Host: [::1]:51821'));
     assert.ok(lines.includes('Proxy-Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=='));
     assert.ok(lines.includes('User-Agent: roamlink-test'));
+    assert.equal(p.open(), 1, 'both requests on one connection');
+    // The proxy is now known to take Basic: the next tunnel sends it at once.
+    const again = await connectViaProxy(proxy, '::1', 51821);
+    assert.equal(p.heads.length, 3);
+    assert.ok(p.heads[2]!.includes('Proxy-Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=='));
+    again.destroy();
     let got = '';
     sock.on('data', (b: Buffer) => {
       got += b.toString();

@@ -23,8 +23,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export const NCSA_AUTH = '/usr/lib/squid/basic_ncsa_auth';
+/** Digest against a file of `user:password` lines. */
+export const DIGEST_AUTH = '/usr/lib/squid/digest_file_auth';
+/** NTLM that takes any user (it checks the messages' form, not the password): a test helper. */
+export const NTLM_FAKE_AUTH = '/usr/lib/squid/ntlm_fake_auth';
 export const hasSquid = spawnSync('squid', ['-v']).status === 0;
 export const hasNcsaAuth = existsSync(NCSA_AUTH);
+export const hasDigestAndNtlmAuth = existsSync(DIGEST_AUTH) && existsSync(NTLM_FAKE_AUTH);
 
 export interface Squid {
   port: number;
@@ -76,7 +81,8 @@ const connects = (port: number): Promise<boolean> =>
 
 export async function startSquid(
   opts: {
-    auth?: { user: string; password: string };
+    /** Proxy authentication; `scheme` default basic (ntlm: any user, see NTLM_FAKE_AUTH). */
+    auth?: { user: string; password: string; scheme?: 'basic' | 'digest' | 'ntlm' };
     connect?: boolean;
     /** PEM files: serve TLS with this certificate and key. */
     tls?: { cert: string; key: string };
@@ -113,14 +119,25 @@ export async function startSquid(
   if (asRoot) lines.push('cache_effective_user proxy');
   if (opts.auth) {
     const pw = join(dir, 'passwd');
-    writeFileSync(pw, passwdLine(opts.auth.user, opts.auth.password), { mode: 0o640 });
-    lines.push(
-      `auth_param basic program ${NCSA_AUTH} ${pw}`,
-      'auth_param basic children 2',
-      'auth_param basic realm roamlink-test',
-      'acl authed proxy_auth REQUIRED',
-      'http_access deny !authed',
-    );
+    const scheme = opts.auth.scheme ?? 'basic';
+    if (scheme === 'basic') {
+      writeFileSync(pw, passwdLine(opts.auth.user, opts.auth.password), { mode: 0o640 });
+      lines.push(
+        `auth_param basic program ${NCSA_AUTH} ${pw}`,
+        'auth_param basic children 2',
+        'auth_param basic realm roamlink-test',
+      );
+    } else if (scheme === 'digest') {
+      writeFileSync(pw, `${opts.auth.user}:${opts.auth.password}\n`, { mode: 0o640 });
+      lines.push(
+        `auth_param digest program ${DIGEST_AUTH} ${pw}`,
+        'auth_param digest children 2',
+        'auth_param digest realm roamlink-test',
+      );
+    } else {
+      lines.push(`auth_param ntlm program ${NTLM_FAKE_AUTH}`, 'auth_param ntlm children 2');
+    }
+    lines.push('acl authed proxy_auth REQUIRED', 'http_access deny !authed');
   }
   // By default no SSL_ports restriction: CONNECT to the relay's port, whatever it is. With
   // `connect: false`, CONNECT is refused, as squid's default configuration refuses it to every
@@ -135,7 +152,12 @@ export async function startSquid(
   if (asRoot) {
     const uid = idOf('-u', 'proxy');
     const gid = idOf('-g', 'proxy');
-    for (const f of [dir, conf, ...owned, ...(opts.auth ? [join(dir, 'passwd')] : [])]) {
+    for (const f of [
+      dir,
+      conf,
+      ...owned,
+      ...(existsSync(join(dir, 'passwd')) ? [join(dir, 'passwd')] : []),
+    ]) {
       chownSync(f, uid, gid);
     }
   }
