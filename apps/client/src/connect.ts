@@ -446,6 +446,7 @@ export async function connect(o: ConnectOptions): Promise<number> {
     if (!tty) return;
     const line =
       `${st.state} | ${st.encapsulation ?? '-'}${st.tls ? '+tls' : ''}${st.httpUpstream === 'live' ? ' (up-stream)' : ''} | verdict ${st.verdict ?? '-'} | rtt ${st.rttMs ?? '-'} ms` +
+      `${st.proxy ? ` | via ${st.proxy.href}${st.proxy.auth ? ` (${st.proxy.auth})` : ''}` : ''}` +
       ` | ${fmtRate(rate)} | streams ${st.streams} | handovers ${st.handovers} | ${lastEvent}`;
     process.stderr.write(`\r\x1b[2K${line.slice(0, (process.stderr.columns || 120) - 1)}`);
   }, 500);

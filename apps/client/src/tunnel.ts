@@ -168,6 +168,12 @@ export interface TunnelStatus {
   httpUpstream: 'live' | 'trying' | 'refused' | 'none' | null;
   /** The current path is in TLS (wss:// or https://; UDP and TCP paths never are). */
   tls: boolean;
+  /**
+   * The proxy the current path goes through (WebSocket and HTTP paths only): its URL without
+   * credentials, how the path uses it (CONNECT tunnels or forward requests) and the
+   * authentication scheme it was found to want, if any.
+   */
+  proxy: { href: string; mode: 'connect' | 'forward'; auth: string | null } | null;
 }
 
 export class TunnelClient {
@@ -186,6 +192,8 @@ export class TunnelClient {
   readonly #http = new Map<string, HttpClient>();
   /** Proxy configurations by proxy and credentials (#proxyFor). */
   readonly #proxies = new Map<string, ProxyConfig>();
+  /** The proxy each WebSocket or HTTP path was opened through, and how. */
+  readonly #viaProxy = new Map<string, { proxy: ProxyConfig; mode: 'connect' | 'forward' }>();
   /**
    * The session routing id (docs/PROTOCOL.md §7, "Session routing id"): on every WebSocket and
    * HTTP request, so that a relay spread over servers (Workers) routes them to one place.
@@ -349,6 +357,7 @@ export class TunnelClient {
         s.path !== undefined &&
         (isWsPath(s.path) || isHttpPath(s.path)) &&
         this.#httpEndpoint().secure,
+      proxy: this.#proxyOf(s.path),
     };
   }
 
@@ -438,6 +447,13 @@ export class TunnelClient {
       },
       ...(o.onMuxEvent ? { onEvent: o.onMuxEvent } : {}),
     });
+  }
+
+  /** What the status says of the proxy `path` goes through. */
+  #proxyOf(path: string | undefined): TunnelStatus['proxy'] {
+    const v = path === undefined ? undefined : this.#viaProxy.get(path);
+    if (!v) return null;
+    return { href: v.proxy.href, mode: v.mode, auth: v.proxy.memory.scheme ?? null };
   }
 
   /**
@@ -568,6 +584,7 @@ export class TunnelClient {
     if (this.#closed) return;
     const before = this.#candidates.length;
     this.#candidates = this.#candidates.filter((c) => c.path !== path);
+    this.#viaProxy.delete(path);
     if (this.#candidates.length === before) return;
     this.#log('transport-lost', { kind, reason, remaining: this.#candidates.length });
     if (this.#candidates.length > 0 && this.session.state !== 'idle') {
@@ -720,6 +737,7 @@ export class TunnelClient {
           },
         );
         const v = this.#ws.view(path)!;
+        if (proxy) this.#viaProxy.set(path, { proxy, mode: 'connect' });
         this.#candidates.push({
           path,
           info: {
@@ -748,14 +766,13 @@ export class TunnelClient {
         const proxy = this.#proxyFor(baseUrl);
         // Forward requests to a plain proxy carry the scheme it asked for, learnt first.
         if (proxy && !e.secure) await learnForwardAuth(proxy, `${baseUrl}/`);
+        // Plain http goes to the proxy as forward requests (with Basic); https cannot, and rides
+        // CONNECT, as does everything to a proxy that wants NTLM or Digest.
+        const mode = e.secure || (proxy && needsConnect(proxy.memory)) ? 'connect' : 'forward';
         for (const [encapsulation, Kind] of kinds) {
           const c = new Kind({
             baseUrl,
-            // Plain http goes to the proxy as forward requests (with Basic); https cannot, and
-            // rides CONNECT, as does everything to a proxy that wants NTLM or Digest.
-            ...(proxy
-              ? { proxy, proxyMode: needsConnect(proxy.memory) ? 'connect' : ('forward' as const) }
-              : {}),
+            ...(proxy ? { proxy, proxyMode: mode } : {}),
             ...(e.secure && this.#o.tls ? { tls: this.#o.tls } : {}),
             ...(this.#o.httpUpstream === false ? { upstream: false } : {}),
             // The clients build their own request targets: the routing id goes as a header.
@@ -769,6 +786,7 @@ export class TunnelClient {
             onModeChange: (path) => this.#fellBack(path),
           });
           this.#http.set(c.pathId, c);
+          if (proxy) this.#viaProxy.set(c.pathId, { proxy, mode });
           // Nothing to wait for (the first POST leaves with the first datagram): the view is
           // what the client will send; its own address and port are unknown.
           const v = c.view();

@@ -996,6 +996,11 @@ test('--proxy: through squid that refuses CONNECT (its default but to port 443),
     // names an intermediary at the protocol level.
     assert.equal(reg.verdict, 'protocol');
     await echo();
+    assert.deepEqual((await clientStatus(client)).proxy, {
+      href: `http://127.0.0.1:${squid.port}`,
+      mode: 'forward',
+      auth: 'basic',
+    });
     const httpPort = String(listening.http).split(':').pop();
     for (let i = 0; i < 40 && !squid.accessLog().includes('POST'); i++) await sleep(50);
     const log = squid.accessLog();
@@ -1020,6 +1025,12 @@ for (const scheme of ['digest', 'ntlm'] as const) {
       );
       assert.equal(moved.encapsulation, 'http-stream');
       await echo();
+      // The status names the proxy (never its credentials), how the path uses it, and the scheme.
+      assert.deepEqual((await clientStatus(client)).proxy, {
+        href: `http://127.0.0.1:${squid.port}`,
+        mode: 'connect',
+        auth: scheme,
+      });
       await stop(client);
       const httpPort = String(listening.http).split(':').pop();
       for (let i = 0; i < 40 && !squid.accessLog().includes('TCP_TUNNEL'); i++) await sleep(50);

@@ -369,3 +369,42 @@ test('a proxy that promises to keep the connection after its 407 and closes it: 
     await p.close();
   }
 });
+
+test('hostile answers: random Proxy-Authenticate values and NTLM challenges never throw past the parser', () => {
+  // A seeded generator (mulberry32), so that a failure repeats.
+  let seed = 0x5eed;
+  const rand = (): number => {
+    seed = (seed + 0x6d2b79f5) >>> 0;
+    let t = seed;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const alphabet = 'NTLM Digest Basic realm=nonce="\\,=  abc==TlRMTVNTUAAC\t';
+  for (let n = 0; n < 2000; n++) {
+    const len = Math.floor(rand() * 60);
+    let v = '';
+    for (let i = 0; i < len; i++) v += alphabet[Math.floor(rand() * alphabet.length)];
+    assert.doesNotThrow(() => parseChallenges([v]), JSON.stringify(v));
+    // Whatever the proxy says, the answer is a header or a refusal, never an exception.
+    const s = session();
+    const a = s.on407([v]);
+    assert.ok(typeof a === 'string' || a instanceof AuthRefusal);
+    if (typeof a === 'string' && a.startsWith('NTLM ')) {
+      const r = s.on407([`NTLM ${Buffer.from(v).toString('base64')}`]);
+      assert.ok(r instanceof AuthRefusal, String(r));
+    }
+  }
+  // CHALLENGE messages cut or corrupted anywhere: an Error, or a parse within bounds.
+  for (let n = 0; n < 2000; n++) {
+    const m = Buffer.from(SPEC_CHALLENGE);
+    for (let k = 0; k < 3; k++) m[Math.floor(rand() * m.length)] = Math.floor(rand() * 256);
+    const cut = m.subarray(0, Math.floor(rand() * (m.length + 1)));
+    try {
+      const c = parseChallengeMessage(cut);
+      assert.ok(c.targetInfo.length <= cut.length && c.serverChallenge.length === 8);
+    } catch (e) {
+      assert.ok(e instanceof Error);
+    }
+  }
+});
