@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { HttpPollClient, HttpStreamClient } from '../src/http.ts';
 import {
