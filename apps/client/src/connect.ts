@@ -288,6 +288,19 @@ export async function connect(o: ConnectOptions): Promise<number> {
                   ? 'it does not answer in TLS: if it is a plain HTTP proxy, give it as http://.'
                   : `the handshake failed (${why}).`;
             warnOnce('proxy-tls-failed', { kind, code }, `${kind}: the https:// proxy: ${fix}`);
+          } else if (why.includes(ProxyErrorCode.AUTH_REQUIRED) || / 407 /.test(why)) {
+            // Retrying cannot fix credentials: said once, at once, with what the proxy wants.
+            const m = /\(([^;()]*); proxy offers: ([^)]*)\)/.exec(why);
+            const offers = m ? ` (it offers ${m[2]})` : '';
+            const text =
+              m?.[1] === 'no credentials sent'
+                ? `the proxy asks for credentials${offers}: give them in its URL, ` +
+                  'http://user:password@host:port in --proxy or $HTTPS_PROXY (a domain user as ' +
+                  'DOMAIN%5Cuser).'
+                : m?.[1] === 'credentials rejected'
+                  ? `the proxy rejected the credentials${offers}.`
+                  : `the proxy refused authentication (${m?.[1] ?? why})${offers}.`;
+            warnOnce('proxy-auth-failed', { kind, reason: m?.[1] ?? null }, `${kind}: ${text}`);
           } else if (code !== undefined) {
             warnOnce(
               'tls-untrusted',

@@ -1045,3 +1045,37 @@ for (const scheme of ['digest', 'ntlm'] as const) {
     });
   });
 }
+
+test('--proxy: credentials missing or wrong are said at once, with what the proxy offers', {
+  skip: (!hasSquid || !hasDigestAndNtlmAuth) && !process.env.CI && 'needs squid',
+}, async () => {
+  const squid = await startSquid({ auth: { user: 'roam', password: 'right', scheme: 'digest' } });
+  const dir = tempDir();
+  const pub = await keygen(dir);
+  const relay = run(relayArgs(dir, pub));
+  let client: Proc | undefined;
+  try {
+    const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
+    const via = (userinfo: string): string[] =>
+      connectArgs(listening, dir, [
+        '--no-udp',
+        '--no-tcp',
+        '--proxy',
+        `http://${userinfo}127.0.0.1:${squid.port}`,
+      ]);
+    client = run(via('roam:wrong@'));
+    const warned = await client.until((l) => l.msg === 'proxy-auth-failed', 'the warning', 5000);
+    assert.equal(warned.reason, 'credentials rejected');
+    await stop(client);
+    client = run(via('').filter((a) => a !== '--json-log'));
+    for (let i = 0; i < 200 && !client.stderr().includes('credentials'); i++) await sleep(25);
+    assert.match(
+      client.stderr(),
+      /the proxy asks for credentials \(it offers Digest realm="roamlink-test", [^)]*\): give them in its URL, http:\/\/user:password@host:port in --proxy or \$HTTPS_PROXY \(a domain user as DOMAIN%5Cuser\)\./,
+    );
+  } finally {
+    await stop(relay);
+    await stop(client);
+    await squid.stop();
+  }
+});

@@ -65,7 +65,13 @@ import {
 } from '@roamlink/core';
 import { HttpUplink, type HttpUplinkOptions } from './http-uplink.ts';
 import { HttpUpstream } from './http-upstream.ts';
-import { ProxyAgent, type ProxyConfig, parseProxyUrl, proxyAuthorization } from './proxy.ts';
+import {
+  isProxyError,
+  ProxyAgent,
+  type ProxyConfig,
+  parseProxyUrl,
+  proxyAuthorization,
+} from './proxy.ts';
 import { forwardSendsBasic, noteForwardRefusal } from './proxy-auth.ts';
 import { connectWithArena } from './read-arena.ts';
 import { writeRecordChunk } from './record-chunk.ts';
@@ -233,6 +239,17 @@ export function writeChunk(res: ServerResponse, pieces: Iterable<Uint8Array>): v
 }
 
 /** Request headers as [lower-case name, value] pairs, in arrival order, repeats kept. */
+/**
+ * A failed request's error in a path failure: its code (a socket's ECONNRESET), and for a
+ * proxy's refusal what the proxy said too (its scheme, whether credentials went), which the code
+ * alone does not tell.
+ */
+function errorText(e: Error): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === undefined) return e.message;
+  return isProxyError(e) ? `${code}: ${e.message}` : code;
+}
+
 function headerPairs(req: IncomingMessage): [string, string][] {
   const out: [string, string][] = [];
   const raw = req.rawHeaders;
@@ -1221,7 +1238,7 @@ abstract class HttpClientBase {
     req.once('close', () => this.#requests.delete(req));
     req.on('error', (e: NodeJS.ErrnoException) => {
       if (this.#abandoned.has(req)) return;
-      this.fail(`${HttpPathError.HTTP_ERROR}: ${e.code ?? e.message}`);
+      this.fail(`${HttpPathError.HTTP_ERROR}: ${errorText(e)}`);
     });
     req.on('socket', (s: Socket) => s.setNoDelay(true));
     return req;
@@ -1318,8 +1335,7 @@ abstract class HttpClientBase {
     this.#uplink.post(this.#upPath, fields, body, (err, res) => {
       if (this.#done) return;
       if (err !== undefined || res === undefined) {
-        const code = (err as NodeJS.ErrnoException | undefined)?.code;
-        this.fail(`${HttpPathError.HTTP_ERROR}: ${code ?? err?.message ?? 'no answer'}`);
+        this.fail(`${HttpPathError.HTTP_ERROR}: ${err ? errorText(err) : 'no answer'}`);
         return;
       }
       const status = res.status;
