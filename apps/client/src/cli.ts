@@ -4,7 +4,7 @@
  *
  *   roamlink connect <relay host[:port] | https://host[:port]> --relay-key <hex> [--socks 127.0.0.1:1080]
  *            [-L [bind:]port:host:port]... [--proxy http(s)://user:pass@host:port]
- *            [--proxy-ca file] [--proxy-insecure]
+ *            [--proxy-ca file] [--proxy-insecure] [--proxy-pac file|URL] [--proxy-user user:password]
  *            [--no-udp] [--no-tcp] [--no-ws] [--no-http] [--no-http-upstream] [--relay-tcp host:port]
  *            [--relay-udp host:port] [--relay-http host:port|URL] [--tls-ca file] [--tls-insecure]
  *            [--data-dir dir] [--suite name] [--json-log] [--control]
@@ -40,6 +40,11 @@ connect options:
                             an https:// proxy is reached over TLS; the proxy may ask for Basic,
                             Digest or NTLM (a domain user as DOMAIN%5Cuser in the URL), and gets
                             no password over plain http before it asks
+  --proxy-pac <file|URL>    a proxy auto-config script chooses the proxy (its first PROXY or HTTPS
+                            entry, or DIRECT) instead of --proxy and the environment
+  --proxy-user <user:password>
+                            credentials for a proxy whose URL has none (one a PAC script names);
+                            default $ROAMLINK_PROXY_USER
   --proxy-ca <file>         PEM CA certificate(s) to trust for an https:// proxy, besides those
                             Node trusts (repeatable)
   --proxy-insecure          do not check an https:// proxy's certificate
@@ -131,6 +136,8 @@ function parseConnect(args: string[]): Parameters<typeof connect>[0] | 'help' {
       'no-proxy': { type: 'boolean', default: false },
       'proxy-ca': { type: 'string', multiple: true, default: [] },
       'proxy-insecure': { type: 'boolean', default: false },
+      'proxy-pac': { type: 'string' },
+      'proxy-user': { type: 'string' },
       'no-udp': { type: 'boolean', default: false },
       'no-tcp': { type: 'boolean', default: false },
       'no-ws': { type: 'boolean', default: false },
@@ -184,6 +191,8 @@ function parseConnect(args: string[]): Parameters<typeof connect>[0] | 'help' {
     proxy: values['no-proxy'] ? false : values.proxy,
     proxyCa: values['proxy-ca'],
     proxyInsecure: values['proxy-insecure'],
+    proxyPac: values['proxy-pac'],
+    proxyUser: values['proxy-user'] ?? process.env.ROAMLINK_PROXY_USER,
     httpUpstream: !values['no-http-upstream'],
     control: values.control,
     jsonLog: values['json-log'],

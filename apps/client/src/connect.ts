@@ -24,9 +24,12 @@ import {
   type ForwardSpec,
   formatEndpoint,
   loadOrCreateKey,
+  loadPac,
   onStopSignal,
+  type PacScript,
   PROXY_ENV_VARS,
   ProxyErrorCode,
+  pacProxyFor,
   parseEndpoint,
   parseForward,
   parseProxyUrl,
@@ -67,6 +70,10 @@ export interface ConnectOptions {
   proxyCa?: readonly string[] | undefined;
   /** Do not check an https:// proxy's certificate. */
   proxyInsecure?: boolean | undefined;
+  /** A PAC file or URL that chooses the proxy (not with `proxy`). */
+  proxyPac?: string | undefined;
+  /** "user:password" for a proxy whose URL has none. */
+  proxyUser?: string | undefined;
   /** false: HTTP streaming paths never try the up-stream (a POST per batch). */
   httpUpstream?: boolean | undefined;
   control: boolean;
@@ -113,6 +120,18 @@ export async function connect(o: ConnectOptions): Promise<number> {
       process.stderr.write(`roamlink: --proxy: ${(e as Error).message}\n`);
       return EXIT.USAGE;
     }
+  }
+  if (o.proxyPac !== undefined && o.proxy !== undefined) {
+    process.stderr.write('roamlink: --proxy-pac and --proxy/--no-proxy: give one of them\n');
+    return EXIT.USAGE;
+  }
+  let proxyUser: { username: string; password: string } | undefined;
+  if (o.proxyUser !== undefined && o.proxyUser !== '') {
+    const i = o.proxyUser.indexOf(':');
+    proxyUser =
+      i < 0
+        ? { username: o.proxyUser, password: '' }
+        : { username: o.proxyUser.slice(0, i), password: o.proxyUser.slice(i + 1) };
   }
   // Every address is checked before anything starts: a typo is a usage error (exit 2), not a
   // failure after the session is up.
@@ -161,7 +180,7 @@ export async function connect(o: ConnectOptions): Promise<number> {
     }
     tls = tlsFrom('--tls-ca', o.tlsCa, o.tlsInsecure);
     proxyTls = tlsFrom('--proxy-ca', o.proxyCa, o.proxyInsecure);
-    if (proxyTls !== undefined && !httpsProxyConfigured(o.proxy)) {
+    if (proxyTls !== undefined && o.proxyPac === undefined && !httpsProxyConfigured(o.proxy)) {
       process.stderr.write(
         'roamlink: --proxy-ca/--proxy-insecure have no effect: no https:// proxy is configured\n',
       );
@@ -177,6 +196,27 @@ export async function connect(o: ConnectOptions): Promise<number> {
   } catch (e) {
     process.stderr.write(`roamlink: ${(e as Error).message}\n`);
     return EXIT.USAGE;
+  }
+  // The PAC script is loaded and asked once now: one that does not load, throws or names only
+  // proxies roamlink does not speak is a usage error, not paths that fail later.
+  let proxyPac: PacScript | undefined;
+  if (o.proxyPac !== undefined) {
+    const httpAt =
+      relayUrl !== undefined
+        ? new URL(relayUrl)
+        : new URL(
+            `http://${formatEndpoint(
+              (relayHttp ?? relay).address,
+              relayHttp?.port ?? Math.min(relay.port + 1, 65_535),
+            )}`,
+          );
+    try {
+      proxyPac = await loadPac(o.proxyPac, [httpAt.hostname.replace(/^\[(.*)\]$/, '$1')]);
+      pacProxyFor(proxyPac, httpAt.href);
+    } catch (e) {
+      process.stderr.write(`roamlink: --proxy-pac: ${(e as Error).message}\n`);
+      return EXIT.USAGE;
+    }
   }
   const writeKey = keyLogWriter();
   const started = performance.now();
@@ -267,6 +307,8 @@ export async function connect(o: ConnectOptions): Promise<number> {
       ...(o.keepaliveMs ? { keepaliveMs: o.keepaliveMs } : {}),
       ...(o.proxy !== undefined ? { proxy: o.proxy } : {}),
       ...(proxyTls ? { proxyTls } : {}),
+      ...(proxyPac ? { proxyPac } : {}),
+      ...(proxyUser ? { proxyUser } : {}),
       ...(o.httpUpstream === false ? { httpUpstream: false } : {}),
       ...(writeKey ? { keyLog: writeKey } : {}),
       onSessionEvent,

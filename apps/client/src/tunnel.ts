@@ -47,7 +47,10 @@ import {
   MuxHost,
   needsConnect,
   nodeRandom,
+  type PacScript,
   type ProxyConfig,
+  pacProxyFor,
+  parseProxyUrl,
   SessionDriver,
   selectProxy,
   TCP_MAX_DATAGRAM,
@@ -130,6 +133,13 @@ export interface TunnelClientOptions {
   proxy?: string | false;
   /** For an https:// proxy: CAs to trust for its certificate, or no check (relay-tls.ts). */
   proxyTls?: RelayTls;
+  /**
+   * Without `proxy`: a PAC script chooses the proxy for each WebSocket and HTTP URL (pac.ts);
+   * DIRECT means none. The environment's proxies are then not consulted.
+   */
+  proxyPac?: PacScript;
+  /** Credentials for a proxy whose URL has none (one from PAC, say). */
+  proxyUser?: { username: string; password: string };
   /**
    * false: HTTP streaming paths keep to a POST per batch and never try the up-stream (one open
    * chunked POST; packages/node/src/http-upstream.ts). Default: tried, and used where it passes.
@@ -462,8 +472,17 @@ export class TunnelClient {
    * for authentication is learnt once (its `memory`).
    */
   #proxyFor(url: string): ProxyConfig | undefined {
-    const p = selectProxy(url, this.#o.proxy);
+    let p: ProxyConfig | undefined;
+    const pac = this.#o.proxyPac;
+    if (this.#o.proxy === undefined && pac !== undefined) {
+      const chosen = pacProxyFor(pac, url);
+      p = chosen === false ? undefined : parseProxyUrl(chosen);
+    } else {
+      p = selectProxy(url, this.#o.proxy);
+    }
     if (p === undefined) return undefined;
+    const user = this.#o.proxyUser;
+    if (p.username === undefined && user !== undefined) p = { ...p, ...user };
     const key = `${p.href}\n${p.username ?? ''}\n${p.password ?? ''}`;
     let known = this.#proxies.get(key);
     if (!known) {

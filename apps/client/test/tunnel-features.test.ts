@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
 import { type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -1046,36 +1047,113 @@ for (const scheme of ['digest', 'ntlm'] as const) {
   });
 }
 
-test('--proxy: credentials missing or wrong are said at once, with what the proxy offers', {
-  skip: (!hasSquid || !hasDigestAndNtlmAuth) && !process.env.CI && 'needs squid',
-}, async () => {
-  const squid = await startSquid({ auth: { user: 'roam', password: 'right', scheme: 'digest' } });
+/** squid (`opts`) and a relay; `body` runs with them and starts clients through `track`. */
+async function withSquidRelay(
+  opts: Parameters<typeof startSquid>[0],
+  body: (p: {
+    squid: Squid;
+    dir: string;
+    listening: Line;
+    track: (c: Proc) => Proc;
+  }) => Promise<void>,
+): Promise<void> {
+  const squid = await startSquid(opts);
   const dir = tempDir();
   const pub = await keygen(dir);
   const relay = run(relayArgs(dir, pub));
-  let client: Proc | undefined;
+  const clients: Proc[] = [];
   try {
     const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
-    const via = (userinfo: string): string[] =>
-      connectArgs(listening, dir, [
-        '--no-udp',
-        '--no-tcp',
-        '--proxy',
-        `http://${userinfo}127.0.0.1:${squid.port}`,
-      ]);
-    client = run(via('roam:wrong@'));
-    const warned = await client.until((l) => l.msg === 'proxy-auth-failed', 'the warning', 5000);
-    assert.equal(warned.reason, 'credentials rejected');
-    await stop(client);
-    client = run(via('').filter((a) => a !== '--json-log'));
-    for (let i = 0; i < 200 && !client.stderr().includes('credentials'); i++) await sleep(25);
-    assert.match(
-      client.stderr(),
-      /the proxy asks for credentials \(it offers Digest realm="roamlink-test", [^)]*\): give them in its URL, http:\/\/user:password@host:port in --proxy or \$HTTPS_PROXY \(a domain user as DOMAIN%5Cuser\)\./,
-    );
+    await body({
+      squid,
+      dir,
+      listening,
+      track: (c) => {
+        clients.push(c);
+        return c;
+      },
+    });
   } finally {
     await stop(relay);
-    await stop(client);
+    for (const c of clients) await stop(c);
     await squid.stop();
   }
+}
+
+test('--proxy: credentials missing or wrong are said at once, with what the proxy offers', {
+  skip: (!hasSquid || !hasDigestAndNtlmAuth) && !process.env.CI && 'needs squid',
+}, async () => {
+  await withSquidRelay(
+    { auth: { user: 'roam', password: 'right', scheme: 'digest' } },
+    async ({ squid, dir, listening, track }) => {
+      const via = (userinfo: string): string[] =>
+        connectArgs(listening, dir, [
+          '--no-udp',
+          '--no-tcp',
+          '--proxy',
+          `http://${userinfo}127.0.0.1:${squid.port}`,
+        ]);
+      let client = track(run(via('roam:wrong@')));
+      const warned = await client.until((l) => l.msg === 'proxy-auth-failed', 'the warning', 5000);
+      assert.equal(warned.reason, 'credentials rejected');
+      await stop(client);
+      client = track(run(via('').filter((a) => a !== '--json-log')));
+      for (let i = 0; i < 200 && !client.stderr().includes('credentials'); i++) await sleep(25);
+      assert.match(
+        client.stderr(),
+        /the proxy asks for credentials \(it offers Digest realm="roamlink-test", [^)]*\): give them in its URL, http:\/\/user:password@host:port in --proxy or \$HTTPS_PROXY \(a domain user as DOMAIN%5Cuser\)\./,
+      );
+    },
+  );
+});
+
+test('--proxy-pac: a PAC file chooses squid for the relay (credentials from --proxy-user); a bad script is a usage error', {
+  skip: noSquid,
+}, async () => {
+  await withSquidRelay(
+    { auth: { user: 'roam', password: 'pac pass' } },
+    async ({ squid, dir, listening, track }) => {
+      // The relay by its address in the proxy's network; anything else direct.
+      const pac = join(dir, 'proxy.pac');
+      writeFileSync(
+        pac,
+        `function FindProxyForURL(url, host) {
+        if (isInNet(host, "127.0.0.0", "255.0.0.0") && shExpMatch(url, "http://*"))
+          return "SOCKS 127.0.0.1:1; PROXY 127.0.0.1:${squid.port}; DIRECT";
+        return "DIRECT";
+      }`,
+      );
+      const client = track(
+        run(
+          connectArgs(listening, dir, [
+            '--no-udp',
+            '--no-tcp',
+            '--proxy-pac',
+            pac,
+            '--proxy-user',
+            'roam:pac pass',
+          ]),
+        ),
+      );
+      const reg = await client.until((l) => l.msg === 'registered', 'registration through squid');
+      assert.equal(reg.encapsulation, 'websocket');
+      assert.deepEqual((await clientStatus(client)).proxy, {
+        href: `http://127.0.0.1:${squid.port}`,
+        mode: 'connect',
+        auth: 'basic',
+      });
+      await stop(client);
+      const httpPort = String(listening.http).split(':').pop();
+      for (let i = 0; i < 40 && !squid.accessLog().includes('CONNECT'); i++) await sleep(50);
+      assert.match(squid.accessLog(), new RegExp(`CONNECT 127\\.0\\.0\\.1:${httpPort} roam `));
+
+      writeFileSync(pac, 'function FindProxyForURL(url, host) { return "SOCKS5 127.0.0.1:1"; }');
+      const bad = track(run(connectArgs(listening, dir, ['--proxy-pac', pac])));
+      assert.equal(await bad.exited, 2);
+      assert.match(
+        bad.stderr(),
+        /--proxy-pac: PAC .*proxy\.pac: no entry roamlink speaks .*SOCKS5 127\.0\.0\.1:1/,
+      );
+    },
+  );
 });

@@ -10,6 +10,7 @@ export * from './keys.ts';
 export * from './listen.ts';
 export * from './mux-host.ts';
 export * from './ntlm.ts';
+export * from './pac.ts';
 export * from './pipe.ts';
 export * from './proxy.ts';
 export * from './proxy-auth.ts';
