@@ -104,8 +104,8 @@ const TLS_DIR = fileURLToPath(
 /**
  * The Worker on https:// (workerd's own TLS, a certificate for localhost from the test CA) and the
  * Node client given only its URL, as a user connects to an edge relay: wss:// and https:// paths,
- * the CA trusted with the client's `tls.ca`. Racing, WebSocket wins; alone, HTTP streaming
- * carries a stream. Without the CA, no path comes up and the failure names the certificate.
+ * the CA trusted with the client's `tls.ca`. Racing, WebSocket wins; alone, HTTP carries a
+ * stream. Without the CA, no path comes up and the failure names the certificate.
  */
 test('the Node client reaches the Workers relay over TLS (wss:// and https://), given its URL and CA', async () => {
   const tlsPersist = mkdtempSync(join(tmpdir(), 'roamlink-worker-tls-'));
@@ -136,7 +136,14 @@ test('the Node client reaches the Workers relay over TLS (wss:// and https://), 
       const t = await start(ws, { ca });
       try {
         await until(() => t.status().encapsulation !== null, 10_000, 'registration over TLS');
-        assert.equal(t.status().encapsulation, ws ? 'websocket' : 'http-stream');
+        // Alone, HTTP streams; on a loaded machine (CI runs this beside everything else) a first
+        // body byte later than the buffering deadline makes the path poll instead, by design.
+        // Either carries the stream below; streaming over TLS itself is tls.test.ts's.
+        const http = ['http-stream', 'http-poll'];
+        assert.ok(
+          ws ? t.status().encapsulation === 'websocket' : http.includes(t.status().encapsulation!),
+          String(t.status().encapsulation),
+        );
         const data = new Uint8Array(randomBytes(256 * 1024));
         const s = await t.dialer.connect({ host: '127.0.0.1', port: echo.port });
         assert.equal(sha256(await echoThrough(s, data, 20_000)), sha256(data));
