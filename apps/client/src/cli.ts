@@ -38,8 +38,8 @@ connect options:
                             default: $HTTPS_PROXY / $HTTP_PROXY, honouring $NO_PROXY
                             (credentials are better kept in $HTTPS_PROXY than on the command line);
                             an https:// proxy is reached over TLS; the proxy may ask for Basic,
-                            Digest or NTLM (a domain user as DOMAIN%5Cuser in the URL), and gets
-                            no password over plain http before it asks
+                            Digest or NTLM, also inside Negotiate (a domain user as DOMAIN%5Cuser
+                            in the URL), and gets no password over plain http before it asks
   --proxy-pac <file|URL>    a proxy auto-config script chooses the proxy (its first PROXY or HTTPS
                             entry, or DIRECT) instead of --proxy and the environment
   --proxy-user <user:password>

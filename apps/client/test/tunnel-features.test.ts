@@ -929,7 +929,7 @@ const noSquid =
  * log is read by the checks that follow (squid logs a tunnel when it ends).
  */
 async function throughSquid(
-  squidOpts: { connect?: boolean; scheme?: 'basic' | 'digest' | 'ntlm' },
+  squidOpts: { connect?: boolean; scheme?: 'basic' | 'digest' | 'ntlm' | 'negotiate' },
   check: (client: Proc, relay: Line, squid: Squid, echo: () => Promise<void>) => Promise<void>,
 ): Promise<void> {
   const tcp = await tcpEcho();
@@ -1010,8 +1010,9 @@ test('--proxy: through squid that refuses CONNECT (its default but to port 443),
   });
 });
 
-for (const scheme of ['digest', 'ntlm'] as const) {
-  test(`--proxy: squid asking for ${scheme === 'ntlm' ? 'NTLM' : 'Digest'}: WebSocket and HTTP both by CONNECT, each tunnel's credentials checked by squid`, {
+const SCHEME_NAMES = { digest: 'Digest', ntlm: 'NTLM', negotiate: 'Negotiate (NTLM inside)' };
+for (const scheme of ['digest', 'ntlm', 'negotiate'] as const) {
+  test(`--proxy: squid asking for ${SCHEME_NAMES[scheme]}: WebSocket and HTTP both by CONNECT, each tunnel's credentials checked by squid`, {
     skip: (!hasSquid || !hasDigestAndNtlmAuth) && !process.env.CI && 'needs squid',
   }, async () => {
     await throughSquid({ scheme }, async (client, listening, squid, echo) => {

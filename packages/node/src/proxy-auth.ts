@@ -4,19 +4,24 @@
  *
  * - NTLM (ntlm.ts, MS-NLMP): connection-based, two more round trips on the same connection
  *   (NEGOTIATE, then AUTHENTICATE answering the proxy's CHALLENGE); what Windows-domain proxies
- *   offer beside Negotiate.
+ *   offer beside Negotiate. A proxy that offers Negotiate alone gets the same NTLM messages in
+ *   that scheme, as Windows clients send them when Kerberos is out of reach (RFC 4559 carries
+ *   SPNEGO tokens there; Windows servers and squid's negotiate_wrapper take raw NTLM too).
  * - Digest (RFC 7616): SHA-256 or MD5, and their "-sess" forms, qop "auth" (or none, RFC 2069),
  *   `userhash`, `username*` for names that are not plain ASCII; a `stale` answer is retried with
  *   the new nonce.
  * - Basic (RFC 7617).
  *
- * Negotiate (Kerberos) needs the platform's GSSAPI and is not offered. The password crosses a
+ * Kerberos needs the platform's GSSAPI and is not offered: a Negotiate answer that is not NTLM
+ * ends the attempt. The password crosses a
  * plain connection to the proxy only where the proxy asked for Basic: unless the proxy is known
  * to take Basic (`ProxyAuthMemory`), the first CONNECT to a plain-http proxy goes without
  * credentials and the answer says which scheme to use. To an https:// proxy Basic goes at once.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { authenticateMessage, negotiateMessage, parseChallengeMessage } from './ntlm.ts';
+
+const NTLMSSP = Buffer.from('NTLMSSP\0', 'latin1');
 
 /** One challenge of a Proxy-Authenticate field (RFC 9110 §11.3). */
 export interface AuthChallenge {
@@ -183,7 +188,8 @@ export function digestAuthorization(o: {
 
 // ---- the handshake ----
 
-export type AuthScheme = 'basic' | 'digest' | 'ntlm';
+/** `negotiate`: NTLM's messages in the Negotiate scheme. */
+export type AuthScheme = 'basic' | 'digest' | 'ntlm' | 'negotiate';
 
 /**
  * What a proxy was found to want, kept with its configuration so that later connections start
@@ -211,7 +217,9 @@ export function noteForwardRefusal(
       ? 'digest'
       : schemes.includes('basic')
         ? 'basic'
-        : undefined;
+        : schemes.includes('negotiate')
+          ? 'negotiate'
+          : undefined;
   if (want !== undefined && memory.scheme !== want) {
     memory.scheme = want;
     delete memory.digest;
@@ -230,7 +238,7 @@ export function forwardSendsBasic(memory: ProxyAuthMemory, secure: boolean): boo
 
 /** Whether a proxy is known to want a scheme forward requests cannot carry. */
 export function needsConnect(memory: ProxyAuthMemory): boolean {
-  return memory.scheme === 'ntlm' || memory.scheme === 'digest';
+  return memory.scheme !== undefined && memory.scheme !== 'basic';
 }
 
 /** A 407 that no credentials of ours can answer: the reason, for AUTH_REQUIRED. */
@@ -254,7 +262,9 @@ export class ProxyAuthSession {
   readonly #uri: string;
   readonly #secure: boolean;
   readonly #tried = new Set<string>();
-  #sent: AuthScheme | 'ntlm-negotiate' | undefined;
+  #sent: AuthScheme | 'ntlm-start' | undefined;
+  /** The scheme NTLM's messages go in: "NTLM", or "Negotiate" to a proxy that offers only that. */
+  #ntlmIn: 'NTLM' | 'Negotiate' = 'NTLM';
   #staleRetried = false;
   sameConnection = false;
 
@@ -283,7 +293,9 @@ export class ProxyAuthSession {
   first(): string | undefined {
     if (this.#user === undefined) return undefined;
     const m = this.#memory;
-    if (m.scheme === 'ntlm') return this.#ntlmStart();
+    if (m.scheme === 'ntlm' || m.scheme === 'negotiate') {
+      return this.#ntlmStart(m.scheme === 'ntlm' ? 'NTLM' : 'Negotiate');
+    }
     if (m.scheme === 'digest' && m.digest) return this.#digest(m.digest.challenge);
     if (m.scheme === 'basic' || (m.scheme === undefined && this.#secure)) return this.#basic();
     return undefined;
@@ -294,19 +306,25 @@ export class ProxyAuthSession {
     const challenges = parseChallenges(values);
     const offers = challenges.map((c) => c.scheme);
     if (this.#user === undefined) return new AuthRefusal('no credentials sent');
-    if (this.#sent === 'ntlm-negotiate') {
-      const c = challenges.find((x) => x.scheme === 'ntlm' && x.token68 !== undefined);
+    if (this.#sent === 'ntlm-start') {
+      const scheme = this.#ntlmIn.toLowerCase();
+      const c = challenges.find((x) => x.scheme === scheme && x.token68 !== undefined);
       if (!c) return new AuthRefusal('NTLM handshake broken off: no CHALLENGE in the answer');
+      const token = Buffer.from(c.token68!, 'base64');
+      if (this.#ntlmIn === 'Negotiate' && !token.subarray(0, 8).equals(NTLMSSP)) {
+        return new AuthRefusal(
+          'the proxy wants Kerberos in Negotiate, which roamlink does not speak',
+        );
+      }
       let type3: Buffer;
       try {
-        const challenge = parseChallengeMessage(Buffer.from(c.token68!, 'base64'));
-        type3 = authenticateMessage(challenge, this.#user, this.#password);
+        type3 = authenticateMessage(parseChallengeMessage(token), this.#user, this.#password);
       } catch (e) {
         return new AuthRefusal(`NTLM: ${(e as Error).message}`);
       }
-      this.#sent = 'ntlm';
+      this.#sent = this.#ntlmIn === 'NTLM' ? 'ntlm' : 'negotiate';
       this.sameConnection = true;
-      return `NTLM ${type3.toString('base64')}`;
+      return `${this.#ntlmIn} ${type3.toString('base64')}`;
     }
     if (this.#sent === 'digest' && !this.#staleRetried) {
       // A nonce the proxy no longer takes (stale=true): the password was right (§3.3).
@@ -319,12 +337,15 @@ export class ProxyAuthSession {
       }
     }
     // Credentials of a scheme already tried were refused: another scheme may still take them.
-    if (offers.includes('ntlm') && !this.#tried.has('ntlm')) return this.#ntlmStart();
+    if (offers.includes('ntlm') && !this.#tried.has('ntlm')) return this.#ntlmStart('NTLM');
     const digests = challenges
       .filter((x) => x.scheme === 'digest' && digestRank(x) >= 0)
       .sort((a, b) => digestRank(b) - digestRank(a));
     if (digests.length > 0 && !this.#tried.has('digest')) return this.#digest(digests[0]!);
     if (offers.includes('basic') && !this.#tried.has('basic')) return this.#basic();
+    // Negotiate alone: NTLM inside it, which a proxy without Kerberos for us takes.
+    if (offers.includes('negotiate') && !this.#tried.has('ntlm'))
+      return this.#ntlmStart('Negotiate');
     if (this.#tried.size > 0) return new AuthRefusal('credentials rejected');
     return new AuthRefusal('no scheme offered that roamlink speaks (Basic, Digest, NTLM)');
   }
@@ -355,11 +376,12 @@ export class ProxyAuthSession {
     });
   }
 
-  #ntlmStart(): string {
-    this.#sent = 'ntlm-negotiate';
+  #ntlmStart(scheme: 'NTLM' | 'Negotiate'): string {
+    this.#sent = 'ntlm-start';
+    this.#ntlmIn = scheme;
     this.#tried.add('ntlm');
-    this.#memory.scheme = 'ntlm';
+    this.#memory.scheme = scheme === 'NTLM' ? 'ntlm' : 'negotiate';
     // The CHALLENGE answers on this connection; the AUTHENTICATE must follow on it.
-    return `NTLM ${negotiateMessage().toString('base64')}`;
+    return `${scheme} ${negotiateMessage().toString('base64')}`;
   }
 }

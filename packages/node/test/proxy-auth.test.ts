@@ -273,8 +273,22 @@ test('the scheme, attempt by attempt: strongest offered first, each once; the pr
     new AuthRefusal('no credentials sent'),
   );
   assert.deepEqual(
-    session().on407(['Negotiate']),
+    session().on407(['Bearer realm="x"']),
     new AuthRefusal('no scheme offered that roamlink speaks (Basic, Digest, NTLM)'),
+  );
+  // Negotiate alone: NTLM's messages in it (what Windows clients send without Kerberos)...
+  const nm: ProxyAuthMemory = {};
+  s = session(nm);
+  assert.match(String(s.on407(['Negotiate'])), /^Negotiate TlRMTVNTUAAB/);
+  assert.match(String(s.on407([`Negotiate ${type2}`])), /^Negotiate TlRMTVNTUAAD/);
+  assert.equal(nm.scheme, 'negotiate');
+  assert.match(session(nm).first() ?? '', /^Negotiate TlRMTVNTUAAB/);
+  // ...but a Kerberos (SPNEGO) answer ends it: roamlink has no Kerberos.
+  s = session();
+  s.on407(['Negotiate']);
+  assert.deepEqual(
+    s.on407(['Negotiate oYIBPzCCATugAwoBAaELBgkqhkiC9xIBAgI=']),
+    new AuthRefusal('the proxy wants Kerberos in Negotiate, which roamlink does not speak'),
   );
 });
 

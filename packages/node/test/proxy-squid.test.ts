@@ -546,3 +546,29 @@ describe("through squid asking for NTLM (squid's test helper: any user)", {
     );
   });
 });
+
+describe('through squid asking for Negotiate only (its wrapper, NTLM inside)', {
+  skip: noDigestNtlm,
+}, () => {
+  let squid: Squid;
+  let relay: Relay;
+  before(async () => {
+    squid = await startSquid({ auth: { user: 'x', password: 'x', scheme: 'negotiate' } });
+    relay = await startRelay();
+  });
+  after(async () => {
+    await relay?.close();
+    await squid?.stop();
+  });
+
+  test("NTLM's messages in the Negotiate scheme; squid reads the user from them", async () => {
+    const proxy = parseProxyUrl(`http://CORP%5Croam:secret@127.0.0.1:${squid.port}`);
+    await wsThrough(relay, squid, proxy);
+    assert.equal(proxy.memory.scheme, 'negotiate');
+    assert.equal((await httpThrough(relay, squid, proxy)).upstream, 'live');
+    await waitFor(
+      () => /CONNECT 127\.0\.0\.1:\d+ CORP\\{1,2}roam /.test(squid.accessLog()),
+      'the CONNECT with DOMAIN\\user in the access log',
+    );
+  });
+});

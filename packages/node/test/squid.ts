@@ -29,7 +29,13 @@ export const DIGEST_AUTH = '/usr/lib/squid/digest_file_auth';
 export const NTLM_FAKE_AUTH = '/usr/lib/squid/ntlm_fake_auth';
 export const hasSquid = spawnSync('squid', ['-v']).status === 0;
 export const hasNcsaAuth = existsSync(NCSA_AUTH);
-export const hasDigestAndNtlmAuth = existsSync(DIGEST_AUTH) && existsSync(NTLM_FAKE_AUTH);
+export const NEGOTIATE_WRAPPER = '/usr/lib/squid/negotiate_wrapper_auth';
+export const KERBEROS_AUTH = '/usr/lib/squid/negotiate_kerberos_auth';
+export const hasDigestAndNtlmAuth =
+  existsSync(DIGEST_AUTH) &&
+  existsSync(NTLM_FAKE_AUTH) &&
+  existsSync(NEGOTIATE_WRAPPER) &&
+  existsSync(KERBEROS_AUTH);
 
 export interface Squid {
   port: number;
@@ -82,7 +88,7 @@ const connects = (port: number): Promise<boolean> =>
 export async function startSquid(
   opts: {
     /** Proxy authentication; `scheme` default basic (ntlm: any user, see NTLM_FAKE_AUTH). */
-    auth?: { user: string; password: string; scheme?: 'basic' | 'digest' | 'ntlm' };
+    auth?: { user: string; password: string; scheme?: 'basic' | 'digest' | 'ntlm' | 'negotiate' };
     connect?: boolean;
     /** PEM files: serve TLS with this certificate and key. */
     tls?: { cert: string; key: string };
@@ -134,8 +140,15 @@ export async function startSquid(
         'auth_param digest children 2',
         'auth_param digest realm roamlink-test',
       );
-    } else {
+    } else if (scheme === 'ntlm') {
       lines.push(`auth_param ntlm program ${NTLM_FAKE_AUTH}`, 'auth_param ntlm children 2');
+    } else {
+      // Negotiate only: the wrapper hands NTLM tokens to the NTLM helper, Kerberos ones to a
+      // Kerberos helper that has no keytab here.
+      lines.push(
+        `auth_param negotiate program ${NEGOTIATE_WRAPPER} --ntlm ${NTLM_FAKE_AUTH} --kerberos ${KERBEROS_AUTH}`,
+        'auth_param negotiate children 2',
+      );
     }
     lines.push('acl authed proxy_auth REQUIRED', 'http_access deny !authed');
   }
