@@ -40,6 +40,7 @@ import {
   tlsTrustErrorIn,
   tuneHeapForTunnel,
   type UdpEndpoint,
+  unbracket,
   wsMasking,
 } from '@roamlink/node';
 import { TRANSPORT_KINDS, type TransportKind, TunnelClient } from './tunnel.ts';
@@ -159,7 +160,7 @@ export async function connect(o: ConnectOptions): Promise<number> {
       const u = new URL(relayUrl);
       relay = o.relayUdp
         ? at('--relay-udp', o.relayUdp)
-        : { address: u.hostname.replace(/^\[(.*)\]$/, '$1'), port: DEFAULT_RELAY_PORT };
+        : { address: unbracket(u.hostname), port: DEFAULT_RELAY_PORT };
       if (!o.relayUdp) disabled.add('udp');
       if (!o.relayTcp) disabled.add('tcp');
     } else {
@@ -211,7 +212,7 @@ export async function connect(o: ConnectOptions): Promise<number> {
             )}`,
           );
     try {
-      proxyPac = await loadPac(o.proxyPac, [httpAt.hostname.replace(/^\[(.*)\]$/, '$1')]);
+      proxyPac = await loadPac(o.proxyPac, [unbracket(httpAt.hostname)]);
       pacProxyFor(proxyPac, httpAt.href);
     } catch (e) {
       process.stderr.write(`roamlink: --proxy-pac: ${(e as Error).message}\n`);

@@ -63,6 +63,7 @@ import {
   recordPieces,
   seqField,
 } from '@roamlink/core';
+import { unbracket } from './host.ts';
 import { HttpUplink, type HttpUplinkOptions } from './http-uplink.ts';
 import { HttpUpstream } from './http-upstream.ts';
 import {
@@ -825,7 +826,7 @@ function parseBase(baseUrl: string): Target {
   const secure = u.protocol === 'https:';
   return {
     secure,
-    hostname: u.hostname.replace(/^\[(.*)\]$/, '$1'),
+    hostname: unbracket(u.hostname),
     port: u.port === '' ? (secure ? 443 : 80) : Number(u.port),
     host: u.host,
     basePath: u.pathname.replace(/\/$/, ''),

@@ -2,6 +2,7 @@ export * from './alloc.ts';
 export * from './driver.ts';
 export * from './forward.ts';
 export * from './heap.ts';
+export * from './host.ts';
 export * from './http.ts';
 export * from './http-uplink.ts';
 export * from './http-upstream.ts';

@@ -17,6 +17,7 @@ import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { createContext, runInContext } from 'node:vm';
+import { unbracket } from './host.ts';
 
 /** One entry of a FindProxyForURL answer, in order. */
 export type PacChoice =
@@ -191,7 +192,7 @@ export function compilePac(
       // browser hands a PAC script for https, and all the script needs here).
       const u = new URL(url.replace(/^ws(s?):/, 'http$1:'));
       context.__url = `${u.protocol}//${u.host}/`;
-      context.__host = u.hostname.replace(/^\[(.*)\]$/, '$1');
+      context.__host = unbracket(u.hostname);
       let result: unknown;
       try {
         result = runInContext('__find(__url, __host)', context, { timeout: PAC_TIMEOUT_MS });

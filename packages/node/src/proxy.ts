@@ -31,6 +31,7 @@ import { Agent, type AgentOptions, type ClientRequestArgs } from 'node:http';
 import { BlockList, isIP, connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
+import { unbracket } from './host.ts';
 import {
   AuthRefusal,
   noteForwardRefusal,
@@ -156,7 +157,7 @@ export function parseProxyUrl(text: string): ProxyConfig {
   }
   const port = u.port === '' ? (secure ? 443 : 80) : Number(u.port);
   if (port < 1 || port > 65_535) throw invalid('URL', 'port out of range');
-  const hostname = u.hostname.replace(/^\[(.*)\]$/, '$1');
+  const hostname = unbracket(u.hostname);
   let username: string | undefined;
   let password: string | undefined;
   if (u.username !== '' || u.password !== '') {
@@ -191,10 +192,7 @@ const defaultPort = (protocol: string): number =>
   protocol === 'https:' || protocol === 'wss:' ? 443 : 80;
 
 function normHost(h: string): string {
-  return h
-    .replace(/^\[(.*)\]$/, '$1')
-    .toLowerCase()
-    .replace(/\.$/, '');
+  return unbracket(h).toLowerCase().replace(/\.$/, '');
 }
 
 /**
@@ -373,7 +371,7 @@ export function connectViaProxy(
   } catch (e) {
     return Promise.reject(e);
   }
-  const target = hostPort(host.replace(/^\[(.*)\]$/, '$1'), port);
+  const target = hostPort(unbracket(host), port);
   const signal = opts.signal;
   if (signal?.aborted) {
     return Promise.reject(

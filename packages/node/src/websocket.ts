@@ -28,6 +28,7 @@ import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
+import { unbracket } from './host.ts';
 import { DEFAULT_PROXY_CONNECT_TIMEOUT_MS, ProxyAgent, type ProxyConfig } from './proxy.ts';
 import { type RelayTls, relayTlsOptions } from './relay-tls.ts';
 import type { UdpEndpoint } from './udp.ts';
@@ -294,9 +295,7 @@ export class WebSocketTransport {
       handshakeTimeout: 10_000,
       ...(agent ? { agent } : {}),
       // Direct wss://: `ws` hands these to tls.connect.
-      ...(tls !== undefined && !agent
-        ? relayTlsOptions(target.hostname.replace(/^\[(.*)\]$/, '$1'), tls)
-        : {}),
+      ...(tls !== undefined && !agent ? relayTlsOptions(unbracket(target.hostname), tls) : {}),
     });
     if (agent) ws.once('close', () => agent.destroy());
     this.#pending.add(ws);
