@@ -5,8 +5,11 @@
  * for a page, and takes the first proxy of the answer that it speaks.
  *
  * The script runs in a `node:vm` context with the standard helper functions and nothing else (no
- * require, no process, no code generation from strings), with a time limit per call. vm is not a
- * security boundary: a PAC file is configuration the user chose, as it is for a browser.
+ * require, no process, no code generation from strings), with a time limit per call. Every object
+ * it can reach is the context's own (the helpers are source run inside it; only strings and
+ * numbers cross in), so none leads back to Node's Function and `process`, the usual way out of a
+ * vm context; a PAC file fetched over plain HTTP cannot become code running in the client. vm is
+ * still no defence against a V8 bug, which a browser's PAC process would be.
  *
  * The helpers that need DNS are synchronous in PAC; Node has no synchronous resolver, so the
  * relay's host name is resolved before the script runs (`loadPac`'s `resolve`), and any other
@@ -52,107 +55,107 @@ export function parsePacResult(result: string): PacChoice[] {
   return out;
 }
 
-/** The PAC shell pattern: `*` any run, `?` one character, everything else literal. */
-function shExpMatch(str: string, pattern: string): boolean {
-  const re = pattern
-    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-    .replace(/\*/g, '.*')
-    .replace(/\?/g, '.');
-  return new RegExp(`^${re}$`).test(String(str));
+/**
+ * The standard helpers (Netscape's PAC functions), as source run inside the script's own context:
+ * every function the script can reach is then of that context, whose Function constructor may
+ * not compile strings. (A helper passed in from Node would hand the script Node's Function, and
+ * with it `process`.) `__resolved` (names to IPv4) is defined before them from its JSON;
+ * `__myIp` and `__now` (ms) are primitives set from outside.
+ */
+const HELPERS = String.raw`
+function __ip4(a) {
+  var p = String(a).split('.');
+  if (p.length !== 4) return null;
+  var n = 0;
+  for (var i = 0; i < 4; i++) {
+    if (!/^\d{1,3}$/.test(p[i]) || Number(p[i]) > 255) return null;
+    n = n * 256 + Number(p[i]);
+  }
+  return n;
 }
+function __inRange(v, lo, hi) { return lo <= hi ? v >= lo && v <= hi : v >= lo || v <= hi; }
+function __clock(args) {
+  var utc = args.length > 0 && args[args.length - 1] === 'GMT';
+  return { d: new Date(__now), utc: utc, rest: utc ? args.slice(0, -1) : args };
+}
+var __DAYS = ['SUN', 'MON', 'TUE', 'WED', 'THU', 'FRI', 'SAT'];
+var __MONTHS = ['JAN', 'FEB', 'MAR', 'APR', 'MAY', 'JUN', 'JUL', 'AUG', 'SEP', 'OCT', 'NOV', 'DEC'];
+function isPlainHostName(host) { return String(host).indexOf('.') < 0; }
+function dnsDomainIs(host, domain) {
+  var h = String(host).toLowerCase(), d = String(domain).toLowerCase();
+  return h.length >= d.length && h.slice(h.length - d.length) === d;
+}
+function localHostOrDomainIs(host, hostdom) {
+  var h = String(host).toLowerCase(), d = String(hostdom).toLowerCase();
+  return h === d || (h.indexOf('.') < 0 && d.indexOf(h + '.') === 0);
+}
+function dnsResolve(host) {
+  var h = String(host).toLowerCase();
+  if (__ip4(h) !== null) return h;
+  return Object.prototype.hasOwnProperty.call(__resolved, h) ? __resolved[h] : null;
+}
+function isResolvable(host) { return dnsResolve(host) !== null; }
+function isInNet(host, pattern, mask) {
+  var ip = dnsResolve(host), a = ip === null ? null : __ip4(ip), p = __ip4(pattern), m = __ip4(mask);
+  if (a === null || p === null || m === null) return false;
+  for (var i = 0; i < 4; i++) {
+    var b = Math.pow(256, 3 - i);
+    if ((Math.floor(a / b) % 256 & Math.floor(m / b) % 256) !== (Math.floor(p / b) % 256 & Math.floor(m / b) % 256)) return false;
+  }
+  return true;
+}
+function convert_addr(ip) { return __ip4(ip); }
+function myIpAddress() { return __myIp; }
+function dnsDomainLevels(host) { return String(host).split('.').length - 1; }
+function shExpMatch(str, pattern) {
+  var re = String(pattern).replace(/[.+^$\{}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp('^' + re + '$').test(String(str));
+}
+function weekdayRange() {
+  var c = __clock(Array.prototype.slice.call(arguments));
+  var day = c.utc ? c.d.getUTCDay() : c.d.getDay();
+  var a = __DAYS.indexOf(String(c.rest[0]).toUpperCase());
+  var b = c.rest.length > 1 ? __DAYS.indexOf(String(c.rest[1]).toUpperCase()) : -1;
+  if (a < 0) return false;
+  return b < 0 ? day === a : __inRange(day, a, b);
+}
+function timeRange() {
+  var c = __clock(Array.prototype.slice.call(arguments)), n = c.rest.map(Number), d = c.d;
+  var h = c.utc ? d.getUTCHours() : d.getHours();
+  var m = c.utc ? d.getUTCMinutes() : d.getMinutes();
+  var s = c.utc ? d.getUTCSeconds() : d.getSeconds();
+  if (n.length === 1) return h === n[0];
+  if (n.length === 2) return __inRange(h, n[0], n[1]);
+  if (n.length === 4) return __inRange(h * 60 + m, n[0] * 60 + n[1], n[2] * 60 + n[3]);
+  if (n.length === 6) return __inRange(h * 3600 + m * 60 + s, n[0] * 3600 + n[1] * 60 + n[2], n[3] * 3600 + n[4] * 60 + n[5]);
+  return false;
+}
+function dateRange() {
+  // Each argument a day (1-31), a month name or a year (four digits); one value, or a range of
+  // two of the same kind.
+  var c = __clock(Array.prototype.slice.call(arguments)), d = c.d;
+  function value(x) {
+    if (__MONTHS.indexOf(String(x).toUpperCase()) >= 0) return c.utc ? d.getUTCMonth() : d.getMonth();
+    if (Number(x) > 31) return c.utc ? d.getUTCFullYear() : d.getFullYear();
+    return c.utc ? d.getUTCDate() : d.getDate();
+  }
+  function of(x) {
+    var mi = __MONTHS.indexOf(String(x).toUpperCase());
+    return mi >= 0 ? mi : Number(x);
+  }
+  if (c.rest.length === 1) return value(c.rest[0]) === of(c.rest[0]);
+  if (c.rest.length === 2) return __inRange(value(c.rest[0]), of(c.rest[0]), of(c.rest[1]));
+  return false;
+}
+function alert() {}
+`;
 
-const ipv4ToInt = (a: string): number =>
-  a.split('.').reduce((n, o) => ((n << 8) | (Number(o) & 255)) >>> 0, 0);
-
-const DAYS = ['SUN', 'MON', 'TUE', 'WED', 'THU', 'FRI', 'SAT'];
-const MONTHS = ['JAN', 'FEB', 'MAR', 'APR', 'MAY', 'JUN', 'JUL', 'AUG', 'SEP', 'OCT', 'NOV', 'DEC'];
-
-/** The standard helpers (Netscape's PAC functions) over a table of resolved names. */
-function helpers(resolved: ReadonlyMap<string, string>, now: () => Date) {
-  const dnsResolve = (host: string): string | null => {
-    const h = String(host).toLowerCase();
-    if (isIP(h) === 4) return h;
-    return resolved.get(h) ?? null;
-  };
-  // A trailing "GMT" argument compares in UTC, as the PAC functions define it.
-  const clock = (args: unknown[]): { d: Date; utc: boolean; rest: unknown[] } => {
-    const utc = args.at(-1) === 'GMT';
-    return { d: now(), utc, rest: utc ? args.slice(0, -1) : args };
-  };
-  const inRange = (v: number, lo: number, hi: number): boolean =>
-    lo <= hi ? v >= lo && v <= hi : v >= lo || v <= hi;
-  return {
-    isPlainHostName: (host: string) => !String(host).includes('.'),
-    dnsDomainIs: (host: string, domain: string) =>
-      String(host).toLowerCase().endsWith(String(domain).toLowerCase()),
-    localHostOrDomainIs: (host: string, hostdom: string) => {
-      const h = String(host).toLowerCase();
-      const d = String(hostdom).toLowerCase();
-      return h === d || (!h.includes('.') && d.startsWith(`${h}.`));
-    },
-    isResolvable: (host: string) => dnsResolve(host) !== null,
-    dnsResolve,
-    isInNet: (host: string, pattern: string, mask: string) => {
-      const ip = dnsResolve(host);
-      if (ip === null || isIP(pattern) !== 4 || isIP(mask) !== 4) return false;
-      const m = ipv4ToInt(mask);
-      return (ipv4ToInt(ip) & m) >>> 0 === (ipv4ToInt(pattern) & m) >>> 0;
-    },
-    convert_addr: (ip: string) => ipv4ToInt(ip),
-    myIpAddress: () => {
-      for (const list of Object.values(networkInterfaces())) {
-        for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
-      }
-      return '127.0.0.1';
-    },
-    dnsDomainLevels: (host: string) => String(host).split('.').length - 1,
-    shExpMatch,
-    weekdayRange: (...args: unknown[]) => {
-      const { d, utc, rest } = clock(args);
-      const day = utc ? d.getUTCDay() : d.getDay();
-      const [a, b] = rest.map((x) => DAYS.indexOf(String(x).toUpperCase()));
-      if (a === undefined || a < 0) return false;
-      return b === undefined || b < 0 ? day === a : inRange(day, a, b);
-    },
-    timeRange: (...args: unknown[]) => {
-      const { d, utc, rest } = clock(args);
-      const n = rest.map(Number);
-      const h = utc ? d.getUTCHours() : d.getHours();
-      const m = utc ? d.getUTCMinutes() : d.getMinutes();
-      const s = utc ? d.getUTCSeconds() : d.getSeconds();
-      if (n.length === 1) return h === n[0];
-      if (n.length === 2) return inRange(h, n[0]!, n[1]!);
-      if (n.length === 4) return inRange(h * 60 + m, n[0]! * 60 + n[1]!, n[2]! * 60 + n[3]!);
-      if (n.length === 6) {
-        return inRange(
-          h * 3600 + m * 60 + s,
-          n[0]! * 3600 + n[1]! * 60 + n[2]!,
-          n[3]! * 3600 + n[4]! * 60 + n[5]!,
-        );
-      }
-      return false;
-    },
-    dateRange: (...args: unknown[]) => {
-      const { d, utc, rest } = clock(args);
-      // Each argument is a day (1–31), a month name or a year (four digits); one value or a
-      // range of two of the same kind.
-      const value = (x: unknown): number => {
-        const mi = MONTHS.indexOf(String(x).toUpperCase());
-        if (mi >= 0) return utc ? d.getUTCMonth() : d.getMonth();
-        const n = Number(x);
-        if (n > 31) return utc ? d.getUTCFullYear() : d.getFullYear();
-        return utc ? d.getUTCDate() : d.getDate();
-      };
-      const of = (x: unknown): number => {
-        const mi = MONTHS.indexOf(String(x).toUpperCase());
-        return mi >= 0 ? mi : Number(x);
-      };
-      if (rest.length === 1) return value(rest[0]) === of(rest[0]);
-      if (rest.length === 2) return inRange(value(rest[0]), of(rest[0]), of(rest[1]));
-      return false;
-    },
-    alert: () => {},
-  };
+/** This machine's first non-internal IPv4 address, what myIpAddress() answers. */
+function myIp(): string {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return '127.0.0.1';
 }
 
 export interface PacScript {
@@ -173,11 +176,18 @@ export function compilePac(
   resolved: ReadonlyMap<string, string> = new Map(),
   now: () => Date = () => new Date(),
 ): PacScript {
-  const context = createContext(
-    { ...helpers(resolved, now) },
-    { codeGeneration: { strings: false, wasm: false } },
-  );
+  // A global with no prototype of Node's (so `this.constructor` is the context's own Object), and
+  // no code generation from strings inside.
+  const context = createContext(Object.create(null), {
+    codeGeneration: { strings: false, wasm: false },
+  });
+  // Only primitives cross in; the table is built inside from its JSON, so that it too is an
+  // object of the context's.
+  context.__myIp = myIp();
+  context.__now = now().getTime();
+  const table = `var __resolved = ${JSON.stringify(Object.fromEntries(resolved))};`;
   try {
+    runInContext(table + HELPERS, context, { filename: 'pac-helpers.js', timeout: PAC_TIMEOUT_MS });
     runInContext(text, context, { filename: source, timeout: PAC_TIMEOUT_MS });
   } catch (e) {
     throw new PacError(`PAC ${source}: ${(e as Error).message}`, { cause: e });
@@ -192,6 +202,7 @@ export function compilePac(
       // browser hands a PAC script for https, and all the script needs here).
       const u = new URL(url.replace(/^ws(s?):/, 'http$1:'));
       context.__url = `${u.protocol}//${u.host}/`;
+      context.__now = now().getTime();
       context.__host = unbracket(u.hostname);
       let result: unknown;
       try {

@@ -110,6 +110,29 @@ test('a script that does not load, throws, runs forever or answers no string: a 
   }
 });
 
+test("no way out to Node: neither the global's nor a helper's constructor compiles code", () => {
+  // The classic escapes from a vm context: reach a Function of Node's through an object of
+  // Node's, and compile "return process" with it. Inside, every object is the context's own,
+  // whose Function refuses strings.
+  for (const probe of [
+    'this.constructor.constructor("return process")()',
+    'dnsResolve.constructor("return process")()',
+    'shExpMatch.constructor.constructor("return process")()',
+    'Object.getPrototypeOf(isInNet).constructor("return process")()',
+    '(function () { return this; })().constructor.constructor("return process")()',
+    '__resolved.constructor.constructor("return process")()',
+  ]) {
+    const pac = compilePac(
+      `function FindProxyForURL(u, h) {
+        try { var p = ${probe}; return "PROXY escaped:" + (typeof p.pid); }
+        catch (e) { return "DIRECT"; }
+      }`,
+      'escape.pac',
+    );
+    assert.equal(pacProxyFor(pac, 'http://relay.example/'), false, probe);
+  }
+});
+
 test('choosing: the first entry roamlink speaks; DIRECT or nothing is no proxy; only SOCKS is an error', () => {
   const pac = compilePac(
     `function FindProxyForURL(url, host) {
