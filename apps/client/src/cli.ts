@@ -39,9 +39,11 @@ connect options:
                             (credentials are better kept in $HTTPS_PROXY than on the command line);
                             an https:// proxy is reached over TLS; the proxy may ask for Basic,
                             Digest or NTLM, also inside Negotiate (a domain user as DOMAIN%5Cuser
-                            in the URL), and gets no password over plain http before it asks
-  --proxy-pac <file|URL>    a proxy auto-config script chooses the proxy (its first PROXY or HTTPS
-                            entry, or DIRECT) instead of --proxy and the environment
+                            in the URL), and gets no password over plain http before it asks;
+                            socks5h://host:port (names resolved by the proxy) or socks5:// for
+                            a SOCKS5 proxy (ssh -D, Tor)
+  --proxy-pac <file|URL>    a proxy auto-config script chooses the proxy (its first PROXY, HTTPS
+                            or SOCKS5 entry, or DIRECT) instead of --proxy and the environment
   --proxy-user <user:password>
                             credentials for a proxy whose URL has none (one a PAC script names);
                             default $ROAMLINK_PROXY_USER

@@ -787,7 +787,10 @@ export class TunnelClient {
         if (proxy && !e.secure) await learnForwardAuth(proxy, `${baseUrl}/`);
         // Plain http goes to the proxy as forward requests (with Basic); https cannot, and rides
         // CONNECT, as does everything to a proxy that wants NTLM or Digest.
-        const mode = e.secure || (proxy && needsConnect(proxy.memory)) ? 'connect' : 'forward';
+        const mode =
+          e.secure || (proxy && (proxy.socks || needsConnect(proxy.memory)))
+            ? 'connect'
+            : 'forward';
         for (const [encapsulation, Kind] of kinds) {
           const c = new Kind({
             baseUrl,

@@ -8,10 +8,11 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { once } from 'node:events';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { byteReader } from '../../../packages/node/test/byte-reader.ts';
 import {
   hasDigestAndNtlmAuth,
   hasNcsaAuth,
@@ -92,33 +93,6 @@ async function echoThrough(address: string, text: string, what?: string): Promis
 }
 
 // --- A hand-built SOCKS5 client (RFC 1928) -------------------------------------------------------
-
-/** Reads exact byte counts off a socket. */
-function byteReader(s: Socket): (n: number) => Promise<Buffer> {
-  let buf = Buffer.alloc(0);
-  let want: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
-  const pump = (): void => {
-    if (want && buf.length >= want.n) {
-      const w = want;
-      want = undefined;
-      const out = buf.subarray(0, w.n);
-      buf = buf.subarray(w.n);
-      w.resolve(out);
-    }
-  };
-  s.on('data', (d: Buffer) => {
-    buf = Buffer.concat([buf, d]);
-    pump();
-  });
-  const fail = (): void => want?.reject(new Error(`socket closed with ${buf.length} bytes unread`));
-  s.on('close', fail);
-  s.on('error', fail);
-  return (n) =>
-    new Promise((resolve, reject) => {
-      want = { n, resolve, reject };
-      pump();
-    });
-}
 
 function socksAddress(host: string, port: number): Buffer {
   const p = Buffer.alloc(2);
@@ -1148,13 +1122,73 @@ test('--proxy-pac: a PAC file chooses squid for the relay (credentials from --pr
       for (let i = 0; i < 40 && !squid.accessLog().includes('CONNECT'); i++) await sleep(50);
       assert.match(squid.accessLog(), new RegExp(`CONNECT 127\\.0\\.0\\.1:${httpPort} roam `));
 
-      writeFileSync(pac, 'function FindProxyForURL(url, host) { return "SOCKS5 127.0.0.1:1"; }');
+      writeFileSync(pac, 'function FindProxyForURL(url, host) { return "SOCKS 127.0.0.1:1"; }');
       const bad = track(run(connectArgs(listening, dir, ['--proxy-pac', pac])));
       assert.equal(await bad.exited, 2);
       assert.match(
         bad.stderr(),
-        /--proxy-pac: PAC .*proxy\.pac: no entry roamlink speaks .*SOCKS5 127\.0\.0\.1:1/,
+        /--proxy-pac: PAC .*proxy\.pac: no entry roamlink speaks .*SOCKS 127\.0\.0\.1:1/,
       );
     },
   );
+});
+
+/**
+ * The benchmark's `ssh -D` (a private sshd on loopback): a real, third-party SOCKS5 server. The
+ * bench is another TypeScript project, so it is imported by URL, as Node runs it.
+ */
+const SSHD = '/usr/sbin/sshd';
+async function startSshSocks(): Promise<{ socksPort: number; stop(): Promise<void> }> {
+  const m = (await import(new URL('../../../bench/src/tunnel-ssh.ts', import.meta.url).href)) as {
+    startSshSocks(): Promise<{ socksPort: number; stop(): Promise<void> }>;
+  };
+  return m.startSshSocks();
+}
+
+test("--proxy socks5h://: through OpenSSH's ssh -D, WebSocket then HTTP, both in SOCKS tunnels", {
+  skip: !existsSync(SSHD) && !process.env.CI && 'needs openssh-server',
+}, async () => {
+  const tcp = await tcpEcho();
+  const ssh = await startSshSocks();
+  const dir = tempDir();
+  const pub = await keygen(dir);
+  const relay = run(relayArgs(dir, pub, ['--egress-allow', '127.0.0.1/32']));
+  let client: Proc | undefined;
+  try {
+    const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
+    const c = run(
+      connectArgs(listening, dir, [
+        '--no-udp',
+        '--no-tcp',
+        '--proxy',
+        `socks5h://127.0.0.1:${ssh.socksPort}`,
+        '-L',
+        `127.0.0.1:0:127.0.0.1:${tcp.port}`,
+      ]),
+    );
+    client = c;
+    const reg = await c.until((l) => l.msg === 'registered', 'registration through ssh -D');
+    assert.equal(reg.encapsulation, 'websocket');
+    const fwd = String((await c.until((l) => l.msg === 'forward-listening', 'forward')).address);
+    (await echoThrough(fwd, 'via ssh -D')).destroy();
+    assert.deepEqual((await clientStatus(c)).proxy, {
+      href: `socks5h://127.0.0.1:${ssh.socksPort}`,
+      mode: 'connect',
+      auth: null,
+    });
+    const n = c.lines.length;
+    c.send('disable ws');
+    const moved = await c.until(
+      (l) => l.msg === 'registered' && c.lines.indexOf(l) >= n,
+      'registration over HTTP through ssh -D',
+    );
+    assert.equal(moved.encapsulation, 'http-stream');
+    (await echoThrough(fwd, 'via ssh -D, HTTP')).destroy();
+    assert.equal(c.lines.filter((l) => l.msg === 'established').length, 1, 'one handshake');
+  } finally {
+    await stop(relay);
+    await stop(client);
+    await ssh.stop();
+    tcp.server.close();
+  }
 });

@@ -922,7 +922,9 @@ abstract class HttpClientBase {
       o.proxy === undefined || typeof o.proxy !== 'string' ? o.proxy : parseProxyUrl(o.proxy);
     this.#proxy = proxy;
     const tls = this.target.secure ? (o.tls ?? {}) : undefined;
-    const forward = proxy !== undefined && o.proxyMode === 'forward' && tls === undefined;
+    // A SOCKS proxy only tunnels: no forward requests.
+    const forward =
+      proxy !== undefined && o.proxyMode === 'forward' && tls === undefined && !proxy.socks;
     const authorization =
       forward && forwardSendsBasic(proxy.memory, proxy.secure)
         ? proxyAuthorization(proxy)

@@ -18,6 +18,7 @@ export * from './proxy-auth.ts';
 export * from './read-arena.ts';
 export * from './relay-tls.ts';
 export * from './signals.ts';
+export * from './socks-client.ts';
 export * from './socks5.ts';
 export * from './tcp.ts';
 export * from './udp.ts';

@@ -50,6 +50,8 @@ export function parsePacResult(result: string): PacChoice[] {
     else if ((k === 'PROXY' || k === 'HTTP') && where !== '')
       out.push({ type: 'proxy', url: `http://${where}` });
     else if (k === 'HTTPS' && where !== '') out.push({ type: 'proxy', url: `https://${where}` });
+    // SOCKS5 with the proxy resolving names, as browsers use it; plain "SOCKS" is SOCKS4.
+    else if (k === 'SOCKS5' && where !== '') out.push({ type: 'proxy', url: `socks5h://${where}` });
     else out.push({ type: 'unsupported', entry });
   }
   return out;
@@ -262,6 +264,6 @@ export function pacProxyFor(pac: PacScript, url: string): string | false {
   }
   if (choices.length === 0) return false;
   throw new PacError(
-    `PAC ${pac.source}: no entry roamlink speaks for ${url} (${choices.map((c) => (c.type === 'unsupported' ? c.entry : c.type)).join('; ')}); SOCKS proxies are not supported`,
+    `PAC ${pac.source}: no entry roamlink speaks for ${url} (${choices.map((c) => (c.type === 'unsupported' ? c.entry : c.type)).join('; ')}); SOCKS4 proxies are not supported`,
   );
 }

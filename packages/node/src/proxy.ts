@@ -39,6 +39,7 @@ import {
   ProxyAuthSession,
 } from './proxy-auth.ts';
 import { type RelayTls, relayTlsOptions, TLS_TRUST_ERROR_CODES, tlsOver } from './relay-tls.ts';
+import { socks5Connect } from './socks-client.ts';
 
 /** Stable codes: callers and logs match on these, never on messages. */
 export const ProxyErrorCode = {
@@ -91,6 +92,11 @@ export interface ProxyConfig {
   readonly port: number;
   /** An https:// proxy: the connection to the proxy is TLS. */
   readonly secure: boolean;
+  /**
+   * A SOCKS5 proxy (socks-client.ts) instead of an HTTP one; `remoteDns` for socks5h://, where the
+   * proxy resolves the target's name.
+   */
+  readonly socks?: { remoteDns: boolean };
   /**
    * For an https:// proxy: the CAs to trust for its certificate, besides Node's, and whether to
    * check it at all (relay-tls.ts; default: checked against Node's CAs).
@@ -147,15 +153,19 @@ export function parseProxyUrl(text: string): ProxyConfig {
   } catch {
     throw invalid('URL', 'not a URL');
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
-    throw invalid('URL', `scheme ${u.protocol} not supported (only http:// and https://)`);
+  const socks = u.protocol === 'socks5:' || u.protocol === 'socks5h:';
+  if (u.protocol !== 'http:' && u.protocol !== 'https:' && !socks) {
+    throw invalid(
+      'URL',
+      `scheme ${u.protocol} not supported (http://, https://, socks5:// and socks5h:// are)`,
+    );
   }
   const secure = u.protocol === 'https:';
   if (u.hostname === '') throw invalid('URL', 'no host');
   if ((u.pathname !== '' && u.pathname !== '/') || u.search !== '' || u.hash !== '') {
     throw invalid('URL', 'a proxy URL has no path, query or fragment');
   }
-  const port = u.port === '' ? (secure ? 443 : 80) : Number(u.port);
+  const port = u.port === '' ? (socks ? 1080 : secure ? 443 : 80) : Number(u.port);
   if (port < 1 || port > 65_535) throw invalid('URL', 'port out of range');
   const hostname = unbracket(u.hostname);
   let username: string | undefined;
@@ -175,6 +185,7 @@ export function parseProxyUrl(text: string): ProxyConfig {
     username,
     password,
     memory: {},
+    ...(socks ? { socks: { remoteDns: u.protocol === 'socks5h:' } } : {}),
     href: `${u.protocol}//${hostPort(hostname, port)}`,
   };
 }
@@ -373,6 +384,12 @@ export function connectViaProxy(
   }
   const target = hostPort(unbracket(host), port);
   const signal = opts.signal;
+  if (p.socks) {
+    return socks5Connect(p, unbracket(host), port, {
+      timeoutMs: opts.timeoutMs ?? DEFAULT_PROXY_CONNECT_TIMEOUT_MS,
+      signal,
+    });
+  }
   if (signal?.aborted) {
     return Promise.reject(
       new ProxyError(ProxyErrorCode.ABORTED, `proxy ${p.href}: aborted`, { cause: signal.reason }),
@@ -628,7 +645,7 @@ export function connectViaProxy(
  * credentials; never throws (a proxy that cannot be reached fails the paths in their own way).
  */
 export function learnForwardAuth(p: ProxyConfig, url: string, timeoutMs = 5_000): Promise<void> {
-  if (p.username === undefined || p.memory.scheme !== undefined || p.secure) {
+  if (p.username === undefined || p.memory.scheme !== undefined || p.secure || p.socks) {
     return Promise.resolve();
   }
   const u = new URL(url);

@@ -13,12 +13,17 @@ import { test } from 'node:test';
 import { compilePac, loadPac, PacError, pacProxyFor, parsePacResult } from '../src/pac.ts';
 
 test('FindProxyForURL answers: PROXY, HTTP, HTTPS, DIRECT, and what roamlink does not speak', () => {
-  assert.deepEqual(parsePacResult(' PROXY a.corp:8080 ;HTTPS b.corp:443; SOCKS5 c:1080; DIRECT;'), [
-    { type: 'proxy', url: 'http://a.corp:8080' },
-    { type: 'proxy', url: 'https://b.corp:443' },
-    { type: 'unsupported', entry: 'SOCKS5 c:1080' },
-    { type: 'direct' },
-  ]);
+  assert.deepEqual(
+    parsePacResult(' PROXY a.corp:8080 ;HTTPS b.corp:443; SOCKS5 c:1080; SOCKS d:1080; DIRECT;'),
+    [
+      { type: 'proxy', url: 'http://a.corp:8080' },
+      { type: 'proxy', url: 'https://b.corp:443' },
+      // SOCKS5 with names resolved by the proxy, as browsers use it; plain SOCKS is SOCKS4.
+      { type: 'proxy', url: 'socks5h://c:1080' },
+      { type: 'unsupported', entry: 'SOCKS d:1080' },
+      { type: 'direct' },
+    ],
+  );
   assert.deepEqual(parsePacResult('http [fd00::1]:3128'), [
     { type: 'proxy', url: 'http://[fd00::1]:3128' },
   ]);
@@ -133,7 +138,7 @@ test("no way out to Node: neither the global's nor a helper's constructor compil
   }
 });
 
-test('choosing: the first entry roamlink speaks; DIRECT or nothing is no proxy; only SOCKS is an error', () => {
+test('choosing: the first entry roamlink speaks; DIRECT or nothing is no proxy; only SOCKS4 is an error', () => {
   const pac = compilePac(
     `function FindProxyForURL(url, host) {
       if (host === 'a') return 'SOCKS s:1080; PROXY p:3128; DIRECT';

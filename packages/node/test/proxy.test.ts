@@ -73,7 +73,7 @@ test('parseProxyUrl: https:// is a proxy reached over TLS, on port 443 by defaul
 test('parseProxyUrl: unusable URLs throw INVALID_URL', () => {
   for (const bad of [
     '',
-    'socks5://proxy:1080',
+    'socks4://proxy:1080',
     'ftp://proxy:21',
     'https://proxy:443/path',
     'http://proxy:3128/path',
@@ -183,7 +183,7 @@ test('proxyFromEnv: HTTPS_PROXY, https_proxy, HTTP_PROXY, http_proxy in that ord
   assert.equal(proxyFromEnv(t, { HTTPS_PROXY: 'http://u:p%21@a:1' })?.password, 'p!');
   // A set but unusable value is an error that names the variable, not a silent direct path.
   assert.throws(
-    () => proxyFromEnv(t, { https_proxy: 'socks5://a:1' }),
+    () => proxyFromEnv(t, { https_proxy: 'socks4://a:1' }),
     (e) => isProxyError(e, ProxyErrorCode.INVALID_URL) && e.message.startsWith('https_proxy:'),
   );
   // Explicit wins; false means never.
