@@ -15,6 +15,7 @@ import { test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import {
+  hasDigestAndNtlmAuth,
   hasNcsaAuth,
   hasSquid,
   type Squid,
@@ -519,6 +520,52 @@ test(
         await stop(client);
         client = track(run([...args, '--proxy-ca', CA]));
         await wsThenHttp(client, listening, squid, 'the https proxy');
+      },
+    ),
+);
+
+test(
+  'through an NTLM proxy, a 64 MiB echo survives its tunnels being killed again and again, every byte once, one handshake',
+  {
+    skip: (!hasSquid || !hasDigestAndNtlmAuth) && !process.env.CI && 'needs squid',
+  },
+  () =>
+    withSquidAndTlsRelay(
+      { auth: { user: 'x', password: 'x', scheme: 'ntlm' } },
+      async ({ squid, url, listening, dir, forward, track }) => {
+        const proxy = `http://CORP%5Croam:secret@127.0.0.1:${squid.port}`;
+        const client = track(
+          run(clientArgs(url, listening, dir, ['--tls-ca', CA, '--proxy', proxy, ...forward])),
+        );
+        await client.until((l) => l.msg === 'registered', 'registration through the NTLM proxy');
+        const fwd = String(
+          (await client.until((l) => l.msg === 'forward-listening', 'forward')).address,
+        );
+        // Every new tunnel goes through NTLM's handshake again (the proxy remembered as NTLM).
+        let kills = 0;
+        const kill = (): void => {
+          client.send(kills % 2 === 0 ? 'drop ws' : 'drop http');
+          kills++;
+        };
+        // The first as the transfer starts, then every 200 ms.
+        const killer = setInterval(kill, 200);
+        setTimeout(kill, 20);
+        try {
+          await echoBytes(fwd, 64 << 20);
+        } finally {
+          clearInterval(killer);
+        }
+        assert.ok(kills >= 2, `only ${kills} kills during the transfer`);
+        assert.equal(
+          client.lines.filter((l) => l.msg === 'established').length,
+          1,
+          'no new handshake',
+        );
+        assert.deepEqual((await clientStatus(client)).proxy, {
+          href: `http://127.0.0.1:${squid.port}`,
+          mode: 'connect',
+          auth: 'ntlm',
+        });
       },
     ),
 );
