@@ -347,7 +347,7 @@ test('roamlink connect: a bad relay URL, --tls-ca or --proxy-ca file is a usage 
     [['https://relay.example', '--tls-ca', join(dir, 'missing.pem')], /--tls-ca: cannot read/],
     [['https://relay.example', '--tls-ca', KEY], /--tls-ca: .* holds no PEM certificate/],
     [['https://relay.example', '--proxy-ca', KEY], /--proxy-ca: .* holds no PEM certificate/],
-    [['https://relay.example', '--proxy', 'socks5://p:1080'], /--proxy: .*scheme socks5:/],
+    [['https://relay.example', '--proxy', 'socks4://p:1080'], /--proxy: .*scheme socks4:/],
     [['https://relay.example', '--no-ws', '--no-http'], /every encapsulation is turned off/],
   ] as const) {
     const c = run(['connect', ...args, '--relay-key', key, '--data-dir', join(dir, 'client')]);
