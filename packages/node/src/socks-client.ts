@@ -31,7 +31,12 @@ function address(host: string): Buffer {
   if (type === 6) {
     const b = Buffer.alloc(17);
     b[0] = 4;
-    // Expand "::" and write the eight groups.
+    // Expand "::" and write the eight groups; a dotted IPv4 tail (::ffff:192.0.2.1) is two.
+    const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(host);
+    if (v4) {
+      const [a, b2, c, d] = v4.slice(1).map(Number) as [number, number, number, number];
+      host = `${host.slice(0, v4.index)}${((a << 8) | b2).toString(16)}:${((c << 8) | d).toString(16)}`;
+    }
     const [head = '', tail] = host.split('::');
     const h = head === '' ? [] : head.split(':');
     const t = tail === undefined || tail === '' ? [] : tail.split(':');

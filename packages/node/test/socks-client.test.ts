@@ -61,6 +61,7 @@ test('the bytes of a CONNECT: greeting, request by name (socks5h) or by address 
       [`socks5h://127.0.0.1:${p.port}`, 'relay.example'],
       [`socks5://127.0.0.1:${p.port}`, 'localhost'],
       [`socks5://127.0.0.1:${p.port}`, '2001:db8::7'],
+      [`socks5://127.0.0.1:${p.port}`, '::ffff:192.0.2.1'],
     ] as const) {
       seen.length = 0;
       const sock = await socks5Connect(parseProxyUrl(url), host, 443, { timeoutMs: 2000 });
@@ -87,7 +88,12 @@ test('the bytes of a CONNECT: greeting, request by name (socks5h) or by address 
         if (req[3] === 1) assert.deepEqual([...req.subarray(4, 8)], [127, 0, 0, 1]);
       } else {
         assert.equal(req[3], 4);
-        assert.equal(req.subarray(4, 20).toString('hex'), '20010db8000000000000000000000007');
+        assert.equal(
+          req.subarray(4, 20).toString('hex'),
+          host === '2001:db8::7'
+            ? '20010db8000000000000000000000007'
+            : '00000000000000000000ffffc0000201',
+        );
       }
     }
   } finally {
@@ -190,5 +196,49 @@ test("username and password (RFC 1929) against roamlink's own SOCKS5 server; wro
   } finally {
     await server.close();
     target.close();
+  }
+});
+
+test('hostile replies: random bytes from a SOCKS server give a ProxyError or a tunnel, never a crash or a hang', async () => {
+  // A seeded generator (mulberry32), so that a failure repeats.
+  let seed = 0x50c5;
+  const rand = (): number => {
+    seed = (seed + 0x6d2b79f5) >>> 0;
+    let t = seed;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  let reply = Buffer.alloc(0);
+  const p = await scripted(async (s, read) => {
+    await read(3);
+    s.end(reply);
+  });
+  try {
+    for (let n = 0; n < 200; n++) {
+      // Mostly well-formed openings, so that the later steps are reached too.
+      const len = Math.floor(rand() * 24);
+      reply = Buffer.from(Array.from({ length: len }, () => Math.floor(rand() * 256)));
+      if (rand() < 0.7 && len >= 2) {
+        reply[0] = 5;
+        reply[1] = rand() < 0.5 ? 0 : 2;
+      }
+      if (rand() < 0.5 && len >= 4) {
+        reply[2] = 5;
+        reply[3] = 0;
+      }
+      const url = `socks5h://${rand() < 0.5 ? 'u:p@' : ''}127.0.0.1:${p.port}`;
+      try {
+        const s = await socks5Connect(parseProxyUrl(url), 'relay.example', 443, {
+          timeoutMs: 1000,
+        });
+        s.destroy();
+      } catch (e) {
+        assert.ok(isProxyError(e), `${reply.toString('hex')}: ${String(e)}`);
+        assert.ok(e.code !== ProxyErrorCode.TIMEOUT, `${reply.toString('hex')}: a hang`);
+      }
+    }
+  } finally {
+    p.close();
   }
 });
