@@ -24,6 +24,7 @@ import {
   parseChallenges,
 } from '../src/proxy-auth.ts';
 import { scripted } from './scripted-proxy.ts';
+import { seeded } from './seeded.ts';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const bytes = (h: string): Buffer => Buffer.from(h.replace(/\s+/g, ''), 'hex');
@@ -385,15 +386,7 @@ test('a proxy that promises to keep the connection after its 407 and closes it: 
 });
 
 test('hostile answers: random Proxy-Authenticate values and NTLM challenges never throw past the parser', () => {
-  // A seeded generator (mulberry32), so that a failure repeats.
-  let seed = 0x5eed;
-  const rand = (): number => {
-    seed = (seed + 0x6d2b79f5) >>> 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rand = seeded(0x5eed);
   const alphabet = 'NTLM Digest Basic realm=nonce="\\,=  abc==TlRMTVNTUAAC\t';
   for (let n = 0; n < 2000; n++) {
     const len = Math.floor(rand() * 60);

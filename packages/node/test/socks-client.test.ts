@@ -11,6 +11,7 @@ import { isProxyError, ProxyErrorCode, parseProxyUrl } from '../src/proxy.ts';
 import { socks5Connect } from '../src/socks-client.ts';
 import { startSocksServer } from '../src/socks5.ts';
 import { byteReader } from './byte-reader.ts';
+import { seeded } from './seeded.ts';
 
 test('socks5:// and socks5h:// proxy URLs: port 1080 by default; h lets the proxy resolve names', () => {
   const p = parseProxyUrl('socks5h://u:p@gw.example');
@@ -200,15 +201,7 @@ test("username and password (RFC 1929) against roamlink's own SOCKS5 server; wro
 });
 
 test('hostile replies: random bytes from a SOCKS server give a ProxyError or a tunnel, never a crash or a hang', async () => {
-  // A seeded generator (mulberry32), so that a failure repeats.
-  let seed = 0x50c5;
-  const rand = (): number => {
-    seed = (seed + 0x6d2b79f5) >>> 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rand = seeded(0x50c5);
   let reply = Buffer.alloc(0);
   const p = await scripted(async (s, read) => {
     await read(3);
