@@ -27,13 +27,13 @@ import {
   loadPac,
   onStopSignal,
   type PacScript,
-  PROXY_ENV_VARS,
   ProxyErrorCode,
   pacProxyFor,
   parseEndpoint,
   parseForward,
   parseProxyUrl,
   parsePublicKey,
+  proxyEnvVar,
   type RelayTls,
   startForward,
   startSocksServer,
@@ -582,7 +582,8 @@ export function parseRelayUrl(flag: string, v: string): string {
  */
 function httpsProxyConfigured(proxy: string | false | undefined): boolean {
   if (proxy === false) return false;
-  const text = proxy ?? PROXY_ENV_VARS.map((k) => process.env[k]?.trim()).find((v) => v);
+  const name = proxyEnvVar();
+  const text = proxy ?? (name === undefined ? undefined : process.env[name]);
   if (!text) return false;
   try {
     return parseProxyUrl(text).secure;

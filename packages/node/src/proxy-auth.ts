@@ -110,6 +110,11 @@ export function parseChallenges(values: readonly string[]): AuthChallenge[] {
   return out;
 }
 
+/** The Basic credentials (RFC 7617 §2): base64 of "user-id:password" in UTF-8. */
+export function basicAuthorization(username: string, password: string): string {
+  return `Basic ${Buffer.from(`${username}:${password}`, 'utf8').toString('base64')}`;
+}
+
 // ---- Digest (RFC 7616) ----
 
 const DIGEST_HASHES: Record<string, string> = {
@@ -285,11 +290,6 @@ export class ProxyAuthSession {
     this.#secure = o.secure;
   }
 
-  /** Whether any credentials were sent so far. */
-  get sentCredentials(): boolean {
-    return this.#tried.size > 0;
-  }
-
   first(): string | undefined {
     if (this.#user === undefined) return undefined;
     const m = this.#memory;
@@ -354,8 +354,7 @@ export class ProxyAuthSession {
     this.#sent = 'basic';
     this.#tried.add('basic');
     this.#memory.scheme = 'basic';
-    const raw = Buffer.from(`${this.#user}:${this.#password}`, 'utf8');
-    return `Basic ${raw.toString('base64')}`;
+    return basicAuthorization(this.#user!, this.#password);
   }
 
   #digest(challenge: AuthChallenge): string {

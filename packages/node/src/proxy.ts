@@ -34,6 +34,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { unbracket } from './host.ts';
 import {
   AuthRefusal,
+  basicAuthorization,
   noteForwardRefusal,
   type ProxyAuthMemory,
   ProxyAuthSession,
@@ -141,8 +142,8 @@ export function hostPort(host: string, port: number): string {
 /**
  * Parses `http://[user[:password]@]host[:port][/]`, or `https://...` for a proxy reached over TLS.
  * A value without a scheme is taken as http (as the environment variables are often written); the
- * port defaults to 80 for http and 443 for https. Credentials are percent-decoded. SOCKS proxies
- * are not supported.
+ * port defaults to 80 for http and 443 for https. `socks5://` and `socks5h://` name a SOCKS5 proxy
+ * (socks-client.ts; port 1080 by default). Credentials are percent-decoded.
  */
 export function parseProxyUrl(text: string): ProxyConfig {
   const t = text.trim();
@@ -192,9 +193,7 @@ export function parseProxyUrl(text: string): ProxyConfig {
 
 /** The `Proxy-Authorization` value for a proxy's credentials (RFC 7617 §2, UTF-8), if any. */
 export function proxyAuthorization(p: ProxyConfig): string | undefined {
-  if (p.username === undefined) return undefined;
-  const raw = Buffer.from(`${p.username}:${p.password ?? ''}`, 'utf8');
-  return `Basic ${raw.toString('base64')}`;
+  return p.username === undefined ? undefined : basicAuthorization(p.username, p.password ?? '');
 }
 
 // ---- selection ----
@@ -279,7 +278,7 @@ export function proxyFromEnv(
   target: string | URL,
   env: ProxyEnv = process.env,
 ): ProxyConfig | undefined {
-  const name = PROXY_ENV_VARS.find((k) => (env[k] ?? '').trim() !== '');
+  const name = proxyEnvVar(env);
   if (name === undefined) return undefined;
   const u = typeof target === 'string' ? new URL(target) : target;
   const port = u.port === '' ? defaultPort(u.protocol) : Number(u.port);
@@ -292,6 +291,11 @@ export function proxyFromEnv(
       cause: e,
     });
   }
+}
+
+/** The proxy variable the environment's proxy comes from: the first one set (PROXY_ENV_VARS). */
+export function proxyEnvVar(env: ProxyEnv = process.env): string | undefined {
+  return PROXY_ENV_VARS.find((k) => (env[k] ?? '').trim() !== '');
 }
 
 /**
