@@ -4,6 +4,7 @@
  * usual start-up: a client key, a relay on loopback with ephemeral ports (its first line is
  * `listening`), and a client connected to it.
  */
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
@@ -12,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { type Squid, startSquid } from '../../../packages/node/test/squid.ts';
 
 export const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
 
@@ -134,6 +136,21 @@ export async function stop(p: Proc | undefined, ms = 5000): Promise<void> {
   clearTimeout(t);
 }
 
+/**
+ * Turns WebSocket off on a running client (`disable ws`) and returns its next registration, which
+ * must be on HTTP streaming: what "the session moves to HTTP" means in a test.
+ */
+export async function moveToHttp(client: Proc, what: string): Promise<Line> {
+  const n = client.lines.length;
+  client.send('disable ws');
+  const moved = await client.until(
+    (l) => l.msg === 'registered' && client.lines.indexOf(l) >= n,
+    `registration over HTTP ${what}`,
+  );
+  assert.equal(moved.encapsulation, 'http-stream');
+  return moved;
+}
+
 /** The client's `status` answer (control line), after the lines already seen. */
 export async function clientStatus(client: Proc): Promise<Line> {
   const n = client.lines.length;
@@ -154,4 +171,46 @@ export async function tcpEcho(): Promise<{ server: Server; port: number }> {
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   return { server, port: (server.address() as AddressInfo).port };
+}
+
+/**
+ * A TCP echo, squid (`squidOpts`) and a relay (`relayFlags` beside the usual ones); `body` gets
+ * them with the client arguments of a forward to the echo, and starts its clients through `track`
+ * (each is stopped after, with everything else).
+ */
+export async function withSquidRelay(
+  squidOpts: Parameters<typeof startSquid>[0],
+  relayFlags: string[],
+  body: (p: {
+    squid: Squid;
+    dir: string;
+    listening: Line;
+    forward: string[];
+    track: (c: Proc) => Proc;
+  }) => Promise<void>,
+): Promise<void> {
+  const echo = await tcpEcho();
+  const squid = await startSquid(squidOpts);
+  const dir = tempDir();
+  const pub = await keygen(dir);
+  const relay = run(relayArgs(dir, pub, relayFlags));
+  const clients: Proc[] = [];
+  try {
+    const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
+    await body({
+      squid,
+      dir,
+      listening,
+      forward: ['-L', `127.0.0.1:0:127.0.0.1:${echo.port}`],
+      track: (c) => {
+        clients.push(c);
+        return c;
+      },
+    });
+  } finally {
+    await stop(relay);
+    for (const c of clients) await stop(c);
+    await squid.stop();
+    echo.server.close();
+  }
 }

@@ -14,17 +14,12 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import {
-  hasDigestAndNtlmAuth,
-  hasNcsaAuth,
-  hasSquid,
-  type Squid,
-  startSquid,
-} from '../../../packages/node/test/squid.ts';
+import { hasDigestAndNtlmAuth, hasNcsaAuth, hasSquid } from '../../../packages/node/test/squid.ts';
 import {
   clientStatus,
   keygen,
   type Line,
+  moveToHttp,
   type Proc,
   relayArgs,
   run,
@@ -32,6 +27,7 @@ import {
   stop,
   tcpEcho,
   tempDir,
+  withSquidRelay,
 } from './cli-process.ts';
 
 const TLS = fileURLToPath(new URL('../../../packages/node/test/fixtures/tls/', import.meta.url));
@@ -62,17 +58,20 @@ async function echoBytes(address: string, n: number): Promise<void> {
   assert.equal(sha(Buffer.concat(chunks)), sha(data), 'every byte back, in order');
 }
 
-/** A relay with TLS on its HTTP port; the URL a client is given (localhost: the cert's name). */
+/** The relay's flags for TLS on its HTTP port (and egress to the echo). */
+const TLS_RELAY_FLAGS = ['--tls-cert', CERT, '--tls-key', KEY, '--egress-allow', '127.0.0.1/32'];
+/** The URL a client is given for such a relay (localhost: the certificate's name). */
+const tlsUrl = (listening: Line): string =>
+  `https://localhost:${String(listening.http).split(':').pop()}`;
+
+/** A relay with TLS on its HTTP port, and its URL. */
 async function tlsRelay(
   dir: string,
   pub: string,
 ): Promise<{ relay: Proc; listening: Line; url: string }> {
-  const relay = run(
-    relayArgs(dir, pub, ['--tls-cert', CERT, '--tls-key', KEY, '--egress-allow', '127.0.0.1/32']),
-  );
+  const relay = run(relayArgs(dir, pub, TLS_RELAY_FLAGS));
   const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
-  const port = String(listening.http).split(':').pop();
-  return { relay, listening, url: `https://localhost:${port}` };
+  return { relay, listening, url: tlsUrl(listening) };
 }
 
 const clientArgs = (url: string, listening: Line, dir: string, extra: string[]): string[] => [
@@ -127,13 +126,7 @@ test('roamlink connect https://...: wss:// and https:// to a relay with --tls-ce
     await once(s, 'connect');
     s.write('before');
     assert.equal(String((await once(s, 'data'))[0]), 'before');
-    const n = client.lines.length;
-    client.send('disable ws');
-    const moved = await client.until(
-      (l) => l.msg === 'registered' && client.lines.indexOf(l) >= n,
-      'registration over HTTP',
-    );
-    assert.equal(moved.encapsulation, 'http-stream');
+    await moveToHttp(client, 'over TLS');
     s.write('after');
     assert.equal(String((await once(s, 'data'))[0]), 'after', 'the stream continues over https');
     s.destroy();
@@ -401,13 +394,7 @@ async function wsThenHttp(
   assert.equal(reg.encapsulation, 'websocket');
   const fwd = String((await client.until((l) => l.msg === 'forward-listening', 'forward')).address);
   await echoBytes(fwd, 1 << 20);
-  const n = client.lines.length;
-  client.send('disable ws');
-  const moved = await client.until(
-    (l) => l.msg === 'registered' && client.lines.indexOf(l) >= n,
-    `registration over HTTP via ${via}`,
-  );
-  assert.equal(moved.encapsulation, 'http-stream');
+  await moveToHttp(client, `via ${via}`);
   await echoBytes(fwd, 1 << 20);
   assert.equal(client.lines.filter((l) => l.msg === 'established').length, 1, 'one handshake');
   await stop(client);
@@ -421,46 +408,12 @@ async function wsThenHttp(
 const noSquid =
   (!hasSquid || !hasNcsaAuth) && !process.env.CI && 'needs squid (scripts/system-deps.sh)';
 
-/**
- * A TCP echo, squid (`opts`), and a TLS relay; `body` gets the relay's URL and listening line,
- * the squid, and the client arguments for a forward to the echo, and starts its clients through
- * `track` (each is stopped after, with everything else).
- */
-async function withSquidAndTlsRelay(
-  opts: Parameters<typeof startSquid>[0],
-  body: (p: {
-    squid: Squid;
-    url: string;
-    listening: Line;
-    dir: string;
-    forward: string[];
-    track: (c: Proc) => Proc;
-  }) => Promise<void>,
+/** squid and a TLS relay (withSquidRelay), with the URL a client is given. */
+function withSquidAndTlsRelay(
+  opts: Parameters<typeof withSquidRelay>[0],
+  body: (p: Parameters<Parameters<typeof withSquidRelay>[2]>[0] & { url: string }) => Promise<void>,
 ): Promise<void> {
-  const echo = await tcpEcho();
-  const squid = await startSquid(opts);
-  const dir = tempDir();
-  const pub = await keygen(dir);
-  const { relay, listening, url } = await tlsRelay(dir, pub);
-  const clients: Proc[] = [];
-  try {
-    await body({
-      squid,
-      url,
-      listening,
-      dir,
-      forward: ['-L', `127.0.0.1:0:127.0.0.1:${echo.port}`],
-      track: (c) => {
-        clients.push(c);
-        return c;
-      },
-    });
-  } finally {
-    await stop(relay);
-    for (const c of clients) await stop(c);
-    await squid.stop();
-    echo.server.close();
-  }
+  return withSquidRelay(opts, TLS_RELAY_FLAGS, (p) => body({ ...p, url: tlsUrl(p.listening) }));
 }
 
 test(

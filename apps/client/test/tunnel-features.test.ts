@@ -25,6 +25,7 @@ import {
   connectArgs,
   keygen,
   type Line,
+  moveToHttp,
   type Proc,
   relayArgs,
   run,
@@ -32,6 +33,7 @@ import {
   stop,
   tcpEcho,
   tempDir,
+  withSquidRelay,
 } from './cli-process.ts';
 
 // --- Local servers ------------------------------------------------------------------------------
@@ -993,13 +995,7 @@ for (const scheme of ['digest', 'ntlm', 'negotiate'] as const) {
       const reg = await client.until((l) => l.msg === 'registered', 'registration through squid');
       assert.equal(reg.encapsulation, 'websocket');
       await echo();
-      const n = client.lines.length;
-      client.send('disable ws');
-      const moved = await client.until(
-        (l) => l.msg === 'registered' && client.lines.indexOf(l) >= n,
-        'registration over HTTP through squid',
-      );
-      assert.equal(moved.encapsulation, 'http-stream');
+      await moveToHttp(client, 'through squid');
       await echo();
       // The status names the proxy (never its credentials), how the path uses it, and the scheme.
       assert.deepEqual((await clientStatus(client)).proxy, {
@@ -1022,44 +1018,12 @@ for (const scheme of ['digest', 'ntlm', 'negotiate'] as const) {
   });
 }
 
-/** squid (`opts`) and a relay; `body` runs with them and starts clients through `track`. */
-async function withSquidRelay(
-  opts: Parameters<typeof startSquid>[0],
-  body: (p: {
-    squid: Squid;
-    dir: string;
-    listening: Line;
-    track: (c: Proc) => Proc;
-  }) => Promise<void>,
-): Promise<void> {
-  const squid = await startSquid(opts);
-  const dir = tempDir();
-  const pub = await keygen(dir);
-  const relay = run(relayArgs(dir, pub));
-  const clients: Proc[] = [];
-  try {
-    const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
-    await body({
-      squid,
-      dir,
-      listening,
-      track: (c) => {
-        clients.push(c);
-        return c;
-      },
-    });
-  } finally {
-    await stop(relay);
-    for (const c of clients) await stop(c);
-    await squid.stop();
-  }
-}
-
 test('--proxy: credentials missing or wrong are said at once, with what the proxy offers', {
   skip: (!hasSquid || !hasDigestAndNtlmAuth) && !process.env.CI && 'needs squid',
 }, async () => {
   await withSquidRelay(
     { auth: { user: 'roam', password: 'right', scheme: 'digest' } },
+    [],
     async ({ squid, dir, listening, track }) => {
       const via = (userinfo: string): string[] =>
         connectArgs(listening, dir, [
@@ -1087,6 +1051,7 @@ test('--proxy-pac: a PAC file chooses squid for the relay (credentials from --pr
 }, async () => {
   await withSquidRelay(
     { auth: { user: 'roam', password: 'pac pass' } },
+    [],
     async ({ squid, dir, listening, track }) => {
       // The relay by its address in the proxy's network; anything else direct.
       const pac = join(dir, 'proxy.pac');
@@ -1176,13 +1141,7 @@ test("--proxy socks5h://: through OpenSSH's ssh -D, WebSocket then HTTP, both in
       mode: 'connect',
       auth: null,
     });
-    const n = c.lines.length;
-    c.send('disable ws');
-    const moved = await c.until(
-      (l) => l.msg === 'registered' && c.lines.indexOf(l) >= n,
-      'registration over HTTP through ssh -D',
-    );
-    assert.equal(moved.encapsulation, 'http-stream');
+    await moveToHttp(c, 'through ssh -D');
     (await echoThrough(fwd, 'via ssh -D, HTTP')).destroy();
     assert.equal(c.lines.filter((l) => l.msg === 'established').length, 1, 'one handshake');
   } finally {
