@@ -111,13 +111,15 @@ export async function startRoamlinkTunnel(
       forwardTo === undefined
         ? undefined
         : await client.next((x) => x.msg === 'forward-listening', 'forward');
+    // The handshake comes before the registration; the suite it agreed is the row's cipher.
+    const est = await client.next((x) => x.msg === 'established', 'handshake');
     const reg = await client.next((x) => x.msg === 'registered', 'registration');
     const port = Number(String(socks.address).split(':').pop());
     return {
       socksPort: port,
       ...(fwd ? { forwardPort: Number(String(fwd.address).split(':').pop()) } : {}),
       stop,
-      info: { encapsulation: reg.encapsulation, verdict: reg.verdict },
+      info: { encapsulation: reg.encapsulation, verdict: reg.verdict, suite: est.suite },
       pids: [relay.child.pid, client.child.pid].filter((p): p is number => p !== undefined),
     };
   } catch (e) {

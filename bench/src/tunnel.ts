@@ -78,6 +78,8 @@ export interface Measured {
 
 export interface TunnelRow {
   encapsulation: Encapsulation;
+  /** The cipher suite roamlink's handshake agreed (the relay's measurement picks it). */
+  suite: string | null;
   MBps: number | null;
   directMBps: number;
   sshMBps: number | null;
@@ -351,6 +353,7 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
       const s = ssh.measured;
       rows.push({
         encapsulation: enc,
+        suite: typeof r.info?.suite === 'string' ? r.info.suite : null,
         MBps: m?.MBps ?? null,
         directMBps: direct.MBps,
         sshMBps: s?.MBps ?? null,

@@ -234,6 +234,8 @@ test('pnpm bench tunnel --json: rows with the documented fields, errors in the r
   assert.equal(rows.length, 1);
   const row = rows[0]!;
   assert.equal(row.encapsulation, 'udp');
+  // The real relay and client ran this row: the suite is what their handshake agreed.
+  assert.match(String(row.suite), /^(aes-256-gcm|chacha20-poly1305)$/);
   for (const k of [
     'MBps',
     'directMBps',
@@ -297,6 +299,8 @@ test('the wss and https rows: the real relay and client, TLS on the relay’s HT
       const t = await startRoamlinkTunnel(row);
       try {
         assert.equal(t.info?.encapsulation, encapsulation, row);
+        // The suite the handshake agreed, from the client's 'established' line.
+        assert.match(String(t.info?.suite), /^(aes-256-gcm|chacha20-poly1305)$/, row);
         // download() checks the status and that every byte came.
         const d = await download(origin.port, SIZE, t.socksPort, 60_000);
         assert.equal(d.bytes, SIZE);
