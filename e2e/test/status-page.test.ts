@@ -445,10 +445,12 @@ if (kinds.includes('workerd')) {
         true,
         'the move arrived without a reload (SSE from the session object)',
       );
+      // The overview follows the session's snapshot, which can trail the timeline's event on a
+      // loaded machine (a CI run once saw it miss 5 s): the same 10 s as the waits above.
       await viewer
         .locator('.overview .enc-lg')
         .filter({ hasText: /HTTP/ })
-        .waitFor({ timeout: 5000 });
+        .waitFor({ timeout: 10_000 });
       await page
         .locator('.tl-item[data-kind="fallback"]', { hasText: 'websocket →' })
         .waitFor({ timeout: 5000 });
