@@ -172,8 +172,8 @@ function roundTrip(b: Bench, packetBytes: number, counter: number): boolean {
 }
 
 /**
- * Builds the pair's AEAD and times one round trip at `screenBytes`, which is also the check that
- * the pair works.
+ * Builds the pair's AEAD and times two round trips at `screenBytes`, which are also the check
+ * that the pair works.
  */
 function prepare(
   provider: CryptoProvider,
@@ -199,9 +199,14 @@ function prepare(
       screenMs: 0,
       screenedOut: false,
     };
-    const t0 = now();
-    if (!roundTrip(b, screenBytes, 0)) return undefined;
-    b.screenMs = now() - t0;
+    // Two, and the quicker counts: a pause (GC, a cold first call) in one must not put the best
+    // backend of a suite out.
+    b.screenMs = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < 2; i++) {
+      const t0 = now();
+      if (!roundTrip(b, screenBytes, i)) return undefined;
+      b.screenMs = Math.min(b.screenMs, now() - t0);
+    }
     return b;
   } catch {
     // A backend that cannot even build or round-trip (say, a native binding that failed to load
