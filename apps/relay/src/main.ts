@@ -46,7 +46,6 @@ const REFUSED_LOG_INTERVAL_MS = 60_000;
 /** Refused keys remembered for that; beyond this many the memory starts over. */
 const REFUSED_KEYS_MAX = 1024;
 
-/** Runs the relay until a signal; resolves with the exit code. */
 /**
  * The relay's crypto measurement at startup, against a client's 30 ms: the relay's order picks
  * the suite of every session it serves (chooseSuite), so it times each contender over some
@@ -54,6 +53,7 @@ const REFUSED_KEYS_MAX = 1024;
  */
 const RELAY_MEASURE_MS = 100;
 
+/** Runs the relay until a signal; resolves with the exit code. */
 export async function runRelay(argv: readonly string[]): Promise<number> {
   tuneHeapForTunnel();
   const control = argv.includes('--control');
@@ -97,8 +97,7 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
     log.warn('client-refused', { publicKey: key, reason });
   };
   // Measured at the stream layer's packet size (tens of KB on every path but a small-MTU UDP
-  // one): there AES-GCM with AES-NI outruns ChaCha20 where at 1400 bytes it does not. The relay's
-  // order settles every tie in the suite choice (chooseSuite): with two suites, it alone picks.
+  // one): there AES-GCM with AES-NI outruns ChaCha20 where at 1400 bytes it does not.
   const crypto = selectProvider({
     packetBytes: BULK_PACKET_BYTES,
     smallPacketBytes: SMALL_MEASURE_BYTES,

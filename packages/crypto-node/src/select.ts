@@ -67,11 +67,12 @@ export interface ProviderMeasurement {
   readonly elapsedMs: number;
   /**
    * Plaintext throughput of seal + open round trips in megabytes (10^6 bytes) per second, from
-   * the pair's fastest slice; for a pair screened out, from its one screening round trip.
+   * the pair's fastest slice; for a pair screened out, from the quicker of its two screening
+   * round trips (the one `ops` and `elapsedMs` then count).
    */
   readonly mbPerSec: number;
   /**
-   * Left out after one round trip at the screening size (at most SCREEN_BYTES): so far behind
+   * Left out after its round trips at the screening size (at most SCREEN_BYTES): so far behind
    * another backend of its suite that it was never timed at the measured size.
    */
   readonly screenedOut?: true;
@@ -120,16 +121,17 @@ const WARMUP_OPS = 8;
 /** A pair this many times slower than the best of its suite after a slice is measured no more. */
 const OUT_OF_RUNNING = 4;
 /**
- * Every pair first seals and opens one packet of this size (or of the measured size, if smaller),
- * and a pair SCREEN_OUT times slower than the best of its suite there is not measured further.
+ * Every pair first seals and opens two packets of this size (or of the measured size, if
+ * smaller), and a pair SCREEN_OUT times slower than the best of its suite there (the quicker of
+ * its two against the quickest) is not measured further.
  * Pure JS beside native code is 50-100x slower per byte: one 60 000-byte round trip costs noble
  * about 11 ms. Without the screen, noble's two pairs spent the whole 30 ms budget on their warm-up
  * and first passes, and the native contenders were timed over five packets each.
  */
 const SCREEN_BYTES = 8192;
 /**
- * Wide, because the screening round trip is every backend's first at that size, cold: a native
- * backend's first call can be several times slower than its next, pure JS's many times.
+ * Wide, because the screening round trips are every backend's first at that size, cold: a native
+ * backend's first calls can be several times slower than its next, pure JS's many times.
  */
 const SCREEN_OUT = 16;
 const WARMUP_SHARE = 0.25;
@@ -147,7 +149,7 @@ interface Bench {
   failed: boolean;
   /** Measured enough: far behind another backend of its suite. */
   settled: boolean;
-  /** The screening round trip: its time, and whether it put the pair out. */
+  /** The quicker screening round trip's time, and whether the screen put the pair out. */
   screenMs: number;
   screenedOut: boolean;
 }
@@ -196,12 +198,11 @@ function prepare(
       bestMbPerSec: 0,
       failed: false,
       settled: false,
-      screenMs: 0,
+      screenMs: Number.POSITIVE_INFINITY,
       screenedOut: false,
     };
     // Two, and the quicker counts: a pause (GC, a cold first call) in one must not put the best
     // backend of a suite out.
-    b.screenMs = Number.POSITIVE_INFINITY;
     for (let i = 0; i < 2; i++) {
       const t0 = now();
       if (!roundTrip(b, screenBytes, i)) return undefined;
@@ -345,8 +346,8 @@ function measure(opts: MeasureOptions): Result[] {
  *   later (the same measurement repeated 200 ms on put AES-GCM 19-32% ahead).
  * - Over whole downloads, AES-GCM cost the client and the relay 11-14% less CPU and ran 6-11%
  *   faster, in eleven alternating pairs of tunnel starts over TCP and WebSocket
- *   (docs/ARCHITECTURE.md, "Performance"). Its AES-NI/PCLMUL code makes one pass over the data; ChaCha20 and Poly1305
- *   make two.
+ *   (docs/ARCHITECTURE.md, "Performance"). Its AES-NI/PCLMUL code makes one pass over the data;
+ *   ChaCha20 and Poly1305 make two.
  * - Without AES-NI, OpenSSL's AES-GCM measures 4.6-7.4x slower than ChaCha20 (measured with
  *   OPENSSL_ia32cap masking AES-NI), so ChaCha20 still leads there. The allowance sits between
  *   the two kinds of CPU (up to about 2 with AES-NI, under load; 4.6 and more without), where the

@@ -239,7 +239,6 @@ export function writeChunk(res: ServerResponse, pieces: Iterable<Uint8Array>): v
   socket?.uncork();
 }
 
-/** Request headers as [lower-case name, value] pairs, in arrival order, repeats kept. */
 /**
  * A failed request's error in a path failure: its code (a socket's ECONNRESET), and for a
  * proxy's refusal what the proxy said too (its scheme, whether credentials went), which the code
@@ -251,6 +250,7 @@ function errorText(e: Error): string {
   return isProxyError(e) ? `${code}: ${e.message}` : code;
 }
 
+/** Request headers as [lower-case name, value] pairs, in arrival order, repeats kept. */
 function headerPairs(req: IncomingMessage): [string, string][] {
   const out: [string, string][] = [];
   const raw = req.rawHeaders;
