@@ -25,6 +25,7 @@ import {
   formatEndpoint,
   loadOrCreateKey,
   loadPac,
+  notTlsErrorIn,
   onStopSignal,
   type PacScript,
   ProxyErrorCode,
@@ -327,7 +328,7 @@ export async function connect(o: ConnectOptions): Promise<number> {
               code !== undefined
                 ? `its certificate is not trusted (${code}). Trust its CA with --proxy-ca FILE, ` +
                   'or skip the check with --proxy-insecure.'
-                : /\b(EPROTO|ERR_SSL_WRONG_VERSION_NUMBER)\b/.test(why)
+                : notTlsErrorIn(why) !== undefined
                   ? 'it does not answer in TLS: if it is a plain HTTP proxy, give it as http://.'
                   : `the handshake failed (${why}).`;
             warnOnce('proxy-tls-failed', { kind, code }, `${kind}: the https:// proxy: ${fix}`);

@@ -39,7 +39,13 @@ import {
   type ProxyAuthMemory,
   ProxyAuthSession,
 } from './proxy-auth.ts';
-import { type RelayTls, relayTlsOptions, TLS_TRUST_ERROR_CODES, tlsOver } from './relay-tls.ts';
+import {
+  NOT_TLS_ERROR_CODES,
+  type RelayTls,
+  relayTlsOptions,
+  TLS_TRUST_ERROR_CODES,
+  tlsOver,
+} from './relay-tls.ts';
 import { socks5Connect } from './socks-client.ts';
 
 /** Stable codes: callers and logs match on these, never on messages. */
@@ -496,9 +502,7 @@ export function connectViaProxy(
         // request goes once more on a new one (not NTLM's, which belongs to the old one).
         if (conn.followUp && conn.buf.length === 0 && !reopened && !auth.sameConnection) {
           reopened = true;
-          conn.off();
-          conn.socket.on('error', () => {});
-          conn.socket.destroy();
+          drop(conn);
           open(conn.authorization);
           return;
         }
@@ -610,10 +614,15 @@ export function connectViaProxy(
         return;
       }
       // The proxy ends this connection: the next request goes on a new one.
+      drop(conn);
+      open(next);
+    }
+
+    /** Leaves `conn` for good: nothing of it outlives this, and a late error of it is no error. */
+    function drop(conn: typeof c): void {
       conn.off();
       conn.socket.on('error', () => {});
       conn.socket.destroy();
-      open(next);
     }
 
     function finish(err: ProxyError | undefined, rest?: Buffer): void {
@@ -622,14 +631,13 @@ export function connectViaProxy(
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
       const { socket } = c;
-      c.off();
       if (err) {
-        // Nothing of a failed attempt outlives it; a late error must not go unhandled.
-        socket.on('error', () => {});
-        socket.destroy();
+        // Nothing of a failed attempt outlives it.
+        drop(c);
         reject(err);
         return;
       }
+      c.off();
       // Bytes that came with the answer are the target's: give them back to the stream.
       if (rest !== undefined && rest.length > 0) socket.unshift(rest);
       // Removing the 'readable' listener takes the stream out of paused mode on the next tick;
@@ -697,7 +705,7 @@ export function dialProxy(p: ProxyConfig): Socket {
 /** What a failed TLS handshake with an https:// proxy means, by its error code. */
 function proxyTlsHint(code: string | undefined): string {
   if (code === undefined) return '';
-  if (code === 'EPROTO' || code === 'ERR_SSL_WRONG_VERSION_NUMBER') {
+  if (NOT_TLS_ERROR_CODES.has(code)) {
     return ' (the proxy does not speak TLS on that port)';
   }
   if (TLS_TRUST_ERROR_CODES.has(code)) return " (the proxy's certificate is not trusted)";

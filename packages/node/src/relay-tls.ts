@@ -92,10 +92,28 @@ export const TLS_TRUST_ERROR_CODES: ReadonlySet<string> = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
 
+/**
+ * Codes of a TLS handshake with a port that does not speak TLS (a plain HTTP server or proxy
+ * answers the ClientHello in plain text): the fix is an http:// URL, not a retry.
+ */
+export const NOT_TLS_ERROR_CODES: ReadonlySet<string> = new Set([
+  'EPROTO',
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+]);
+
 /** The trust error code a failure's text names, if any. */
 export function tlsTrustErrorIn(text: string): string | undefined {
+  return codeIn(text, TLS_TRUST_ERROR_CODES);
+}
+
+/** The not-TLS error code (NOT_TLS_ERROR_CODES) a failure's text names, if any. */
+export function notTlsErrorIn(text: string): string | undefined {
+  return codeIn(text, NOT_TLS_ERROR_CODES);
+}
+
+function codeIn(text: string, codes: ReadonlySet<string>): string | undefined {
   for (const m of text.matchAll(/\b[A-Z][A-Z0-9_]{5,}\b/g)) {
-    if (TLS_TRUST_ERROR_CODES.has(m[0])) return m[0];
+    if (codes.has(m[0])) return m[0];
   }
   return undefined;
 }
