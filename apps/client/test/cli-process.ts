@@ -173,24 +173,26 @@ export async function tcpEcho(): Promise<{ server: Server; port: number }> {
   return { server, port: (server.address() as AddressInfo).port };
 }
 
+/** What withRelay gives its body. */
+export interface RelayFixture {
+  dir: string;
+  listening: Line;
+  /** Client arguments of a `-L` forward to the echo. */
+  forward: string[];
+  /** Starts nothing; `c` is stopped after the body, with the relay. */
+  track: (c: Proc) => Proc;
+}
+
 /**
- * A TCP echo, squid (`squidOpts`) and a relay (`relayFlags` beside the usual ones); `body` gets
- * them with the client arguments of a forward to the echo, and starts its clients through `track`
- * (each is stopped after, with everything else).
+ * A TCP echo and a relay (`relayFlags` beside the usual ones); `body` gets them with the client
+ * arguments of a forward to the echo, and starts its clients through `track` (each is stopped
+ * after, with everything else).
  */
-export async function withSquidRelay(
-  squidOpts: Parameters<typeof startSquid>[0],
+export async function withRelay(
   relayFlags: string[],
-  body: (p: {
-    squid: Squid;
-    dir: string;
-    listening: Line;
-    forward: string[];
-    track: (c: Proc) => Proc;
-  }) => Promise<void>,
+  body: (p: RelayFixture) => Promise<void>,
 ): Promise<void> {
   const echo = await tcpEcho();
-  const squid = await startSquid(squidOpts);
   const dir = tempDir();
   const pub = await keygen(dir);
   const relay = run(relayArgs(dir, pub, relayFlags));
@@ -198,7 +200,6 @@ export async function withSquidRelay(
   try {
     const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
     await body({
-      squid,
       dir,
       listening,
       forward: ['-L', `127.0.0.1:0:127.0.0.1:${echo.port}`],
@@ -210,7 +211,20 @@ export async function withSquidRelay(
   } finally {
     await stop(relay);
     for (const c of clients) await stop(c);
-    await squid.stop();
     echo.server.close();
+  }
+}
+
+/** withRelay with squid (`squidOpts`) too, stopped after everything else. */
+export async function withSquidRelay(
+  squidOpts: Parameters<typeof startSquid>[0],
+  relayFlags: string[],
+  body: (p: RelayFixture & { squid: Squid }) => Promise<void>,
+): Promise<void> {
+  const squid = await startSquid(squidOpts);
+  try {
+    await withRelay(relayFlags, (p) => body({ ...p, squid }));
+  } finally {
+    await squid.stop();
   }
 }

@@ -18,7 +18,6 @@ import {
   hasNcsaAuth,
   hasSquid,
   type Squid,
-  startSquid,
 } from '../../../packages/node/test/squid.ts';
 import {
   clientStatus,
@@ -33,6 +32,7 @@ import {
   stop,
   tcpEcho,
   tempDir,
+  withRelay,
   withSquidRelay,
 } from './cli-process.ts';
 
@@ -908,42 +908,27 @@ async function throughSquid(
   squidOpts: { connect?: boolean; scheme?: 'basic' | 'digest' | 'ntlm' | 'negotiate' },
   check: (client: Proc, relay: Line, squid: Squid, echo: () => Promise<void>) => Promise<void>,
 ): Promise<void> {
-  const tcp = await tcpEcho();
   const { scheme, ...rest } = squidOpts;
-  const squid = await startSquid({
+  const squidConfig = {
     auth: { user: 'roam', password: 'p@ss w0rd', ...(scheme ? { scheme } : {}) },
     ...rest,
-  });
-  const dir = tempDir();
-  const pub = await keygen(dir);
-  const relay = run(relayArgs(dir, pub, ['--egress-allow', '127.0.0.1/32']));
-  let client: Proc | undefined;
-  try {
-    const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
-    const proxy = `http://roam:${encodeURIComponent('p@ss w0rd')}@127.0.0.1:${squid.port}`;
-    const c = run(
-      connectArgs(listening, dir, [
-        '--no-udp',
-        '--no-tcp',
-        '--proxy',
-        proxy,
-        '-L',
-        `127.0.0.1:0:127.0.0.1:${tcp.port}`,
-      ]),
-    );
-    client = c;
-    const echo = async (): Promise<void> => {
-      const fwd = await c.until((l) => l.msg === 'forward-listening', 'forward');
-      (await echoThrough(String(fwd.address), 'via squid')).destroy();
-    };
-    await check(c, listening, squid, echo);
-    assert.ok(!squid.accessLog().includes('p@ss'), 'no credentials in the proxy log');
-  } finally {
-    await stop(relay);
-    await stop(client);
-    await squid.stop();
-    tcp.server.close();
-  }
+  };
+  await withSquidRelay(
+    squidConfig,
+    ['--egress-allow', '127.0.0.1/32'],
+    async ({ squid, dir, listening, forward, track }) => {
+      const proxy = `http://roam:${encodeURIComponent('p@ss w0rd')}@127.0.0.1:${squid.port}`;
+      const c = track(
+        run(connectArgs(listening, dir, ['--no-udp', '--no-tcp', '--proxy', proxy, ...forward])),
+      );
+      const echo = async (): Promise<void> => {
+        const fwd = await c.until((l) => l.msg === 'forward-listening', 'forward');
+        (await echoThrough(String(fwd.address), 'via squid')).destroy();
+      };
+      await check(c, listening, squid, echo);
+      assert.ok(!squid.accessLog().includes('p@ss'), 'no credentials in the proxy log');
+    },
+  );
 }
 
 test('--proxy: with only WebSocket and HTTP allowed, the client goes through squid (CONNECT, basic auth) and streams work', {
@@ -1113,41 +1098,32 @@ async function startSshSocks(): Promise<{ socksPort: number; stop(): Promise<voi
 test("--proxy socks5h://: through OpenSSH's ssh -D, WebSocket then HTTP, both in SOCKS tunnels", {
   skip: !existsSync(SSHD) && !process.env.CI && 'needs openssh-server',
 }, async () => {
-  const tcp = await tcpEcho();
   const ssh = await startSshSocks();
-  const dir = tempDir();
-  const pub = await keygen(dir);
-  const relay = run(relayArgs(dir, pub, ['--egress-allow', '127.0.0.1/32']));
-  let client: Proc | undefined;
   try {
-    const listening = await relay.until((l) => l.msg === 'listening', 'relay listening');
-    const c = run(
-      connectArgs(listening, dir, [
-        '--no-udp',
-        '--no-tcp',
-        '--proxy',
-        `socks5h://127.0.0.1:${ssh.socksPort}`,
-        '-L',
-        `127.0.0.1:0:127.0.0.1:${tcp.port}`,
-      ]),
+    await withRelay(
+      ['--egress-allow', '127.0.0.1/32'],
+      async ({ dir, listening, forward, track }) => {
+        const proxy = `socks5h://127.0.0.1:${ssh.socksPort}`;
+        const c = track(
+          run(connectArgs(listening, dir, ['--no-udp', '--no-tcp', '--proxy', proxy, ...forward])),
+        );
+        const reg = await c.until((l) => l.msg === 'registered', 'registration through ssh -D');
+        assert.equal(reg.encapsulation, 'websocket');
+        const fwd = String(
+          (await c.until((l) => l.msg === 'forward-listening', 'forward')).address,
+        );
+        (await echoThrough(fwd, 'via ssh -D')).destroy();
+        assert.deepEqual((await clientStatus(c)).proxy, {
+          href: proxy,
+          mode: 'connect',
+          auth: null,
+        });
+        await moveToHttp(c, 'through ssh -D');
+        (await echoThrough(fwd, 'via ssh -D, HTTP')).destroy();
+        assert.equal(c.lines.filter((l) => l.msg === 'established').length, 1, 'one handshake');
+      },
     );
-    client = c;
-    const reg = await c.until((l) => l.msg === 'registered', 'registration through ssh -D');
-    assert.equal(reg.encapsulation, 'websocket');
-    const fwd = String((await c.until((l) => l.msg === 'forward-listening', 'forward')).address);
-    (await echoThrough(fwd, 'via ssh -D')).destroy();
-    assert.deepEqual((await clientStatus(c)).proxy, {
-      href: `socks5h://127.0.0.1:${ssh.socksPort}`,
-      mode: 'connect',
-      auth: null,
-    });
-    await moveToHttp(c, 'through ssh -D');
-    (await echoThrough(fwd, 'via ssh -D, HTTP')).destroy();
-    assert.equal(c.lines.filter((l) => l.msg === 'established').length, 1, 'one handshake');
   } finally {
-    await stop(relay);
-    await stop(client);
     await ssh.stop();
-    tcp.server.close();
   }
 });
