@@ -1,5 +1,5 @@
 /**
- * `pnpm bench tunnel [--size 1G] [--requests 1000] [--warmup 15000] [--runs 1] [--only udp,tcp] [--json]`:
+ * `pnpm bench tunnel [--size 1G] [--requests 1000] [--warmup 15000] [--runs 3] [--only udp,tcp] [--json]`:
  * a download through roamlink's SOCKS5 port over each encapsulation, beside the same download
  * direct (the ceiling) and through OpenSSH's `ssh -D` with aes128-gcm to a local sshd (what a
  * user would pick instead), all in the same run; plus p50/p99 of small requests on one
@@ -7,7 +7,13 @@
  *
  * Method: the origin (tunnel-origin.ts) serves from memory in a worker thread; curl is the one
  * client for every row (tunnel-curl.ts), to /dev/null. MB/s = bytes / total transfer time,
- * 1 MB = 10^6 bytes; with `--runs N` the median run counts. Latency: `--requests` sequential
+ * 1 MB = 10^6 bytes. Every tool is started first and stays up; then `--runs N` rounds (default 3)
+ * each download once through every tool, a different one first in each round. A row's MB/s is
+ * its median; `vsSsh`, `vsNodePipe` and `vsDirect` are medians of ratios taken within a round
+ * (`vsSshRounds`, `vsNodePipeRounds`): this machine's speed drifts by a third within minutes, so a
+ * tool measured minutes after another was once ahead or behind by that alone. Before the rounds,
+ * each tunnel downloads up to 256 MiB that does not count: warm, as a long-lived tunnel is.
+ * Latency: `--requests` sequential
  * GETs of a 100-byte body on one kept-alive connection after the downloads, the series through
  * SOCKS and through `-L` each after `--warmup` requests that do not count (default 15 000, the
  * same for every tool; both warm-ups before both counted series): right after a bulk download
@@ -22,7 +28,7 @@
  * adds (`fwdP50ms`, `addedFwdP50ms`). A third reference, the node pipe (tunnel-node-pipe.ts):
  * two Node processes in the client's and relay's places that only pipe the bytes, the most a
  * Node client and relay could do on this machine (`nodePipeMBps`, `vsNodePipe`). Direct, ssh and
- * the node pipe are measured once, before the roamlink rows, and repeated in every row. What a
+ * the node pipe are repeated in every row. What a
  * tool adds to a small request (`addedP50ms`, `addedFwdP50ms`, `sshAddedP50ms`,
  * `nodePipeAddedP50ms`, ...) is taken against a direct series run right after that tool's counted
  * series (the row's `directP50ms`): the machine's own latency drifts more over a run than the
@@ -51,6 +57,8 @@ export const ENCAPSULATIONS: readonly Encapsulation[] = [
   'wss',
   'https',
 ];
+/** What each tunnel downloads before the counted rounds (at most the download size). */
+const WARM_DOWNLOAD_BYTES = 256 * 2 ** 20;
 /** Stream bytes in one 1400-byte packet of the `udp-1400` row (ESP and mux framing take the rest). */
 const STREAM_BYTES_PER_1400 = 1340;
 
@@ -83,9 +91,9 @@ export interface TunnelRow {
   MBps: number | null;
   directMBps: number;
   sshMBps: number | null;
-  /** MBps / sshMBps. */
+  /** The median over the rounds of MBps / ssh's MBps in the same round. */
   vsSsh: number | null;
-  /** MBps / directMBps. */
+  /** The median over the rounds of MBps / direct's MBps in the same round. */
   vsDirect: number | null;
   p50ms: number | null;
   p99ms: number | null;
@@ -116,7 +124,7 @@ export interface TunnelRow {
    * Node relay can go on this machine, measured in the same run.
    */
   nodePipeMBps: number | null;
-  /** MBps / nodePipeMBps. */
+  /** The median over the rounds of MBps / the node pipe's MBps in the same round. */
   vsNodePipe: number | null;
   nodePipeP50ms: number | null;
   nodePipeFwdP50ms: number | null;
@@ -126,6 +134,10 @@ export interface TunnelRow {
   nodePipeCpuPerGiB: number | null;
   /** udp-1400 only: packets per second (of 1400 bytes on the wire) the download took. */
   pps: number | null;
+  /** MBps / sshMBps in each round (vsSsh is their median); empty without both figures. */
+  vsSshRounds: number[];
+  /** MBps / nodePipeMBps in each round (vsNodePipe is their median). */
+  vsNodePipeRounds: number[];
   bytes: number;
   requests: number;
   /** Requests before each counted series, not counted. */
@@ -146,7 +158,10 @@ export interface TunnelBenchOptions {
   /** Requests before each counted series, not counted (default `requests`). */
   warmup?: number;
   encapsulations: readonly Encapsulation[];
-  /** Downloads per tunnel; the median counts. Default 1. */
+  /**
+   * Rounds of downloads, one through each tool per round (every tunnel stays up for the run);
+   * medians count, ratios are taken within a round. Default 1.
+   */
   runs?: number;
   /** Measure `ssh -D` (default true). */
   ssh?: boolean;
@@ -192,49 +207,82 @@ function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-async function measure(
+/** One download through one contender. */
+interface Speed {
+  MBps: number;
+  seconds: number;
+  /** CPU seconds of the tunnel's own processes (null: unknown, or direct). */
+  cpu: number | null;
+}
+
+/** One tool of the run: direct (no tunnel), ssh -D, the node pipe, or a roamlink encapsulation. */
+interface Contender {
+  label: string;
+  /** null for direct. */
+  tunnel: SocksTunnel | null;
+  /** Why it has no (more) figures: it did not start, or a download or series failed. */
+  error: string | null;
+  /** Its download in each round it took part in, by round. */
+  speeds: Map<number, Speed>;
+  measured: Measured | null;
+}
+
+async function downloadOnce(
   origin: Origin,
-  socksPort: number | null,
-  label: string,
+  c: Contender,
   o: TunnelBenchOptions,
-  forwardPort?: number,
-  pids?: readonly number[],
-): Promise<Measured> {
+  round: number,
+): Promise<void> {
   const runs = o.runs ?? 1;
   const downloadTimeout = 60_000 + o.size / 2e3; // a floor of 2 MB/s
-  const latencyTimeout = 60_000 + o.requests * 100;
-  const speeds: { MBps: number; seconds: number; cpu: number | null }[] = [];
-  for (let r = 0; r < runs; r++) {
-    const before = origin.bytesSent();
-    const cpu0 = pids ? treeCpuSeconds(pids) : undefined;
-    const t0 = performance.now();
-    const tick = o.status
-      ? setInterval(() => {
-          const sent = origin.bytesSent() - before;
-          const s = (performance.now() - t0) / 1000;
-          o.status!(
-            `  ${label}: ${(sent / 2 ** 20).toFixed(0)} / ${(o.size / 2 ** 20).toFixed(0)} MiB, ${(sent / s / 1e6).toFixed(0)} MB/s`,
-          );
-        }, 250)
-      : null;
-    try {
-      const d = await download(origin.port, o.size, socksPort, downloadTimeout);
-      const sent = origin.bytesSent() - before;
-      if (sent !== o.size) throw new Error(`the origin sent ${sent} bytes, expected ${o.size}`);
-      const cpu1 = pids ? treeCpuSeconds(pids) : undefined;
-      speeds.push({
-        MBps: d.MBps,
-        seconds: d.seconds,
-        cpu: cpu0 === undefined || cpu1 === undefined ? null : cpu1 - cpu0,
-      });
-    } finally {
-      if (tick) clearInterval(tick);
-      o.status?.('');
-    }
-    o.log?.(
-      `  ${label}: ${fmtSize(o.size)} in ${speeds.at(-1)!.seconds.toFixed(2)} s, ${speeds.at(-1)!.MBps.toFixed(1)} MB/s${runs > 1 ? ` (run ${r + 1}/${runs})` : ''}`,
-    );
+  const pids = c.tunnel?.pids;
+  const before = origin.bytesSent();
+  const cpu0 = pids ? treeCpuSeconds(pids) : undefined;
+  const t0 = performance.now();
+  const tick = o.status
+    ? setInterval(() => {
+        const sent = origin.bytesSent() - before;
+        const s = (performance.now() - t0) / 1000;
+        o.status!(
+          `  ${c.label}: ${(sent / 2 ** 20).toFixed(0)} / ${(o.size / 2 ** 20).toFixed(0)} MiB, ${(sent / s / 1e6).toFixed(0)} MB/s`,
+        );
+      }, 250)
+    : null;
+  let speed: Speed;
+  try {
+    const d = await download(origin.port, o.size, c.tunnel?.socksPort ?? null, downloadTimeout);
+    const sent = origin.bytesSent() - before;
+    if (sent !== o.size) throw new Error(`the origin sent ${sent} bytes, expected ${o.size}`);
+    const cpu1 = pids ? treeCpuSeconds(pids) : undefined;
+    speed = {
+      MBps: d.MBps,
+      seconds: d.seconds,
+      cpu: cpu0 === undefined || cpu1 === undefined ? null : cpu1 - cpu0,
+    };
+  } finally {
+    if (tick) clearInterval(tick);
+    o.status?.('');
   }
+  c.speeds.set(round, speed);
+  o.log?.(
+    `  ${c.label}: ${fmtSize(o.size)} in ${speed.seconds.toFixed(2)} s, ${speed.MBps.toFixed(1)} MB/s${runs > 1 ? ` (round ${round + 1}/${runs})` : ''}`,
+  );
+}
+
+interface Series {
+  p50ms: number;
+  p99ms: number;
+  fwdP50ms: number | null;
+  fwdP99ms: number | null;
+  nearDirectP50ms: number | null;
+  nearDirectP99ms: number | null;
+}
+
+async function latencySeries(origin: Origin, c: Contender, o: TunnelBenchOptions): Promise<Series> {
+  const label = c.label;
+  const socksPort = c.tunnel?.socksPort ?? null;
+  const forwardPort = c.tunnel?.forwardPort;
+  const latencyTimeout = 60_000 + o.requests * 100;
   // Warm-up series first, not counted: right after a bulk download every tool's first series is
   // slower for a while (ssh's too), and a fresh process's code is not optimised yet. Both warm-ups
   // (SOCKS, then -L) run before both counted series, so that each counted series finds the tunnel
@@ -264,57 +312,44 @@ async function measure(
   // shared 2-core machine, run to run): the baseline of what this tunnel adds is taken now.
   const near = socksPort === null ? null : await series(origin.port, null, ' direct, just after');
   return {
-    bytes: o.size,
-    seconds: median(speeds.map((s) => s.seconds)),
-    MBps: median(speeds.map((s) => s.MBps)),
-    requests: o.requests,
     p50ms: l.p50ms,
     p99ms: l.p99ms,
     fwdP50ms: fwd?.p50ms ?? null,
     fwdP99ms: fwd?.p99ms ?? null,
-    cpuSeconds: speeds.every((s) => s.cpu !== null)
-      ? median(speeds.map((s) => s.cpu as number))
-      : null,
     nearDirectP50ms: near?.p50ms ?? null,
     nearDirectP99ms: near?.p99ms ?? null,
   };
 }
 
-/** Measures through a tunnel that `start` opens, always stopping it. */
-async function throughTunnel(
-  origin: Origin,
+/** Starts a tunnel for the run; a failure is the contender's error. */
+async function startContender(
   label: string,
   start: () => Promise<SocksTunnel>,
   o: TunnelBenchOptions,
-): Promise<{
-  measured: Measured | null;
-  error: string | null;
-  info: Record<string, unknown> | null;
-}> {
-  let tunnel: SocksTunnel;
+): Promise<Contender> {
+  const c: Contender = { label, tunnel: null, error: null, speeds: new Map(), measured: null };
   try {
     o.log?.(`${label}: starting`);
-    tunnel = await start();
+    c.tunnel = await start();
   } catch (e) {
     o.log?.(`${label}: cannot start: ${message(e)}`);
-    return { measured: null, error: `cannot start: ${message(e)}`, info: null };
+    c.error = `cannot start: ${message(e)}`;
   }
-  try {
-    const measured = await measure(
-      origin,
-      tunnel.socksPort,
-      label,
-      o,
-      tunnel.forwardPort,
-      tunnel.pids,
-    );
-    return { measured, error: null, info: tunnel.info ?? null };
-  } catch (e) {
-    o.log?.(`${label}: failed: ${message(e)}`);
-    return { measured: null, error: message(e), info: tunnel.info ?? null };
-  } finally {
-    await tunnel.stop().catch((e: unknown) => o.log?.(`${label}: stop failed: ${message(e)}`));
+  return c;
+}
+
+/**
+ * `a`'s speed over `b`'s in each round both took part in, in round order: each ratio compares two
+ * downloads made seconds apart, not minutes.
+ */
+function roundRatios(a: Contender, b: Contender | undefined): number[] {
+  const out: number[] = [];
+  if (!b) return out;
+  for (const [round, s] of a.speeds) {
+    const t = b.speeds.get(round);
+    if (t) out.push(s.MBps / t.MBps);
   }
+  return out;
 }
 
 export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBenchResult> {
@@ -325,44 +360,130 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
     throw new Error('warmup must be a positive integer');
   if (!Number.isSafeInteger(o.runs ?? 1) || (o.runs ?? 1) < 1)
     throw new Error('runs must be a positive integer');
+  const runs = o.runs ?? 1;
   const origin = await startOrigin();
+  const notMeasured = (label: string): Contender => ({
+    label,
+    tunnel: null,
+    error: 'not measured',
+    speeds: new Map(),
+    measured: null,
+  });
+  const direct: Contender = {
+    label: 'direct',
+    tunnel: null,
+    error: null,
+    speeds: new Map(),
+    measured: null,
+  };
+  const all: Contender[] = [direct];
   try {
-    o.log?.(`direct (the ceiling): ${fmtSize(o.size)} and ${o.requests} small requests`);
-    const direct = await measure(origin, null, 'direct', o);
+    // Every tool is started first and stays up: the downloads then go in rounds, one through each
+    // per round, so that each ratio compares downloads made seconds apart. This machine's speed
+    // drifts by a third within minutes; one tool measured minutes after another measured that.
     const ssh =
       o.ssh === false
-        ? { measured: null, error: 'not measured', info: null }
-        : await throughTunnel(origin, 'ssh -D', () => startSshSocks(10_000, origin.port), o);
+        ? notMeasured('ssh -D')
+        : await startContender('ssh -D', () => startSshSocks(10_000, origin.port), o);
     const nodePipe =
       o.nodePipe === false
-        ? { measured: null, error: 'not measured' }
-        : await throughTunnel(origin, 'node pipe', () => startNodePipe(origin.port), o);
+        ? notMeasured('node pipe')
+        : await startContender('node pipe', () => startNodePipe(origin.port), o);
+    const start = o.start ?? startRoamlinkTunnel;
+    const encs: Contender[] = [];
+    for (const enc of o.encapsulations) {
+      encs.push(await startContender(`roamlink ${enc}`, () => start(enc, origin.port), o));
+    }
+    all.push(ssh, nodePipe, ...encs);
+
+    // One download through each tunnel first, not counted: a fresh Node process runs its first
+    // transfer with code V8 has not optimised yet; a long-lived tunnel does not.
+    const warmBytes = Math.min(o.size, WARM_DOWNLOAD_BYTES);
+    for (const c of all) {
+      if (c === direct || c.error !== null) continue;
+      try {
+        o.status?.(`  ${c.label}: ${fmtSize(warmBytes)} to warm up...`);
+        await download(origin.port, warmBytes, c.tunnel!.socksPort, 60_000 + warmBytes / 2e3);
+      } catch (e) {
+        o.log?.(`${c.label}: failed: ${message(e)}`);
+        c.error = message(e);
+      } finally {
+        o.status?.('');
+      }
+    }
+    o.log?.(
+      `${fmtSize(o.size)} downloads: ${runs} round${runs > 1 ? 's' : ''}, one through each tool per round (direct is the ceiling), after ${fmtSize(warmBytes)} through each tunnel not counted`,
+    );
+    for (let round = 0; round < runs; round++) {
+      // A different tool goes first in each round.
+      const live = all.filter((c) => c.error === null);
+      const order = live.map((_, i) => live[(i + round) % live.length]!);
+      for (const c of order) {
+        try {
+          await downloadOnce(origin, c, o, round);
+        } catch (e) {
+          // Direct failing means the machine cannot measure anything.
+          if (c === direct) throw e;
+          o.log?.(`${c.label}: failed: ${message(e)}`);
+          c.error = message(e);
+        }
+      }
+    }
+
+    o.log?.(`small requests: ${o.requests} per series after ${o.warmup ?? o.requests} not counted`);
+    for (const c of all) {
+      if (c.error !== null) continue;
+      try {
+        const l = await latencySeries(origin, c, o);
+        const speeds = [...c.speeds.values()];
+        c.measured = {
+          bytes: o.size,
+          seconds: median(speeds.map((s) => s.seconds)),
+          MBps: median(speeds.map((s) => s.MBps)),
+          requests: o.requests,
+          ...l,
+          cpuSeconds: speeds.every((s) => s.cpu !== null)
+            ? median(speeds.map((s) => s.cpu as number))
+            : null,
+        };
+      } catch (e) {
+        if (c === direct) throw e;
+        o.log?.(`${c.label}: failed: ${message(e)}`);
+        c.error = message(e);
+      }
+    }
+
+    const d = direct.measured!;
+    const s = ssh.measured;
     const np = nodePipe.measured;
     /** The direct p50 taken right after `t`'s counted series (or the run's first). */
-    const baseOf = (t: Measured | null): number => t?.nearDirectP50ms ?? direct.p50ms;
+    const baseOf = (t: Measured | null): number => t?.nearDirectP50ms ?? d.p50ms;
     /** `ms` (a p50 of tool `t`) less that tool's direct baseline. */
     const added = (ms: number | null | undefined, t: Measured | null): number | null =>
       ms == null || !t ? null : ms - baseOf(t);
     const perGiB = (t: Measured | null): number | null =>
       t?.cpuSeconds != null ? (t.cpuSeconds * 2 ** 30) / o.size : null;
-    const start = o.start ?? startRoamlinkTunnel;
-    const rows: TunnelRow[] = [];
-    for (const enc of o.encapsulations) {
-      const r = await throughTunnel(origin, `roamlink ${enc}`, () => start(enc, origin.port), o);
-      const m = r.measured;
-      const s = ssh.measured;
-      rows.push({
+    /** The median of `c`'s per-round ratios to `ref`, when both were measured. */
+    const ratio = (c: Contender, ref: Contender): number | null => {
+      const r = roundRatios(c, ref);
+      return c.measured && ref.measured && r.length > 0 ? median(r) : null;
+    };
+    const rows: TunnelRow[] = o.encapsulations.map((enc, i) => {
+      const c = encs[i]!;
+      const m = c.measured;
+      const info = c.tunnel?.info ?? null;
+      return {
         encapsulation: enc,
-        suite: typeof r.info?.suite === 'string' ? r.info.suite : null,
+        suite: typeof info?.suite === 'string' ? info.suite : null,
         MBps: m?.MBps ?? null,
-        directMBps: direct.MBps,
+        directMBps: d.MBps,
         sshMBps: s?.MBps ?? null,
-        vsSsh: m && s ? m.MBps / s.MBps : null,
-        vsDirect: m ? m.MBps / direct.MBps : null,
+        vsSsh: ratio(c, ssh),
+        vsDirect: ratio(c, direct),
         p50ms: m?.p50ms ?? null,
         p99ms: m?.p99ms ?? null,
         directP50ms: baseOf(m),
-        directP99ms: m?.nearDirectP99ms ?? direct.p99ms,
+        directP99ms: m?.nearDirectP99ms ?? d.p99ms,
         sshP50ms: s?.p50ms ?? null,
         sshP99ms: s?.p99ms ?? null,
         addedP50ms: added(m?.p50ms, m),
@@ -374,25 +495,37 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
         cpuPerGiB: perGiB(m),
         sshCpuPerGiB: perGiB(s),
         nodePipeMBps: np?.MBps ?? null,
-        vsNodePipe: m && np ? m.MBps / np.MBps : null,
+        vsNodePipe: ratio(c, nodePipe),
         nodePipeP50ms: np?.p50ms ?? null,
         nodePipeFwdP50ms: np?.fwdP50ms ?? null,
         nodePipeAddedP50ms: added(np?.p50ms, np),
         nodePipeAddedFwdP50ms: added(np?.fwdP50ms, np),
         nodePipeCpuPerGiB: perGiB(np),
         pps: m && enc === 'udp-1400' ? Math.round((m.MBps * 1e6) / STREAM_BYTES_PER_1400) : null,
+        vsSshRounds: m && s ? roundRatios(c, ssh) : [],
+        vsNodePipeRounds: m && np ? roundRatios(c, nodePipe) : [],
         bytes: o.size,
         requests: o.requests,
         warmup: o.warmup ?? o.requests,
-        runs: o.runs ?? 1,
-        error: r.error,
+        runs,
+        error: c.error,
         sshError: ssh.error,
         nodePipeError: nodePipe.error,
-        info: r.info,
-      });
-    }
-    return { direct, ssh, nodePipe, rows };
+        info,
+      };
+    });
+    return {
+      direct: d,
+      ssh: { measured: s, error: ssh.error, info: ssh.tunnel?.info ?? null },
+      nodePipe: { measured: np, error: nodePipe.error },
+      rows,
+    };
   } finally {
+    for (const c of all) {
+      await c.tunnel
+        ?.stop()
+        .catch((e: unknown) => o.log?.(`${c.label}: stop failed: ${message(e)}`));
+    }
     await origin.stop();
   }
 }
@@ -446,7 +579,7 @@ export async function run(args: string[]): Promise<void> {
   const json = flag(args, 'json');
   // --quick: a smoke run (128 MiB, 200 requests after 3000), for `pnpm bench all --quick`.
   const quick = flag(args, 'quick');
-  const usage = `usage: pnpm bench tunnel [--quick] [--size 1G] [--requests 1000] [--warmup 15000] [--runs 1] [--only ${ENCAPSULATIONS.join(',')}] [--json]\n`;
+  const usage = `usage: pnpm bench tunnel [--quick] [--size 1G] [--requests 1000] [--warmup 15000] [--runs 3] [--only ${ENCAPSULATIONS.join(',')}] [--json]\n`;
   if (args.includes('--help') || args.includes('-h')) {
     process.stdout.write(usage);
     return;
@@ -459,7 +592,7 @@ export async function run(args: string[]): Promise<void> {
       size: parseSize(arg(args, 'size') ?? (quick ? '128M' : '1G')),
       requests: positiveInt(args, 'requests', quick ? 200 : 1000),
       warmup: positiveInt(args, 'warmup', quick ? 3000 : 15_000),
-      runs: positiveInt(args, 'runs', 1),
+      runs: positiveInt(args, 'runs', quick ? 1 : 3),
       encapsulations: parseOnly(arg(args, 'only')),
     };
   } catch (e) {
@@ -505,6 +638,8 @@ export async function run(args: string[]): Promise<void> {
         requests: _q,
         warmup: _w,
         runs: _r,
+        vsSshRounds: _vs,
+        vsNodePipeRounds: _vn,
         ...cols
       } = r;
       return Object.fromEntries(Object.entries(cols).map(([k, v]) => [k, v ?? '-']));
@@ -514,6 +649,14 @@ export async function run(args: string[]): Promise<void> {
       false,
       `Tunnel: ${fmtSize(o.size)} download (MB/s, 1 MB = 10^6 B) and ${o.requests} small requests on one kept-alive connection (ms, after ${o.warmup ?? o.requests} not counted), through SOCKS5; direct, ssh -D (${ssh.info?.cipher ?? 'aes128-gcm'}) and a node pipe (two Node processes that only pipe the bytes) in the same run`,
     );
+    const byRound = (xs: number[]): string => xs.map((x) => x.toFixed(2)).join(' ');
+    const rounds = rows
+      .filter((r) => r.vsSshRounds.length > 1 || r.vsNodePipeRounds.length > 1)
+      .map(
+        (r) =>
+          `  ${r.encapsulation}: vsSsh ${byRound(r.vsSshRounds) || '-'}; vsNodePipe ${byRound(r.vsNodePipeRounds) || '-'}`,
+      );
+    if (rounds.length) process.stdout.write(`\nBy round:\n${rounds.join('\n')}\n`);
     const notes = [
       ...(ssh.error ? [`ssh -D: ${ssh.error}`] : []),
       ...(nodePipe.error ? [`node pipe: ${nodePipe.error}`] : []),

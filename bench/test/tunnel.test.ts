@@ -209,6 +209,67 @@ test('direct, ssh -D and a stand-in tunnel at 8 MiB, 50 requests', async (t) => 
   }
 });
 
+test('rounds: every tool up at once, one download through each per round, ratios within a round', async () => {
+  const socks = await startSocks5();
+  const lines: string[] = [];
+  let started = 0;
+  let stopped = 0;
+  try {
+    const { rows, nodePipe } = await runTunnelBench({
+      size: SIZE,
+      requests: REQUESTS,
+      warmup: 10,
+      runs: 3,
+      ssh: false,
+      encapsulations: ['tcp', 'ws'],
+      start: async () => {
+        started++;
+        return {
+          socksPort: socks.port,
+          stop: async () => {
+            stopped++;
+          },
+        };
+      },
+      log: (l) => lines.push(l),
+    });
+    // Both stand-ins were up before the first download and stopped once, after the last.
+    assert.equal(started, 2);
+    assert.equal(stopped, 2);
+    const downloads = lines
+      .map((l) => /^ {2}(.+): 8 MiB in .* \(round (\d)\/3\)$/.exec(l))
+      .filter((m) => m !== null)
+      .map((m) => [m[1], Number(m[2])] as const);
+    const tools = ['direct', 'node pipe', 'roamlink tcp', 'roamlink ws'];
+    assert.equal(downloads.length, 3 * tools.length, lines.join('\n'));
+    for (let round = 1; round <= 3; round++) {
+      // A whole round before the next one, each tool once in it, a different one first each time.
+      const these = downloads.slice((round - 1) * tools.length, round * tools.length);
+      assert.ok(
+        these.every(([, r]) => r === round),
+        `round ${round}: ${JSON.stringify(these)}`,
+      );
+      assert.deepEqual(these.map(([t]) => t).sort(), [...tools].sort());
+      assert.equal(these[0]![0], tools[(round - 1) % tools.length]);
+    }
+    for (const row of rows) {
+      assert.equal(row.error, null);
+      assert.equal(row.runs, 3);
+      assert.equal(row.vsNodePipeRounds.length, 3);
+      assert.ok(row.vsNodePipeRounds.every((x) => x > 0 && Number.isFinite(x)));
+      // The median of the per-round ratios, not the ratio of the medians.
+      assert.equal(row.vsNodePipe, [...row.vsNodePipeRounds].sort((a, b) => a - b)[1]);
+      assert.equal(row.nodePipeMBps, nodePipe.measured!.MBps);
+      // ssh was not measured: no ratio to it.
+      assert.equal(row.vsSsh, null);
+      assert.deepEqual(row.vsSshRounds, []);
+      assert.equal(row.sshError, 'not measured');
+    }
+  } finally {
+    await socks.close();
+  }
+});
+
 test('pnpm bench tunnel --json: rows with the documented fields, errors in the row', () => {
   const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
   const r = spawnSync(
@@ -253,8 +314,12 @@ test('pnpm bench tunnel --json: rows with the documented fields, errors in the r
     'nodePipeP50ms',
     'nodePipeFwdP50ms',
     'nodePipeCpuPerGiB',
+    'vsSshRounds',
+    'vsNodePipeRounds',
   ])
     assert.ok(k in row, k);
+  // Three rounds by default: the node pipe's ratio is the median of three taken within a round.
+  assert.equal(row.runs, 3);
   assert.ok((row.directMBps as number) > 0);
   assert.ok((row.directP50ms as number) <= (row.directP99ms as number));
   assert.equal(row.bytes, SIZE);
@@ -275,6 +340,9 @@ test('pnpm bench tunnel --json: rows with the documented fields, errors in the r
     assert.ok((row.fwdP50ms as number) > 0, 'the roamlink -L forward was measured');
     assert.ok((row.cpuPerGiB as number) >= 0, "the tunnel processes' CPU was measured");
     assert.equal(row.addedFwdP50ms, (row.fwdP50ms as number) - (row.directP50ms as number));
+    const rounds = row.vsNodePipeRounds as number[];
+    assert.equal(rounds.length, 3);
+    assert.equal(row.vsNodePipe, [...rounds].sort((a, b) => a - b)[1]);
   } else {
     assert.equal(typeof row.error, 'string');
     assert.equal(row.MBps, null);
