@@ -119,7 +119,13 @@ export async function startRoamlinkTunnel(
       socksPort: port,
       ...(fwd ? { forwardPort: Number(String(fwd.address).split(':').pop()) } : {}),
       stop,
-      info: { encapsulation: reg.encapsulation, verdict: reg.verdict, suite: est.suite },
+      info: {
+        encapsulation: reg.encapsulation,
+        verdict: reg.verdict,
+        suite: est.suite,
+        // The relay's startup measurement, which picked the suite.
+        relayCrypto: l.cryptoMeasured,
+      },
       pids: [relay.child.pid, client.child.pid].filter((p): p is number => p !== undefined),
     };
   } catch (e) {

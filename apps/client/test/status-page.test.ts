@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
+import { cpuAesGcm } from '@roamlink/crypto-node';
 import {
   connectArgs,
   keygen,
@@ -128,6 +129,17 @@ test('relay --status-page: /status/api shows the session, race, both views; a mo
   const listening: Line = await relay.until((l) => l.msg === 'listening', 'relay listening');
   const base = `http://${listening.http}`;
   assert.equal(listening.status, `${base}/status`, 'the listening line names the page');
+  // It also says how the suites were ordered and what the crypto measurement saw.
+  const measured = listening.cryptoMeasured as { suite: string; MBps: number; bytes: number }[];
+  for (const suite of ['aes-256-gcm', 'chacha20-poly1305']) {
+    assert.ok(
+      measured.some((m) => m.suite === suite && m.MBps > 0 && m.bytes === 60_000),
+      suite,
+    );
+  }
+  const cpu = cpuAesGcm();
+  assert.equal(listening.suitesOrderedBy, cpu === null ? 'measurement' : 'cpu');
+  if (cpu !== null) assert.deepEqual(listening.suites, cpu ? [2, 1] : [1, 2]);
   client = run(connectArgs(listening, dir));
   await client.until((l) => l.msg === 'registered', 'registration');
 

@@ -15,7 +15,7 @@ import { lookup } from 'node:dns/promises';
 import { statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { StreamTarget } from '@roamlink/core';
-import { ENCAPSULATION_NAMES, StreamError, toHex } from '@roamlink/core';
+import { ENCAPSULATION_NAMES, StreamError, SUITE_NAMES, toHex } from '@roamlink/core';
 import {
   BULK_PACKET_BYTES,
   keyLogWriter,
@@ -221,6 +221,17 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
     dataDir: c.dataDir,
     crypto: crypto.provider.name,
     suites: crypto.suites,
+    suitesOrderedBy: crypto.bulkOrderBy,
+    // What the startup measurement saw (MB/s of seal + open): it picks each suite's backend, and
+    // orders the suites where the CPU does not.
+    cryptoMeasured: crypto.measurements.map((m) => ({
+      provider: m.provider,
+      suite: SUITE_NAMES[m.suite],
+      bytes: m.packetBytes,
+      MBps: Math.round(m.mbPerSec),
+      ops: m.ops,
+      ...(m.screenedOut ? { screenedOut: true } : {}),
+    })),
     wsMasking: wsMasking(),
     allowed: allowed ? allowed.size : 'any',
     metrics: c.metrics,

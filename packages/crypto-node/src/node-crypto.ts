@@ -134,6 +134,8 @@ export const nodeCryptoProvider: CryptoProvider = {
   name: 'node',
   suites: [Suite.CHACHA20_POLY1305, Suite.AES_256_GCM].filter((s) => available.has(ALGORITHMS[s])),
   x25519: nodeX25519,
+  // OpenSSL picks its AES-NI/ARMv8 code at load time when the CPU has the instructions.
+  cpuAes: true,
   aead(suite: Suite, key: Uint8Array): Aead {
     requireSuite(nodeCryptoProvider, suite);
     // Passing a KeyObject instead of raw bytes makes each createCipheriv several times cheaper

@@ -6,9 +6,12 @@
  *
  * The result is a composite provider that routes each suite to its fastest backend, plus the
  * suites ordered fastest first: that order is what a peer offers in its handshake, so both ends
- * prefer the suite this machine runs best. All backends produce identical bytes (the shared
+ * prefer the suite this machine runs best. For bulk packets, where OpenSSL runs AES-GCM, the
+ * CPU's AES instructions (present or not, `cpuAesGcm`) decide that order instead of the timing. All backends produce identical bytes (the shared
  * provider test suite proves it), so the choice never affects interoperability.
  */
+
+import { readFileSync } from 'node:fs';
 import {
   AEAD_KEY_BYTES,
   AEAD_NONCE_BYTES,
@@ -55,12 +58,20 @@ export interface MeasureOptions {
   readonly smallPacketBytes?: number;
   /** Budget of the small-packet measurement; default 10 ms. */
   readonly smallBudgetMs?: number;
+  /**
+   * `selectProvider` only: whether OpenSSL runs AES-GCM on this CPU's AES instructions, which
+   * decides the bulk order when AES-GCM's backend is one that uses them (`cpuAes`, node:crypto;
+   * null: unknown, the measurement decides). Default: `cpuAesGcm()`.
+   */
+  readonly aesHardware?: boolean | null;
 }
 
 export interface ProviderMeasurement {
   /** The measured provider's `name`. */
   readonly provider: string;
   readonly suite: Suite;
+  /** Plaintext bytes per packet of this measurement. */
+  readonly packetBytes: number;
   /** Seal + open round trips timed, over all slices (warm-up not included). */
   readonly ops: number;
   /** Time spent in the timed slices. */
@@ -88,6 +99,12 @@ export interface ProviderSelection {
   readonly suites: Suite[];
   /** With `smallPacketBytes`: the suites fastest first at that size. */
   readonly smallSuites?: Suite[];
+  /**
+   * What ordered `suites`: the CPU's AES instructions, present or not (`cpu`), or the measurement
+   * with AES_GCM_BULK_ALLOWANCE (`measurement`: an unknown CPU, or AES-GCM on a backend that
+   * does not use them).
+   */
+  readonly bulkOrderBy: 'cpu' | 'measurement';
   /** Every measurement taken, in measurement order. */
   readonly measurements: ProviderMeasurement[];
 }
@@ -322,6 +339,7 @@ function measure(opts: MeasureOptions): Result[] {
         ? {
             provider: b.provider.name,
             suite: b.suite,
+            packetBytes,
             ops: 1,
             elapsedMs: b.screenMs,
             mbPerSec: screenBytes / (Math.max(b.screenMs, 1e-6) * 1000),
@@ -330,6 +348,7 @@ function measure(opts: MeasureOptions): Result[] {
         : {
             provider: b.provider.name,
             suite: b.suite,
+            packetBytes,
             ops: b.ops,
             elapsedMs: b.elapsedMs,
             mbPerSec: b.bestMbPerSec,
@@ -338,8 +357,9 @@ function measure(opts: MeasureOptions): Result[] {
 }
 
 /**
- * In the bulk order (not the small-packet one), AES-GCM's measured throughput counts this many
- * times over: the startup measurement cannot see what makes it the cheaper suite for a download.
+ * In the bulk order (not the small-packet one), where the CPU does not decide it (`cpuAesGcm`
+ * unknown, or AES-GCM not on node:crypto), AES-GCM's measured throughput counts this many times
+ * over: the startup measurement cannot see what makes it the cheaper suite for a download.
  * - At startup, node:crypto's AES-GCM and libsodium's ChaCha20 at 60 000 bytes measure within a
  *   factor of 1.7 of each other, either way round: a process a few hundred ms old runs
  *   node:crypto's per-call JavaScript and fresh output buffers at up to half the speed it reaches
@@ -359,6 +379,35 @@ const bulkScore = (suite: Suite, mbPerSec: number): number =>
   suite === Suite.AES_256_GCM ? mbPerSec * AES_GCM_BULK_ALLOWANCE : mbPerSec;
 
 /**
+ * Whether OpenSSL (node:crypto) runs AES-GCM on this CPU's instructions for it, where that can be
+ * known: on Linux, from /proc/cpuinfo (x86: `aes` and `pclmulqdq`; arm64: `aes` and `pmull`).
+ * null where it cannot: another OS, a file that does not read, an architecture not listed, or
+ * OPENSSL_ia32cap / OPENSSL_armcap set (they can hide those features from OpenSSL).
+ */
+export function cpuAesGcm(
+  cpuinfo: string | null = readCpuinfo(),
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): boolean | null {
+  if (cpuinfo === null || env.OPENSSL_ia32cap !== undefined || env.OPENSSL_armcap !== undefined) {
+    return null;
+  }
+  const x86 = /^flags\s*:(.*)$/m.exec(cpuinfo)?.[1];
+  if (x86 !== undefined) return /\baes\b/.test(x86) && /\bpclmulqdq\b/.test(x86);
+  const arm = /^Features\s*:(.*)$/m.exec(cpuinfo)?.[1];
+  if (arm !== undefined) return /\baes\b/.test(arm) && /\bpmull\b/.test(arm);
+  return null;
+}
+
+function readCpuinfo(): string | null {
+  if (process.platform !== 'linux') return null;
+  try {
+    return readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+/**
  * Measures every available (provider, suite) pair and returns a provider that uses the fastest
  * backend for each suite, with the suites ordered fastest first (AES-GCM with its
  * AES_GCM_BULK_ALLOWANCE).
@@ -366,8 +415,21 @@ const bulkScore = (suite: Suite, mbPerSec: number): number =>
 export function selectProvider(opts: MeasureOptions = {}): ProviderSelection {
   const results = measure(opts);
   const best = fastest(results);
+  // Where OpenSSL runs AES-GCM and the CPU says whether it has the instructions for it, the CPU
+  // orders the bulk suites, as TLS stacks order theirs: the startup measurement cannot tell the
+  // two kinds of CPU apart reliably. In a young process each node:crypto call writes fresh
+  // buffers (page faults the machine's other work can slow several-fold), and a relay started
+  // among other busy processes measured AES-GCM at 111 MB/s against libsodium's 489, 4.4x, where
+  // a CPU without AES-NI shows 4.6x and more; the next start measured 480 against 767.
+  const aesHardware = opts.aesHardware !== undefined ? opts.aesHardware : cpuAesGcm();
+  const byCpu = aesHardware !== null && best.get(Suite.AES_256_GCM)?.provider.cpuAes === true;
+  const cpuRank = (s: Suite): number => ((s === Suite.AES_256_GCM) === aesHardware ? 0 : 1);
   const suites = [...best.entries()]
-    .sort((a, b) => bulkScore(b[0], b[1].mbPerSec) - bulkScore(a[0], a[1].mbPerSec))
+    .sort((a, b) =>
+      byCpu
+        ? cpuRank(a[0]) - cpuRank(b[0])
+        : bulkScore(b[0], b[1].mbPerSec) - bulkScore(a[0], a[1].mbPerSec),
+    )
     .map(([s]) => s);
   let small: Map<Suite, Fastest> | undefined;
   let smallSuites: Suite[] | undefined;
@@ -406,6 +468,7 @@ export function selectProvider(opts: MeasureOptions = {}): ProviderSelection {
     provider,
     suites: [...suites],
     ...(smallSuites ? { smallSuites: [...smallSuites] } : {}),
+    bulkOrderBy: byCpu ? 'cpu' : 'measurement',
     measurements: [...results, ...smallResults].map((r) => r.measurement),
   };
 }

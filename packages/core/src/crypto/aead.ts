@@ -86,4 +86,9 @@ export interface CryptoProvider {
   aead(suite: Suite, key: Uint8Array): Aead;
   /** A faster X25519 for handshakes; absent: the core's own. Same bytes either way. */
   readonly x25519?: X25519;
+  /**
+   * Its AES-GCM runs on the CPU's AES instructions where the CPU has them (OpenSSL's does): then
+   * the CPU, not a startup measurement, says whether AES-GCM beats ChaCha20 for bulk packets.
+   */
+  readonly cpuAes?: boolean;
 }
