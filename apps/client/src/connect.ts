@@ -353,13 +353,18 @@ export async function connect(o: ConnectOptions): Promise<number> {
                 '--tls-ca FILE, or skip the check with --tls-insecure (the session still ' +
                 'authenticates the relay by --relay-key).',
             );
-          } else if (secureUrl && (kind === 'ws' || kind === 'http') && /\bEPROTO\b/.test(why)) {
-            // A TLS handshake answered by something else: OpenSSL's "wrong version number".
+          } else if (
+            secureUrl &&
+            (kind === 'ws' || kind === 'http') &&
+            notTlsErrorIn(why) !== undefined
+          ) {
+            // A TLS handshake answered by something else: OpenSSL's "wrong version number" (EPROTO
+            // here, over WebSocket and HTTP alike); the codes are the list the proxy's hint uses.
             warnOnce(
               'tls-not-spoken',
               { kind },
-              `${kind}: the relay's HTTP port does not answer in TLS (EPROTO): if it serves plain ` +
-                `HTTP, give it as ${relayUrl!.replace(/^https:/, 'http:')}.`,
+              `${kind}: the relay's HTTP port does not answer in TLS (${notTlsErrorIn(why)}): if ` +
+                `it serves plain HTTP, give it as ${relayUrl!.replace(/^https:/, 'http:')}.`,
             );
           }
         }

@@ -246,7 +246,7 @@ test('the wrong scheme for the relay: https:// to plain HTTP is said at once; ht
     assert.match(
       a.stderr(),
       new RegExp(
-        `the relay's HTTP port does not answer in TLS \\(EPROTO\\): if it serves plain HTTP, give it as http://${plainL.http}\\.`,
+        `the relay's HTTP port does not answer in TLS \\((EPROTO|ERR_SSL_WRONG_VERSION_NUMBER)\\): if it serves plain HTTP, give it as http://${plainL.http}\\.`,
       ),
     );
     for (let i = 0; i < 600 && !b.stderr().includes('no session'); i++) await sleep(25);

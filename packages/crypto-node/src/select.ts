@@ -7,8 +7,9 @@
  * The result is a composite provider that routes each suite to its fastest backend, plus the
  * suites ordered fastest first: that order is what a peer offers in its handshake, so both ends
  * prefer the suite this machine runs best. For bulk packets, where OpenSSL runs AES-GCM, the
- * CPU's AES instructions (present or not, `cpuAesGcm`) decide that order instead of the timing. All backends produce identical bytes (the shared
- * provider test suite proves it), so the choice never affects interoperability.
+ * CPU's AES instructions (present or not, `cpuAesGcm`) decide that order instead of the timing.
+ * All backends produce identical bytes (the shared provider test suite proves it), so the choice
+ * never affects interoperability.
  */
 
 import { readFileSync } from 'node:fs';
@@ -358,8 +359,9 @@ function measure(opts: MeasureOptions): Result[] {
 
 /**
  * In the bulk order (not the small-packet one), where the CPU does not decide it (`cpuAesGcm`
- * unknown, or AES-GCM not on node:crypto), AES-GCM's measured throughput counts this many times
- * over: the startup measurement cannot see what makes it the cheaper suite for a download.
+ * unknown, or AES-GCM on a backend without `cpuAes`), AES-GCM's measured throughput counts this
+ * many times over: the startup measurement cannot see what makes it the cheaper suite for a
+ * download.
  * - At startup, node:crypto's AES-GCM and libsodium's ChaCha20 at 60 000 bytes measure within a
  *   factor of 1.7 of each other, either way round: a process a few hundred ms old runs
  *   node:crypto's per-call JavaScript and fresh output buffers at up to half the speed it reaches
