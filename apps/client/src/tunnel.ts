@@ -51,7 +51,9 @@ import {
   type ProxyConfig,
   pacProxyFor,
   parseProxyUrl,
+  SESSION_WINDOW_NODE,
   SessionDriver,
+  STREAM_WINDOW_MAX_NODE,
   selectProxy,
   TCP_MAX_DATAGRAM,
   TcpTransport,
@@ -443,6 +445,8 @@ export class TunnelClient {
         // Idle streams must not look like a vanished client to the relay (its --peer-idle-ms).
         keepaliveMs: o.keepaliveMs ?? STREAM_KEEPALIVE_MS,
         now: Date.now(),
+        maxStreamWindow: Math.max(STREAM_WINDOW_MAX_NODE, o.streamWindow ?? 0),
+        sessionWindow: SESSION_WINDOW_NODE,
         ...(o.streamWindow ? { streamWindow: o.streamWindow } : {}),
         ...(o.outageMs ? { outageMs: o.outageMs } : {}),
       }),
