@@ -8,10 +8,13 @@
  * Method: the origin (tunnel-origin.ts) serves from memory in a worker thread; curl is the one
  * client for every row (tunnel-curl.ts), to /dev/null. MB/s = bytes / total transfer time,
  * 1 MB = 10^6 bytes. Every tool is started first and stays up; then `--runs N` rounds (default 3)
- * each download once through every tool, a different one first in each round. A row's MB/s is
- * its median; `vsSsh`, `vsNodePipe` and `vsDirect` are medians of ratios taken within a round
- * (`vsSshRounds`, `vsNodePipeRounds`): this machine's speed drifts by a third within minutes, so a
- * tool measured minutes after another was once ahead or behind by that alone. Before the rounds,
+ * each download once direct, then once through each roamlink row, each right before or right
+ * after (by turns) a download through `ssh -D` and one through the node pipe: its references.
+ * A row's MB/s is the median of its rounds (ssh's and the pipe's, of all their downloads);
+ * `vsSsh` and `vsNodePipe` are medians of the ratios to a row's own references (`vsSshRounds`,
+ * `vsNodePipeRounds`), `vsDirect` to direct's download of the round. This machine's speed drifts
+ * by a third within minutes, so a tool measured minutes after another was once ahead or behind
+ * by that alone; a round of seven rows takes minutes too. Before the rounds,
  * each tunnel downloads up to 256 MiB that does not count: warm, as a long-lived tunnel is.
  * Latency: `--requests` sequential
  * GETs of a 100-byte body on one kept-alive connection after the downloads, the series through
@@ -91,7 +94,7 @@ export interface TunnelRow {
   MBps: number | null;
   directMBps: number;
   sshMBps: number | null;
-  /** The median over the rounds of MBps / ssh's MBps in the same round. */
+  /** The median over the rounds of MBps / the MBps of ssh's download next to this row's. */
   vsSsh: number | null;
   /** The median over the rounds of MBps / direct's MBps in the same round. */
   vsDirect: number | null;
@@ -124,7 +127,7 @@ export interface TunnelRow {
    * Node relay can go on this machine, measured in the same run.
    */
   nodePipeMBps: number | null;
-  /** The median over the rounds of MBps / the node pipe's MBps in the same round. */
+  /** The median over the rounds of MBps / the MBps of the node pipe's download next to this row's. */
   vsNodePipe: number | null;
   nodePipeP50ms: number | null;
   nodePipeFwdP50ms: number | null;
@@ -159,8 +162,9 @@ export interface TunnelBenchOptions {
   warmup?: number;
   encapsulations: readonly Encapsulation[];
   /**
-   * Rounds of downloads, one through each tool per round (every tunnel stays up for the run);
-   * medians count, ratios are taken within a round. Default 1.
+   * Rounds of downloads (every tunnel stays up for the run): direct once, then each roamlink row
+   * next to an `ssh -D` and a node pipe download of its own; medians count, and a row's ratios are
+   * to its own references. Default 1.
    */
   runs?: number;
   /** Measure `ssh -D` (default true). */
@@ -222,8 +226,13 @@ interface Contender {
   tunnel: SocksTunnel | null;
   /** Why it has no (more) figures: it did not start, or a download or series failed. */
   error: string | null;
-  /** Its download in each round it took part in, by round. */
-  speeds: Map<number, Speed>;
+  /** Every download it made, in order, with its round. */
+  speeds: (Speed & { round: number })[];
+  /**
+   * A roamlink row's references: in each round, the `ssh -D` and node pipe downloads made right
+   * before or after its own.
+   */
+  refs: Map<number, Map<Contender, Speed>>;
   measured: Measured | null;
 }
 
@@ -232,7 +241,7 @@ async function downloadOnce(
   c: Contender,
   o: TunnelBenchOptions,
   round: number,
-): Promise<void> {
+): Promise<Speed> {
   const runs = o.runs ?? 1;
   const downloadTimeout = 60_000 + o.size / 2e3; // a floor of 2 MB/s
   const pids = c.tunnel?.pids;
@@ -263,10 +272,11 @@ async function downloadOnce(
     if (tick) clearInterval(tick);
     o.status?.('');
   }
-  c.speeds.set(round, speed);
+  c.speeds.push({ ...speed, round });
   o.log?.(
     `  ${c.label}: ${fmtSize(o.size)} in ${speed.seconds.toFixed(2)} s, ${speed.MBps.toFixed(1)} MB/s${runs > 1 ? ` (round ${round + 1}/${runs})` : ''}`,
   );
+  return speed;
 }
 
 interface Series {
@@ -327,7 +337,14 @@ async function startContender(
   start: () => Promise<SocksTunnel>,
   o: TunnelBenchOptions,
 ): Promise<Contender> {
-  const c: Contender = { label, tunnel: null, error: null, speeds: new Map(), measured: null };
+  const c: Contender = {
+    label,
+    tunnel: null,
+    error: null,
+    speeds: [],
+    refs: new Map(),
+    measured: null,
+  };
   try {
     o.log?.(`${label}: starting`);
     c.tunnel = await start();
@@ -339,14 +356,14 @@ async function startContender(
 }
 
 /**
- * `a`'s speed over `b`'s in each round both took part in, in round order: each ratio compares two
- * downloads made seconds apart, not minutes.
+ * `a`'s speed over `ref`'s in each round both took part in, in round order: against a reference
+ * download made right before or after `a`'s where there is one (`ssh -D`, the node pipe), else
+ * against `ref`'s download of the same round (direct).
  */
-function roundRatios(a: Contender, b: Contender | undefined): number[] {
+function roundRatios(a: Contender, ref: Contender): number[] {
   const out: number[] = [];
-  if (!b) return out;
-  for (const [round, s] of a.speeds) {
-    const t = b.speeds.get(round);
+  for (const s of a.speeds) {
+    const t = a.refs.get(s.round)?.get(ref) ?? ref.speeds.find((x) => x.round === s.round);
     if (t) out.push(s.MBps / t.MBps);
   }
   return out;
@@ -366,14 +383,16 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
     label,
     tunnel: null,
     error: 'not measured',
-    speeds: new Map(),
+    speeds: [],
+    refs: new Map(),
     measured: null,
   });
   const direct: Contender = {
     label: 'direct',
     tunnel: null,
     error: null,
-    speeds: new Map(),
+    speeds: [],
+    refs: new Map(),
     measured: null,
   };
   const all: Contender[] = [direct];
@@ -412,22 +431,43 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
       }
     }
     o.log?.(
-      `${fmtSize(o.size)} downloads: ${runs} round${runs > 1 ? 's' : ''}, one through each tool per round (direct is the ceiling), after ${fmtSize(warmBytes)} through each tunnel not counted`,
+      `${fmtSize(o.size)} downloads: ${runs} round${runs > 1 ? 's' : ''} (direct once, then each roamlink row next to its own ssh -D and node pipe downloads), after ${fmtSize(warmBytes)} through each tunnel not counted`,
     );
-    for (let round = 0; round < runs; round++) {
-      // A different tool goes first in each round.
-      const live = all.filter((c) => c.error === null);
-      const order = live.map((_, i) => live[(i + round) % live.length]!);
-      for (const c of order) {
-        try {
-          await downloadOnce(origin, c, o, round);
-        } catch (e) {
-          // Direct failing means the machine cannot measure anything.
-          if (c === direct) throw e;
-          o.log?.(`${c.label}: failed: ${message(e)}`);
-          c.error = message(e);
-        }
+    const attempt = async (c: Contender, round: number): Promise<Speed | undefined> => {
+      if (c.error !== null) return undefined;
+      try {
+        return await downloadOnce(origin, c, o, round);
+      } catch (e) {
+        // Direct failing means the machine cannot measure anything.
+        if (c === direct) throw e;
+        o.log?.(`${c.label}: failed: ${message(e)}`);
+        c.error = message(e);
+        return undefined;
       }
+    };
+    for (let round = 0; round < runs; round++) {
+      await attempt(direct, round);
+      // A different row goes first in each round; each row's references are downloaded right
+      // before it or right after it, by turns, so that its ratios compare downloads seconds apart
+      // even when a round of seven rows takes minutes.
+      const rows = encs.filter((c) => c.error === null);
+      for (let i = 0; i < rows.length; i++) {
+        const c = rows[(i + round) % rows.length]!;
+        const refsFirst = (round + i) % 2 === 0;
+        const got = new Map<Contender, Speed>();
+        const refs = async (): Promise<void> => {
+          for (const r of [ssh, nodePipe]) {
+            const speed = await attempt(r, round);
+            if (speed) got.set(r, speed);
+          }
+        };
+        if (refsFirst) await refs();
+        const own = await attempt(c, round);
+        if (!refsFirst && own) await refs();
+        if (own) c.refs.set(round, got);
+      }
+      // No roamlink row (none started): the references still get one download each.
+      if (rows.length === 0) for (const r of [ssh, nodePipe]) await attempt(r, round);
     }
 
     o.log?.(`small requests: ${o.requests} per series after ${o.warmup ?? o.requests} not counted`);
@@ -435,7 +475,7 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
       if (c.error !== null) continue;
       try {
         const l = await latencySeries(origin, c, o);
-        const speeds = [...c.speeds.values()];
+        const speeds = c.speeds;
         c.measured = {
           bytes: o.size,
           seconds: median(speeds.map((s) => s.seconds)),

@@ -209,7 +209,7 @@ test('direct, ssh -D and a stand-in tunnel at 8 MiB, 50 requests', async (t) => 
   }
 });
 
-test('rounds: every tool up at once, one download through each per round, ratios within a round', async () => {
+test('rounds: every tool up at once; each row next to its own references; ratios to those', async () => {
   const socks = await startSocks5();
   const lines: string[] = [];
   let started = 0;
@@ -237,26 +237,42 @@ test('rounds: every tool up at once, one download through each per round, ratios
     assert.equal(started, 2);
     assert.equal(stopped, 2);
     const downloads = lines
-      .map((l) => /^ {2}(.+): 8 MiB in .* \(round (\d)\/3\)$/.exec(l))
+      .map((l) => /^ {2}(.+): 8 MiB in .* ([\d.]+) MB\/s \(round (\d)\/3\)$/.exec(l))
       .filter((m) => m !== null)
-      .map((m) => [m[1], Number(m[2])] as const);
-    const tools = ['direct', 'node pipe', 'roamlink tcp', 'roamlink ws'];
-    assert.equal(downloads.length, 3 * tools.length, lines.join('\n'));
+      .map((m) => ({ tool: m[1]!, MBps: Number(m[2]), round: Number(m[3]) }));
+    // Per round: direct, then each row with a node pipe download right before or after it.
+    assert.equal(downloads.length, 3 * 5, lines.join('\n'));
+    const expected: Record<string, number[]> = { 'roamlink tcp': [], 'roamlink ws': [] };
     for (let round = 1; round <= 3; round++) {
-      // A whole round before the next one, each tool once in it, a different one first each time.
-      const these = downloads.slice((round - 1) * tools.length, round * tools.length);
+      const these = downloads.slice((round - 1) * 5, round * 5);
       assert.ok(
-        these.every(([, r]) => r === round),
+        these.every((d) => d.round === round),
         `round ${round}: ${JSON.stringify(these)}`,
       );
-      assert.deepEqual(these.map(([t]) => t).sort(), [...tools].sort());
-      assert.equal(these[0]![0], tools[(round - 1) % tools.length]);
+      assert.equal(these[0]!.tool, 'direct');
+      const pairs = [these.slice(1, 3), these.slice(3, 5)];
+      // A different row first in each round; the reference first in one pair, last in the other.
+      assert.equal(
+        pairs[0]!.find((d) => d.tool !== 'node pipe')!.tool,
+        round === 2 ? 'roamlink ws' : 'roamlink tcp',
+      );
+      assert.notEqual(pairs[0]![0]!.tool === 'node pipe', pairs[1]![0]!.tool === 'node pipe');
+      for (const pair of pairs) {
+        const pipe = pair.find((d) => d.tool === 'node pipe');
+        const row = pair.find((d) => d.tool.startsWith('roamlink'));
+        assert.ok(pipe && row, JSON.stringify(pair));
+        expected[row.tool]!.push(row.MBps / pipe.MBps);
+      }
     }
     for (const row of rows) {
       assert.equal(row.error, null);
       assert.equal(row.runs, 3);
+      // The ratios are to the row's own neighbours (to the logged precision), in round order.
+      const want = expected[`roamlink ${row.encapsulation}`]!;
       assert.equal(row.vsNodePipeRounds.length, 3);
-      assert.ok(row.vsNodePipeRounds.every((x) => x > 0 && Number.isFinite(x)));
+      row.vsNodePipeRounds.forEach((x, i) => {
+        assert.ok(Math.abs(x - want[i]!) / want[i]! < 0.01, `${x} against ${want[i]}`);
+      });
       // The median of the per-round ratios, not the ratio of the medians.
       assert.equal(row.vsNodePipe, [...row.vsNodePipeRounds].sort((a, b) => a - b)[1]);
       assert.equal(row.nodePipeMBps, nodePipe.measured!.MBps);
