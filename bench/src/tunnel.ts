@@ -6,37 +6,35 @@
  * kept-alive connection for each.
  *
  * Method: the origin (tunnel-origin.ts) serves from memory in a worker thread; curl is the one
- * client for every row (tunnel-curl.ts), to /dev/null. MB/s = bytes / total transfer time,
- * 1 MB = 10^6 bytes. Every tool is started first and stays up; then `--runs N` rounds (default 3)
- * each download once direct, then once through each roamlink row, each right before or right
- * after (by turns) a download through `ssh -D` and one through the node pipe: its references.
- * A row's MB/s is the median of its rounds (ssh's and the pipe's, of all their downloads);
- * `vsSsh` and `vsNodePipe` are medians of the ratios to a row's own references (`vsSshRounds`,
- * `vsNodePipeRounds`), `vsDirect` to direct's download of the round. This machine's speed drifts
- * by a third within minutes, so a tool measured minutes after another was once ahead or behind
- * by that alone; a round of seven rows takes minutes too. Before the rounds,
- * each tunnel downloads up to 256 MiB that does not count: warm, as a long-lived tunnel is.
- * Latency: `--requests` sequential
- * GETs of a 100-byte body on one kept-alive connection after the downloads, the series through
- * SOCKS and through `-L` each after `--warmup` requests that do not count (default 15 000, the
- * same for every tool; both warm-ups before both counted series): right after a bulk download
- * every tool's first series is slower for a while, ssh's too, and V8 optimises a function fully
- * only after thousands of calls (`--invocation-count-for-turbofan`, 3000), which a function
- * called once per request reaches only then. A long-lived tunnel is in that state. Node processes
- * take ~10 000 requests to get there, the node pipe too (its p50 ~0.44 ms over its first 2000,
- * 0.14-0.17 from 8000 on); with 5000 per series the first counted one still came out ~0.1 ms
- * slower than the second for roamlink, while ssh's figures did not move. Nearest-rank p50
- * and p99 of curl's per-transfer time; the same again through a `-L` forward to the origin
- * (ssh's `-L`, roamlink's `-L`), which leaves SOCKS and curl's proxy code out of what the tunnel
- * adds (`fwdP50ms`, `addedFwdP50ms`). A third reference, the node pipe (tunnel-node-pipe.ts):
- * two Node processes in the client's and relay's places that only pipe the bytes, the most a
- * Node client and relay could do on this machine (`nodePipeMBps`, `vsNodePipe`). Direct, ssh and
- * the node pipe are repeated in every row. What a
- * tool adds to a small request (`addedP50ms`, `addedFwdP50ms`, `sshAddedP50ms`,
- * `nodePipeAddedP50ms`, ...) is taken against a direct series run right after that tool's counted
- * series (the row's `directP50ms`): the machine's own latency drifts more over a run than the
- * target's margin. A roamlink row or ssh that fails records its error in the row and the run
- * goes on; only a failing direct measurement aborts the benchmark.
+ * client for every row (tunnel-curl.ts), to /dev/null. MB/s = bytes / total transfer time, 1 MB =
+ * 10^6 bytes. Every tool is started first and stays up; then `--runs N` rounds (default 3) each
+ * download once direct, then once through each roamlink row, each right before or right after (by
+ * turns) a download through `ssh -D` and one through the node pipe: its references. A row's MB/s is
+ * the median of its rounds (ssh's and the pipe's, of all their downloads); `vsSsh` and `vsNodePipe`
+ * are medians of the ratios to a row's own references (`vsSshRounds`, `vsNodePipeRounds`),
+ * `vsDirect` to direct's download of the round. This machine's speed drifts by a third within
+ * minutes, so a tool measured minutes after another was once ahead or behind by that alone; a round
+ * of seven rows takes minutes too. Before the rounds, each tunnel downloads up to 256 MiB that does
+ * not count: warm, as a long-lived tunnel is. Latency: `--requests` sequential GETs of a 100-byte
+ * body on one kept-alive connection after the downloads, the series through SOCKS and through `-L`
+ * each after `--warmup` requests that do not count (default 15 000, the same for every tool; both
+ * warm-ups before both counted series): right after a bulk download every tool's first series is
+ * slower for a while, ssh's too, and V8 optimises a function fully only after thousands of calls
+ * (`--invocation-count-for-turbofan`, 3000), which a function called once per request reaches only
+ * then. A long-lived tunnel is in that state. Node processes take ~10 000 requests to get there,
+ * the node pipe too (its p50 ~0.44 ms over its first 2000, 0.14-0.17 from 8000 on); with 5000 per
+ * series the first counted one still came out ~0.1 ms slower than the second for roamlink, while
+ * ssh's figures did not move. Nearest-rank p50 and p99 of curl's per-transfer time; the same again
+ * through a `-L` forward to the origin (ssh's `-L`, roamlink's `-L`), which leaves SOCKS and curl's
+ * proxy code out of what the tunnel adds (`fwdP50ms`, `addedFwdP50ms`). A third reference, the node
+ * pipe (tunnel-node-pipe.ts): two Node processes in the client's and relay's places that only pipe
+ * the bytes, the most a Node client and relay could do on this machine (`nodePipeMBps`,
+ * `vsNodePipe`). Direct, ssh and the node pipe are repeated in every row. What a tool adds to a
+ * small request (`addedP50ms`, `addedFwdP50ms`, `sshAddedP50ms`, `nodePipeAddedP50ms`, ...) is
+ * taken against a direct series run right after that tool's counted series (the row's
+ * `directP50ms`): the machine's own latency drifts more over a run than the target's margin. A
+ * roamlink row or ssh that fails records its error in the row and the run goes on; only a failing
+ * direct measurement aborts the benchmark.
  */
 
 import { treeCpuSeconds } from './proc-cpu.ts';
@@ -137,9 +135,12 @@ export interface TunnelRow {
   nodePipeCpuPerGiB: number | null;
   /** udp-1400 only: packets per second (of 1400 bytes on the wire) the download took. */
   pps: number | null;
-  /** MBps / sshMBps in each round (vsSsh is their median); empty without both figures. */
+  /**
+   * This row's MB/s over that of the `ssh -D` download next to it, in each round (vsSsh is their
+   * median); empty without both figures.
+   */
   vsSshRounds: number[];
-  /** MBps / nodePipeMBps in each round (vsNodePipe is their median). */
+  /** The same against the node pipe's download next to it (vsNodePipe is their median). */
   vsNodePipeRounds: number[];
   bytes: number;
   requests: number;
@@ -331,20 +332,23 @@ async function latencySeries(origin: Origin, c: Contender, o: TunnelBenchOptions
   };
 }
 
+function contender(label: string, error: string | null = null): Contender {
+  return { label, tunnel: null, error, speeds: [], refs: new Map(), measured: null };
+}
+
+/** Records why `c` has no (more) figures. */
+function fail(c: Contender, e: unknown, o: TunnelBenchOptions): void {
+  o.log?.(`${c.label}: failed: ${message(e)}`);
+  c.error = message(e);
+}
+
 /** Starts a tunnel for the run; a failure is the contender's error. */
 async function startContender(
   label: string,
   start: () => Promise<SocksTunnel>,
   o: TunnelBenchOptions,
 ): Promise<Contender> {
-  const c: Contender = {
-    label,
-    tunnel: null,
-    error: null,
-    speeds: [],
-    refs: new Map(),
-    measured: null,
-  };
+  const c = contender(label);
   try {
     o.log?.(`${label}: starting`);
     c.tunnel = await start();
@@ -379,34 +383,20 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
     throw new Error('runs must be a positive integer');
   const runs = o.runs ?? 1;
   const origin = await startOrigin();
-  const notMeasured = (label: string): Contender => ({
-    label,
-    tunnel: null,
-    error: 'not measured',
-    speeds: [],
-    refs: new Map(),
-    measured: null,
-  });
-  const direct: Contender = {
-    label: 'direct',
-    tunnel: null,
-    error: null,
-    speeds: [],
-    refs: new Map(),
-    measured: null,
-  };
+  const direct = contender('direct');
   const all: Contender[] = [direct];
   try {
-    // Every tool is started first and stays up: the downloads then go in rounds, one through each
-    // per round, so that each ratio compares downloads made seconds apart. This machine's speed
-    // drifts by a third within minutes; one tool measured minutes after another measured that.
+    // Every tool is started first and stays up: the downloads then go in rounds, each row next to
+    // its own references, so that each ratio compares downloads made seconds apart. This
+    // machine's speed drifts by a third within minutes; one tool measured minutes after another
+    // measured that.
     const ssh =
       o.ssh === false
-        ? notMeasured('ssh -D')
+        ? contender('ssh -D', 'not measured')
         : await startContender('ssh -D', () => startSshSocks(10_000, origin.port), o);
     const nodePipe =
       o.nodePipe === false
-        ? notMeasured('node pipe')
+        ? contender('node pipe', 'not measured')
         : await startContender('node pipe', () => startNodePipe(origin.port), o);
     const start = o.start ?? startRoamlinkTunnel;
     const encs: Contender[] = [];
@@ -424,8 +414,7 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
         o.status?.(`  ${c.label}: ${fmtSize(warmBytes)} to warm up...`);
         await download(origin.port, warmBytes, c.tunnel!.socksPort, 60_000 + warmBytes / 2e3);
       } catch (e) {
-        o.log?.(`${c.label}: failed: ${message(e)}`);
-        c.error = message(e);
+        fail(c, e, o);
       } finally {
         o.status?.('');
       }
@@ -440,8 +429,7 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
       } catch (e) {
         // Direct failing means the machine cannot measure anything.
         if (c === direct) throw e;
-        o.log?.(`${c.label}: failed: ${message(e)}`);
-        c.error = message(e);
+        fail(c, e, o);
         return undefined;
       }
     };
@@ -475,6 +463,7 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
       if (c.error !== null) continue;
       try {
         const l = await latencySeries(origin, c, o);
+        // Medians over every download it made (ssh and the pipe make one per row per round).
         const speeds = c.speeds;
         c.measured = {
           bytes: o.size,
@@ -488,8 +477,7 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
         };
       } catch (e) {
         if (c === direct) throw e;
-        o.log?.(`${c.label}: failed: ${message(e)}`);
-        c.error = message(e);
+        fail(c, e, o);
       }
     }
 
@@ -503,23 +491,24 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
       ms == null || !t ? null : ms - baseOf(t);
     const perGiB = (t: Measured | null): number | null =>
       t?.cpuSeconds != null ? (t.cpuSeconds * 2 ** 30) / o.size : null;
-    /** The median of `c`'s per-round ratios to `ref`, when both were measured. */
-    const ratio = (c: Contender, ref: Contender): number | null => {
-      const r = roundRatios(c, ref);
-      return c.measured && ref.measured && r.length > 0 ? median(r) : null;
-    };
+    /** `c`'s per-round ratios to `ref`, when both were measured. */
+    const ratios = (c: Contender, ref: Contender): number[] =>
+      c.measured && ref.measured ? roundRatios(c, ref) : [];
+    const medianOf = (xs: number[]): number | null => (xs.length > 0 ? median(xs) : null);
     const rows: TunnelRow[] = o.encapsulations.map((enc, i) => {
       const c = encs[i]!;
       const m = c.measured;
       const info = c.tunnel?.info ?? null;
+      const vsSshRounds = ratios(c, ssh);
+      const vsNodePipeRounds = ratios(c, nodePipe);
       return {
         encapsulation: enc,
         suite: typeof info?.suite === 'string' ? info.suite : null,
         MBps: m?.MBps ?? null,
         directMBps: d.MBps,
         sshMBps: s?.MBps ?? null,
-        vsSsh: ratio(c, ssh),
-        vsDirect: ratio(c, direct),
+        vsSsh: medianOf(vsSshRounds),
+        vsDirect: medianOf(ratios(c, direct)),
         p50ms: m?.p50ms ?? null,
         p99ms: m?.p99ms ?? null,
         directP50ms: baseOf(m),
@@ -535,15 +524,15 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
         cpuPerGiB: perGiB(m),
         sshCpuPerGiB: perGiB(s),
         nodePipeMBps: np?.MBps ?? null,
-        vsNodePipe: ratio(c, nodePipe),
+        vsNodePipe: medianOf(vsNodePipeRounds),
         nodePipeP50ms: np?.p50ms ?? null,
         nodePipeFwdP50ms: np?.fwdP50ms ?? null,
         nodePipeAddedP50ms: added(np?.p50ms, np),
         nodePipeAddedFwdP50ms: added(np?.fwdP50ms, np),
         nodePipeCpuPerGiB: perGiB(np),
         pps: m && enc === 'udp-1400' ? Math.round((m.MBps * 1e6) / STREAM_BYTES_PER_1400) : null,
-        vsSshRounds: m && s ? roundRatios(c, ssh) : [],
-        vsNodePipeRounds: m && np ? roundRatios(c, nodePipe) : [],
+        vsSshRounds,
+        vsNodePipeRounds,
         bytes: o.size,
         requests: o.requests,
         warmup: o.warmup ?? o.requests,

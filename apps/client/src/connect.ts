@@ -322,13 +322,14 @@ export async function connect(o: ConnectOptions): Promise<number> {
           const why = String(fields?.error ?? fields?.reason ?? msg);
           failures.set(kind, why);
           const code = tlsTrustErrorIn(why);
+          const notTls = notTlsErrorIn(why);
           if (why.includes(ProxyErrorCode.TLS)) {
             // The proxy's TLS, not the relay's: its own flags fix it.
             const fix =
               code !== undefined
                 ? `its certificate is not trusted (${code}). Trust its CA with --proxy-ca FILE, ` +
                   'or skip the check with --proxy-insecure.'
-                : notTlsErrorIn(why) !== undefined
+                : notTls !== undefined
                   ? 'it does not answer in TLS: if it is a plain HTTP proxy, give it as http://.'
                   : `the handshake failed (${why}).`;
             warnOnce('proxy-tls-failed', { kind, code }, `${kind}: the https:// proxy: ${fix}`);
@@ -353,17 +354,13 @@ export async function connect(o: ConnectOptions): Promise<number> {
                 '--tls-ca FILE, or skip the check with --tls-insecure (the session still ' +
                 'authenticates the relay by --relay-key).',
             );
-          } else if (
-            secureUrl &&
-            (kind === 'ws' || kind === 'http') &&
-            notTlsErrorIn(why) !== undefined
-          ) {
+          } else if (secureUrl && (kind === 'ws' || kind === 'http') && notTls !== undefined) {
             // A TLS handshake answered by something else: OpenSSL's "wrong version number" (EPROTO
             // here, over WebSocket and HTTP alike); the codes are the list the proxy's hint uses.
             warnOnce(
               'tls-not-spoken',
               { kind },
-              `${kind}: the relay's HTTP port does not answer in TLS (${notTlsErrorIn(why)}): if ` +
+              `${kind}: the relay's HTTP port does not answer in TLS (${notTls}): if ` +
                 `it serves plain HTTP, give it as ${relayUrl!.replace(/^https:/, 'http:')}.`,
             );
           }

@@ -61,11 +61,10 @@ import {
   isWsPath,
   listenOn,
   MuxHost,
+  nodeMuxWindows,
   nodeRandom,
   RELAY_HTTP_IDLE_MS,
-  SESSION_WINDOW_NODE,
   SessionDriver,
-  STREAM_WINDOW_MAX_NODE,
   TCP_MAX_DATAGRAM,
   TcpTransport,
   UDP_PAYLOAD_CEILING,
@@ -311,9 +310,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
         // It writes every byte of a packet: no zero-filling of 60 000-byte buffers.
         alloc: allocUninitialized,
         now: Date.now(),
-        maxStreamWindow: Math.max(STREAM_WINDOW_MAX_NODE, o.streamWindow ?? 0),
-        sessionWindow: SESSION_WINDOW_NODE,
-        ...(o.streamWindow ? { streamWindow: o.streamWindow } : {}),
+        ...nodeMuxWindows(o.streamWindow),
         ...(o.outageMs ? { outageMs: o.outageMs } : {}),
       }),
       canSend: () =>

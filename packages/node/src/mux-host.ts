@@ -42,6 +42,19 @@ export interface MuxHostOptions {
 export const STREAM_WINDOW_MAX_NODE = 16 * 1024 * 1024;
 export const SESSION_WINDOW_NODE = 32 * 1024 * 1024;
 
+/** The Mux window options of the Node relay and client, with an optional initial stream window. */
+export function nodeMuxWindows(streamWindow?: number): {
+  maxStreamWindow: number;
+  sessionWindow: number;
+  streamWindow?: number;
+} {
+  return {
+    maxStreamWindow: Math.max(STREAM_WINDOW_MAX_NODE, streamWindow ?? 0),
+    sessionWindow: SESSION_WINDOW_NODE,
+    ...(streamWindow ? { streamWindow } : {}),
+  };
+}
+
 /**
  * The payload ceiling for the path-MTU search on UDP: DATAGRAM_PATH_CEILING unless
  * ROAMLINK_UDP_MAX_PAYLOAD caps it (at most 1360 turns the search off), e.g. to measure packets
