@@ -8,6 +8,9 @@
  *   after another on one kept-alive connection; the first transfer (connect and proxy handshake)
  *   is dropped, the rest give p50 and p99 of time_total. A transfer that opened a new connection
  *   after the first fails the measurement: it would not be a kept-alive series.
+ * - `interleavedLatency`: the same on several ways into the origin at once (direct, and through
+ *   each tunnel), one kept-alive connection each, taking turns request by request, so that every
+ *   way is measured on the machine of the same seconds.
  */
 import { spawn } from 'node:child_process';
 
@@ -169,6 +172,28 @@ export function percentile(xs: number[], p: number): number {
   return s[rank - 1]!;
 }
 
+/**
+ * Checks a series' answers and its one connection, and takes p50/p99 (the first is dropped);
+ * `what` prefixes the errors.
+ */
+function seriesOf(ts: Transfer[], requests: number, expectBody: number, what: string): Latency {
+  if (ts.length !== requests + 1)
+    throw new Error(`${what}curl reported ${ts.length} transfers, expected ${requests + 1}`);
+  for (const t of ts) {
+    if (t.code === 0) throw new Error(`${what}a small request got no answer`);
+    if (t.code !== 200) throw new Error(`${what}small request answered HTTP ${t.code}`);
+    if (t.bytes !== expectBody) throw new Error(`${what}small body was ${t.bytes} bytes`);
+  }
+  const connects = ts.reduce((a, t) => a + t.connects, 0);
+  if (connects !== 1)
+    throw new Error(
+      `${what}the connection was not kept alive (${connects} connections for the series)`,
+    );
+  // curl reports whole microseconds; keep them whole in milliseconds.
+  const ms = ts.slice(1).map((t) => Math.round(t.seconds * 1e6) / 1e3);
+  return { requests, p50ms: percentile(ms, 50), p99ms: percentile(ms, 99), connects };
+}
+
 /** `requests` sequential GETs of `/small` on one kept-alive connection (after one warm-up). */
 export async function latency(
   originPort: number,
@@ -181,17 +206,64 @@ export async function latency(
   // A config on stdin keeps argv short; each URL needs its own output.
   const config = `url = "${url}"\noutput = "/dev/null"\n`.repeat(requests + 1);
   const out = await curl([...proxyArgs(socksPort), '-w', WRITE_OUT, '-K', '-'], config, timeoutMs);
-  const ts = parseTransfers(out);
-  if (ts.length !== requests + 1)
-    throw new Error(`curl reported ${ts.length} transfers, expected ${requests + 1}`);
-  for (const t of ts) {
-    if (t.code !== 200) throw new Error(`small request answered HTTP ${t.code}`);
-    if (t.bytes !== expectBody) throw new Error(`small body was ${t.bytes} bytes`);
+  return seriesOf(parseTransfers(out), requests, expectBody, '');
+}
+
+/** One of the ways into the origin that `interleavedLatency` takes turns on. */
+export interface Way {
+  /** The port curl asks for (the origin's, or a `-L` forward's that leads to it). */
+  port: number;
+  /** Through this SOCKS5 port; null: straight to `port`. */
+  socksPort: number | null;
+  /** What errors call it (default: its index). */
+  name?: string;
+}
+
+/**
+ * `requests` GETs of `/small` on each of `ways`, in one curl run on one kept-alive connection per
+ * way (curl's `next` groups share its connection cache), taking turns: one request on each way per
+ * cycle, the order rotated by one each cycle, so that every way goes first, second, ... equally
+ * often. This machine's speed drifts within seconds: a direct p50 of 0.2 ms in one series and
+ * 0.5 ms in the next, and a tunnel's own work slows with it. Taking turns, every way sees the same
+ * machine. The first request on each way (its connection and proxy handshake) is dropped, as in
+ * `latency`. Returns one Latency per way, in order.
+ */
+export async function interleavedLatency(
+  ways: readonly Way[],
+  requests: number,
+  expectBody: number,
+  timeoutMs: number,
+): Promise<Latency[]> {
+  if (ways.length === 0) throw new Error('no way to measure');
+  // Options after `next` start afresh: every group names its URL, output, proxy and write-out,
+  // and tags its line with the way's index.
+  const group = (w: Way, i: number): string => {
+    const via =
+      w.socksPort === null ? 'noproxy = "*"' : `socks5-hostname = "127.0.0.1:${w.socksPort}"`;
+    return `url = "http://127.0.0.1:${w.port}/small"\noutput = "/dev/null"\n${via}\nwrite-out = "${i} ${WRITE_OUT}"\n`;
+  };
+  const groups: string[] = [];
+  for (let cycle = 0; cycle <= requests; cycle++) {
+    for (let k = 0; k < ways.length; k++) {
+      const i = (cycle + k) % ways.length;
+      groups.push(group(ways[i]!, i));
+    }
   }
-  const connects = ts.reduce((a, t) => a + t.connects, 0);
-  if (connects !== 1)
-    throw new Error(`the connection was not kept alive (${connects} connections for the series)`);
-  // curl reports whole microseconds; keep them whole in milliseconds.
-  const ms = ts.slice(1).map((t) => Math.round(t.seconds * 1e6) / 1e3);
-  return { requests, p50ms: percentile(ms, 50), p99ms: percentile(ms, 99), connects };
+  const out = await curl(['-K', '-'], groups.join('next\n'), timeoutMs);
+  const byWay: string[][] = ways.map(() => []);
+  for (const line of out.trim().split('\n')) {
+    const sp = line.indexOf(' ');
+    const i = Number(line.slice(0, sp));
+    const to = byWay[i];
+    if (sp < 1 || !Number.isInteger(i) || !to) throw new Error(`unexpected curl output: ${line}`);
+    to.push(line.slice(sp + 1));
+  }
+  return byWay.map((lines, i) =>
+    seriesOf(
+      parseTransfers(lines.join('\n')),
+      requests,
+      expectBody,
+      `${ways[i]!.name ?? `way ${i}`}: `,
+    ),
+  );
 }

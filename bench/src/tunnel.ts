@@ -16,31 +16,38 @@
  * minutes, so a tool measured minutes after another was once ahead or behind by that alone; a round
  * of seven rows takes minutes too. Before the rounds, each tunnel downloads up to 256 MiB that does
  * not count: warm, as a long-lived tunnel is. Latency: `--requests` sequential GETs of a 100-byte
- * body on one kept-alive connection after the downloads, the series through SOCKS and through `-L`
- * each after `--warmup` requests that do not count (default 15 000, the same for every tool; both
- * warm-ups before both counted series): right after a bulk download every tool's first series is
- * slower for a while, ssh's too, and V8 optimises a function fully only after thousands of calls
- * (`--invocation-count-for-turbofan`, 3000), which a function called once per request reaches only
- * then. A long-lived tunnel is in that state. Node processes take ~10 000 requests to get there,
- * the node pipe too (its p50 ~0.44 ms over its first 2000, 0.14-0.17 from 8000 on); with 5000 per
- * series the first counted one still came out ~0.1 ms slower than the second for roamlink, while
- * ssh's figures did not move. Nearest-rank p50 and p99 of curl's per-transfer time; the same again
- * through a `-L` forward to the origin (ssh's `-L`, roamlink's `-L`), which leaves SOCKS and curl's
- * proxy code out of what the tunnel adds (`fwdP50ms`, `addedFwdP50ms`). A third reference, the node
+ * body on one kept-alive connection per tool after the downloads, through SOCKS and through `-L`,
+ * after `--warmup` requests per tool and way that do not count (default 15 000, the same for every
+ * tool; every warm-up before any counted series): right after a bulk download every tool's first
+ * series is slower for a while, ssh's too, and V8 optimises a function fully only after
+ * thousands of calls (`--invocation-count-for-turbofan`, 3000), which a function called once per
+ * request reaches only then. A long-lived tunnel is in that state. Node processes take ~10 000
+ * requests to get there, the node pipe too (its p50 ~0.44 ms over its first 2000, 0.14-0.17 from
+ * 8000 on); with 5000 per series the first counted one still came out ~0.1 ms slower than the
+ * second for roamlink, while ssh's figures did not move. Nearest-rank p50 and p99 of curl's
+ * per-transfer time; the same again through a `-L` forward to the origin (ssh's `-L`, roamlink's
+ * `-L`), which leaves SOCKS and curl's proxy code out of what the tunnel adds (`fwdP50ms`,
+ * `addedFwdP50ms`). A third reference, the node
  * pipe (tunnel-node-pipe.ts): two Node processes in the client's and relay's places that only pipe
  * the bytes, the most a Node client and relay could do on this machine (`nodePipeMBps`,
- * `vsNodePipe`). Direct, ssh and the node pipe are repeated in every row. What a tool adds to a
- * small request (`addedP50ms`, `addedFwdP50ms`, `sshAddedP50ms`, `nodePipeAddedP50ms`, ...) is
- * taken against a direct series run right after that tool's counted series (the row's
- * `directP50ms`): the machine's own latency drifts more over a run than the target's margin. A
- * roamlink row or ssh that fails records its error in the row and the run goes on; only a failing
- * direct measurement aborts the benchmark.
+ * `vsNodePipe`). Direct, ssh and the node pipe are repeated in every row. The counted requests
+ * take turns (interleavedLatency): in each row's series, one request through the row, one through
+ * `ssh -D`, one through the node pipe and one direct, then again with the order rotated, each on
+ * its own kept-alive connection (and the same through the `-L` forwards). What a tool adds
+ * (`addedP50ms`, `addedFwdP50ms`, `sshAddedP50ms`, `nodePipeAddedP50ms`, ...) is its p50 less
+ * direct's p50 in the same series (the row's `directP50ms`, `directFwdP50ms`), and the row's
+ * ssh and node pipe columns are theirs in its series: the machine's own latency drifts within
+ * seconds (a direct p50 of 0.2 ms in one series and 0.5 ms in the next, a tunnel's own work
+ * slowing with it), more than the target's margin. A roamlink row or ssh that fails records its
+ * error in the row and the run goes on (a row's series that fails is tried with the row alone,
+ * then with each reference alone, to tell whose failure it was); only a failing direct
+ * measurement aborts the benchmark.
  */
 
 import { treeCpuSeconds } from './proc-cpu.ts';
 import type { Row } from './table.ts';
 import { flag, median, printRows } from './table.ts';
-import { download, latency } from './tunnel-curl.ts';
+import { download, interleavedLatency, type Latency, latency, type Way } from './tunnel-curl.ts';
 import { startNodePipe } from './tunnel-node-pipe.ts';
 import { type Origin, SMALL_BODY_BYTES, startOrigin } from './tunnel-origin.ts';
 import { startRoamlinkTunnel } from './tunnel-roamlink.ts';
@@ -78,11 +85,15 @@ export interface Measured {
   /** CPU seconds the tunnel's own processes spent on the counted download (null: unknown). */
   cpuSeconds: number | null;
   /**
-   * Through a tunnel: the same small requests direct, right after its counted series, so that
-   * what the tunnel adds is taken against the machine of that moment (null for direct itself).
+   * Through a tunnel: the small requests sent direct that took turns with its series (null for
+   * direct itself), so that what the tunnel adds is taken against the machine of the same seconds.
+   * For ssh and the node pipe, which take part in every row's series, each figure here is the
+   * median over those series.
    */
   nearDirectP50ms: number | null;
   nearDirectP99ms: number | null;
+  /** The same for the series through `-L`. */
+  nearDirectFwdP50ms: number | null;
 }
 
 export interface TunnelRow {
@@ -99,11 +110,17 @@ export interface TunnelRow {
   p50ms: number | null;
   p99ms: number | null;
   /**
-   * Direct small requests measured right after this row's counted series (the run's first direct
-   * series when the row has none): the baseline of addedP50ms and addedFwdP50ms.
+   * The direct small requests that took turns with this row's series through SOCKS (the run's
+   * own direct series when the row has none): the baseline of addedP50ms.
    */
   directP50ms: number;
   directP99ms: number;
+  /** The same beside the row's series through `-L`: the baseline of addedFwdP50ms. */
+  directFwdP50ms: number | null;
+  /**
+   * ssh's p50/p99 in this row's series (it takes turns with the row and direct), or its medians
+   * over the run when the row has no series.
+   */
   sshP50ms: number | null;
   sshP99ms: number | null;
   /** p50ms - directP50ms: what the tunnel adds to a small request. */
@@ -111,9 +128,9 @@ export interface TunnelRow {
   /** p50 of the small requests through the tunnel's `-L` forward, and ssh's `-L`. */
   fwdP50ms: number | null;
   sshFwdP50ms: number | null;
-  /** fwdP50ms - directP50ms: what the tunnel itself adds, without SOCKS. */
+  /** fwdP50ms - directFwdP50ms: what the tunnel itself adds, without SOCKS. */
   addedFwdP50ms: number | null;
-  /** What ssh adds through SOCKS and through `-L`, each against the direct series right after ssh's. */
+  /** What ssh adds through SOCKS and through `-L`, against the same direct requests as the row's. */
   sshAddedP50ms: number | null;
   sshAddedFwdP50ms: number | null;
   /** CPU seconds per GiB downloaded, of the tunnel's processes (client and relay; ssh and sshd). */
@@ -127,9 +144,10 @@ export interface TunnelRow {
   nodePipeMBps: number | null;
   /** The median over the rounds of MBps / the MBps of the node pipe's download next to this row's. */
   vsNodePipe: number | null;
+  /** The node pipe's figures in this row's series, as ssh's. */
   nodePipeP50ms: number | null;
   nodePipeFwdP50ms: number | null;
-  /** What the node pipe adds through SOCKS and through `-L`, against the direct series after its own. */
+  /** What the node pipe adds through SOCKS and through `-L`, against the same direct requests. */
   nodePipeAddedP50ms: number | null;
   nodePipeAddedFwdP50ms: number | null;
   nodePipeCpuPerGiB: number | null;
@@ -234,7 +252,21 @@ interface Contender {
    * before or after its own.
    */
   refs: Map<number, Map<Contender, Speed>>;
+  /**
+   * The small-request series it took part in: a roamlink row's own (with its references and
+   * direct), and for ssh and the node pipe one per row.
+   */
+  latRuns: LatencyRun[];
   measured: Measured | null;
+}
+
+/**
+ * One turn-taking series of small requests (interleavedLatency): a roamlink row, its references
+ * and direct, through SOCKS and again through `-L` (direct is keyed by its own contender).
+ */
+interface LatencyRun {
+  socks: Map<Contender, Latency>;
+  fwd: Map<Contender, Latency>;
 }
 
 async function downloadOnce(
@@ -280,60 +312,100 @@ async function downloadOnce(
   return speed;
 }
 
-interface Series {
-  p50ms: number;
-  p99ms: number;
-  fwdP50ms: number | null;
-  fwdP99ms: number | null;
-  nearDirectP50ms: number | null;
-  nearDirectP99ms: number | null;
-}
-
-async function latencySeries(origin: Origin, c: Contender, o: TunnelBenchOptions): Promise<Series> {
-  const label = c.label;
-  const socksPort = c.tunnel?.socksPort ?? null;
-  const forwardPort = c.tunnel?.forwardPort;
-  const latencyTimeout = 60_000 + o.requests * 100;
-  // Warm-up series first, not counted: right after a bulk download every tool's first series is
-  // slower for a while (ssh's too), and a fresh process's code is not optimised yet. Both warm-ups
-  // (SOCKS, then -L) run before both counted series, so that each counted series finds the tunnel
-  // about as warm: run one after the other, the first series counted ~0.15 ms more than the
-  // second, and interleaved they matched.
+/**
+ * Warm-up requests through `c`, not counted, through SOCKS and then through `-L`: right after a
+ * bulk download every tool's first series is slower for a while (ssh's too), and a fresh
+ * process's code is not optimised yet. Every tool warms up before any series counts.
+ */
+async function warmLatency(origin: Origin, c: Contender, o: TunnelBenchOptions): Promise<void> {
   const warmup = o.warmup ?? o.requests;
   const warm = async (port: number, proxy: number | null, what: string): Promise<void> => {
-    o.status?.(`  ${label}: ${warmup} small requests${what} to warm up...`);
-    await latency(port, warmup, SMALL_BODY_BYTES, proxy, 60_000 + warmup * 100);
-    o.status?.('');
+    o.status?.(`  ${c.label}: ${warmup} small requests${what} to warm up...`);
+    try {
+      await latency(port, warmup, SMALL_BODY_BYTES, proxy, 60_000 + warmup * 100);
+    } finally {
+      o.status?.('');
+    }
   };
-  const series = async (port: number, proxy: number | null, what: string) => {
-    o.status?.(`  ${label}: ${o.requests} small requests${what}...`);
-    const l = await latency(port, o.requests, SMALL_BODY_BYTES, proxy, latencyTimeout);
-    o.status?.('');
-    o.log?.(
-      `  ${label}: ${o.requests} small requests${what}, p50 ${l.p50ms.toFixed(3)} ms, p99 ${l.p99ms.toFixed(3)} ms`,
-    );
-    return l;
-  };
-  await warm(origin.port, socksPort, '');
+  await warm(origin.port, c.tunnel!.socksPort, '');
   // The forward leads to the origin: curl talks to it as to the origin itself.
-  if (forwardPort !== undefined) await warm(forwardPort, null, ' through -L');
-  const l = await series(origin.port, socksPort, '');
-  const fwd = forwardPort === undefined ? null : await series(forwardPort, null, ' through -L');
-  // The machine's own latency drifts over a run (a direct p50 anywhere from 0.04 to 0.17 ms on a
-  // shared 2-core machine, run to run): the baseline of what this tunnel adds is taken now.
-  const near = socksPort === null ? null : await series(origin.port, null, ' direct, just after');
-  return {
-    p50ms: l.p50ms,
-    p99ms: l.p99ms,
-    fwdP50ms: fwd?.p50ms ?? null,
-    fwdP99ms: fwd?.p99ms ?? null,
-    nearDirectP50ms: near?.p50ms ?? null,
-    nearDirectP99ms: near?.p99ms ?? null,
+  const fwd = c.tunnel!.forwardPort;
+  if (fwd !== undefined) await warm(fwd, null, ' through -L');
+}
+
+/**
+ * `o.requests` small requests through each of `tools` and direct, taking turns request by
+ * request (interleavedLatency), through SOCKS; then the same through the `-L` forwards of those
+ * that have one. What a tool adds is its p50 less direct's p50 of the same series.
+ */
+async function latencyRun(
+  origin: Origin,
+  tools: Contender[],
+  direct: Contender,
+  o: TunnelBenchOptions,
+): Promise<LatencyRun> {
+  const take = async (
+    ts: Contender[],
+    way: (t: Contender) => Way,
+    what: string,
+  ): Promise<Map<Contender, Latency>> => {
+    const all = [...ts, direct];
+    o.status?.(
+      `  ${o.requests} small requests${what} on each of ${all.map((t) => t.label).join(', ')}, taking turns...`,
+    );
+    let ls: Latency[];
+    try {
+      ls = await interleavedLatency(
+        [
+          ...ts.map((t) => ({ ...way(t), name: t.label })),
+          { port: origin.port, socksPort: null, name: 'direct' },
+        ],
+        o.requests,
+        SMALL_BODY_BYTES,
+        60_000 + o.requests * all.length * 100,
+      );
+    } finally {
+      o.status?.('');
+    }
+    const m = new Map<Contender, Latency>();
+    all.forEach((t, i) => {
+      const l = ls[i]!;
+      m.set(t, l);
+      // Direct's requests go to the origin itself, beside the series through -L.
+      const how = t === direct && what ? ` beside those${what}` : what;
+      o.log?.(
+        `  ${t.label}: ${o.requests} small requests${how}, p50 ${l.p50ms.toFixed(3)} ms, p99 ${l.p99ms.toFixed(3)} ms`,
+      );
+    });
+    return m;
   };
+  const socks = await take(
+    tools,
+    (t) => ({ port: origin.port, socksPort: t.tunnel!.socksPort }),
+    '',
+  );
+  const withFwd = tools.filter((t) => t.tunnel!.forwardPort !== undefined);
+  const fwd =
+    withFwd.length === 0
+      ? new Map<Contender, Latency>()
+      : await take(
+          withFwd,
+          (t) => ({ port: t.tunnel!.forwardPort!, socksPort: null }),
+          ' through -L',
+        );
+  return { socks, fwd };
+}
+
+/** What `t` adds in `run`: its p50 less direct's in the same series (null if it took no part). */
+function addedIn(run: LatencyRun, t: Contender, direct: Contender, fwd: boolean): number | null {
+  const m = fwd ? run.fwd : run.socks;
+  const a = m.get(t);
+  const d = m.get(direct);
+  return a && d ? a.p50ms - d.p50ms : null;
 }
 
 function contender(label: string, error: string | null = null): Contender {
-  return { label, tunnel: null, error, speeds: [], refs: new Map(), measured: null };
+  return { label, tunnel: null, error, speeds: [], refs: new Map(), latRuns: [], measured: null };
 }
 
 /** Records why `c` has no (more) figures. */
@@ -458,39 +530,99 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
       if (rows.length === 0) for (const r of [ssh, nodePipe]) await attempt(r, round);
     }
 
-    o.log?.(`small requests: ${o.requests} per series after ${o.warmup ?? o.requests} not counted`);
+    o.log?.(
+      `small requests: ${o.requests} per series after ${o.warmup ?? o.requests} not counted; each roamlink row takes turns, request by request, with ssh -D, the node pipe and direct`,
+    );
     for (const c of all) {
-      if (c.error !== null) continue;
+      if (c === direct || c.error !== null) continue;
       try {
-        const l = await latencySeries(origin, c, o);
-        // Medians over every download it made (ssh and the pipe make one per row per round).
-        const speeds = c.speeds;
-        c.measured = {
-          bytes: o.size,
-          seconds: median(speeds.map((s) => s.seconds)),
-          MBps: median(speeds.map((s) => s.MBps)),
-          requests: o.requests,
-          ...l,
-          cpuSeconds: speeds.every((s) => s.cpu !== null)
-            ? median(speeds.map((s) => s.cpu as number))
-            : null,
-        };
+        await warmLatency(origin, c, o);
       } catch (e) {
-        if (c === direct) throw e;
         fail(c, e, o);
       }
+    }
+    // Direct alone, once: the baseline of a row that has no series of its own. Direct failing
+    // means the machine cannot measure anything.
+    const directAlone = await latency(
+      origin.port,
+      o.requests,
+      SMALL_BODY_BYTES,
+      null,
+      60_000 + o.requests * 100,
+    );
+    o.log?.(
+      `  direct: ${o.requests} small requests, p50 ${directAlone.p50ms.toFixed(3)} ms, p99 ${directAlone.p99ms.toFixed(3)} ms`,
+    );
+    const refsUp = (): Contender[] => [ssh, nodePipe].filter((r) => r.error === null);
+    /** A series of `tools` (and direct); false with `c` failed if it cannot be measured. */
+    const runFor = async (c: Contender, tools: Contender[]): Promise<boolean> => {
+      try {
+        const run = await latencyRun(origin, tools, direct, o);
+        for (const t of tools) t.latRuns.push(run);
+        return true;
+      } catch (e) {
+        fail(c, e, o);
+        return false;
+      }
+    };
+    for (const c of encs) {
+      if (c.error !== null) continue;
+      const refs = refsUp();
+      o.log?.(`  ${c.label}'s series: ${[c, ...refs, direct].map((t) => t.label).join(', ')}`);
+      try {
+        const run = await latencyRun(origin, [c, ...refs], direct, o);
+        for (const t of [c, ...refs]) t.latRuns.push(run);
+      } catch (e) {
+        // Whose failure: the row's alone tells. If the row passes alone, each reference is tried.
+        o.log?.(`  ${c.label}'s series failed (${message(e)}); the row alone, then each reference`);
+        if (!(await runFor(c, [c]))) continue;
+        for (const r of refs) await runFor(r, [r]);
+      }
+    }
+    // No roamlink row was measured: the references still get a series each.
+    if (!encs.some((c) => c.latRuns.length > 0)) for (const r of refsUp()) await runFor(r, [r]);
+
+    for (const c of all) {
+      if (c.error !== null) continue;
+      if (c !== direct && c.latRuns.length === 0) {
+        fail(c, new Error('no small requests measured'), o);
+        continue;
+      }
+      // Medians over every series it took part in (ssh and the pipe, one per row), and over
+      // every download it made (ssh and the pipe make one per row per round).
+      const runs = c.latRuns;
+      const med = (get: (r: LatencyRun) => number | undefined): number | null => {
+        const xs = runs.map(get).filter((x): x is number => x !== undefined);
+        return xs.length > 0 ? median(xs) : null;
+      };
+      const speeds = c.speeds;
+      c.measured = {
+        bytes: o.size,
+        seconds: median(speeds.map((s) => s.seconds)),
+        MBps: median(speeds.map((s) => s.MBps)),
+        requests: o.requests,
+        p50ms: c === direct ? directAlone.p50ms : med((r) => r.socks.get(c)?.p50ms)!,
+        p99ms: c === direct ? directAlone.p99ms : med((r) => r.socks.get(c)?.p99ms)!,
+        fwdP50ms: med((r) => r.fwd.get(c)?.p50ms),
+        fwdP99ms: med((r) => r.fwd.get(c)?.p99ms),
+        nearDirectP50ms: c === direct ? null : med((r) => r.socks.get(direct)?.p50ms),
+        nearDirectP99ms: c === direct ? null : med((r) => r.socks.get(direct)?.p99ms),
+        nearDirectFwdP50ms: med((r) => (r.fwd.has(c) ? r.fwd.get(direct)?.p50ms : undefined)),
+        cpuSeconds: speeds.every((s) => s.cpu !== null)
+          ? median(speeds.map((s) => s.cpu as number))
+          : null,
+      };
     }
 
     const d = direct.measured!;
     const s = ssh.measured;
     const np = nodePipe.measured;
-    /** The direct p50 taken right after `t`'s counted series (or the run's first). */
-    const baseOf = (t: Measured | null): number => t?.nearDirectP50ms ?? d.p50ms;
-    /** `ms` (a p50 of tool `t`) less that tool's direct baseline. */
-    const added = (ms: number | null | undefined, t: Measured | null): number | null =>
-      ms == null || !t ? null : ms - baseOf(t);
+    /** The difference of two p50s, when both were measured. */
+    const less = (a: number | null | undefined, b: number | null | undefined): number | null =>
+      a == null || b == null ? null : a - b;
+    // CPU comes in 10 ms ticks: three decimals say all there is (and keep float noise out of JSON).
     const perGiB = (t: Measured | null): number | null =>
-      t?.cpuSeconds != null ? (t.cpuSeconds * 2 ** 30) / o.size : null;
+      t?.cpuSeconds != null ? Math.round((t.cpuSeconds * 2 ** 30 * 1000) / o.size) / 1000 : null;
     /** `c`'s per-round ratios to `ref`, when both were measured. */
     const ratios = (c: Contender, ref: Contender): number[] =>
       c.measured && ref.measured ? roundRatios(c, ref) : [];
@@ -501,6 +633,26 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
       const info = c.tunnel?.info ?? null;
       const vsSshRounds = ratios(c, ssh);
       const vsNodePipeRounds = ratios(c, nodePipe);
+      // The row's own series of small requests, in which its references and direct took turns.
+      const run = m ? c.latRuns[0] : undefined;
+      const inRun = (t: Contender, fwd: boolean): Latency | undefined =>
+        run && (fwd ? run.fwd : run.socks).get(t);
+      /** A reference's figures in this row's series, or its medians when it took no part. */
+      const ref = (t: Contender) => {
+        const tm = t.measured;
+        if (!tm) return { p50: null, p99: null, fwd: null, added: null, addedFwd: null };
+        const a = inRun(t, false);
+        const f = inRun(t, true);
+        return {
+          p50: a?.p50ms ?? tm.p50ms,
+          p99: a?.p99ms ?? tm.p99ms,
+          fwd: f?.p50ms ?? tm.fwdP50ms,
+          added: a ? addedIn(run!, t, direct, false) : less(tm.p50ms, tm.nearDirectP50ms),
+          addedFwd: f ? addedIn(run!, t, direct, true) : less(tm.fwdP50ms, tm.nearDirectFwdP50ms),
+        };
+      };
+      const sr = ref(ssh);
+      const pr = ref(nodePipe);
       return {
         encapsulation: enc,
         suite: typeof info?.suite === 'string' ? info.suite : null,
@@ -511,24 +663,25 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
         vsDirect: medianOf(ratios(c, direct)),
         p50ms: m?.p50ms ?? null,
         p99ms: m?.p99ms ?? null,
-        directP50ms: baseOf(m),
-        directP99ms: m?.nearDirectP99ms ?? d.p99ms,
-        sshP50ms: s?.p50ms ?? null,
-        sshP99ms: s?.p99ms ?? null,
-        addedP50ms: added(m?.p50ms, m),
+        directP50ms: inRun(direct, false)?.p50ms ?? d.p50ms,
+        directP99ms: inRun(direct, false)?.p99ms ?? d.p99ms,
+        directFwdP50ms: inRun(direct, true)?.p50ms ?? null,
+        sshP50ms: sr.p50,
+        sshP99ms: sr.p99,
+        addedP50ms: run ? addedIn(run, c, direct, false) : null,
         fwdP50ms: m?.fwdP50ms ?? null,
-        sshFwdP50ms: s?.fwdP50ms ?? null,
-        addedFwdP50ms: added(m?.fwdP50ms, m),
-        sshAddedP50ms: added(s?.p50ms, s),
-        sshAddedFwdP50ms: added(s?.fwdP50ms, s),
+        sshFwdP50ms: sr.fwd,
+        addedFwdP50ms: run ? addedIn(run, c, direct, true) : null,
+        sshAddedP50ms: sr.added,
+        sshAddedFwdP50ms: sr.addedFwd,
         cpuPerGiB: perGiB(m),
         sshCpuPerGiB: perGiB(s),
         nodePipeMBps: np?.MBps ?? null,
         vsNodePipe: medianOf(vsNodePipeRounds),
-        nodePipeP50ms: np?.p50ms ?? null,
-        nodePipeFwdP50ms: np?.fwdP50ms ?? null,
-        nodePipeAddedP50ms: added(np?.p50ms, np),
-        nodePipeAddedFwdP50ms: added(np?.fwdP50ms, np),
+        nodePipeP50ms: pr.p50,
+        nodePipeFwdP50ms: pr.fwd,
+        nodePipeAddedP50ms: pr.added,
+        nodePipeAddedFwdP50ms: pr.addedFwd,
         nodePipeCpuPerGiB: perGiB(np),
         pps: m && enc === 'udp-1400' ? Math.round((m.MBps * 1e6) / STREAM_BYTES_PER_1400) : null,
         vsSshRounds,

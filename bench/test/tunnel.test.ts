@@ -7,13 +7,14 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Measured } from '../src/tunnel.ts';
 import { parseOnly, parseSize, runTunnelBench, unknownArg } from '../src/tunnel.ts';
-import { download, percentile } from '../src/tunnel-curl.ts';
-import { startOrigin } from '../src/tunnel-origin.ts';
+import { download, interleavedLatency, percentile } from '../src/tunnel-curl.ts';
+import { SMALL_BODY_BYTES, startOrigin } from '../src/tunnel-origin.ts';
 import { startRoamlinkTunnel } from '../src/tunnel-roamlink.ts';
 import { SSHD } from '../src/tunnel-ssh.ts';
 
@@ -38,10 +39,18 @@ function readExactly(sock: Socket, n: number): Promise<Buffer> {
   });
 }
 
-/** A SOCKS5 server (no authentication, CONNECT only) that forwards to 127.0.0.1 targets. */
-async function startSocks5(): Promise<{ port: number; close(): Promise<void> }> {
+/**
+ * A SOCKS5 server (no authentication, CONNECT only) that forwards to 127.0.0.1 targets; after
+ * `limit` connections it drops every new one.
+ */
+async function startSocks5(limit = Infinity): Promise<{ port: number; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
+  let served = 0;
   const server = createServer(async (client) => {
+    if (++served > limit) {
+      client.destroy();
+      return;
+    }
     sockets.add(client);
     client.on('error', () => {});
     client.on('close', () => sockets.delete(client));
@@ -122,18 +131,70 @@ test('sizes, --only and the percentile', () => {
   assert.equal(percentile([7], 99), 7);
 });
 
+test('interleavedLatency: ways take turns, the order rotated each cycle, one connection per way', async () => {
+  // An origin that records, per request, which connection it came on.
+  const seen: number[] = [];
+  const conns = new Map<Socket, number>();
+  const origin = createHttpServer((req, res) => {
+    const s = req.socket;
+    if (!conns.has(s)) conns.set(s, conns.size);
+    seen.push(conns.get(s)!);
+    assert.equal(req.url, '/small');
+    res.end('x'.repeat(SMALL_BODY_BYTES));
+  });
+  await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+  const port = (origin.address() as AddressInfo).port;
+  const a = await startSocks5();
+  const b = await startSocks5();
+  try {
+    const requests = 5;
+    const ls = await interleavedLatency(
+      [
+        { port, socksPort: a.port },
+        { port, socksPort: null },
+        { port, socksPort: b.port },
+      ],
+      requests,
+      SMALL_BODY_BYTES,
+      30_000,
+    );
+    assert.equal(ls.length, 3);
+    for (const l of ls) {
+      assert.equal(l.requests, requests);
+      assert.equal(l.connects, 1);
+      assert.ok(l.p50ms > 0 && l.p50ms <= l.p99ms);
+    }
+    // Three connections at the origin, one per way, in the order of the first cycle; then each
+    // cycle starts one way later: 0 1 2, 1 2 0, 2 0 1, ...
+    assert.equal(conns.size, 3);
+    assert.equal(seen.length, 3 * (requests + 1));
+    const want: number[] = [];
+    for (let cycle = 0; cycle <= requests; cycle++)
+      for (let k = 0; k < 3; k++) want.push((cycle + k) % 3);
+    assert.deepEqual(seen, want);
+  } finally {
+    await a.close();
+    await b.close();
+    origin.closeAllConnections();
+    await new Promise((r) => origin.close(r));
+  }
+});
+
 test('direct, ssh -D and a stand-in tunnel at 8 MiB, 50 requests', async (t) => {
   const socks = await startSocks5();
+  // The ws stand-in carries its two downloads and its warm-up requests, then no more
+  // connections: its turn-taking series fails, and so does its series alone.
+  const breaking = await startSocks5(3);
   let stopped = 0;
   try {
     const { direct, ssh, nodePipe, rows } = await runTunnelBench({
       size: SIZE,
       requests: REQUESTS,
-      encapsulations: ['tcp', 'udp'],
+      encapsulations: ['tcp', 'udp', 'ws'],
       start: async (enc) => {
         if (enc === 'udp') throw new Error('stand-in refuses udp');
         return {
-          socksPort: socks.port,
+          socksPort: enc === 'ws' ? breaking.port : socks.port,
           stop: async () => {
             stopped++;
           },
@@ -162,8 +223,8 @@ test('direct, ssh -D and a stand-in tunnel at 8 MiB, 50 requests', async (t) => 
     assert.ok(nodePipe.measured!.fwdP50ms! > 0);
     assert.ok(nodePipe.measured!.fwdP50ms! <= nodePipe.measured!.fwdP99ms!);
 
-    assert.equal(rows.length, 2);
-    const [tcp, udp] = rows;
+    assert.equal(rows.length, 3);
+    const [tcp, udp, ws] = rows;
     assert.equal(tcp!.encapsulation, 'tcp');
     assert.equal(tcp!.error, null);
     assert.ok(tcp!.MBps! > 0);
@@ -171,41 +232,67 @@ test('direct, ssh -D and a stand-in tunnel at 8 MiB, 50 requests', async (t) => 
     assert.equal(tcp!.directMBps, direct.MBps);
     assert.equal(tcp!.sshMBps, ssh.measured?.MBps ?? null);
     assert.equal(tcp!.vsDirect, tcp!.MBps! / direct.MBps);
-    if (ssh.measured) assert.equal(tcp!.vsSsh, tcp!.MBps! / ssh.measured.MBps);
+    // One round: each ratio is to the reference's download next to the row's (the 'rounds' test
+    // checks which); ssh's and the pipe's MB/s are medians over their downloads beside both rows.
+    if (ssh.measured) {
+      assert.equal(tcp!.vsSshRounds.length, 1);
+      assert.equal(tcp!.vsSsh, tcp!.vsSshRounds[0]);
+    }
     assert.equal(tcp!.nodePipeMBps, nodePipe.measured!.MBps);
-    assert.equal(tcp!.vsNodePipe, tcp!.MBps! / nodePipe.measured!.MBps);
+    assert.equal(tcp!.vsNodePipeRounds.length, 1);
+    assert.equal(tcp!.vsNodePipe, tcp!.vsNodePipeRounds[0]);
     assert.equal(tcp!.nodePipeP50ms, nodePipe.measured!.p50ms);
     assert.equal(tcp!.nodePipeFwdP50ms, nodePipe.measured!.fwdP50ms);
     assert.equal(tcp!.nodePipeError, null);
-    // What the tunnel adds is taken against a direct series run right after its own.
+    // What the tunnel adds is taken against the direct requests that took turns with its own.
     assert.ok(tcp!.directP50ms > 0 && tcp!.directP50ms <= tcp!.directP99ms);
     assert.equal(tcp!.addedP50ms, tcp!.p50ms! - tcp!.directP50ms);
     assert.equal(direct.nearDirectP50ms, null, 'direct has no baseline of its own');
-    for (const [m, a, f] of [
-      [ssh.measured, tcp!.sshAddedP50ms, tcp!.sshAddedFwdP50ms],
-      [nodePipe.measured, tcp!.nodePipeAddedP50ms, tcp!.nodePipeAddedFwdP50ms],
+    // The references took turns in the tcp row's series (the only row measured), against the
+    // same direct requests as the row through SOCKS; through -L, against the direct requests of
+    // that series (the stand-in has no forward, so the -L series was ssh's, the pipe's and direct).
+    for (const [m, p, a, f] of [
+      [ssh.measured, tcp!.sshP50ms, tcp!.sshAddedP50ms, tcp!.sshAddedFwdP50ms],
+      [nodePipe.measured, tcp!.nodePipeP50ms, tcp!.nodePipeAddedP50ms, tcp!.nodePipeAddedFwdP50ms],
     ] as const) {
       if (!m) continue;
-      assert.ok(m.nearDirectP50ms! > 0);
-      assert.equal(a, m.p50ms - m.nearDirectP50ms!);
-      assert.equal(f, m.fwdP50ms! - m.nearDirectP50ms!);
+      assert.equal(m.nearDirectP50ms, tcp!.directP50ms);
+      assert.equal(p, m.p50ms);
+      assert.equal(a, m.p50ms - tcp!.directP50ms);
+      assert.ok(m.nearDirectFwdP50ms! > 0);
+      assert.equal(f, m.fwdP50ms! - m.nearDirectFwdP50ms!);
     }
+    assert.equal(tcp!.directFwdP50ms, nodePipe.measured!.nearDirectFwdP50ms);
+    // The ws row's series failed, alone too: the failure is the row's, not its references'.
+    assert.match(String(ws!.error), /^roamlink ws: a small request got no answer$/);
+    assert.equal(ws!.p50ms, null);
+    assert.equal(ws!.nodePipeError, null);
+    assert.equal(nodePipe.error, null);
     // The stand-in has no -L forward: those columns are null, ssh's are filled.
     assert.equal(tcp!.fwdP50ms, null);
     assert.equal(tcp!.addedFwdP50ms, null);
     assert.equal(tcp!.sshFwdP50ms, ssh.measured?.fwdP50ms ?? null);
     assert.equal(tcp!.bytes, SIZE);
     assert.deepEqual(tcp!.info, { standIn: true });
-    assert.equal(stopped, 1, 'the stand-in tunnel was stopped');
+    assert.equal(stopped, 2, 'both stand-in tunnels were stopped');
 
     assert.equal(udp!.encapsulation, 'udp');
     assert.match(String(udp!.error), /cannot start: stand-in refuses udp/);
     assert.equal(udp!.MBps, null);
     assert.equal(udp!.p50ms, null);
     assert.equal(udp!.directMBps, direct.MBps);
+    // No series of its own: the run's direct series, and the references' medians.
     assert.equal(udp!.directP50ms, direct.p50ms);
+    assert.equal(udp!.directFwdP50ms, null);
+    assert.equal(udp!.addedP50ms, null);
+    assert.equal(udp!.nodePipeP50ms, nodePipe.measured!.p50ms);
+    assert.equal(
+      udp!.nodePipeAddedP50ms,
+      nodePipe.measured!.p50ms - nodePipe.measured!.nearDirectP50ms!,
+    );
   } finally {
     await socks.close();
+    await breaking.close();
   }
 });
 
@@ -323,6 +410,7 @@ test('pnpm bench tunnel --json: rows with the documented fields, errors in the r
     'fwdP50ms',
     'sshFwdP50ms',
     'addedFwdP50ms',
+    'directFwdP50ms',
     'cpuPerGiB',
     'sshCpuPerGiB',
     'nodePipeMBps',
@@ -355,7 +443,7 @@ test('pnpm bench tunnel --json: rows with the documented fields, errors in the r
     assert.ok((row.p50ms as number) <= (row.p99ms as number));
     assert.ok((row.fwdP50ms as number) > 0, 'the roamlink -L forward was measured');
     assert.ok((row.cpuPerGiB as number) >= 0, "the tunnel processes' CPU was measured");
-    assert.equal(row.addedFwdP50ms, (row.fwdP50ms as number) - (row.directP50ms as number));
+    assert.equal(row.addedFwdP50ms, (row.fwdP50ms as number) - (row.directFwdP50ms as number));
     const rounds = row.vsNodePipeRounds as number[];
     assert.equal(rounds.length, 3);
     assert.equal(row.vsNodePipe, [...rounds].sort((a, b) => a - b)[1]);
