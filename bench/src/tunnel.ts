@@ -396,14 +396,6 @@ async function latencyRun(
   return { socks, fwd };
 }
 
-/** What `t` adds in `run`: its p50 less direct's in the same series (null if it took no part). */
-function addedIn(run: LatencyRun, t: Contender, direct: Contender, fwd: boolean): number | null {
-  const m = fwd ? run.fwd : run.socks;
-  const a = m.get(t);
-  const d = m.get(direct);
-  return a && d ? a.p50ms - d.p50ms : null;
-}
-
 function contender(label: string, error: string | null = null): Contender {
   return { label, tunnel: null, error, speeds: [], refs: new Map(), latRuns: [], measured: null };
 }
@@ -554,11 +546,15 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
       `  direct: ${o.requests} small requests, p50 ${directAlone.p50ms.toFixed(3)} ms, p99 ${directAlone.p99ms.toFixed(3)} ms`,
     );
     const refsUp = (): Contender[] => [ssh, nodePipe].filter((r) => r.error === null);
-    /** A series of `tools` (and direct); false with `c` failed if it cannot be measured. */
+    /** One series of `tools` (and direct), recorded with each of them; throws if it fails. */
+    const measure = async (tools: Contender[]): Promise<void> => {
+      const run = await latencyRun(origin, tools, direct, o);
+      for (const t of tools) t.latRuns.push(run);
+    };
+    /** `measure`; false with `c` failed if the series cannot be measured. */
     const runFor = async (c: Contender, tools: Contender[]): Promise<boolean> => {
       try {
-        const run = await latencyRun(origin, tools, direct, o);
-        for (const t of tools) t.latRuns.push(run);
+        await measure(tools);
         return true;
       } catch (e) {
         fail(c, e, o);
@@ -570,8 +566,7 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
       const refs = refsUp();
       o.log?.(`  ${c.label}'s series: ${[c, ...refs, direct].map((t) => t.label).join(', ')}`);
       try {
-        const run = await latencyRun(origin, [c, ...refs], direct, o);
-        for (const t of [c, ...refs]) t.latRuns.push(run);
+        await measure([c, ...refs]);
       } catch (e) {
         // Whose failure: the row's alone tells. If the row passes alone, each reference is tried.
         o.log?.(`  ${c.label}'s series failed (${message(e)}); the row alone, then each reference`);
@@ -637,6 +632,9 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
       const run = m ? c.latRuns[0] : undefined;
       const inRun = (t: Contender, fwd: boolean): Latency | undefined =>
         run && (fwd ? run.fwd : run.socks).get(t);
+      /** What `t` adds in this row's series: its p50 less direct's (null if it took no part). */
+      const addedInRun = (t: Contender, fwd: boolean): number | null =>
+        less(inRun(t, fwd)?.p50ms, inRun(direct, fwd)?.p50ms);
       /** A reference's figures in this row's series, or its medians when it took no part. */
       const ref = (t: Contender) => {
         const tm = t.measured;
@@ -647,8 +645,8 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
           p50: a?.p50ms ?? tm.p50ms,
           p99: a?.p99ms ?? tm.p99ms,
           fwd: f?.p50ms ?? tm.fwdP50ms,
-          added: a ? addedIn(run!, t, direct, false) : less(tm.p50ms, tm.nearDirectP50ms),
-          addedFwd: f ? addedIn(run!, t, direct, true) : less(tm.fwdP50ms, tm.nearDirectFwdP50ms),
+          added: a ? addedInRun(t, false) : less(tm.p50ms, tm.nearDirectP50ms),
+          addedFwd: f ? addedInRun(t, true) : less(tm.fwdP50ms, tm.nearDirectFwdP50ms),
         };
       };
       const sr = ref(ssh);
@@ -668,10 +666,10 @@ export async function runTunnelBench(o: TunnelBenchOptions): Promise<TunnelBench
         directFwdP50ms: inRun(direct, true)?.p50ms ?? null,
         sshP50ms: sr.p50,
         sshP99ms: sr.p99,
-        addedP50ms: run ? addedIn(run, c, direct, false) : null,
+        addedP50ms: addedInRun(c, false),
         fwdP50ms: m?.fwdP50ms ?? null,
         sshFwdP50ms: sr.fwd,
-        addedFwdP50ms: run ? addedIn(run, c, direct, true) : null,
+        addedFwdP50ms: addedInRun(c, true),
         sshAddedP50ms: sr.added,
         sshAddedFwdP50ms: sr.addedFwd,
         cpuPerGiB: perGiB(m),
