@@ -77,6 +77,12 @@ export function run(args: string[]): Proc {
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** "host:port" (as the processes log addresses) split; the port is after the last colon. */
+export const hostPort = (a: string): { host: string; port: number } => {
+  const i = a.lastIndexOf(':');
+  return { host: a.slice(0, i), port: Number(a.slice(i + 1)) };
+};
+
 /** A fresh directory for one test's keys. */
 export const tempDir = (): string => mkdtempSync(join(tmpdir(), 'roamlink-e2e-'));
 

@@ -22,6 +22,7 @@ import {
 import {
   clientStatus,
   connectArgs,
+  hostPort,
   keygen,
   type Line,
   moveToHttp,
@@ -74,11 +75,6 @@ async function stopPair(p: Pair | undefined): Promise<void> {
   await stop(p?.relay);
   await stop(p?.client);
 }
-
-const hostPort = (a: string): { host: string; port: number } => {
-  const i = a.lastIndexOf(':');
-  return { host: a.slice(0, i), port: Number(a.slice(i + 1)) };
-};
 
 /**
  * One round trip through a forward to the echo server: connects to `address` (host:port),
