@@ -34,6 +34,7 @@ import {
   ESP_TAIL_RESERVE,
   fromHex,
   keypairFromSecret,
+  MUX_SESSION_WINDOW,
   Mux,
   NextHeader,
   nobleProvider,
@@ -610,6 +611,9 @@ export class RoamlinkSession extends TypedEventTarget {
       now: Date.now(),
       // Every path here is a stream transport.
       maxPayload: STREAM_PATH_PAYLOAD,
+      // Streams whose readers stopped (a paused download) hold their windows, up to 8 MiB each:
+      // four session windows (64 MiB) before they hold back the rest (PROTOCOL §8.6).
+      sessionMemory: 4 * MUX_SESSION_WINDOW,
       ...(o.streamWindow ? { streamWindow: o.streamWindow } : {}),
       ...(o.outageMs ? { outageMs: o.outageMs } : {}),
     });

@@ -79,6 +79,8 @@ export const MUX_MAX_ACK_DELAY_MS = 25;
  * to the application, the bookkeeping) is paid per megabyte instead of per 60 KB.
  */
 export const MUX_MIN_PAYLOAD = 1200;
+/** The default per-session receive window (`sessionWindow`): 16 MiB. */
+export const MUX_SESSION_WINDOW = 16 * 1024 * 1024;
 export const MUX_MAX_PAYLOAD = 1 << 20;
 /**
  * A packet above STREAM_PATH_PAYLOAD carries at most this long of the path's delivery rate: about
@@ -122,6 +124,13 @@ export interface MuxOptions {
   maxStreamWindow?: number;
   /** Per-session receive window, default 16 MiB. */
   sessionWindow?: number;
+  /**
+   * What all streams together may hold received and not yet consumed, default `sessionWindow`.
+   * Above `sessionWindow`, the peer may send a session window beyond what has arrived (not only
+   * beyond what was consumed), so that streams whose readers stopped, each held by its own
+   * stream credit, do not hold back the others until they hold this much (PROTOCOL §8.6).
+   */
+  sessionMemory?: number;
   /**
    * Per-stream bytes (unacknowledged + unsent) that `write()` always accepts, default
    * `streamWindow`; more as the peer's credit grows, up to `maxStreamWindow` per stream and
@@ -364,6 +373,7 @@ export class Mux {
   readonly #streamWindow: number;
   readonly #maxStreamWindow: number;
   readonly #sessionWindow: number;
+  readonly #sessionMemory: number;
   readonly #sendBufferLimit: number;
   readonly #outageMs: number;
   readonly #maxStreams: number;
@@ -477,9 +487,15 @@ export class Mux {
     };
     this.#sessionWindow = num(
       o.sessionWindow,
-      16 * 1024 * 1024,
+      MUX_SESSION_WINDOW,
       MUX_INITIAL_SESSION_CREDIT,
       'sessionWindow',
+    );
+    this.#sessionMemory = num(
+      o.sessionMemory,
+      this.#sessionWindow,
+      this.#sessionWindow,
+      'sessionMemory',
     );
     this.#streamWindow = num(
       o.streamWindow,
@@ -1454,10 +1470,22 @@ export class Mux {
     this.#ctrlStreams.add(s);
   }
 
+  /**
+   * Session credit (MAX_DATA, PROTOCOL §8.6): a session window beyond what has arrived, as long
+   * as what sits unconsumed stays within `sessionMemory`; raised once it would grow by half a
+   * window. A stream whose reader stopped is held by its own credit, so the rest of the session
+   * goes on. With `sessionMemory` = `sessionWindow` (the default) this is a window beyond what
+   * was consumed: two stalled streams whose windows had grown to half the session window each
+   * stopped every other stream of the session.
+   */
   #maybeMaxData(): void {
     if (!this.#started) return;
-    if (this.#recvMaxData - this.#sessionConsumed > this.#sessionWindow / 2) return;
-    this.#recvMaxData = this.#sessionConsumed + this.#sessionWindow;
+    const target = Math.min(
+      this.#sessionReceived + this.#sessionWindow,
+      this.#sessionConsumed + this.#sessionMemory,
+    );
+    if (target - this.#recvMaxData < this.#sessionWindow / 2) return;
+    this.#recvMaxData = target;
     this.#maxDataPending = true;
   }
 

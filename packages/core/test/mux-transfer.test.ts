@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import type { MuxEvent } from '../src/index.ts';
 import {
   ErrorCode,
+  isRoamlinkError,
   MUX_MAX_PAYLOAD,
   Mux,
   STREAM_PATH_PAYLOAD,
@@ -424,6 +425,93 @@ test('slow reader across streams: the session window bounds the total', () => {
   let held = 0;
   for (const id of ids) held += p.relay.streamInfo(id)!.received;
   assert.equal(held, sessionWindow);
+});
+
+test('stalled readers with sessionMemory: each holds its own window, the others go on; all held stays within sessionMemory', () => {
+  const KiB = 1024;
+  const window = 512 * KiB;
+  const sessionWindow = 1024 * KiB;
+  const sessionMemory = 3 * 1024 * KiB;
+  const p = new Pair({
+    seed: 5,
+    link: { delayMs: 10 },
+    relay: { streamWindow: window, maxStreamWindow: window, sessionWindow, sessionMemory },
+  });
+  const data = new Uint8Array(256 * KiB);
+  const received = new Map<number, number>();
+  let live = -1;
+  let maxHeld = 0;
+  const held = (): number => {
+    let n = 0;
+    for (const [id, r] of received) if (id !== live) n += r;
+    return n;
+  };
+  p.onEvent = (side, e) => {
+    if (e.type === 'stream-open') p.relay.accept(e.id);
+    if (side === 'relay' && e.type === 'stream-data') {
+      received.set(e.id, (received.get(e.id) ?? 0) + e.data.length);
+      // Only one stream's reader keeps up; the others never consume.
+      if (e.id === live) p.relay.consumed(e.id, e.data.length);
+      maxHeld = Math.max(maxHeld, held());
+    }
+    if (side === 'client' && e.type === 'stream-writable') fill(e.id);
+  };
+  // Writes until write() takes less than offered: then a stream-writable event comes.
+  const fill = (id: number): void => {
+    while (p.client.write(id, data) === data.length);
+  };
+  const stalled: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    const id = p.client.openStream(T);
+    stalled.push(id);
+    fill(id);
+  }
+  p.runUntil(p.now + 5_000);
+  // Four windows held: twice the session window (with sessionMemory = sessionWindow, one).
+  for (const id of stalled) assert.equal(received.get(id), window, `stream ${id} holds its window`);
+
+  // A fifth stream whose reader keeps up gets 8 MiB through while the four stay stalled.
+  live = p.client.openStream(T);
+  let left = 8 * 1024 * KiB;
+  const push = (): void => {
+    while (left > 0) {
+      const n = p.client.write(live, data.subarray(0, Math.min(data.length, left)));
+      if (n === 0) break;
+      left -= n;
+    }
+  };
+  const before = p.onEvent;
+  p.onEvent = (side, e) => {
+    if (side === 'client' && e.type === 'stream-writable' && e.id === live) push();
+    else before(side, e);
+  };
+  push();
+  p.runUntil(p.now + 20_000);
+  assert.equal(received.get(live), 8 * 1024 * KiB, 'the live stream got everything');
+  assert.equal(maxHeld, 4 * window);
+
+  // Eight more stalled streams: what is held stops at sessionMemory (the memory bound).
+  for (let i = 0; i < 8; i++) {
+    const id = p.client.openStream(T);
+    stalled.push(id);
+    fill(id);
+  }
+  p.runUntil(p.now + 10_000);
+  let total = 0;
+  for (const id of stalled) total += received.get(id) ?? 0;
+  // Credit goes out in steps of half a session window: the last one may not have been worth it.
+  assert.ok(
+    total <= sessionMemory && total > sessionMemory - sessionWindow / 2,
+    `held: up to sessionMemory, no more (${total})`,
+  );
+  assert.ok(maxHeld <= sessionMemory);
+});
+
+test('sessionMemory below sessionWindow is refused', () => {
+  assert.throws(
+    () => new Pair({ relay: { sessionWindow: 2 * 1024 * 1024, sessionMemory: 1024 * 1024 } }),
+    (e: unknown) => isRoamlinkError(e, ErrorCode.INVALID_ARGUMENT),
+  );
 });
 
 test('stream limit: the client may have 256 streams open; more wait for MAX_STREAMS', () => {

@@ -41,16 +41,26 @@ export interface MuxHostOptions {
  */
 export const STREAM_WINDOW_MAX_NODE = 16 * 1024 * 1024;
 export const SESSION_WINDOW_NODE = 32 * 1024 * 1024;
+/**
+ * What a Node session's streams may hold received and not yet consumed (Mux `sessionMemory`):
+ * four session windows. Readers that stop (a paused download; an upload to a server that does
+ * not read) hold up to their stream windows, 16 MiB each once grown; with the session bound at
+ * one window, two of them stopped every other stream of the session, new ones included. Now six
+ * can stop before the others feel it.
+ */
+export const SESSION_MEMORY_NODE = 4 * SESSION_WINDOW_NODE;
 
 /** The Mux window options of the Node relay and client, with an optional initial stream window. */
 export function nodeMuxWindows(streamWindow?: number): {
   maxStreamWindow: number;
   sessionWindow: number;
+  sessionMemory: number;
   streamWindow?: number;
 } {
   return {
     maxStreamWindow: Math.max(STREAM_WINDOW_MAX_NODE, streamWindow ?? 0),
     sessionWindow: SESSION_WINDOW_NODE,
+    sessionMemory: SESSION_MEMORY_NODE,
     ...(streamWindow ? { streamWindow } : {}),
   };
 }
