@@ -495,6 +495,10 @@ export async function connect(o: ConnectOptions): Promise<number> {
 
   const fmtRate = (bps: number): string =>
     bps > 1e6 ? `${(bps / 1e6).toFixed(1)} MB/s` : `${(bps / 1e3).toFixed(1)} kB/s`;
+  // Streams beyond the relay's stream limit wait, silently as far as the application can tell:
+  // said when they start to wait (on stderr at most every 30 s) and when none waits any more.
+  let waiting = 0;
+  let waitSaidAt = Number.NEGATIVE_INFINITY;
   const status = setInterval(() => {
     const st = tunnel.status();
     const now = performance.now();
@@ -502,11 +506,28 @@ export async function connect(o: ConnectOptions): Promise<number> {
     rate = ((bytes - prevBytes) * 1000) / Math.max(1, now - prevAt);
     prevBytes = bytes;
     prevAt = now;
+    if (st.streamsWaiting > 0 !== waiting > 0) {
+      const fields = { waiting: st.streamsWaiting, limit: st.streamLimit };
+      if (st.streamsWaiting > 0) {
+        log('warn', 'streams-waiting', fields);
+        if (!o.jsonLog && !o.quiet && now - waitSaidAt > 30_000) {
+          waitSaidAt = now;
+          process.stderr.write(
+            `${tty ? '\r\x1b[2K' : ''}roamlink: ${st.streamsWaiting} new connection(s) wait: ` +
+              `the relay allows ${st.streamLimit} open streams per session ` +
+              '(its --max-streams-per-session); each goes on when another closes.\n',
+          );
+        }
+      } else {
+        log('info', 'streams-waiting', fields);
+      }
+    }
+    waiting = st.streamsWaiting;
     if (!tty) return;
     const line =
       `${st.state} | ${st.encapsulation ?? '-'}${st.tls ? '+tls' : ''}${st.httpUpstream === 'live' ? ' (up-stream)' : ''} | verdict ${st.verdict ?? '-'} | rtt ${st.rttMs ?? '-'} ms` +
       `${st.proxy ? ` | via ${st.proxy.href}${st.proxy.auth ? ` (${st.proxy.auth})` : ''}` : ''}` +
-      ` | ${fmtRate(rate)} | streams ${st.streams} | handovers ${st.handovers} | ${lastEvent}`;
+      ` | ${fmtRate(rate)} | streams ${st.streams}${st.streamsWaiting > 0 ? ` (${st.streamsWaiting} waiting)` : ''} | handovers ${st.handovers} | ${lastEvent}`;
     process.stderr.write(`\r\x1b[2K${line.slice(0, (process.stderr.columns || 120) - 1)}`);
   }, 500);
 

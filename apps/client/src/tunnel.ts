@@ -169,6 +169,12 @@ export interface TunnelStatus {
   handovers: number;
   candidates: string[];
   streams: number;
+  /**
+   * Streams opened here that wait for the relay's stream limit (`streamLimit`, its
+   * --max-streams-per-session): each goes once another stream of the session closes.
+   */
+  streamsWaiting: number;
+  streamLimit: number;
   bytesSent: number;
   bytesReceived: number;
   /**
@@ -358,6 +364,8 @@ export class TunnelClient {
       handovers: this.handovers,
       candidates: this.#candidates.map((c) => ENCAPSULATION_NAMES[c.info.encapsulation] ?? '?'),
       streams: this.host.streams,
+      streamsWaiting: this.host.mux.streamsWaiting,
+      streamLimit: this.host.mux.streamLimit,
       bytesSent: m.streamBytesSent,
       bytesReceived: m.streamBytesDelivered,
       httpUpstream:

@@ -779,6 +779,65 @@ test('a 5 s UDP outage: a UDP-only stream resumes, every byte once and in order,
 
 // --- A client that starts over ----------------------------------------------------------------------
 
+test("more connections than the relay's stream limit: the client says how many wait and for what, and each goes once another closes", {
+  timeout: 60_000,
+}, async () => {
+  await withRelay(
+    ['--egress-allow', '127.0.0.1/32', '--max-streams-per-session', '100'],
+    async (p) => {
+      const client = p.track(run(connectArgs(p.listening, p.dir, p.forward)));
+      await client.until((l) => l.msg === 'registered', 'registration');
+      const fwd = String(
+        (await client.until((l) => l.msg === 'forward-listening', 'forward')).address,
+      );
+      const { host, port } = hostPort(fwd);
+      // 105 connections, each kept open after its first round trip.
+      const socks: Socket[] = [];
+      const echoed: Promise<string>[] = [];
+      for (let i = 0; i < 105; i++) {
+        const s = tcpConnect(port, host);
+        s.on('error', () => {});
+        socks.push(s);
+        echoed.push(
+          once(s, 'connect').then(async () => {
+            s.write(`#${i}`);
+            const [d] = (await once(s, 'data')) as [Buffer];
+            return d.toString();
+          }),
+        );
+      }
+      const first = await Promise.all(echoed.slice(0, 100));
+      assert.deepEqual(
+        first,
+        Array.from({ length: 100 }, (_, i) => `#${i}`),
+      );
+      const said = await client.until(
+        (l) => l.msg === 'streams-waiting' && l.level === 'warn',
+        'streams-waiting warning',
+      );
+      assert.equal(said.waiting, 5, JSON.stringify(said));
+      assert.equal(said.limit, 100);
+      const st = await clientStatus(client);
+      assert.equal(st.streamsWaiting, 5);
+      const late = Promise.all(echoed.slice(100));
+      assert.equal(
+        await Promise.race([late.then(() => 'echoed'), sleep(1000).then(() => 'waiting')]),
+        'waiting',
+        'the five beyond the limit wait',
+      );
+      // Five close: the five waiting go, and the client says none waits.
+      for (const s of socks.slice(0, 5)) s.destroy();
+      assert.deepEqual(await late, ['#100', '#101', '#102', '#103', '#104']);
+      const cleared = await client.until(
+        (l) => l.msg === 'streams-waiting' && l.waiting === 0,
+        'streams-waiting cleared',
+      );
+      assert.equal(cleared.limit, 105, 'the relay raised its limit by the five freed, at once');
+      for (const s of socks) s.destroy();
+    },
+  );
+});
+
 test('a client restarted with the same key gets a new session at once, and its streams work', async () => {
   const tcp = await tcpEcho();
   const dir = tempDir();

@@ -484,7 +484,7 @@ export const SETTINGS: readonly AnySetting[] = [
     env: 'ROAMLINK_MAX_STREAMS_PER_SESSION',
     kind: 'value',
     form: 'N ≥ 1',
-    help: 'The most streams and datagram flows one session may have open.',
+    help: 'Streams and datagram flows a session may have open; from 100 up further ones wait, below 100 they are refused.',
     defaultText: '256',
     default: () => 256,
     parse: intParser(1),

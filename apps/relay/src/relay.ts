@@ -79,6 +79,9 @@ import { createRelayApp, type RelayAppDeps } from './app.ts';
 /** The egress decision for one destination: an address to connect to, or a refusal. */
 export type EgressAnswer = { address: string } | { refused: number; reason: string };
 
+/** Streams one client may hold open when `maxStreams` is not given. */
+const DEFAULT_MAX_STREAMS = 1024;
+
 export interface RelayOptions {
   keypair: Keypair;
   provider: CryptoProvider;
@@ -118,7 +121,7 @@ export interface RelayOptions {
   onRtt?: (encapsulation: EncapsulationT, ms: number) => void;
   /** How often `onRtt` looks at the sessions (default 10 s). */
   rttSampleMs?: number;
-  /** Streams one client may hold open (default 1024). */
+  /** Streams one client may hold open (default 1024); from 100 up, more wait (MAX_STREAMS). */
   maxStreams?: number;
   /** Connect timeout for egress TCP (default 10 s). */
   connectTimeoutMs?: number;
@@ -312,6 +315,10 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
         now: Date.now(),
         ...nodeMuxWindows(o.streamWindow),
         ...(o.outageMs ? { outageMs: o.outageMs } : {}),
+        // The client's streams beyond it wait for MAX_STREAMS (the client says so) rather than
+        // being refused; the mux's floor is the 100 every client starts with, and below that
+        // the check where a stream opens refuses the rest.
+        maxStreams: o.maxStreams ?? DEFAULT_MAX_STREAMS,
       }),
       canSend: () =>
         peer.keys.current !== undefined && peer.path !== undefined && !congested(peer.path),
@@ -382,7 +389,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       t.host.refuse(id, code);
     };
     if (closing) return refuse(StreamError.SHUTDOWN, 'relay shutting down');
-    if (t.host.streams > (o.maxStreams ?? 1024))
+    if (t.host.streams > (o.maxStreams ?? DEFAULT_MAX_STREAMS))
       return refuse(StreamError.LIMIT, 'too many streams');
     const decision = await o.egress(target);
     if ('refused' in decision) return refuse(decision.refused, decision.reason);

@@ -810,6 +810,22 @@ export class Mux {
   }
 
   /**
+   * The peer's stream limit (MAX_STREAMS, PROTOCOL §8.7): stream ids below it may be used. A
+   * client's streams at or above it wait, open on this side and unknown to the relay.
+   */
+  get streamLimit(): number {
+    return this.#streamLimit;
+  }
+
+  /** Client: open streams that wait for the relay's MAX_STREAMS (ids at or above the limit). */
+  get streamsWaiting(): number {
+    if (this.#role !== 'client') return 0;
+    let n = 0;
+    for (let id = this.#streamLimit; id < this.#nextId; id++) if (this.#streams.has(id)) n++;
+    return n;
+  }
+
+  /**
    * Pacing on or off (RFC 9002 §7.7). A path over TCP (TCP, WebSocket, HTTP) is paced by the
    * kernel's own congestion control already; pacing it again only adds timer wake-ups.
    */
@@ -1489,10 +1505,18 @@ export class Mux {
     this.#maxDataPending = true;
   }
 
+  /**
+   * MAX_STREAMS grows as streams are freed: in batches of an eighth of the limit while the client
+   * is far from it, and by every stream freed once the client's streams come within a batch of
+   * it, since its streams beyond the limit wait (their connections hang meanwhile). In batches
+   * only, a client at a limit of 256 waited for 32 streams to close.
+   */
   #maybeMaxStreams(): void {
     if (this.#role !== 'relay' || !this.#started) return;
     const target = this.#freedStreams + this.#maxStreams;
-    if (target - this.#streamLimit >= Math.max(1, this.#maxStreams >> 3)) {
+    const batch = Math.max(1, this.#maxStreams >> 3);
+    const near = this.#nextId + batch > this.#streamLimit;
+    if (target - this.#streamLimit >= batch || (near && target > this.#streamLimit)) {
       this.#streamLimit = target;
       this.#maxStreamsPending = true;
     }

@@ -514,7 +514,7 @@ test('sessionMemory below sessionWindow is refused', () => {
   );
 });
 
-test('stream limit: the client may have 256 streams open; more wait for MAX_STREAMS', () => {
+test('stream limit: the client may have 256 streams open; more wait for MAX_STREAMS, which near the limit grows with every stream freed', () => {
   const p = new Pair({ seed: 1, link: { delayMs: 5 } });
   const opened: number[] = [];
   p.onEvent = (side, e) => {
@@ -531,14 +531,23 @@ test('stream limit: the client may have 256 streams open; more wait for MAX_STRE
   }
   p.runUntil(p.now + 2000);
   assert.equal(opened.length, 256, 'the relay grants 256 concurrent streams');
-  // Finishing 64 streams frees slots.
-  for (const id of ids.slice(0, 64)) {
+  assert.equal(p.client.streamLimit, 256);
+  assert.equal(p.client.streamsWaiting, 44, 'the client knows how many wait');
+  // The client is at the limit: one stream finished lets one more go at once (not an eighth).
+  const finish = (id: number): void => {
     p.client.end(id);
     p.relay.end(id);
     p.relay.consumed(id, 1);
-  }
+  };
+  finish(ids[0]!);
+  p.runUntil(p.now + 2000);
+  assert.equal(opened.length, 257, 'one freed, one more open');
+  assert.equal(p.client.streamsWaiting, 43);
+  // Finishing 63 more frees the rest.
+  for (const id of ids.slice(1, 64)) finish(id);
   p.runUntil(p.now + 2000);
   assert.equal(opened.length, 300);
+  assert.equal(p.client.streamsWaiting, 0);
   assert.equal(p.relay.stats.drops.stream_limit, 0);
 });
 
