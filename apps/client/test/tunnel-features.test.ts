@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { once } from 'node:events';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -778,6 +778,99 @@ test('a 5 s UDP outage: a UDP-only stream resumes, every byte once and in order,
 });
 
 // --- A client that starts over ----------------------------------------------------------------------
+
+test('UDP associations that end: the relay closes their sockets once idle (--flow-idle-ms) and keeps at most its stream limit; a live one keeps its socket', {
+  timeout: 60_000,
+}, async () => {
+  const udp = await udpEcho();
+  // The echo server's view of each association: the relay socket's port it answers.
+  const seen = new Map<string, number>();
+  udp.socket.on('message', (m, from) => seen.set(m.toString(), from.port));
+  let pair: Pair | undefined;
+  const live = { stop: false };
+  const open: { u: UdpSocket; control: Socket }[] = [];
+  try {
+    pair = await startPair(
+      [
+        '--egress-allow',
+        '127.0.0.1/32',
+        '--flow-idle-ms',
+        '1000',
+        '--max-streams-per-session',
+        '100',
+      ],
+      ['--socks', '127.0.0.1:0'],
+    );
+    const socks = String(
+      (await pair.client.until((l) => l.msg === 'socks-listening', 'SOCKS')).address,
+    );
+    const pid = pair.relay.child.pid!;
+    const fds = (): number => readdirSync(`/proc/${pid}/fd`).length;
+    const header = Buffer.concat([Buffer.from([0, 0, 0]), socksAddress('127.0.0.1', udp.port)]);
+    /** One association: a datagram and its echo (three tries); the caller closes it. */
+    const associate = async (
+      text: string,
+    ): Promise<{ u: UdpSocket; control: Socket; send: () => Promise<boolean> }> => {
+      const { rep, bound, socket: control } = await socksRequest(socks, 0x03, '0.0.0.0', 0);
+      assert.equal(rep, 0x00);
+      const u = createSocket('udp4');
+      u.bind(0, '127.0.0.1');
+      await once(u, 'listening');
+      open.push({ u, control });
+      let got = false;
+      u.on('message', (m) => {
+        if (m.subarray(10).toString() === text) got = true;
+      });
+      const send = async (): Promise<boolean> => {
+        got = false;
+        for (let attempt = 0; attempt < 3 && !got; attempt++) {
+          u.send(Buffer.concat([header, Buffer.from(text)]), bound.port, bound.host);
+          for (let i = 0; i < 100 && !got; i++) await sleep(10);
+        }
+        return got;
+      };
+      return { u, control, send };
+    };
+    const base = fds();
+
+    // One association that stays: a datagram every 300 ms, through the sweeps.
+    const a = await associate('live');
+    assert.ok(await a.send(), 'the live association is answered');
+    const livePort = seen.get('live');
+    const liveLoop = (async () => {
+      while (!live.stop) {
+        await sleep(300);
+        if (!live.stop) assert.ok(await a.send(), 'the live association still answered');
+      }
+    })();
+
+    // 120 that end at once: at most 100 flows (with the live one) stay open, then none.
+    for (let i = 0; i < 120; i++) {
+      const x = await associate(`a${i}`);
+      assert.ok(await x.send(), `association ${i} answered`);
+      x.u.close();
+      x.control.destroy();
+      open.pop();
+    }
+    const atMost = fds() - base;
+    assert.ok(atMost <= 100 + 3, `flows bounded by the stream limit: +${atMost} descriptors`);
+    await sleep(3000);
+    // Left: the live one's socket (and what else the process may have opened meanwhile).
+    const after = fds() - base;
+    assert.ok(after <= 10, `idle flows closed: +${after} descriptors (+${atMost} before)`);
+    live.stop = true;
+    await liveLoop;
+    assert.equal(seen.get('live'), livePort, 'the live association kept its relay socket');
+  } finally {
+    live.stop = true;
+    for (const x of open) {
+      x.u.close();
+      x.control.destroy();
+    }
+    await stopPair(pair);
+    udp.socket.close();
+  }
+});
 
 test("more connections than the relay's stream limit: the client says how many wait and for what, and each goes once another closes", {
   timeout: 60_000,

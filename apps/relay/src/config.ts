@@ -63,6 +63,7 @@ export interface RelayConfig {
   readonly outageMs: number;
   /** A client not heard from for this long is forgotten (its streams and sockets closed). */
   readonly peerIdleMs: number;
+  readonly flowIdleMs: number;
   /** Handshakes (message 1s) answered per second per source address; 0 = no limit. */
   readonly handshakeRate: number;
   readonly logLevel: LogThreshold;
@@ -407,6 +408,18 @@ export const SETTINGS: readonly AnySetting[] = [
     help: 'A client silent this long is forgotten, its streams closed (keepalives: 30 s). ≥ --outage-ms.',
     defaultText: 'max(600000, 2 × outage-ms)',
     default: (r) => Math.max(600_000, 2 * (r.outageMs ?? 120_000)),
+    parse: intParser(1000),
+    fromJson: jsonNumber(intParser(1000)),
+  }),
+  def({
+    key: 'flowIdleMs',
+    flag: 'flow-idle-ms',
+    env: 'ROAMLINK_FLOW_IDLE_MS',
+    kind: 'value',
+    form: 'MS ≥ 1000',
+    help: "A UDP flow's egress socket (SOCKS UDP ASSOCIATE) closes after this long without a datagram.",
+    defaultText: '120000 (RFC 4787 REQ-5)',
+    default: () => 120_000,
     parse: intParser(1000),
     fromJson: jsonNumber(intParser(1000)),
   }),

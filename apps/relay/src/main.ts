@@ -164,6 +164,7 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
     ...(writeKey ? { keyLog: writeKey } : {}),
     outageMs: c.outageMs,
     peerIdleMs: c.peerIdleMs,
+    flowIdleMs: c.flowIdleMs,
     handshakeRate: c.handshakeRate,
     maxStreams: c.maxStreamsPerSession,
     log: (level, msg, fields) => log[level](msg, fields),

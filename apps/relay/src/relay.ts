@@ -82,6 +82,20 @@ export type EgressAnswer = { address: string } | { refused: number; reason: stri
 /** Streams one client may hold open when `maxStreams` is not given. */
 const DEFAULT_MAX_STREAMS = 1024;
 
+/**
+ * A datagram flow's egress socket (SOCKS UDP ASSOCIATE on the client) closes after this long
+ * without a datagram either way: the client ends an association without telling the relay, and
+ * each one kept its socket until the session ended (200 associations, 200 sockets). Two minutes:
+ * what RFC 4787 REQ-5 asks of a NAT's UDP mappings, which is the part the relay plays here.
+ */
+export const FLOW_IDLE_MS = 120_000;
+
+interface EgressFlow {
+  socket: UdpSocket;
+  /** The last datagram either way (driver time). */
+  usedAt: number;
+}
+
 export interface RelayOptions {
   keypair: Keypair;
   provider: CryptoProvider;
@@ -121,8 +135,13 @@ export interface RelayOptions {
   onRtt?: (encapsulation: EncapsulationT, ms: number) => void;
   /** How often `onRtt` looks at the sessions (default 10 s). */
   rttSampleMs?: number;
-  /** Streams one client may hold open (default 1024); from 100 up, more wait (MAX_STREAMS). */
+  /**
+   * Streams one client may hold open (default 1024); from 100 up, more wait (MAX_STREAMS). Its
+   * datagram flows are bounded by the same number (the least recently used closes).
+   */
   maxStreams?: number;
+  /** A datagram flow's egress socket closes after this long without a datagram (FLOW_IDLE_MS). */
+  flowIdleMs?: number;
   /** Connect timeout for egress TCP (default 10 s). */
   connectTimeoutMs?: number;
   /**
@@ -139,7 +158,8 @@ interface PeerTunnel {
   peer: RelayPeer<string>;
   host: MuxHost;
   lastPath: string | undefined;
-  flows: Map<number, UdpSocket>;
+  /** UDP egress sockets by flow, least recently used first (`datagramOut` re-inserts on use). */
+  flows: Map<number, EgressFlow>;
   /** The peer's session this stream layer belongs to (RelayPeer.generation). */
   generation: number;
   /** The stream layer's packetsAcked when `onRtt` last looked (a fresh RTT needs new ACKs). */
@@ -369,7 +389,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
     });
     t.host.close();
     setLastPath(t, undefined);
-    for (const s of t.flows.values()) s.close();
+    for (const f of t.flows.values()) f.socket.close();
     t.flows.clear();
     tunnels.delete(t.peer.id);
   };
@@ -437,7 +457,12 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
     });
   };
 
-  /** A datagram for a UDP destination: one socket per flow, the policy for every destination. */
+  /**
+   * A datagram for a UDP destination: one socket per flow, the policy for every destination. A
+   * session keeps at most its stream limit of flows: a new one beyond closes the least recently
+   * used (the sweep closes idle ones, FLOW_IDLE_MS).
+   */
+  const maxFlows = o.maxStreams ?? DEFAULT_MAX_STREAMS;
   const datagramOut = (
     t: PeerTunnel,
     flow: number,
@@ -446,19 +471,35 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
   ): void => {
     const copy = data.slice();
     void o.egress(target).then((decision) => {
-      if ('refused' in decision) return;
-      let s = t.flows.get(flow);
-      if (!s) {
-        s = createSocket({ type: decision.address.includes(':') ? 'udp6' : 'udp4' });
-        s.on('error', () => {});
-        s.on('message', (msg, rinfo) => {
+      if ('refused' in decision || tunnels.get(t.peer.id) !== t) return;
+      let f = t.flows.get(flow);
+      if (f) {
+        // Least recently used first: to the end of the map.
+        t.flows.delete(flow);
+      } else {
+        if (t.flows.size >= maxFlows) closeFlow(t, t.flows.keys().next().value!, 'limit');
+        const socket = createSocket({ type: decision.address.includes(':') ? 'udp6' : 'udp4' });
+        socket.on('error', () => {});
+        const entry: EgressFlow = { socket, usedAt: 0 };
+        socket.on('message', (msg, rinfo) => {
+          entry.usedAt = driver.now();
           t.host.mux.sendDatagram(flow, { host: rinfo.address, port: rinfo.port }, msg);
           t.host.pump();
         });
-        t.flows.set(flow, s);
+        f = entry;
       }
-      s.send(copy, target.port, decision.address);
+      f.usedAt = driver.now();
+      t.flows.set(flow, f);
+      f.socket.send(copy, target.port, decision.address);
     });
+  };
+
+  const closeFlow = (t: PeerTunnel, flow: number, reason: 'idle' | 'limit'): void => {
+    const f = t.flows.get(flow);
+    if (!f) return;
+    t.flows.delete(flow);
+    f.socket.close();
+    o.log('debug', 'flow-closed', { peer: t.peer.id.slice(0, 16), flow, reason });
   };
 
   /** One datagram from any transport, with what the relay observed about its path. */
@@ -617,8 +658,14 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
   // silent for peerIdleMs: without it their egress sockets stayed open and their sessions counted
   // against the session limit for ever. Live clients with open streams send keepalives.
   const peerIdleMs = o.peerIdleMs ?? 600_000;
+  const flowIdleMs = o.flowIdleMs ?? FLOW_IDLE_MS;
   const sweep = setInterval(
     () => {
+      const now = driver.now();
+      for (const t of tunnels.values()) {
+        for (const [flow, f] of t.flows)
+          if (now - f.usedAt >= flowIdleMs) closeFlow(t, flow, 'idle');
+      }
       for (const peer of relay.forgetIdle(driver.now(), peerIdleMs)) {
         const t = tunnels.get(peer.id);
         o.log('info', 'peer-forgotten', {
@@ -629,7 +676,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
         if (t) dropTunnel(t);
       }
     },
-    Math.min(30_000, Math.max(250, peerIdleMs / 4)),
+    Math.min(30_000, Math.max(250, Math.min(peerIdleMs, flowIdleMs) / 4)),
   );
   sweep.unref();
 
