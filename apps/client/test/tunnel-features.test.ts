@@ -1103,9 +1103,11 @@ test('--proxy: through squid that refuses CONNECT (its default but to port 443),
   skip: noSquid,
 }, async () => {
   await throughSquid({ connect: false }, async (client, listening, squid, echo) => {
-    // WebSocket's CONNECT is refused; HTTP streaming through the proxy is what is left.
+    // WebSocket's CONNECT is refused; HTTP through the proxy is what is left. The relay takes the
+    // first of HTTP streaming and polling to arrive and upgrades within 250 ms (PROTOCOL §7.2):
+    // on a loaded machine squid can bring the poll first.
     const reg = await client.until((l) => l.msg === 'registered', 'registration through squid');
-    assert.equal(reg.encapsulation, 'http-stream');
+    assert.match(String(reg.encapsulation), /^http-(stream|poll)$/);
     // The relay saw what the proxy changed (its Via, the target made origin-form): the verdict
     // names an intermediary at the protocol level.
     assert.equal(reg.verdict, 'protocol');
