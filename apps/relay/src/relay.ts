@@ -202,6 +202,8 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       : {}),
   });
   const tunnels = new Map<string, PeerTunnel>();
+  /** Per session: the streams the stream layer allows, and the datagram flows kept. */
+  const maxStreams = o.maxStreams ?? DEFAULT_MAX_STREAMS;
   /** Each tunnel by the path its stream layer last moved to (PeerTunnel.lastPath). */
   const tunnelOnPath = new Map<string, PeerTunnel>();
   /** Moves a tunnel's `lastPath`, and its entry in tunnelOnPath (undefined: it goes). */
@@ -338,7 +340,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
         // The client's streams beyond it wait for MAX_STREAMS (the client says so) rather than
         // being refused; the mux's floor is the 100 every client starts with, and below that
         // the check where a stream opens refuses the rest.
-        maxStreams: o.maxStreams ?? DEFAULT_MAX_STREAMS,
+        maxStreams,
       }),
       canSend: () =>
         peer.keys.current !== undefined && peer.path !== undefined && !congested(peer.path),
@@ -409,8 +411,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       t.host.refuse(id, code);
     };
     if (closing) return refuse(StreamError.SHUTDOWN, 'relay shutting down');
-    if (t.host.streams > (o.maxStreams ?? DEFAULT_MAX_STREAMS))
-      return refuse(StreamError.LIMIT, 'too many streams');
+    if (t.host.streams > maxStreams) return refuse(StreamError.LIMIT, 'too many streams');
     const decision = await o.egress(target);
     if ('refused' in decision) return refuse(decision.refused, decision.reason);
     const sock = tcpConnect({
@@ -462,7 +463,6 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
    * session keeps at most its stream limit of flows: a new one beyond closes the least recently
    * used (the sweep closes idle ones, FLOW_IDLE_MS).
    */
-  const maxFlows = o.maxStreams ?? DEFAULT_MAX_STREAMS;
   const datagramOut = (
     t: PeerTunnel,
     flow: number,
@@ -477,7 +477,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
         // Least recently used first: to the end of the map.
         t.flows.delete(flow);
       } else {
-        if (t.flows.size >= maxFlows) closeFlow(t, t.flows.keys().next().value!, 'limit');
+        if (t.flows.size >= maxStreams) closeFlow(t, t.flows.keys().next().value!, 'limit');
         const socket = createSocket({ type: decision.address.includes(':') ? 'udp6' : 'udp4' });
         socket.on('error', () => {});
         const entry: EgressFlow = { socket, usedAt: 0 };
@@ -666,7 +666,7 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
         for (const [flow, f] of t.flows)
           if (now - f.usedAt >= flowIdleMs) closeFlow(t, flow, 'idle');
       }
-      for (const peer of relay.forgetIdle(driver.now(), peerIdleMs)) {
+      for (const peer of relay.forgetIdle(now, peerIdleMs)) {
         const t = tunnels.get(peer.id);
         o.log('info', 'peer-forgotten', {
           peer: peer.id.slice(0, 16),
