@@ -165,6 +165,91 @@ test('4 MiB up and 1 MiB down on 4 streams at 7% loss with reordering and duplic
   assert.equal(p.client.stats.streamBytesDelivered, 1024 * 1024);
 });
 
+test('deferCopiesFrom: adopted writes go out as pieces (sealing puts them in), across loss and reordering', () => {
+  const side = {
+    maxPayload: STREAM_PATH_PAYLOAD,
+    adoptWrites: true,
+    deferCopiesFrom: 16 * 1024,
+    pacing: false,
+  };
+  const p = new Pair({
+    seed: 11,
+    link: { delayMs: 10, jitterMs: 3, loss: 0.03, reorder: 0.05, reorderMs: 15, dup: 0.02 },
+    client: side,
+    relay: side,
+  });
+  const b = bulk(p, 3, 2 * 1024 * 1024, 3 * 1024 * 1024);
+  p.runUntilDone(b.done, 600_000);
+  assertClean(p);
+  // Every byte arrived once and in order (bulk checks each one); most of it went as pieces, and
+  // what was lost went again (as pieces too: retransmission reads the same chunks).
+  const total = 3 * (2 + 3) * 1024 * 1024;
+  const resent = p.client.stats.streamBytesRetransmitted + p.relay.stats.streamBytesRetransmitted;
+  assert.ok(resent > 0, 'some data was lost and sent again');
+  assert.ok(
+    p.deferredBytes > 0.9 * total,
+    `${p.deferredBytes} of ${total} bytes (+${resent} resent) left out as ${p.deferredPieces} pieces`,
+  );
+  assert.ok(p.deferredBytes <= total + resent);
+});
+
+test('deferCopiesFrom: pieces are views of what was written, from 16 KiB; small writes are copied in; an unsealed packet stops the mux', () => {
+  const reserve = { head: 16, tail: 19 };
+  const build = (defer: boolean): { packets: Uint8Array[]; pieces: Uint8Array[] } => {
+    const client = new Mux({
+      role: 'client',
+      now: 0,
+      pacing: false,
+      maxPayload: 200_000,
+      reserve,
+      adoptWrites: true,
+      ...(defer ? { deferCopiesFrom: 16 * 1024 } : {}),
+    });
+    const id = client.openStream(T);
+    // 40 KiB adopted, 1 KiB copied into a chunk, 12 KiB adopted but under the threshold.
+    client.write(id, big);
+    client.write(id, pattern(2, 0, 1024));
+    client.write(id, pattern(3, 0, 12 * 1024));
+    const packets: Uint8Array[] = [];
+    const pieces: Uint8Array[] = [];
+    for (let q = client.pollPacket(0); q; q = client.pollPacket(0)) {
+      pieces.push(...client.deferred.from);
+      client.deferred.applyTo(q);
+      packets.push(q.slice());
+    }
+    return { packets, pieces };
+  };
+  const big = pattern(1, 0, 40 * 1024);
+  const plain = build(false);
+  const deferred = build(true);
+  assert.equal(plain.pieces.length, 0, 'off by default');
+  assert.deepEqual(deferred.packets, plain.packets, 'same packets once the pieces are in');
+  assert.equal(deferred.pieces.length, 1, 'only the 40 KiB write went as a piece');
+  assert.equal(deferred.pieces[0]!.buffer, big.buffer, 'a view of the written bytes, not a copy');
+  assert.equal(deferred.pieces[0]!.length, big.length);
+
+  const m = new Mux({
+    role: 'client',
+    now: 0,
+    maxPayload: 200_000,
+    adoptWrites: true,
+    deferCopiesFrom: 1,
+  });
+  const id = m.openStream(T);
+  m.write(id, big);
+  assert.ok(m.pollPacket(0));
+  assert.equal(m.deferred.count, 1);
+  assert.throws(
+    () => m.pollPacket(0),
+    (e: unknown) => isRoamlinkError(e, ErrorCode.INVALID_ARGUMENT),
+    'a packet whose data never went in must not be followed by others',
+  );
+  assert.throws(
+    () => new Mux({ role: 'client', now: 0, deferCopiesFrom: 0 }),
+    (e: unknown) => isRoamlinkError(e, ErrorCode.INVALID_ARGUMENT),
+  );
+});
+
 test('no loss, big packets: throughput limited only by windows; cwnd grows', () => {
   const p = new Pair({
     seed: 3,
