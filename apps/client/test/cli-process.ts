@@ -8,7 +8,13 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
-import { type AddressInfo, createServer, type Server } from 'node:net';
+import {
+  type AddressInfo,
+  createServer,
+  type Server,
+  type Socket,
+  connect as tcpConnect,
+} from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -168,15 +174,47 @@ export async function clientStatus(client: Proc): Promise<Line> {
   return l.status as Line;
 }
 
-/** A TCP echo server on 127.0.0.1 (half-close passed back): the target of streams in tests. */
-export async function tcpEcho(): Promise<{ server: Server; port: number }> {
+/** A TCP server on 127.0.0.1 (connection errors ignored); `port` once listening. */
+export async function serve(
+  onConnection: (s: Socket) => void,
+): Promise<{ server: Server; port: number }> {
   const server = createServer((s) => {
     s.on('error', () => {});
-    s.pipe(s);
+    onConnection(s);
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   return { server, port: (server.address() as AddressInfo).port };
+}
+
+/** A TCP echo server on 127.0.0.1 (half-close passed back): the target of streams in tests. */
+export function tcpEcho(): Promise<{ server: Server; port: number }> {
+  return serve((s) => s.pipe(s));
+}
+
+/**
+ * One round trip through a forward to an echo server: connects to `address` (host:port), writes
+ * `text` and resolves with the first bytes that come back, and the connection, still open (later
+ * errors on it are ignored).
+ */
+export async function roundTrip(
+  address: string,
+  text: string,
+): Promise<{ reply: string; socket: Socket }> {
+  const { host, port } = hostPort(address);
+  const socket = tcpConnect(port, host);
+  socket.on('error', () => {});
+  await once(socket, 'connect');
+  socket.write(text);
+  const [d] = (await once(socket, 'data')) as [Buffer];
+  return { reply: d.toString(), socket };
+}
+
+/** As `roundTrip`, then closes the connection; resolves with the reply. */
+export async function echoed(address: string, text: string): Promise<string> {
+  const { reply, socket } = await roundTrip(address, text);
+  socket.destroy();
+  return reply;
 }
 
 /** What withRelay gives its body. */

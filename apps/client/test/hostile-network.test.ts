@@ -30,6 +30,7 @@ import { TCP_PREFACE } from '../../../packages/core/src/records.ts';
 import {
   clientStatus,
   connectArgs,
+  echoed,
   hostPort,
   type Line,
   type Proc,
@@ -217,17 +218,7 @@ async function withTappedStream(body: (t: Tapped) => Promise<void>): Promise<voi
           while (gotBytes < payload.length && !error && Date.now() < deadline) await sleep(50);
           return { got: Buffer.concat(got), error };
         },
-        newStream: async (text) => {
-          const again = tcpConnect(fwd.port, fwd.host);
-          try {
-            await once(again, 'connect');
-            again.write(text);
-            const [echo] = (await once(again, 'data')) as [Buffer];
-            return echo.toString();
-          } finally {
-            again.destroy();
-          }
-        },
+        newStream: (text) => echoed(`${fwd.host}:${fwd.port}`, text),
       });
     } finally {
       sock?.destroy();

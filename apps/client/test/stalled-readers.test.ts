@@ -8,20 +8,19 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { test } from 'node:test';
-import { connectArgs, hostPort, type RelayFixture, run, sleep, withRelay } from './cli-process.ts';
-
-/** A server on 127.0.0.1; `port` once listening. */
-async function serve(onConnection: (s: Socket) => void): Promise<{ server: Server; port: number }> {
-  const server = createServer((s) => {
-    s.on('error', () => {});
-    onConnection(s);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return { server, port: (server.address() as AddressInfo).port };
-}
+import {
+  connectArgs,
+  echoed,
+  hostPort,
+  type RelayFixture,
+  run,
+  serve,
+  sleep,
+  tcpEcho,
+  withRelay,
+} from './cli-process.ts';
 
 /** Resolves with `p`, or rejects with `what` after `ms`. */
 async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -72,18 +71,6 @@ async function open(port: number): Promise<Socket> {
   return s;
 }
 
-/** A round trip of `text` through the forward to an echo server. */
-async function echoRoundTrip(port: number, text: string): Promise<string> {
-  const s = await open(port);
-  try {
-    s.write(text);
-    const [d] = (await once(s, 'data')) as [Buffer];
-    return d.toString();
-  } finally {
-    s.destroy();
-  }
-}
-
 /** Reads `bytes` from `s`, then pauses it; resolves with what it read (at least `bytes`). */
 function readThenPause(s: Socket, bytes: number): Promise<number> {
   return new Promise((resolve) => {
@@ -116,7 +103,7 @@ test('four downloads whose readers stop: the server behind each is held back, an
     s.on('drain', go);
     go();
   });
-  const echo = await serve((s) => s.pipe(s));
+  const echo = await tcpEcho();
   const stalled: Socket[] = [];
   try {
     await withRelay(['--egress-allow', '127.0.0.1/32'], async (p) => {
@@ -134,7 +121,7 @@ test('four downloads whose readers stop: the server behind each is held back, an
       assert.ok(grew <= 2 * MiB, `the paused downloads hold the server back (+${grew} bytes)`);
 
       assert.equal(
-        await within(echoRoundTrip(small!, 'still there'), 5000, 'a round trip'),
+        await within(echoed(`127.0.0.1:${small!}`, 'still there'), 5000, 'a round trip'),
         'still there',
       );
       const fresh = await open(big!);
@@ -164,7 +151,7 @@ test('four uploads to a server that stops reading after 32 MiB: the uploads are 
     });
     void readThenPause(s, 32 * MiB);
   });
-  const echo = await serve((s) => s.pipe(s));
+  const echo = await tcpEcho();
   const uploads: Socket[] = [];
   try {
     await withRelay(['--egress-allow', '127.0.0.1/32'], async (p) => {
@@ -194,7 +181,10 @@ test('four uploads to a server that stops reading after 32 MiB: the uploads are 
         `each upload got 32 MiB to the server: ${sinkRead.join(' ')}`,
       );
 
-      assert.equal(await within(echoRoundTrip(toEcho!, 'hello'), 5000, 'a round trip'), 'hello');
+      assert.equal(
+        await within(echoed(`127.0.0.1:${toEcho!}`, 'hello'), 5000, 'a round trip'),
+        'hello',
+      );
       // 8 MiB up to the echo server and back, compared by hash.
       const data = randomBytes(8 * MiB);
       const s = await open(toEcho!);

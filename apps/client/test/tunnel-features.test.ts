@@ -28,6 +28,7 @@ import {
   moveToHttp,
   type Proc,
   relayArgs,
+  roundTrip,
   run,
   sleep,
   stop,
@@ -81,13 +82,9 @@ async function stopPair(p: Pair | undefined): Promise<void> {
  * sends `text` and asserts it comes back. Returns the connection, still open.
  */
 async function echoThrough(address: string, text: string, what?: string): Promise<Socket> {
-  const { host, port } = hostPort(address);
-  const s = tcpConnect(port, host);
-  await once(s, 'connect');
-  s.write(text);
-  const [echo] = (await once(s, 'data')) as [Buffer];
-  assert.equal(echo.toString(), text, what);
-  return s;
+  const { reply, socket } = await roundTrip(address, text);
+  assert.equal(reply, text, what);
+  return socket;
 }
 
 // --- A hand-built SOCKS5 client (RFC 1928) -------------------------------------------------------
