@@ -144,7 +144,9 @@ test('four uploads to a server that stops reading after 32 MiB: the uploads are 
   // Reads the first 32 MiB of each upload quickly (so that the stream's window grows, as a
   // fast server's would), then never again.
   const sinkRead: number[] = [];
+  const sinkConns: Socket[] = [];
   const sink = await serve((s) => {
+    sinkConns.push(s);
     const k = sinkRead.push(0) - 1;
     s.on('data', (d: Buffer) => {
       sinkRead[k]! += d.length;
@@ -154,7 +156,13 @@ test('four uploads to a server that stops reading after 32 MiB: the uploads are 
   const echo = await tcpEcho();
   const uploads: Socket[] = [];
   try {
-    await withRelay(['--egress-allow', '127.0.0.1/32'], async (p) => {
+    await withRelay(['--egress-allow', '127.0.0.1/32', '--metrics'], async (p) => {
+      const held = async (): Promise<number> => {
+        const text = await (await fetch(`http://${String(p.listening.http)}/metrics`)).text();
+        const m = /^roamlink_stream_held_bytes\{direction="from_clients"\} (\d+)$/m.exec(text);
+        assert.ok(m, 'roamlink_stream_held_bytes{direction="from_clients"} is served');
+        return Number(m[1]);
+      };
       const [toSink, toEcho] = await clientWithForwards(p, [sink.port, echo.port]);
       // Each upload writes 1 MiB chunks while its socket takes them; a socket that stays full
       // for a second is held back.
@@ -180,6 +188,10 @@ test('four uploads to a server that stops reading after 32 MiB: the uploads are 
         sinkRead.length === 4 && sinkRead.every((n) => n >= 32 * MiB),
         `each upload got 32 MiB to the server: ${sinkRead.join(' ')}`,
       );
+      // What the relay holds for the stopped server shows in its metrics.
+      const holding = await held();
+      console.log(`# relay holds ${(holding / MiB).toFixed(1)} MiB for the stopped server`);
+      assert.ok(holding >= 8 * MiB, `the relay's metrics show what it holds (${holding} bytes)`);
 
       assert.equal(
         await within(echoed(`127.0.0.1:${toEcho!}`, 'hello'), 5000, 'a round trip'),
@@ -203,6 +215,15 @@ test('four uploads to a server that stops reading after 32 MiB: the uploads are 
       assert.equal(h.digest('hex'), createHash('sha256').update(data).digest('hex'));
       s.destroy();
       for (const x of uploads) x.destroy();
+      // Data the client sent is delivered even after it closed, so the relay holds it until the
+      // server goes away too; then it lets go of it.
+      for (const x of sinkConns) x.destroy();
+      let after = await held();
+      for (let i = 0; i < 40 && after > 0; i++) {
+        await sleep(50);
+        after = await held();
+      }
+      assert.equal(after, 0, 'nothing held once the streams are gone');
     });
   } finally {
     for (const s of uploads) s.destroy();

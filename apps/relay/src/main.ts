@@ -111,9 +111,14 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
     ? new StatusRecorder({ now: Date.now, encapsulations: encapsulationCodes(c) })
     : undefined;
   let forgottenNow = (): number => 0;
+  let heldNow = (): { fromClients: number; toClients: number } => ({
+    fromClients: 0,
+    toClients: 0,
+  });
   const metrics = relayMetrics(registry, {
     sessions: () => sessionsNow(),
     forgotten: () => forgottenNow(),
+    held: () => heldNow(),
   });
 
   // Bound series for the per-datagram byte counters: no label lookup on the hot path.
@@ -199,6 +204,14 @@ export async function runRelay(argv: readonly string[]): Promise<number> {
   });
   sessionsNow = () => relay.sessions.peers.size;
   forgottenNow = () => relay.sessions.peersForgotten;
+  heldNow = () => {
+    const h = { fromClients: 0, toClients: 0 };
+    for (const t of relay.tunnels()) {
+      h.fromClients += t.stats.heldReceived;
+      h.toClients += t.stats.heldToSend;
+    }
+    return h;
+  };
   if (status) {
     const at = (e: typeof relay.udp): string | null => (e ? formatEndpoint(e) : null);
     status.setRelay({

@@ -420,6 +420,11 @@ export interface RelayMetrics {
   readonly streamSentBytes: Counter;
   /** {protocol}: bytes the relay received from destinations. */
   readonly streamReceivedBytes: Counter;
+  /**
+   * {direction}: stream bytes the sessions hold. from_clients: received and not yet taken by
+   * the destinations' sockets; to_clients: read from destinations, not yet acknowledged.
+   */
+  readonly streamHeldBytes: Gauge;
   /** {encapsulation}: round-trip times in seconds. */
   readonly rtt: Histogram;
   /** Records one RTT given in milliseconds (stored in seconds). */
@@ -438,6 +443,8 @@ export interface RelayMetricsOptions {
   stats?: () => SessionStats;
   /** Read at each render into roamlink_sessions_forgotten_total. */
   forgotten?: () => number;
+  /** Read at each render into roamlink_stream_held_bytes. */
+  held?: () => { fromClients: number; toClients: number };
 }
 
 /** Declares roamlink's metrics on `registry`, with the known label values pre-created at 0. */
@@ -513,6 +520,11 @@ export function relayMetrics(registry: Registry, o: RelayMetricsOptions = {}): R
     help: 'Bytes the relay received from destinations.',
     labelNames: ['protocol'],
   });
+  const streamHeldBytes = registry.gauge({
+    name: 'roamlink_stream_held_bytes',
+    help: "Stream bytes held in the relay's sessions: from_clients, received and not yet taken by destination sockets; to_clients, read from destinations and not yet acknowledged.",
+    labelNames: ['direction'],
+  });
   const rtt = registry.histogram({
     name: 'roamlink_rtt_seconds',
     help: "Round-trip times between relay and clients, by encapsulation: each session's smoothed RTT, every 10 s while it has traffic.",
@@ -549,6 +561,7 @@ export function relayMetrics(registry: Registry, o: RelayMetricsOptions = {}): R
     streamsRefused,
     streamSentBytes,
     streamReceivedBytes,
+    streamHeldBytes,
     rtt,
     observeRttMs: (encapsulation, ms) => rtt.observe({ encapsulation }, ms / 1000),
     syncStats: (stats) => {
@@ -565,5 +578,15 @@ export function relayMetrics(registry: Registry, o: RelayMetricsOptions = {}): R
   if (sessionsFn) registry.onCollect(() => sessions.set(undefined, sessionsFn()));
   if (forgottenFn) registry.onCollect(() => forgotten.set(undefined, forgottenFn()));
   if (statsFn) registry.onCollect(() => m.syncStats(statsFn()));
+  const heldFn = o.held;
+  streamHeldBytes.labels({ direction: 'from_clients' });
+  streamHeldBytes.labels({ direction: 'to_clients' });
+  if (heldFn) {
+    registry.onCollect(() => {
+      const h = heldFn();
+      streamHeldBytes.set({ direction: 'from_clients' }, h.fromClients);
+      streamHeldBytes.set({ direction: 'to_clients' }, h.toClients);
+    });
+  }
   return m;
 }

@@ -160,7 +160,12 @@ test('roamlink metrics: names, types, units, label values pre-created', () => {
   const r = new Registry();
   let sessions = 7;
   const stats = newSessionStats();
-  const m = relayMetrics(r, { sessions: () => sessions, stats: () => stats, forgotten: () => 4 });
+  const m = relayMetrics(r, {
+    sessions: () => sessions,
+    stats: () => stats,
+    forgotten: () => 4,
+    held: () => ({ fromClients: 1234, toClients: 56 }),
+  });
   stats.handshakes = 5;
   stats.rekeys = 2;
   stats.unknownSpiHints = 3;
@@ -192,6 +197,7 @@ test('roamlink metrics: names, types, units, label values pre-created', () => {
     'roamlink_streams_refused_total counter',
     'roamlink_stream_sent_bytes_total counter',
     'roamlink_stream_received_bytes_total counter',
+    'roamlink_stream_held_bytes gauge',
     'roamlink_rtt_seconds histogram',
   ]);
   for (const line of [
@@ -211,6 +217,8 @@ test('roamlink metrics: names, types, units, label values pre-created', () => {
     'roamlink_packets_dropped_total{reason="queue_full"} 1',
     'roamlink_streams_refused_total{protocol="tcp",code="policy"} 1',
     'roamlink_streams_opened_total{protocol="udp"} 0',
+    'roamlink_stream_held_bytes{direction="from_clients"} 1234',
+    'roamlink_stream_held_bytes{direction="to_clients"} 56',
     'roamlink_rtt_seconds_bucket{encapsulation="udp",le="0.0001"} 1',
     'roamlink_rtt_seconds_bucket{encapsulation="udp",le="0.01"} 1',
     'roamlink_rtt_seconds_bucket{encapsulation="udp",le="0.025"} 2',

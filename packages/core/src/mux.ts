@@ -245,6 +245,13 @@ export interface MuxStats {
   minRttMs: number;
   cwnd: number;
   bytesInFlight: number;
+  /** Stream bytes written and not yet acknowledged by the peer (sent or not), all streams. */
+  heldToSend: number;
+  /**
+   * Stream bytes received (up to each stream's highest offset, as flow control counts them) and
+   * not yet consumed by the application, all streams.
+   */
+  heldReceived: number;
   drops: MuxDrops;
 }
 
@@ -1089,6 +1096,8 @@ export class Mux {
 
   get stats(): MuxStats {
     const rec = this.#rec;
+    let heldToSend = 0;
+    for (const st of this.#streams.values()) heldToSend += st.send.buffered;
     return {
       ...this.#counters,
       packetsAcked: rec.stats.packetsAcked,
@@ -1103,6 +1112,8 @@ export class Mux {
       minRttMs: rec.rtt.min,
       cwnd: Math.floor(rec.cc.cwnd),
       bytesInFlight: rec.cc.bytesInFlight,
+      heldToSend,
+      heldReceived: this.#sessionReceived - this.#sessionConsumed,
       drops: { ...this.#drops },
     };
   }

@@ -478,11 +478,24 @@ test('slow reader: the sender stops at the stream window; consuming lets it go o
   assert.equal(info.heldOutOfOrder, 0);
   assert.ok(p.client.streamInfo(id)!.sent <= window);
   assert.equal(p.client.stats.bytesInFlight, 0, 'the sender is idle, not probing');
+  // What each side holds: the reader the window it has not consumed; the writer nothing (all
+  // of it acknowledged).
+  assert.equal(p.relay.stats.heldReceived, window);
+  assert.equal(p.client.stats.heldToSend, 0);
   // The reader catches up with half: the sender gets credit again.
   p.relay.consumed(id, window / 2);
+  assert.equal(p.relay.stats.heldReceived, window / 2);
   p.runUntil(p.now + 10_000);
   assert.equal(accepted, window + window / 2);
   assert.equal(delivered, window + window / 2);
+  assert.equal(p.relay.stats.heldReceived, window);
+  // Written beyond the credit: held by the writer until it may go and is acknowledged.
+  p.relay.consumed(id, window);
+  // The credit arrives after 10 ms, the writer writes; acknowledgements come 20 ms later.
+  p.runUntil(p.now + 15);
+  const c = p.client.streamInfo(id)!;
+  assert.equal(p.client.stats.heldToSend, c.buffered);
+  assert.ok(c.buffered > 0, 'some of what was written is not acknowledged yet');
 });
 
 test('slow reader across streams: the session window bounds the total', () => {
