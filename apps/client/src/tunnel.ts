@@ -36,7 +36,6 @@ import {
 import type { RelayTls, TunnelDatagrams, TunnelDialer, UdpEndpoint } from '@roamlink/node';
 import {
   allocUninitialized,
-  DEFER_COPIES_FROM_NODE,
   HTTP_BASE,
   HttpPollClient,
   HttpStreamClient,
@@ -450,8 +449,6 @@ export class TunnelClient {
         adoptWrites: true,
         // It writes every byte of a packet: no zero-filling of 60 000-byte buffers.
         alloc: allocUninitialized,
-        // Stream data from the send buffer goes straight into the cipher (sealPieces).
-        deferCopiesFrom: DEFER_COPIES_FROM_NODE,
         // Idle streams must not look like a vanished client to the relay (its --peer-idle-ms).
         keepaliveMs: o.keepaliveMs ?? STREAM_KEEPALIVE_MS,
         now: Date.now(),
@@ -462,8 +459,8 @@ export class TunnelClient {
       // Not established: the 'established' and 'registered' events pump (#sessionEvent). TCP and
       // WebSocket drains pump too; an HTTP path's queue has no drain event, so it is retried.
       resumes: () => this.session.state !== 'established',
-      send: (payload, t, pieces) => {
-        const pkt = this.session.sendReserved(payload, NextHeader.ROAMLINK, t, pieces);
+      send: (payload, t) => {
+        const pkt = this.session.sendReserved(payload, NextHeader.ROAMLINK, t);
         if (pkt) for (const p of this.session.dataPaths) this.#sendOn(p, pkt);
         this.driver.pump();
       },

@@ -55,7 +55,6 @@ import {
   allocUninitialized,
   arenaReads,
   corkedPipe,
-  DEFER_COPIES_FROM_NODE,
   HttpRelayTransport,
   isHttpPath,
   isTcpPath,
@@ -335,8 +334,6 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
         adoptWrites: true,
         // It writes every byte of a packet: no zero-filling of 60 000-byte buffers.
         alloc: allocUninitialized,
-        // Stream data from the send buffer goes straight into the cipher (sealPieces).
-        deferCopiesFrom: DEFER_COPIES_FROM_NODE,
         now: Date.now(),
         ...nodeMuxWindows(o.streamWindow),
         ...(o.outageMs ? { outageMs: o.outageMs } : {}),
@@ -347,8 +344,8 @@ export async function startRelay(o: RelayOptions): Promise<RelayHandle> {
       }),
       canSend: () =>
         peer.keys.current !== undefined && peer.path !== undefined && !congested(peer.path),
-      send: (payload, now, pieces) => {
-        const pkt = relay.sendReserved(peer, payload, NextHeader.ROAMLINK, now, pieces);
+      send: (payload, now) => {
+        const pkt = relay.sendReserved(peer, payload, NextHeader.ROAMLINK, now);
         if (pkt && peer.path !== undefined) sendOn(peer.path, pkt);
         driver.pump();
       },

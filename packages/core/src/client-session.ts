@@ -42,7 +42,6 @@ import { toHex } from './bytes.ts';
 import { NextHeader } from './constants.ts';
 import type { CryptoProvider, Suite } from './crypto/aead.ts';
 import { DeadPathDetector } from './dead-path.ts';
-import type { DeferredCopies } from './deferred-copies.ts';
 import { DEFAULT_ENCAPSULATION_PREFERENCE, Encapsulation } from './encapsulation.ts';
 import { ErrorCode, isRoamlinkError } from './errors.ts';
 import type { EspOpened } from './esp.ts';
@@ -321,17 +320,10 @@ export class ClientSession<P> {
   /**
    * As `send`, but seals `payload` where it lies, without a copy: the bytes before and after the
    * view (ESP_PAYLOAD_OFFSET and ESP_TAIL_RESERVE of them) are scratch the caller reserved, as
-   * the stream layer's packets have. Falls back to a copy if the room is not there. `pieces`:
-   * bytes of the payload not written yet (Mux `deferred`), read where they lie when it is sealed,
-   * or copied in if it has to wait.
+   * the stream layer's packets have. Falls back to a copy if the room is not there.
    */
-  sendReserved(
-    payload: Uint8Array,
-    nextHeader: number,
-    now: number,
-    pieces?: DeferredCopies,
-  ): Uint8Array | undefined {
-    return this.#send(payload, nextHeader, now, true, pieces);
+  sendReserved(payload: Uint8Array, nextHeader: number, now: number): Uint8Array | undefined {
+    return this.#send(payload, nextHeader, now, true);
   }
 
   #send(
@@ -339,20 +331,16 @@ export class ClientSession<P> {
     nextHeader: number,
     now: number,
     reserved: boolean,
-    pieces?: DeferredCopies,
   ): Uint8Array | undefined {
     const cur = this.#usable(now);
     if (!cur) {
-      pieces?.applyTo(payload);
       this.#stage(payload, nextHeader);
       return undefined;
     }
     const tx = cur.sender(payload.length);
-    let pkt = reserved ? sealReserved(tx, payload, nextHeader, pieces) : undefined;
-    if (!pkt) {
-      pieces?.applyTo(payload);
-      pkt = tx.seal(payload, nextHeader);
-    }
+    const pkt =
+      (reserved ? sealReserved(tx, payload, nextHeader) : undefined) ??
+      tx.seal(payload, nextHeader);
     this.stats.packetsSent++;
     this.#sent(now);
     if (this.#dataPaths.length > 1 && --this.#duplicatesLeft <= 0) {

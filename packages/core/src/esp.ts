@@ -36,7 +36,6 @@ import {
 } from './constants.ts';
 import type { Aead } from './crypto/aead.ts';
 import { AEAD_NONCE_BYTES } from './crypto/aead.ts';
-import type { DeferredCopies } from './deferred-copies.ts';
 import { ErrorCode, RoamlinkError } from './errors.ts';
 import { inferSequence } from './esn.ts';
 import { DEFAULT_REPLAY_WINDOW, ReplayWindow } from './replay.ts';
@@ -88,20 +87,18 @@ export const ESP_TAIL_RESERVE = ESP_ALIGN - 1 + ESP_TRAILER_BYTES + ESP_ICV_BYTE
  * Seals a payload in the buffer it was built in: `payload` is a view with ESP_PAYLOAD_OFFSET
  * bytes free before it and ESP_TAIL_RESERVE after it, both the caller's scratch (a builder that
  * reserved them, as the stream layer does). Returns the packet, a view over the same memory, or
- * undefined if the room is not there (the caller then seals a copy, `pieces` applied first).
- * `pieces`: bytes of the payload not written yet (DeferredCopies), read where they lie.
+ * undefined if the room is not there (the caller then seals a copy).
  */
 export function sealReserved(
   tx: EspSender,
   payload: Uint8Array,
   nextHeader: number,
-  pieces?: DeferredCopies,
 ): Uint8Array | undefined {
   const start = payload.byteOffset - ESP_PAYLOAD_OFFSET;
   const len = espPacketLength(payload.length);
   if (start < 0 || start + len > payload.buffer.byteLength) return undefined;
   const buf = new Uint8Array(payload.buffer, start, len);
-  tx.sealInPlace(buf, 0, payload.length, nextHeader, pieces);
+  tx.sealInPlace(buf, 0, payload.length, nextHeader);
   return buf;
 }
 
@@ -199,8 +196,7 @@ export class EspCipher {
 
   /**
    * Like seal, for a payload that the caller already wrote at `out[o + 16, o + 16 + length)`:
-   * the zero-copy path, for layers that build their frames straight into packet buffers. With
-   * `pieces`, the payload's bytes they list are read from them instead (and `pieces` is cleared).
+   * the zero-copy path, for layers that build their frames straight into packet buffers.
    */
   sealAt(
     out: Uint8Array,
@@ -211,7 +207,6 @@ export class EspCipher {
     seqLo: number,
     ivHi: number,
     ivLo: number,
-    pieces?: DeferredCopies,
   ): number {
     const block = (payloadLength + ESP_TRAILER_BYTES + ESP_ALIGN - 1) & ~(ESP_ALIGN - 1);
     const padLen = block - payloadLength - ESP_TRAILER_BYTES;
@@ -228,17 +223,7 @@ export class EspCipher {
     writeU32(this.#nonce, 4, ivHi);
     writeU32(this.#nonce, 8, ivLo);
     this.#setAad(seqHi, seqLo);
-    const aead = this.aead;
-    if (pieces === undefined || pieces.count === 0) {
-      aead.seal(this.#nonce, this.#aad, out, start, end);
-    } else {
-      if (aead.sealPieces) aead.sealPieces(this.#nonce, this.#aad, out, start, end, pieces, start);
-      else {
-        pieces.applyTo(out.subarray(start));
-        aead.seal(this.#nonce, this.#aad, out, start, end);
-      }
-      pieces.clear();
-    }
+    this.aead.seal(this.#nonce, this.#aad, out, start, end);
     return end + ESP_ICV_BYTES - o;
   }
 
@@ -352,13 +337,7 @@ export class EspSender {
    * caller built it there, leaving room for the header and the trailer), and is sealed in place.
    * Returns the packet length.
    */
-  sealInPlace(
-    buf: Uint8Array,
-    offset: number,
-    payloadLength: number,
-    nextHeader: number,
-    pieces?: DeferredCopies,
-  ): number {
+  sealInPlace(buf: Uint8Array, offset: number, payloadLength: number, nextHeader: number): number {
     if (this.seq >= this.maxSequence) {
       throw new RoamlinkError(ErrorCode.SA_EXPIRED, 'ESP sequence number space exhausted');
     }
@@ -367,7 +346,7 @@ export class EspSender {
     const lo = seq >>> 0;
     // RFC 4106 §3.1, RFC 7634 §2: the IV must never repeat under one key; the sequence number
     // never does, so it is the IV.
-    return this.cipher.sealAt(buf, offset, payloadLength, nextHeader, hi, lo, hi, lo, pieces);
+    return this.cipher.sealAt(buf, offset, payloadLength, nextHeader, hi, lo, hi, lo);
   }
 }
 

@@ -6,7 +6,6 @@ export * from './constants.ts';
 export * from './crypto/aead.ts';
 export * from './crypto/aead-guard.ts';
 export * from './crypto/noble.ts';
-export * from './deferred-copies.ts';
 export * from './encapsulation.ts';
 export * from './errors.ts';
 export * from './esn.ts';

@@ -4,7 +4,6 @@
  * stream hosts share it; they bring the timers (the core keeps none of its own) and what to do
  * with each event.
  */
-import type { DeferredCopies } from './deferred-copies.ts';
 import type { Mux, MuxEvent } from './mux.ts';
 
 /** The host's timers. `background`: the timer alone must not keep the process alive. */
@@ -23,11 +22,8 @@ export interface MuxPumpOptions {
    * event pumps on it). Then a held-back pump sets no retry timer. Default: false, retry.
    */
   resumes?: () => boolean;
-  /**
-   * Seals one mux payload and sends it. `pieces`: the payload's stream data the mux left out of
-   * it (Mux `deferCopiesFrom`; empty without it), to seal it with.
-   */
-  send: (payload: Uint8Array, now: number, pieces: DeferredCopies) => void;
+  /** Seals one mux payload and sends it. */
+  send: (payload: Uint8Array, now: number) => void;
   /** Every event the mux emits, in order. */
   onEvent: (e: MuxEvent) => void;
   clock: () => number;
@@ -101,7 +97,7 @@ export class MuxPump {
       }
       const p = o.mux.pollPacket(now);
       if (!p) return;
-      o.send(p, now, o.mux.deferred);
+      o.send(p, now);
     }
   }
 

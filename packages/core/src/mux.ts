@@ -26,7 +26,6 @@
 import { RangeSet } from './ack-ranges.ts';
 import { initialWindow, Pacer } from './congestion.ts';
 import { DEFAULT_MAX_DATAGRAM, MIN_MAX_DATAGRAM } from './constants.ts';
-import { DeferredCopies } from './deferred-copies.ts';
 import { ErrorCode, RoamlinkError } from './errors.ts';
 import type { RecoveryHooks, SentPacket } from './recovery.ts';
 import { Recovery } from './recovery.ts';
@@ -171,14 +170,6 @@ export interface MuxOptions {
    * Default `new Uint8Array` (zeroed).
    */
   alloc?: (bytes: number) => Uint8Array;
-  /**
-   * Stream data lying in one piece of at least this many bytes is left out of the payload
-   * `pollPacket` returns and listed in `deferred` instead: the host seals the packet with those
-   * pieces (EspSender.sealInPlace, `sendReserved`), and the cipher reads them where they lie,
-   * one copy of the data fewer. A host that sets this must hand every packet's pieces on before
-   * it polls the next one. Default: off (every byte is in the payload).
-   */
-  deferCopiesFrom?: number;
   now: number;
 }
 
@@ -400,8 +391,6 @@ export class Mux {
   #pmtuDue = false;
   readonly #head: number;
   readonly #alloc: (bytes: number) => Uint8Array;
-  readonly #deferFrom: number | undefined;
-  readonly #deferred = new DeferredCopies();
   readonly #tail: number;
   #maxPayload: number;
   #now: number;
@@ -542,8 +531,6 @@ export class Mux {
     this.#head = o.reserve?.head ?? 0;
     this.#tail = o.reserve?.tail ?? 0;
     this.#alloc = o.alloc ?? zeroed;
-    this.#deferFrom =
-      o.deferCopiesFrom === undefined ? undefined : num(o.deferCopiesFrom, 0, 1, 'deferCopiesFrom');
     this.#now = o.now;
     this.#rec = new Recovery<Item[]>({
       maxDatagramSize: this.#maxPayload,
@@ -613,23 +600,8 @@ export class Mux {
     }
   }
 
-  /**
-   * The stream data left out of the payload `pollPacket` last returned (`deferCopiesFrom`), to
-   * seal it with; empty once sealed (the SA clears it) or when nothing was left out.
-   */
-  get deferred(): DeferredCopies {
-    return this.#deferred;
-  }
-
   /** Next payload to send now, or undefined when nothing may go (window, pacing, nothing due). */
   pollPacket(now: number): Uint8Array | undefined {
-    if (this.#deferred.count > 0) {
-      // The last packet went out without its stream data: the peer would take garbage for it.
-      throw new RoamlinkError(
-        ErrorCode.INVALID_ARGUMENT,
-        'Mux: the last packet was not sealed with its deferred pieces (deferCopiesFrom)',
-      );
-    }
     if (now > this.#now) this.#now = now;
     now = this.#now;
     const rec = this.#rec;
@@ -1940,8 +1912,7 @@ export class Mux {
           it.open ? st.targetBytes : undefined,
           it.b,
         );
-        if (this.#deferFrom === undefined) st.send.copyOut(it.a, it.b, buf, o);
-        else st.send.copyOut(it.a, it.b, buf, o, this.#deferred, this.#deferFrom);
+        st.send.copyOut(it.a, it.b, buf, o);
         return o + it.b;
       }
       case K_ACCEPT:

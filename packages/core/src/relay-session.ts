@@ -30,7 +30,6 @@
 import { equalBytes, toHex } from './bytes.ts';
 import { NextHeader } from './constants.ts';
 import type { CryptoProvider, Suite } from './crypto/aead.ts';
-import type { DeferredCopies } from './deferred-copies.ts';
 import { DEFAULT_ENCAPSULATION_PREFERENCE, Encapsulation } from './encapsulation.ts';
 import { ErrorCode, isRoamlinkError } from './errors.ts';
 import type { DropName, EspOpened } from './esp.ts';
@@ -335,17 +334,14 @@ export class RelaySessions<P> {
   /**
    * As `send`, but seals `payload` where it lies, without a copy: the bytes before and after the
    * view (ESP_PAYLOAD_OFFSET and ESP_TAIL_RESERVE of them) are scratch the caller reserved.
-   * `pieces`: bytes of the payload not written yet (Mux `deferred`), read where they lie when it
-   * is sealed, or copied in if it has to wait.
    */
   sendReserved(
     peer: RelayPeer<P>,
     payload: Uint8Array,
     nextHeader: number,
     now: number,
-    pieces?: DeferredCopies,
   ): Uint8Array | undefined {
-    return this.#send(peer, payload, nextHeader, now, true, pieces);
+    return this.#send(peer, payload, nextHeader, now, true);
   }
 
   #send(
@@ -354,7 +350,6 @@ export class RelaySessions<P> {
     nextHeader: number,
     now: number,
     reserved: boolean,
-    pieces?: DeferredCopies,
   ): Uint8Array | undefined {
     const cur = peer.keys.current;
     if (
@@ -363,18 +358,15 @@ export class RelaySessions<P> {
       peer.path === undefined ||
       !this.#budget(peer, peer.path, payload.length + 48)
     ) {
-      pieces?.applyTo(payload);
       this.#stage(peer, payload, nextHeader);
       return undefined;
     }
     this.stats.packetsSent++;
     peer.packetsSent++;
     const tx = cur.sender(payload.length);
-    let pkt = reserved ? sealReserved(tx, payload, nextHeader, pieces) : undefined;
-    if (!pkt) {
-      pieces?.applyTo(payload);
-      pkt = tx.seal(payload, nextHeader);
-    }
+    const pkt =
+      (reserved ? sealReserved(tx, payload, nextHeader) : undefined) ??
+      tx.seal(payload, nextHeader);
     this.#charge(peer, peer.path, pkt.length);
     if (peer.redundantLeft > 0) {
       // Right after a move onto a datagram path, each packet goes twice (the client's replay

@@ -13,7 +13,6 @@
  * of pieces by MAX_SEGMENTS.
  */
 import { RangeSet } from './ack-ranges.ts';
-import type { DeferredCopies } from './deferred-copies.ts';
 
 /** Smallest chunk allocated for written data (small writes are packed into it). */
 const CHUNK_BYTES = 16 * 1024;
@@ -182,19 +181,8 @@ export class SendBuffer {
     return false;
   }
 
-  /**
-   * Copies `[offset, offset + length)` into `dst` at `at`. The range must be held. With `defer`,
-   * the parts that lie in one chunk for `deferFrom` bytes or more are not copied but listed in
-   * `defer` (their place in `dst`, a view of the chunk): the sealer reads them there.
-   */
-  copyOut(
-    offset: number,
-    length: number,
-    dst: Uint8Array,
-    at: number,
-    defer?: DeferredCopies,
-    deferFrom = 0,
-  ): void {
+  /** Copies `[offset, offset + length)` into `dst` at `at`. The range must be held. */
+  copyOut(offset: number, length: number, dst: Uint8Array, at: number): void {
     if (length === 0) return;
     let lo = this.#head;
     let hi = this.#starts.length - 1;
@@ -210,9 +198,7 @@ export class SendBuffer {
       const c = this.#chunks[i]!;
       const from = off - this.#starts[i]!;
       const k = Math.min(left, c.length - from);
-      const piece = from === 0 && k === c.length ? c : c.subarray(from, from + k);
-      if (defer !== undefined && k >= deferFrom) defer.add(at, piece);
-      else dst.set(piece, at);
+      dst.set(from === 0 && k === c.length ? c : c.subarray(from, from + k), at);
       at += k;
       off += k;
       left -= k;

@@ -5,7 +5,6 @@ import { gcm } from '@noble/ciphers/aes.js';
 import fc from 'fast-check';
 import type { Aead } from '../src/index.ts';
 import {
-  DeferredCopies,
   Drop,
   EspCipher,
   EspReceiver,
@@ -246,24 +245,4 @@ test('sealInPlace (zero copy) produces the same packet as seal', () => {
     assert.equal(n, viaCopy.length);
     assert.deepEqual(buf.subarray(8, 8 + n), viaCopy);
   }
-});
-
-test('sealInPlace with pieces (a backend without sealPieces): the pieces go in, then the same packet as seal', () => {
-  const a = pair();
-  const b = pair();
-  assert.equal(b.tx.cipher.aead.sealPieces, undefined, 'noble takes the copy-in path');
-  const payload = new Uint8Array(3000).map((_, i) => (i * 7) ^ 0x3c);
-  const viaCopy = a.tx.seal(payload, 253);
-  const buf = new Uint8Array(espPacketLength(payload.length) + 8);
-  // The frame bytes are in place; two spans of stream data are not (they are pieces).
-  buf.set(payload.subarray(0, 100), 8 + 16);
-  buf.set(payload.subarray(2500), 8 + 16 + 2500);
-  const pieces = new DeferredCopies();
-  pieces.add(100, payload.slice(100, 1000));
-  pieces.add(1000, payload.slice(1000, 2500));
-  const n = b.tx.sealInPlace(buf, 8, payload.length, 253, pieces);
-  assert.deepEqual(buf.subarray(8, 8 + n), viaCopy);
-  assert.equal(pieces.count, 0, 'sealed: the pieces are let go');
-  assert.equal(b.rx.open(buf.slice(8, 8 + n), b.opened), Drop.NONE);
-  assert.deepEqual(b.opened.payload, payload);
 });

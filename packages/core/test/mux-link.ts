@@ -161,9 +161,6 @@ export class Pair {
   readonly events: { side: Side; at: number; e: MuxEvent }[] = [];
   /** Record events (off for bulk tests: data events are many). */
   record = true;
-  /** Stream data the muxes left out of their packets (deferCopiesFrom), put in before sending. */
-  deferredPieces = 0;
-  deferredBytes = 0;
   readonly #flights = new FlightHeap();
   #seq = 0;
 
@@ -187,13 +184,6 @@ export class Pair {
       const link = side === 'client' ? this.c2r : this.r2c;
       const to: Side = side === 'client' ? 'relay' : 'client';
       for (let p = m.pollPacket(this.now); p; p = m.pollPacket(this.now)) {
-        // What sealing does (deferCopiesFrom): the stream data the mux left out goes in.
-        const d = m.deferred;
-        if (d.count > 0) {
-          this.deferredPieces += d.count;
-          this.deferredBytes += d.bytes;
-          d.applyTo(p);
-        }
         for (const at of link.schedule(this.now, p.length)) {
           this.#flights.push({ at, seq: this.#seq++, to, data: p });
         }

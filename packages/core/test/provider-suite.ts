@@ -19,7 +19,6 @@ import {
   AEAD_TAG_BYTES,
   type Aead,
   type CryptoProvider,
-  DeferredCopies,
   ErrorCode,
   fromHex,
   isRoamlinkError,
@@ -341,82 +340,6 @@ function suiteTests(provider: CryptoProvider, suite: Suite): void {
       );
     }
   });
-
-  // Only a backend that has sealPieces (the ESP layer copies the pieces in for the others).
-  if (provider.aead(suite, new Uint8Array(AEAD_KEY_BYTES)).sealPieces) {
-    test('property: sealPieces gives the bytes seal gives, pieces read where they lie', () => {
-      fc.assert(
-        fc.property(
-          fc.uint8Array({ minLength: AEAD_KEY_BYTES, maxLength: AEAD_KEY_BYTES }),
-          fc.uint8Array({ minLength: AEAD_NONCE_BYTES, maxLength: AEAD_NONCE_BYTES }),
-          fc.uint8Array({ maxLength: 32 }),
-          fc.uint8Array({ maxLength: 3000, size: 'max' }),
-          // Cut points: the pieces are every other span between them, adjacent ones included.
-          fc.uniqueArray(fc.nat({ max: 3000 }), { maxLength: 12 }),
-          fc.boolean(),
-          fc.nat({ max: 40 }),
-          (key, nonce, aad, plaintext, cuts, firstIsPiece, start) => {
-            const aead = provider.aead(suite, key);
-            const end = start + plaintext.length;
-            const whole = new Uint8Array(end + AEAD_TAG_BYTES + 5);
-            whole.set(plaintext, start);
-            aead.seal(nonce, aad, whole, start, end);
-
-            const buf = new Uint8Array(whole.length);
-            buf.fill(0xee);
-            const pieces = new DeferredCopies();
-            const points = [0, ...cuts.filter((c) => c <= plaintext.length).sort((a, b) => a - b)];
-            points.push(plaintext.length);
-            for (let i = 0; i + 1 < points.length; i++) {
-              const [a, b] = [points[i]!, points[i + 1]!];
-              // Pieces come from their own buffers (a copy), as socket reads would.
-              if ((i % 2 === 0) === firstIsPiece) pieces.add(a, plaintext.slice(a, b));
-              else buf.set(plaintext.subarray(a, b), start + a);
-            }
-            aead.sealPieces!(nonce, aad, buf, start, end, pieces, start);
-            const sealed = end + AEAD_TAG_BYTES;
-            assert.equal(toHex(buf.subarray(start, sealed)), toHex(whole.subarray(start, sealed)));
-            assert.ok(
-              buf.subarray(0, start).every((x) => x === 0xee),
-              'bytes before untouched',
-            );
-            assert.ok(
-              buf.subarray(sealed).every((x) => x === 0xee),
-              'bytes after untouched',
-            );
-          },
-        ),
-        { numRuns: 100 },
-      );
-    });
-
-    test('sealPieces refuses pieces out of order or outside the range, changing nothing', () => {
-      const aead = provider.aead(suite, pattern(AEAD_KEY_BYTES, 1));
-      const nonce = pattern(AEAD_NONCE_BYTES, 2);
-      const bad: [number, number][][] = [
-        [[90, 20]], // past the end
-        [
-          [10, 10],
-          [15, 10],
-        ], // overlapping
-        [
-          [40, 5],
-          [10, 5],
-        ], // out of order
-      ];
-      for (const layout of bad) {
-        const buf = pattern(100 + AEAD_TAG_BYTES, 7);
-        const before = buf.slice();
-        const pieces = new DeferredCopies();
-        for (const [at, len] of layout) pieces.add(at, new Uint8Array(len));
-        assert.throws(
-          () => aead.sealPieces!(nonce, new Uint8Array(0), buf, 0, 100, pieces, 0),
-          (e: unknown) => isRoamlinkError(e, ErrorCode.INVALID_ARGUMENT),
-        );
-        assert.deepEqual(buf, before, `${JSON.stringify(layout)} left the buffer as it was`);
-      }
-    });
-  }
 
   test('property: seal then open round-trips for lengths 0..2000', () => {
     fc.assert(

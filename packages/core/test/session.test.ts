@@ -3,12 +3,9 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import {
   chooseSuite,
-  DeferredCopies,
   decodeInitPayload,
   decodeRespPayload,
   Encapsulation,
-  ESP_PAYLOAD_OFFSET,
-  ESP_TAIL_RESERVE,
   encodeInitPayload,
   encodeRespPayload,
   InitiatorHandshake,
@@ -67,54 +64,6 @@ describe('handshake', () => {
       0,
       'staged data confirms, no keepalive needed',
     );
-  });
-
-  test('sendReserved with pieces: held before the handshake or sealed at once, the pieces go in', () => {
-    const net = new Net();
-    net.connect();
-    // A payload built as the stream layer builds one: room around it, and its bytes from 8 on
-    // not written yet but listed as pieces (Mux deferCopiesFrom).
-    const reserved = (i: number): { payload: Uint8Array; pieces: DeferredCopies } => {
-      const whole = numbered(i, 3000);
-      whole.fill(i, 8);
-      const payload = new Uint8Array(ESP_PAYLOAD_OFFSET + 3000 + ESP_TAIL_RESERVE).subarray(
-        ESP_PAYLOAD_OFFSET,
-        ESP_PAYLOAD_OFFSET + 3000,
-      );
-      payload.set(whole.subarray(0, 8));
-      const pieces = new DeferredCopies();
-      pieces.add(8, whole.slice(8, 2000));
-      pieces.add(2000, whole.slice(2000));
-      return { payload, pieces };
-    };
-    const early = reserved(1);
-    assert.equal(net.client.sendReserved(early.payload, DATA, net.now, early.pieces), undefined);
-    assert.equal(early.pieces.count, 0, 'held: the pieces were copied in');
-    net.runUntil(net.now + 100);
-    const later = reserved(2);
-    const pkt = net.client.sendReserved(later.payload, DATA, net.now, later.pieces);
-    assert.ok(pkt, 'established: sealed at once');
-    assert.equal(later.pieces.count, 0);
-    for (const p of net.client.dataPaths) net.wire('relay', p, pkt);
-    const peer = [...net.relay.peers.values()][0]!;
-    const down = reserved(3);
-    const back = net.relay.sendReserved(peer, down.payload, DATA, net.now, down.pieces);
-    assert.ok(back && peer.path !== undefined);
-    net.wire('client', peer.path, back);
-    net.runUntil(net.now + 50);
-    for (const [got, i] of [
-      [net.atRelay, 1],
-      [net.atRelay, 2],
-      [net.atClient, 3],
-    ] as const) {
-      const r = got.find((x) => indexOf(x.payload) === i);
-      assert.ok(r, `payload ${i} arrived`);
-      assert.equal(r.payload.length, 3000);
-      assert.ok(
-        r.payload.subarray(8).every((x) => x === i),
-        `payload ${i} whole`,
-      );
-    }
   });
 
   test('message 1 on several paths is one handshake; the relay answers every path', () => {

@@ -5,8 +5,7 @@
  *
  * node:crypto has no one-shot AEAD and no output-buffer API: every call builds a cipher object
  * and `update` returns a fresh buffer. `seal` copies it back into the caller's buffer; `openOut`
- * hands it over instead (the receive path takes it), `open` copies it back. `sealPieces` feeds
- * the stream data from where it lies (DeferredCopies), so that it is copied once, as ciphertext.
+ * hands it over instead (the receive path takes it), `open` copies it back.
  */
 import {
   type CipherKey,
@@ -25,8 +24,6 @@ import {
   type CryptoProvider,
   checkAeadArgs,
   copyAeadKey,
-  ErrorCode,
-  RoamlinkError,
   requireSuite,
   Suite,
   type X25519,
@@ -55,47 +52,6 @@ function nodeAead(suite: Suite, key: CipherKey): Aead {
       const ciphertext = cipher.update(buf.subarray(start, end));
       cipher.final(); // stream ciphers: nothing is buffered, `final` only computes the tag
       buf.set(ciphertext, start);
-      buf.set(cipher.getAuthTag(), end);
-    },
-    sealPieces(nonce, aad, buf, start, end, pieces, base) {
-      checkAeadArgs(nonce, aad, buf, start, end);
-      // Misplaced pieces are refused before a byte of `buf` changes.
-      const n = pieces.count;
-      for (let i = 0, pos = start; i < n; i++) {
-        const at = base + pieces.at[i]!;
-        const len = pieces.from[i]!.length;
-        if (!Number.isSafeInteger(at) || at < pos || at + len > end) {
-          throw new RoamlinkError(
-            ErrorCode.INVALID_ARGUMENT,
-            `sealPieces: piece ${i} at ${at} (+${len}) is not within [${pos}, ${end})`,
-          );
-        }
-        pos = at + len;
-      }
-      const cipher =
-        algorithm === 'aes-256-gcm'
-          ? createCipheriv(algorithm, key, nonce, OPTIONS)
-          : createCipheriv(algorithm, key, nonce, OPTIONS);
-      if (aad.length > 0) cipher.setAAD(aad);
-      // Both suites are stream ciphers to OpenSSL: each update returns exactly as many bytes as
-      // it was given, so every piece's ciphertext lands where its plaintext would have been.
-      const put = (from: Uint8Array, at: number): void => {
-        const out = cipher.update(from);
-        if (out.length !== from.length) {
-          throw new RoamlinkError(ErrorCode.UNSUPPORTED, `${algorithm}: update buffered bytes`);
-        }
-        buf.set(out, at);
-      };
-      let pos = start;
-      for (let i = 0; i < n; i++) {
-        const at = base + pieces.at[i]!;
-        const from = pieces.from[i]!;
-        if (at > pos) put(buf.subarray(pos, at), pos);
-        put(from, at);
-        pos = at + from.length;
-      }
-      if (end > pos) put(buf.subarray(pos, end), pos);
-      cipher.final();
       buf.set(cipher.getAuthTag(), end);
     },
     open(nonce, aad, buf, start, end) {

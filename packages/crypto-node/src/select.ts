@@ -504,14 +504,6 @@ function bySize(bulk: Aead, small: Aead): Aead {
     seal(nonce, aad, buf, start, end) {
       (end - start < SMALL_PACKET_BYTES ? small : bulk).seal(nonce, aad, buf, start, end);
     },
-    sealPieces(nonce, aad, buf, start, end, pieces, base) {
-      const by = end - start < SMALL_PACKET_BYTES ? small : bulk;
-      if (by.sealPieces) by.sealPieces(nonce, aad, buf, start, end, pieces, base);
-      else {
-        pieces.applyTo(buf.subarray(base));
-        by.seal(nonce, aad, buf, start, end);
-      }
-    },
     open(nonce, aad, buf, start, end) {
       return (end - start < SMALL_PACKET_BYTES ? small : bulk).open(nonce, aad, buf, start, end);
     },

@@ -10,7 +10,7 @@
  * `send(payload)` (seal with the SA and put on the wire).
  */
 import { Duplex } from 'node:stream';
-import type { DeferredCopies, Mux, MuxEvent, StreamTarget } from '@roamlink/core';
+import type { Mux, MuxEvent, StreamTarget } from '@roamlink/core';
 import { DATAGRAM_PATH_CEILING, MuxPump, type PumpTimers, StreamError } from '@roamlink/core';
 import type { TunnelDatagrams, TunnelErrorCode } from './socks5.ts';
 import { TunnelError } from './socks5.ts';
@@ -21,11 +21,8 @@ export interface MuxHostOptions {
   canSend: () => boolean;
   /** While `canSend` is false, whether the owner pumps by itself when it can (MuxPumpOptions). */
   resumes?: () => boolean;
-  /**
-   * Seals one mux payload and sends it on the session's current path(s); `pieces` (Mux
-   * `deferred`) are part of it (DEFER_COPIES_FROM_NODE).
-   */
-  send: (payload: Uint8Array, now: number, pieces: DeferredCopies) => void;
+  /** Seals one mux payload and sends it on the session's current path(s). */
+  send: (payload: Uint8Array, now: number) => void;
   /** Events the host does not handle itself: stream-open, goaway, dead. */
   onEvent?: (e: MuxEvent) => void;
   /** Datagrams for flows the host does not know (the relay's egress side takes them). */
@@ -52,16 +49,6 @@ export const SESSION_WINDOW_NODE = 32 * 1024 * 1024;
  * can stop before the others feel it.
  */
 export const SESSION_MEMORY_NODE = 4 * SESSION_WINDOW_NODE;
-
-/**
- * The Node relay's and client's Mux `deferCopiesFrom`: stream data lying in one piece of 16 KiB
- * or more (socket reads the send buffer adopted) is not copied into the packet; node:crypto reads
- * it where it lies and writes its ciphertext into the packet (Aead `sealPieces`). Interleaved
- * here, a 1 MiB packet of 256 KiB reads sealed 431 -> 290 us (cold source memory): the copy
- * read memory the cipher has to read again. Below 16 KiB a copy costs less than the extra
- * cipher call.
- */
-export const DEFER_COPIES_FROM_NODE = 16 * 1024;
 
 /** The Mux window options of the Node relay and client, with an optional initial stream window. */
 export function nodeMuxWindows(streamWindow?: number): {

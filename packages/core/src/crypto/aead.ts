@@ -6,7 +6,6 @@
  * Both suites are 256-bit-key AEADs with a 96-bit nonce and a 128-bit tag, which is what ESP
  * needs: RFC 4106 (AES-GCM) and RFC 7634 (ChaCha20-Poly1305) build the nonce as salt(4) || IV(8).
  */
-import type { DeferredCopies } from '../deferred-copies.ts';
 
 /** Suite identifiers, also the on-the-wire codes in handshake payloads (docs/PROTOCOL.md). */
 export const Suite = {
@@ -56,22 +55,6 @@ export interface Aead {
     start: number,
     end: number,
   ): Uint8Array | undefined;
-  /**
-   * Optional, for backends that encrypt from a source into an output anyway (node:crypto): like
-   * `seal`, but the bytes at `buf[base + pieces.at[i], ...)` are not in `buf` yet and are read
-   * from `pieces.from[i]` instead (each piece lies within `[start, end)`); their ciphertext lands
-   * in `buf` as `seal` would put it. Same bytes out as `pieces.applyTo` followed by `seal`, one
-   * copy fewer. May clear `pieces` (the caller does, once sealed).
-   */
-  sealPieces?(
-    nonce: Uint8Array,
-    aad: Uint8Array,
-    buf: Uint8Array,
-    start: number,
-    end: number,
-    pieces: DeferredCopies,
-    base: number,
-  ): void;
 }
 
 /**
