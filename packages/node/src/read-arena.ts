@@ -21,6 +21,15 @@ export class ReadArena {
   #buf: Uint8Array = new Uint8Array(0);
   #pos = 0;
 
+  /**
+   * How many bytes the next read may take right after the last one, in the same buffer: what
+   * `next()` returns, or 0 when it will start a fresh buffer.
+   */
+  room(): number {
+    const left = this.#buf.length - this.#pos;
+    return left < MIN_READ_BYTES ? 0 : left;
+  }
+
   /** The buffer for the next read (`onread.buffer`). */
   next(): Uint8Array {
     if (this.#buf.length - this.#pos < MIN_READ_BYTES) {
@@ -38,13 +47,17 @@ export class ReadArena {
 }
 
 /**
- * A reader that may take reads straight into its own buffer: a record (RFC 8229 framing) split
- * across reads is gathered there instead of being copied out of the arena (RecordReader's
- * `gatherTarget` and `gathered`).
+ * A reader that may take reads straight into its own buffer: a record (RFC 8229 framing) or a
+ * WebSocket frame split across reads is gathered there instead of being copied out of the arena
+ * (RecordReader's `gatherTarget` and `gathered`, WsFrameReads).
  */
 export interface ReadGather {
-  /** Where the next read may go instead of the arena (at least `min` bytes), or undefined. */
-  target(min: number): Uint8Array | undefined;
+  /**
+   * Where the next read may go instead of the arena (at least `min` bytes), or undefined. `room`:
+   * how much the arena's next read may take right after the last read (ReadArena.room), so a
+   * record or frame whose rest fits there can be read on in place.
+   */
+  target(min: number, room: number): Uint8Array | undefined;
   /** The read went to the last target and filled `n` bytes of it. */
   filled(n: number): void;
 }
@@ -68,7 +81,7 @@ export function arenaReads(
   let gathering = false;
   return {
     buffer: () => {
-      const t = gather?.target(MIN_READ_BYTES);
+      const t = gather?.target(MIN_READ_BYTES, arena.room());
       gathering = t !== undefined;
       return t ?? arena.next();
     },

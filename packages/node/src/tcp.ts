@@ -193,7 +193,7 @@ export class TcpTransport {
       let into: Accepted | undefined;
       // noDelay is on the connection's handle already (the server set it before 'connection').
       const socket = adoptWithArena(accepted, server, (d) => into?.deliver(d), {
-        target: (min) => into?.gather.target(min),
+        target: (min, room) => into?.gather.target(min, room),
         filled: (n) => into?.gather.filled(n),
       });
       into = this.#accept(socket);

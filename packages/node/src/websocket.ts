@@ -25,13 +25,14 @@
  */
 import type { IncomingMessage, Server } from 'node:http';
 import { createRequire } from 'node:module';
-import type { Socket } from 'node:net';
+import type { createConnection, NetConnectOpts, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { type RawData, WebSocket, WebSocketServer } from 'ws';
+import { type ClientOptions, type RawData, WebSocket, WebSocketServer } from 'ws';
 import { unbracket } from './host.ts';
 import { DEFAULT_PROXY_CONNECT_TIMEOUT_MS, ProxyAgent, type ProxyConfig } from './proxy.ts';
 import { type RelayTls, relayTlsOptions } from './relay-tls.ts';
 import type { UdpEndpoint } from './udp.ts';
+import { connectWsFrames } from './ws-frame-reads.ts';
 
 /**
  * How `ws` masks and unmasks frames in this process (RFC 6455 §5.3): 'native' when its optional
@@ -288,15 +289,22 @@ export class WebSocketTransport {
             connectTimeoutMs: opts.proxyConnectTimeoutMs ?? DEFAULT_PROXY_CONNECT_TIMEOUT_MS,
             ...(tls === undefined ? {} : { tls }),
           });
-    const ws = new WebSocket(url, {
+    const options: ClientOptions = {
       headers,
       maxPayload: WS_MAX_PAYLOAD,
       perMessageDeflate: false,
       handshakeTimeout: 10_000,
-      ...(agent ? { agent } : {}),
-      // Direct wss://: `ws` hands these to tls.connect.
-      ...(tls !== undefined && !agent ? relayTlsOptions(unbracket(target.hostname), tls) : {}),
-    });
+    };
+    if (agent) options.agent = agent;
+    // Direct wss://: `ws` hands these to tls.connect.
+    else if (tls !== undefined)
+      Object.assign(options, relayTlsOptions(unbracket(target.hostname), tls));
+    // Direct ws://: reads into an arena, handed to `ws` a whole frame at a time (no joining copy).
+    // Through a proxy the agent makes the socket; over TLS `ws` reads what TLS decrypted.
+    else
+      options.createConnection = ((o: NetConnectOpts) =>
+        connectWsFrames(o, WS_MAX_PAYLOAD)) as typeof createConnection;
+    const ws = new WebSocket(url, options);
     if (agent) ws.once('close', () => agent.destroy());
     this.#pending.add(ws);
     return new Promise<string>((resolve, reject) => {
