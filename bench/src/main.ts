@@ -4,6 +4,7 @@ const benches: Record<string, () => Promise<{ run: (args: string[]) => void | Pr
   browser: () => import('./browser.ts'),
   tunnel: () => import('./tunnel.ts'),
   upload: () => import('./upload.ts'),
+  'ws-receive': () => import('./ws-receive.ts'),
 };
 
 const [name, ...args] = process.argv.slice(2);

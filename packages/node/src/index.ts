@@ -23,3 +23,4 @@ export * from './socks5.ts';
 export * from './tcp.ts';
 export * from './udp.ts';
 export * from './websocket.ts';
+export * from './ws-frame-reads.ts';
